@@ -1,0 +1,96 @@
+"""The ``embstore`` command line.
+
+Subcommands live in small modules; each exposes ``register(subparsers)``
+which adds its parser and sets ``func`` (a callable taking the parsed
+namespace and returning an exit code). Modules are imported lazily and
+never import torch, faiss or matplotlib at module level.
+
+Examples
+--------
+.. code-block:: console
+
+    $ embstore info run.zarr
+    $ embstore extract detr --checkpoint detr-r50-e632da11.pth --images photos/ --out run.zarr
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import EmbstoreError
+
+__all__ = ["main", "build_parser"]
+
+#: Modules contributing subcommands, in the order they appear in ``--help``.
+SUBCOMMAND_MODULES = (
+    "embstore.cli.store_cmds",
+    "embstore.cli.extract",
+    "embstore.cli.legacy",
+    "embstore.cli.analysis",
+    "embstore.cli.fairness",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level argument parser with every available subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; ``parse_args`` yields a namespace with ``func``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="embstore",
+        description="Extract, store and analyse embeddings of image datasets.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        The exit code: 0 on success, 2 for a usage or input error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EmbstoreError as exc:
+        print(f"embstore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("embstore: interrupted; committed rows are kept, re-run to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
