@@ -1,0 +1,247 @@
+"""Adapters giving the analyzer one view of a Store, an xarray Dataset or an old directory.
+
+Every source exposes the same small interface (internal, used by
+:class:`~embstore.analysis.core.AnalyzerCore`):
+
+``row_dim``, ``id_name``, ``store``
+    Row dimension, id coordinate name, and the :class:`~embstore.Store`
+    (``None`` when there is none).
+``ids``
+    NumPy array of row ids, in row order.
+``coords``
+    :class:`pandas.DataFrame` of the row coordinates other than the id,
+    indexed by id.
+``variables`` / ``ragged_variables``
+    ``{name: dims}`` without the row dimension.
+``dataarray(name)``
+    Dense variable as a dask-backed :class:`xarray.DataArray` ``(row, ...)``
+    without coordinates (the analyzer attaches its own).
+``get_ragged(name, id)``
+    One row of a variable-size variable as NumPy.
+``attrs``
+    Provenance dictionary.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import UnknownVariableError, ValidationError
+from .legacy_dir import LegacyDirSource, is_legacy_dir
+
+__all__ = ["StoreSource", "DatasetSource", "open_source", "LegacyDirSource"]
+
+_DEFAULT_CHUNK_ROWS = 4096
+
+
+def _as_dask(arr: xr.DataArray, row_dim: str) -> xr.DataArray:
+    """``arr`` without coordinates, dask-backed (chunked along rows if needed)."""
+    import dask.array as da
+
+    if not isinstance(arr.data, da.Array):
+        arr = arr.chunk({row_dim: _DEFAULT_CHUNK_ROWS})
+    return xr.DataArray(arr.data, dims=arr.dims, name=arr.name, attrs=dict(arr.attrs))
+
+
+class StoreSource:
+    """An :class:`embstore.Store` seen through the analyzer's source interface.
+
+    Parameters
+    ----------
+    store : embstore.Store
+        An open store.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.row_dim: str = store.row_dim
+        self.id_name: str = store.id_name
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.asarray(self.store.ids)
+
+    @property
+    def coords(self) -> pd.DataFrame:
+        df = self.store.coords
+        df = df.drop(columns=[c for c in (self.id_name,) if c in df.columns])
+        df.index.name = self.id_name
+        return df
+
+    @property
+    def variables(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.store.variables)
+
+    @property
+    def ragged_variables(self) -> dict[str, tuple[str, ...]]:
+        return dict(getattr(self.store, "ragged_variables", {}) or {})
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(getattr(self.store, "attrs", {}) or {})
+
+    def dataarray(self, name: str) -> xr.DataArray:
+        if name not in self.variables:
+            raise UnknownVariableError(
+                f"variable {name!r} is not a dense variable of the store; "
+                f"dense: {sorted(self.variables)}, ragged: {sorted(self.ragged_variables)}"
+            )
+        return _as_dask(self.store[name], self.row_dim)
+
+    def get_ragged(self, name: str, row_id: Any) -> np.ndarray:
+        return np.asarray(self.store.get_ragged(name, row_id))
+
+    def iter_ragged(self, name: str, ids: list[Any]):
+        """Yield ``(id, row)`` for ``ids`` (batched offset reads when the store can)."""
+        if hasattr(self.store, "iter_ragged"):
+            yield from self.store.iter_ragged(name, ids)
+        else:  # pragma: no cover - older stores
+            for i in ids:
+                yield i, self.get_ragged(name, i)
+
+
+class DatasetSource:
+    """A plain :class:`xarray.Dataset` (e.g. from ``xarray.open_zarr``) as a source.
+
+    Parameters
+    ----------
+    dataset : xarray.Dataset
+        Variables share a leading row dimension.
+    row_dim : str, optional
+        Row dimension; default: the first dimension of the first variable.
+    id_name : str, optional
+        Unique id coordinate along ``row_dim``; default: ``<row_dim>_id`` or
+        the dimension coordinate when present, otherwise positions are used
+        as ids under the name ``<row_dim>_id``.
+    """
+
+    store = None
+
+    def __init__(
+        self, dataset: xr.Dataset, row_dim: str | None = None, id_name: str | None = None
+    ) -> None:
+        if not dataset.data_vars:
+            raise ValidationError("the dataset has no data variables to analyse")
+        if row_dim is None:
+            row_dim = next(iter(dataset.data_vars.values())).dims[0]
+        if row_dim not in dataset.dims:
+            raise ValidationError(
+                f"row_dim={row_dim!r} is not a dimension of the dataset; "
+                f"dims: {list(dataset.dims)}"
+            )
+        self.row_dim = str(row_dim)
+        n = dataset.sizes[self.row_dim]
+        if id_name is None:
+            for cand in (f"{self.row_dim}_id", self.row_dim):
+                if cand in dataset.coords and dataset[cand].dims == (self.row_dim,):
+                    id_name = cand
+                    break
+        if id_name is None:
+            self.id_name = f"{self.row_dim}_id"
+            self._ids = np.arange(n)
+        else:
+            if id_name not in dataset.coords:
+                raise ValidationError(
+                    f"id_name={id_name!r} is not a coordinate of the dataset; "
+                    f"coordinates: {list(dataset.coords)}"
+                )
+            self.id_name = str(id_name)
+            self._ids = np.asarray(dataset[id_name].values)
+        self.dataset = dataset
+        self._coords = pd.DataFrame(
+            {
+                str(name): np.asarray(c.values)
+                for name, c in dataset.coords.items()
+                if c.dims == (self.row_dim,) and name not in (self.id_name, self.row_dim)
+            },
+            index=pd.Index(self._ids, name=self.id_name),
+        )
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids
+
+    @property
+    def coords(self) -> pd.DataFrame:
+        return self._coords.copy()
+
+    @property
+    def variables(self) -> dict[str, tuple[str, ...]]:
+        return {
+            str(k): tuple(str(d) for d in v.dims[1:])
+            for k, v in self.dataset.data_vars.items()
+            if v.dims and v.dims[0] == self.row_dim
+        }
+
+    @property
+    def ragged_variables(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.dataset.attrs)
+
+    def dataarray(self, name: str) -> xr.DataArray:
+        if name not in self.variables:
+            raise UnknownVariableError(
+                f"variable {name!r} is not in the dataset; available: {sorted(self.variables)}"
+            )
+        return _as_dask(self.dataset[name], self.row_dim)
+
+    def get_ragged(self, name: str, row_id: Any) -> np.ndarray:
+        raise UnknownVariableError(
+            f"variable {name!r}: a plain xarray Dataset has no ragged variables; "
+            "open the store with embstore.Store.open to read ragged data"
+        )
+
+
+def _looks_like_store(obj: Any) -> bool:
+    return all(
+        hasattr(obj, a) for a in ("row_dim", "id_name", "variables", "ids", "coords")
+    ) and hasattr(obj, "__getitem__")
+
+
+def open_source(
+    obj: Any, row_dim: str | None = None, id_name: str | None = None
+) -> StoreSource | DatasetSource | LegacyDirSource:
+    """Wrap a Store, a path (store or old directory) or a Dataset as a source.
+
+    Parameters
+    ----------
+    obj : Store, str, os.PathLike or xarray.Dataset
+        What to analyse. A directory holding ``metadata.json`` or
+        ``embedding_*.pt`` files is read as an old per-image directory; any
+        other path is opened with :meth:`embstore.Store.open` (read-only).
+    row_dim, id_name : str, optional
+        Only for an :class:`xarray.Dataset`.
+
+    Returns
+    -------
+    source
+        An object with the source interface described in this module.
+
+    Raises
+    ------
+    ValidationError
+        If ``obj`` is none of the supported kinds.
+    """
+    if isinstance(obj, xr.Dataset):
+        return DatasetSource(obj, row_dim=row_dim, id_name=id_name)
+    if isinstance(obj, (str, os.PathLike)):
+        path = os.fspath(obj)
+        if "://" not in path and is_legacy_dir(path):
+            return LegacyDirSource(path)
+        from ..store import Store
+
+        return StoreSource(Store.open(path, mode="r"))
+    if _looks_like_store(obj):
+        return StoreSource(obj)
+    raise ValidationError(
+        f"cannot analyse a {type(obj).__name__}; pass an embstore.Store, a path to "
+        "a store or to an old per-image .pt directory, or an xarray.Dataset"
+    )

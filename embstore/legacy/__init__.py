@@ -1,0 +1,59 @@
+"""Import and export of the old file-per-item layouts.
+
+- :mod:`embstore.legacy.detr_pt`: DETR ``embedding_{image_id:012d}.pt`` files
+  plus ``metadata.json`` (:func:`import_detr_dir`, :func:`export_detr_dir`).
+- :mod:`embstore.legacy.face_npy`: face ``final_embs.npy`` /
+  ``final_embs_norm.npy`` + ``final_fpaths.npy`` + ``final_indices.npy``, or
+  split ``embs_0.npy`` ... (:func:`import_face_npy`, :func:`export_face_npy`).
+- :mod:`embstore.legacy.siglip_cache`: SigLIP ``<image_id>_<segment_id>.npy``
+  files plus ``inst2feat.tsv`` (:func:`import_siglip_cache`,
+  :func:`export_siglip_cache`).
+
+Importing this package imports neither torch nor anything heavy; torch is
+imported (lazily) only to read ``.pt`` files.
+
+Examples
+--------
+>>> from embstore.legacy import import_detr_dir                # doctest: +SKIP
+>>> report = import_detr_dir("embeddings_output", "run.zarr")  # doctest: +SKIP
+>>> report.imported, report.unreadable                         # doctest: +SKIP
+(100, [])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "ImportReport",
+    "import_detr_dir",
+    "export_detr_dir",
+    "import_face_npy",
+    "export_face_npy",
+    "import_siglip_cache",
+    "export_siglip_cache",
+]
+
+_LAZY = {
+    "ImportReport": "embstore.legacy.detr_pt",
+    "import_detr_dir": "embstore.legacy.detr_pt",
+    "export_detr_dir": "embstore.legacy.detr_pt",
+    "import_face_npy": "embstore.legacy.face_npy",
+    "export_face_npy": "embstore.legacy.face_npy",
+    "import_siglip_cache": "embstore.legacy.siglip_cache",
+    "export_siglip_cache": "embstore.legacy.siglip_cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embstore.legacy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,373 @@
+"""Thresholded neighbour graphs: pairs, connected components, deterministic ids.
+
+Near-duplicate removal and identity clustering are the same computation with
+different thresholds (the face pipeline uses 0.90 and 0.70): every vector's
+neighbours above the threshold become edges, and the connected components of
+that graph are the groups. Components are merged incrementally
+(:class:`StreamingComponents`, a vectorised union-find on top of
+``scipy.sparse.csgraph.connected_components``), so only one batch of edges is
+held at a time.
+
+Group ids are deterministic: the largest group gets id 0, ties are broken by
+the smallest row position in the group, and singletons keep their own group.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from .index import SearchIndex, check_metric, higher_is_closer
+from .knn import iter_knn_self, iter_range_pairs
+from .results import GroupResult, Pairs
+from .source import as_block_source
+
+__all__ = [
+    "StreamingComponents",
+    "canonical_labels",
+    "connected_components",
+    "find_duplicate_groups",
+    "pairs_from_knn",
+    "threshold_clusters",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def pairs_from_knn(
+    scores: np.ndarray,
+    ids: np.ndarray,
+    threshold: float,
+    metric: str = "cosine",
+    start: int = 0,
+) -> Pairs:
+    """Edges ``i < j`` from k-NN results whose score passes ``threshold``.
+
+    Parameters
+    ----------
+    scores, ids : numpy.ndarray
+        ``(m, k)`` k-NN results of rows ``start .. start + m``.
+    threshold : float
+        Minimum score (cosine/ip, ``>=``) or maximum distance (l2, ``<=``).
+    metric : str
+        Metric of the scores.
+    start : int
+        Position of the first query row.
+
+    Returns
+    -------
+    Pairs
+        Unique pairs, self matches and padding removed.
+
+    Examples
+    --------
+    >>> s = np.array([[1.0, 0.95], [1.0, 0.95]], dtype=np.float32)
+    >>> i = np.array([[0, 1], [1, 0]])
+    >>> pairs_from_knn(s, i, 0.9).as_set()
+    {(0, 1)}
+    """
+    m, _ = ids.shape
+    rows = np.broadcast_to(np.arange(start, start + m)[:, None], ids.shape)
+    ok = scores >= threshold if higher_is_closer(metric) else scores <= threshold
+    ok &= (ids >= 0) & (ids != rows)
+    a, b, s = rows[ok], ids[ok], scores[ok]
+    i = np.minimum(a, b).astype(np.int64)
+    j = np.maximum(a, b).astype(np.int64)
+    return Pairs.concat([Pairs(i, j, s.astype(np.float32))])
+
+
+def connected_components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Component label of each of ``n`` nodes given undirected edges ``(i, j)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of nodes.
+    i, j : array_like of int
+        Edge endpoints.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` int64 labels (arbitrary numbering; see :func:`canonical_labels`).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as cc
+
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    g = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n)).tocsr()
+    _, labels = cc(g, directed=False)
+    return labels.astype(np.int64)
+
+
+def canonical_labels(labels: np.ndarray) -> np.ndarray:
+    """Renumber groups: largest first, ties by the smallest member position.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Any group labelling of ``n`` rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 labels ``0 .. n_groups - 1``.
+
+    Examples
+    --------
+    >>> canonical_labels(np.array([7, 3, 3, 5, 5])).tolist()
+    [2, 0, 0, 1, 1]
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0, np.int64)
+    uniq, first, inverse, counts = np.unique(
+        labels, return_index=True, return_inverse=True, return_counts=True
+    )
+    order = np.lexsort((first, -counts))  # by size desc, then first row asc
+    new_id = np.empty(uniq.size, dtype=np.int64)
+    new_id[order] = np.arange(uniq.size, dtype=np.int64)
+    return new_id[inverse.ravel()]
+
+
+class StreamingComponents:
+    """Union-find over edges that arrive in batches.
+
+    Each :meth:`add` merges a batch of edges into the current partition with
+    one ``connected_components`` call on the graph of current roots, costing
+    ``O(n + edges)`` time and no memory beyond the labels and the batch.
+
+    Parameters
+    ----------
+    n : int
+        Number of nodes.
+
+    Examples
+    --------
+    >>> uf = StreamingComponents(5)
+    >>> uf.add([0], [1]); uf.add([3], [1])
+    >>> uf.labels().tolist()
+    [0, 0, 1, 0, 2]
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = int(n)
+        self._root = np.arange(self.n, dtype=np.int64)
+
+    def add(self, i: Any, j: Any) -> None:
+        """Merge the components joined by edges ``(i, j)``."""
+        i = np.asarray(i, dtype=np.int64)
+        if i.size == 0:
+            return
+        j = np.asarray(j, dtype=np.int64)
+        if i.min() < 0 or j.min() < 0 or i.max() >= self.n or j.max() >= self.n:
+            raise ValidationError(f"edge endpoints must lie in [0, {self.n}).")
+        lab = connected_components(self.n, self._root[i], self._root[j])
+        # representative of each new component: its smallest current root
+        rep = np.full(self.n, self.n, dtype=np.int64)
+        np.minimum.at(rep, lab[self._root], self._root)
+        self._root = rep[lab[self._root]]
+
+    def labels(self) -> np.ndarray:
+        """Deterministic labels (see :func:`canonical_labels`)."""
+        return canonical_labels(self._root)
+
+
+def _groups(
+    data: Any,
+    threshold: float,
+    k: int | None,
+    metric: str,
+    *,
+    index: SearchIndex | None,
+    keep_pairs: bool,
+    row_batch: int | None,
+    block_rows: int | None,
+    memory_budget: int | None,
+    device: str,
+    progress: bool | None,
+) -> GroupResult:
+    src = as_block_source(data)
+    if index is not None:
+        metric = index.metric
+    metric = check_metric(metric)
+    n = src.n if src.n is not None else (index.ntotal if index is not None else src.count())
+    uf = StreamingComponents(n)
+    kept: list[Pairs] = []
+    if k is None:
+        if index is not None and not index.exact:
+            raise ValidationError("k=None (exhaustive range search) cannot use an approximate index.")
+        batches = iter_range_pairs(
+            src, threshold, metric, row_batch=row_batch, block_rows=block_rows, progress=progress
+        )
+        exact = True
+    else:
+        batches = (
+            pairs_from_knn(d, i, threshold, metric, start)
+            for start, d, i in iter_knn_self(
+                src,
+                k,
+                metric,
+                index=index,
+                row_batch=row_batch,
+                block_rows=block_rows,
+                memory_budget=memory_budget,
+                device=device,
+                progress=progress,
+            )
+        )
+        exact = index is None or index.exact
+    n_pairs = 0
+    for pairs in batches:
+        uf.add(pairs.i, pairs.j)
+        n_pairs += len(pairs)
+        if keep_pairs:
+            kept.append(pairs)
+    labels = uf.labels()
+    res = GroupResult(
+        labels=labels,
+        threshold=float(threshold),
+        metric=metric,
+        k=k,
+        exact=exact,
+        pairs=Pairs.concat(kept) if keep_pairs else None,
+    )
+    logger.info(
+        "threshold %.3f: %d vectors, %d edges, %d groups (%d singletons, largest %d)",
+        threshold,
+        n,
+        n_pairs,
+        res.n_groups,
+        res.n_singletons,
+        int(res.sizes.max()) if res.n_groups else 0,
+    )
+    return res
+
+
+def find_duplicate_groups(
+    data: Any,
+    threshold: float = 0.90,
+    k: int | None = 100,
+    metric: str = "cosine",
+    *,
+    index: SearchIndex | None = None,
+    row_batch: int | None = None,
+    block_rows: int | None = None,
+    memory_budget: int | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+) -> GroupResult:
+    """Near-duplicate groups: connected components of pairs with score >= threshold.
+
+    The representative of each group is its smallest row position (the
+    first in store order): ``result.keep`` marks them, ``result.n_removed``
+    counts the others, ``result.pairs`` lists the edges.
+
+    Parameters
+    ----------
+    data : array_like, callable or BlockSource
+        The vectors.
+    threshold : float
+        Minimum cosine similarity of a duplicate pair (maximum distance for l2).
+    k : int or None
+        Neighbours searched per vector (itself included). Pairs beyond the
+        k-th neighbour are missed, which can only split groups. ``None``
+        runs an exhaustive range search instead: exact for any group size.
+    metric : {"cosine", "ip", "l2"}
+        Metric (the index's when ``index`` is given).
+    index : SearchIndex, optional
+        An index holding ``data`` in order (approximate kinds trade recall for speed).
+    row_batch, block_rows, memory_budget, device, progress
+        See :func:`~embstore.search.knn.iter_knn_self`.
+
+    Returns
+    -------
+    GroupResult
+        With ``pairs`` kept.
+
+    Examples
+    --------
+    >>> x = np.array([[1, 0], [1, 0.01], [0, 1]], dtype=np.float32)
+    >>> g = find_duplicate_groups(x, 0.9, k=3, device="cpu")
+    >>> g.labels.tolist(), g.n_removed, g.keep.tolist()
+    ([0, 0, 1], 1, [True, False, True])
+    """
+    return _groups(
+        data,
+        threshold,
+        k,
+        metric,
+        index=index,
+        keep_pairs=True,
+        row_batch=row_batch,
+        block_rows=block_rows,
+        memory_budget=memory_budget,
+        device=device,
+        progress=progress,
+    )
+
+
+def threshold_clusters(
+    data: Any,
+    threshold: float = 0.70,
+    k: int | None = 100,
+    metric: str = "cosine",
+    *,
+    index: SearchIndex | None = None,
+    keep_pairs: bool = False,
+    row_batch: int | None = None,
+    block_rows: int | None = None,
+    memory_budget: int | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+) -> GroupResult:
+    """Union-find clusters over the k-NN graph above a threshold.
+
+    Parameters
+    ----------
+    data : array_like, callable or BlockSource
+        The vectors.
+    threshold : float
+        Minimum cosine similarity of an edge (maximum distance for l2).
+    k : int or None
+        Neighbours per vector, itself included (face pipeline ``topK``);
+        ``None`` for an exhaustive range search.
+    metric : {"cosine", "ip", "l2"}
+        Metric.
+    index : SearchIndex, optional
+        Index holding ``data`` in order.
+    keep_pairs : bool
+        Keep the edges in ``result.pairs`` (memory grows with the edge count).
+    row_batch, block_rows, memory_budget, device, progress
+        See :func:`~embstore.search.knn.iter_knn_self`; ``row_batch`` is the
+        face pipeline's ``--batch``.
+
+    Returns
+    -------
+    GroupResult
+        Cluster id per vector: 0 is the largest, ties by smallest row,
+        singletons are clusters of one.
+
+    Examples
+    --------
+    >>> x = np.array([[1, 0], [0.8, 0.6], [0.28, 0.96], [-1, 0]], dtype=np.float32)
+    >>> threshold_clusters(x, 0.7, k=4, device="cpu").labels.tolist()
+    [0, 0, 0, 1]
+    """
+    return _groups(
+        data,
+        threshold,
+        k,
+        metric,
+        index=index,
+        keep_pairs=keep_pairs,
+        row_batch=row_batch,
+        block_rows=block_rows,
+        memory_budget=memory_budget,
+        device=device,
+        progress=progress,
+    )

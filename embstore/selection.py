@@ -1,0 +1,775 @@
+"""Labeled row selection on non-unique coordinates: :class:`RowIndex`.
+
+Plain xarray selects through one :class:`pandas.Index` per coordinate. That
+breaks for the coordinates an embedding store carries along its row
+dimension (``skin``, ``lighting``, ``filename``, ...):
+
+* ``da.sel(skin=1)`` fails when ``skin`` is not an indexed coordinate, and
+  with a non-unique index a single match drops the row dimension;
+* ``da.sel(skin=1, lighting="well_lit")`` fails because two indexes over the
+  same dimension cannot be combined.
+
+:class:`RowIndex` is ONE custom :class:`xarray.Index` covering every 1-D
+coordinate along the row dimension. Its selection rules are:
+
+* a scalar label selects the rows equal to it; a list (or array) selects the
+  rows equal to any of its values (OR within a list); a ``slice(a, b)``
+  selects ``a <= value <= b`` (both ends optional);
+* several coordinates combine with AND;
+* the row dimension is always kept (also when one row matches) and rows keep
+  their order;
+* a label that matches no row, or a combination that matches no row, raises
+  :class:`~embstore.errors.SelectionError` (a :class:`KeyError`) naming the
+  coordinate and the values present.
+
+Selection turns into positional indexing, so lazy (dask) data stays lazy.
+``isel``, slicing, ``concat``, ``groupby``, ``roll``, ``rename``, pickling and
+``equals`` keep a valid index. Objects whose rows differ cannot be aligned
+(arithmetic between ``da.sel(skin=1)`` and ``da.sel(skin=2)`` raises
+:class:`~embstore.errors.ValidationError`).
+
+Two xarray rules apply to every multi-coordinate index, RowIndex included:
+
+* ``to_dataframe()`` / ``to_series()`` leave indexed coordinates out of the
+  columns; call :func:`detach_row_index` first to keep them as columns;
+* a single coordinate of the index cannot be dropped or overwritten; call
+  :func:`detach_row_index`, change the coordinates, then
+  :func:`attach_row_index` again.
+
+Examples
+--------
+>>> import numpy as np, xarray as xr
+>>> from embstore.selection import attach_row_index, select_rows
+>>> da = xr.DataArray(
+...     np.arange(8.0).reshape(4, 2), dims=("image", "hidden"),
+...     coords={"image_id": ("image", [10, 11, 12, 13]),
+...             "skin": ("image", [1, 2, 1, 3]),
+...             "lighting": ("image", ["well", "dim", "dim", "well"])})
+>>> da = attach_row_index(da, "image")
+>>> da.sel(skin=1).image_id.values.tolist()
+[10, 12]
+>>> da.sel(skin=[1, 3], lighting="well").image_id.values.tolist()
+[10, 13]
+>>> da.sel(image_id=11).sizes["image"]          # the row dim is kept
+1
+>>> select_rows(da, "image", skin=2).image_id.values.tolist()
+[11]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from xarray import Index, Variable
+from xarray.core.indexing import IndexSelResult
+
+from .errors import SelectionError, ValidationError
+
+__all__ = [
+    "RowIndex",
+    "attach_row_index",
+    "detach_row_index",
+    "select_rows",
+    "row_mask",
+    "row_coord_names",
+]
+
+log = logging.getLogger(__name__)
+
+T_Xarray = TypeVar("T_Xarray", xr.DataArray, xr.Dataset)
+
+#: how many distinct values an error message lists before truncating
+_MAX_SHOWN = 20
+
+
+# --------------------------------------------------------------------------- #
+# Pure NumPy/pandas matching (also usable by the Store without xarray objects)
+# --------------------------------------------------------------------------- #
+def _label_values(label: Any) -> Any:
+    """Unwrap xarray/pandas containers to NumPy (scalars stay scalars)."""
+    if isinstance(label, (xr.DataArray, Variable)):
+        label = label.values
+    elif isinstance(label, (pd.Series, pd.Index)):
+        label = label.to_numpy()
+    if isinstance(label, np.ndarray) and label.ndim == 0:
+        label = label.item()
+    return label
+
+
+def _is_list_like(label: Any) -> bool:
+    return isinstance(label, (list, tuple, set, frozenset, np.ndarray, range)) or (
+        isinstance(label, Iterable) and not isinstance(label, (str, bytes, Mapping))
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def _present_values(values: np.ndarray) -> str:
+    """Describe the distinct values of a coordinate, truncated if many."""
+    uniq = pd.Series(values).unique()
+    try:
+        uniq = np.sort(uniq)
+    except TypeError:  # mixed types: keep first-seen order
+        pass
+    shown = ", ".join(_fmt(v) for v in uniq[:_MAX_SHOWN])
+    if len(uniq) > _MAX_SHOWN:
+        shown += f", ... ({len(uniq)} distinct values)"
+    return f"[{shown}]"
+
+
+def _type_hint(name: Hashable, values: np.ndarray, missing: Sequence[Any]) -> str:
+    """Extra hint when the label type obviously differs from the coordinate's."""
+    kind = values.dtype.kind
+    sample = missing[0]
+    if kind in "iub" and isinstance(sample, str):
+        return f" Coordinate {name!r} holds {values.dtype} values: pass numbers, not strings."
+    is_number = isinstance(sample, (int, float, np.number)) and not isinstance(sample, bool)
+    if kind in "UOS" and is_number:
+        return f" Coordinate {name!r} holds strings: pass e.g. {str(sample)!r}."
+    return ""
+
+
+class _Column:
+    """One coordinate's values plus a lazily computed factorization.
+
+    Factorizing once (``codes``, ``uniques``) turns every later selection
+    into a hash lookup over the few distinct values and one integer gather,
+    instead of hashing every row again.
+    """
+
+    __slots__ = ("values", "_codes", "_uniques")
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+        self._codes: np.ndarray | None = None
+        self._uniques: pd.Index | None = None
+
+    def factorized(self) -> tuple[np.ndarray, pd.Index]:
+        if self._codes is None:
+            codes, uniques = pd.factorize(self.values, use_na_sentinel=False)
+            self._codes, self._uniques = codes, pd.Index(uniques, dtype=object)
+        return self._codes, self._uniques  # type: ignore[return-value]
+
+
+def _match_one(name: Hashable, column: _Column, label: Any) -> np.ndarray:
+    """Boolean mask of the rows of one coordinate matching one label."""
+    values = column.values
+    label = _label_values(label)
+    if isinstance(label, slice):
+        if label.step is not None:
+            raise SelectionError(
+                f"slice selection on coordinate {name!r} does not take a step "
+                f"(got {label!r}); use slice(start, stop) for start <= value <= stop."
+            )
+        mask = np.ones(values.shape[0], dtype=bool)
+        try:
+            if label.start is not None:
+                mask &= values >= label.start
+            if label.stop is not None:
+                mask &= values <= label.stop
+        except TypeError as exc:
+            raise SelectionError(
+                f"cannot compare coordinate {name!r} ({values.dtype}) with slice "
+                f"bounds {label!r}: {exc}. Use bounds of the coordinate's type."
+            ) from exc
+        if not mask.any():
+            raise SelectionError(
+                f"no row has {name!r} within {label.start!r}..{label.stop!r}; "
+                f"values present: {_present_values(values)}."
+            )
+        return mask
+
+    wanted = list(label) if _is_list_like(label) else [label]
+    if not wanted:
+        raise SelectionError(
+            f"empty list of labels for coordinate {name!r}; pass at least one of "
+            f"{_present_values(values)}."
+        )
+    wanted = [_label_values(w) for w in wanted]
+    codes, uniques = column.factorized()
+    try:
+        hit = np.asarray(uniques.isin(wanted), dtype=bool)
+        found = pd.Index(wanted, dtype=object).isin(uniques)
+    except TypeError as exc:  # unhashable labels
+        raise SelectionError(
+            f"labels {wanted!r} for coordinate {name!r} cannot be matched ({exc}); "
+            "pass scalars or a list of scalars."
+        ) from exc
+    missing = [w for w, ok in zip(wanted, found) if not ok]
+    if missing:
+        what = ", ".join(_fmt(m) for m in missing[:_MAX_SHOWN])
+        raise SelectionError(
+            f"no row has {name!r} equal to {what}; values present: "
+            f"{_present_values(values)}.{_type_hint(name, values, missing)}"
+        )
+    return hit[codes]
+
+
+def _check_known(labels: Mapping[Hashable, Any], columns: Mapping[Hashable, Any]) -> None:
+    unknown = [k for k in labels if k not in columns]
+    if unknown:
+        raise SelectionError(
+            f"unknown coordinate(s) {', '.join(map(repr, unknown))}; available row "
+            f"coordinates: {sorted(map(str, columns))}."
+        )
+
+
+def _mask(
+    columns: Mapping[Hashable, _Column], labels: Mapping[Hashable, Any], n: int
+) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    for name, label in labels.items():
+        mask &= _match_one(name, columns[name], label)
+    if not mask.any():
+        desc = ", ".join(f"{k}={_label_values(v)!r}" for k, v in labels.items())
+        counts = ", ".join(
+            f"{k}={_label_values(v)!r}: {int(_match_one(k, columns[k], v).sum())}"
+            for k, v in labels.items()
+        )
+        raise SelectionError(
+            f"no row matches {desc} together (rows matching each alone: {counts}); "
+            "select fewer coordinates or other values."
+        )
+    return mask
+
+
+def row_mask(
+    columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]
+) -> np.ndarray:
+    """Boolean mask of the rows matching every label (the RowIndex rules).
+
+    Parameters
+    ----------
+    columns : mapping of str to numpy.ndarray
+        Row coordinates, each a 1-D array of the same length.
+    labels : mapping of str to label
+        ``{coordinate: scalar | list | slice}``; AND across coordinates, OR
+        within a list, ``slice(a, b)`` means ``a <= value <= b``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array, one entry per row, with at least one ``True``.
+
+    Raises
+    ------
+    SelectionError
+        If a coordinate name is unknown, a label matches no row, or the
+        combination of labels matches no row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row_mask({"skin": np.array([1, 2, 1])}, {"skin": 1}).tolist()
+    [True, False, True]
+    """
+    n = None
+    for name, values in columns.items():
+        if n is None:
+            n = len(values)
+        elif len(values) != n:
+            raise ValidationError(
+                f"row coordinate {name!r} has {len(values)} values but the others have "
+                f"{n}; every row coordinate needs one value per row."
+            )
+    _check_known(labels, columns)
+    cols = {k: _Column(np.asarray(columns[k])) for k in labels}
+    return _mask(cols, labels, n or 0)
+
+
+# --------------------------------------------------------------------------- #
+# The xarray index
+# --------------------------------------------------------------------------- #
+class RowIndex(Index):
+    """One xarray index over every 1-D coordinate along the row dimension.
+
+    Build it with :func:`attach_row_index` (or
+    ``obj.set_xindex(names, RowIndex)``). It answers ``.sel`` for any
+    subset of its coordinates with the rules of :func:`row_mask`: non-unique
+    labels, lists (OR), several coordinates (AND), the row dimension always
+    kept, order preserved; nothing matched raises
+    :class:`~embstore.errors.SelectionError`.
+
+    Parameters
+    ----------
+    columns : mapping of str to numpy.ndarray
+        The coordinate values, each 1-D with one value per row.
+    dim : str
+        The row dimension.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"x": ("image", np.arange(3.0))},
+    ...                 coords={"skin": ("image", [1, 1, 2])})
+    >>> ds = ds.set_xindex(["skin"], RowIndex)
+    >>> ds.sel(skin=2).x.values.tolist()
+    [2.0]
+    """
+
+    def __init__(self, columns: Mapping[Hashable, np.ndarray], dim: Hashable):
+        self.columns: dict[Hashable, np.ndarray] = {k: np.asarray(v) for k, v in columns.items()}
+        self.dim = dim
+        self._cache: dict[Hashable, _Column] = {}
+        sizes = {len(v) for v in self.columns.values()}
+        if len(sizes) > 1:
+            raise ValidationError(
+                f"RowIndex coordinates along {dim!r} differ in length ({sorted(sizes)}); "
+                "give every row coordinate one value per row."
+            )
+
+    # -- construction ------------------------------------------------------
+    @classmethod
+    def from_variables(
+        cls, variables: Mapping[Any, Variable], *, options: Mapping[str, Any]
+    ) -> RowIndex:
+        """Build the index from 1-D coordinate variables sharing one dimension.
+
+        Parameters
+        ----------
+        variables : mapping of str to xarray.Variable
+            The coordinates to index (all 1-D along the same dimension).
+        options : mapping
+            Must be empty; RowIndex takes no options.
+
+        Returns
+        -------
+        RowIndex
+        """
+        if options:
+            raise ValidationError(
+                f"RowIndex takes no options, got {dict(options)!r}; call "
+                "set_xindex(names, RowIndex) without keyword arguments."
+            )
+        if not variables:
+            raise ValidationError("RowIndex needs at least one coordinate to index.")
+        dims = {var.dims for var in variables.values()}
+        bad = {name: var.dims for name, var in variables.items() if var.ndim != 1}
+        if bad or len(dims) != 1:
+            raise ValidationError(
+                f"RowIndex indexes 1-D coordinates along one dimension, got dims "
+                f"{ {n: v.dims for n, v in variables.items()} }; drop the other "
+                "coordinates from the list."
+            )
+        (dim,) = next(iter(dims))
+        columns = {name: np.asarray(var.values) for name, var in variables.items()}
+        return cls(columns, dim)
+
+    def create_variables(
+        self, variables: Mapping[Any, Variable] | None = None
+    ) -> dict[Hashable, Variable]:
+        """Coordinate variables holding this index's (possibly subset) values.
+
+        Parameters
+        ----------
+        variables : mapping of str to xarray.Variable, optional
+            Previous variables, whose attrs and encoding are carried over.
+
+        Returns
+        -------
+        dict of str to xarray.Variable
+        """
+        out: dict[Hashable, Variable] = {}
+        for name, values in self.columns.items():
+            attrs = encoding = None
+            if variables is not None and name in variables:
+                attrs = variables[name].attrs
+                encoding = variables[name].encoding
+            out[name] = Variable((self.dim,), values, attrs=attrs, encoding=encoding)
+        return out
+
+    # -- queries -------------------------------------------------------------
+    def sel(
+        self, labels: dict[Any, Any], method: Any = None, tolerance: Any = None
+    ) -> IndexSelResult:
+        """Positions of the rows matching ``labels`` (see :func:`row_mask`).
+
+        Parameters
+        ----------
+        labels : dict
+            ``{coordinate: scalar | list | slice}`` for coordinates of this index.
+        method, tolerance : None
+            Inexact matching is not supported; leave them unset.
+
+        Returns
+        -------
+        xarray.core.indexing.IndexSelResult
+            An integer array indexer along the row dimension (keeps the dim).
+        """
+        if method is not None or tolerance is not None:
+            raise SelectionError(
+                f"RowIndex matches labels exactly; method={method!r} / "
+                f"tolerance={tolerance!r} are not supported. Drop them, or use "
+                "slice(start, stop) for ranges."
+            )
+        _check_known(labels, self.columns)
+        for name in labels:
+            if name not in self._cache:
+                self._cache[name] = _Column(self.columns[name])
+        mask = _mask({k: self._cache[k] for k in labels}, labels, len(self))
+        return IndexSelResult({self.dim: np.flatnonzero(mask)})
+
+    def isel(
+        self, indexers: Mapping[Any, int | slice | np.ndarray | Variable]
+    ) -> RowIndex | None:
+        """Subset the index positionally; a scalar indexer drops it.
+
+        Parameters
+        ----------
+        indexers : dict
+            ``{row_dim: int | slice | array | Variable}``.
+
+        Returns
+        -------
+        RowIndex or None
+        """
+        indexer = indexers[self.dim]
+        if isinstance(indexer, Variable):
+            if indexer.dims != (self.dim,):
+                return None
+            indexer = indexer.values
+        if isinstance(indexer, slice):
+            if indexer == slice(None):
+                return self
+        else:
+            indexer = np.asarray(indexer)
+            if indexer.ndim != 1:
+                return None
+        return type(self)({k: v[indexer] for k, v in self.columns.items()}, self.dim)
+
+    def equals(self, other: Index, *, exclude: frozenset[Hashable] | None = None) -> bool:
+        """True when ``other`` is a RowIndex with the same names, dim and values.
+
+        Parameters
+        ----------
+        other : xarray.Index
+            Index to compare with.
+        exclude : frozenset, optional
+            Ignored (the index is 1-D).
+
+        Returns
+        -------
+        bool
+        """
+        if not isinstance(other, RowIndex) or other.dim != self.dim:
+            return False
+        if list(self.columns) != list(other.columns):
+            return False
+        return all(
+            pd.Series(self.columns[k]).equals(pd.Series(other.columns[k]))
+            for k in self.columns
+        )
+
+    @classmethod
+    def concat(
+        cls,
+        indexes: Sequence[RowIndex],
+        dim: Hashable,
+        positions: Iterable[Iterable[int]] | None = None,
+    ) -> RowIndex:
+        """Concatenate indexes with the same coordinates along the row dimension.
+
+        Parameters
+        ----------
+        indexes : sequence of RowIndex
+            Indexes to join, in order.
+        dim : str
+            The row dimension.
+        positions : list of integer arrays, optional
+            Target positions of each index's rows (used by groupby).
+
+        Returns
+        -------
+        RowIndex
+        """
+        if not indexes:
+            raise ValidationError("cannot concatenate an empty list of RowIndex objects.")
+        names = list(indexes[0].columns)
+        for idx in indexes:
+            if idx.dim != dim or list(idx.columns) != names:
+                raise ValidationError(
+                    f"cannot concatenate RowIndex over {idx.dim!r} with coordinates "
+                    f"{list(idx.columns)} to one over {dim!r} with {names}; give every "
+                    "object the same row coordinates."
+                )
+        columns = {k: np.concatenate([idx.columns[k] for idx in indexes]) for k in names}
+        if positions is not None:
+            order = np.concatenate([np.asarray(list(p), dtype=np.intp) for p in positions])
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(order.size, dtype=np.intp)
+            columns = {k: v[inverse] for k, v in columns.items()}
+        return cls(columns, dim)
+
+    def join(self, other: RowIndex, how: str = "inner") -> RowIndex:
+        """Alignment: only identical row indexes can be combined.
+
+        Parameters
+        ----------
+        other : RowIndex
+            The other index.
+        how : str
+            Join method (unused: the indexes must be equal).
+
+        Returns
+        -------
+        RowIndex
+        """
+        if self.equals(other):
+            return self
+        raise ValidationError(
+            f"cannot align objects whose rows along {self.dim!r} differ; select the "
+            "same rows first (e.g. with .sel on the id coordinate) or use .values."
+        )
+
+    def reindex_like(self, other: RowIndex) -> dict[Hashable, Any]:
+        """Positional indexer mapping ``other`` onto this index (must be equal).
+
+        Parameters
+        ----------
+        other : RowIndex
+            The index to align with.
+
+        Returns
+        -------
+        dict
+        """
+        if self.equals(other):
+            return {self.dim: np.arange(len(self), dtype=np.intp)}
+        raise ValidationError(
+            f"cannot reindex rows along {self.dim!r} on a different RowIndex; select "
+            "matching rows explicitly."
+        )
+
+    def roll(self, shifts: Mapping[Any, int]) -> RowIndex:
+        """Roll the rows like :func:`numpy.roll`.
+
+        Parameters
+        ----------
+        shifts : mapping
+            ``{row_dim: shift}``.
+
+        Returns
+        -------
+        RowIndex
+        """
+        shift = shifts[self.dim]
+        return type(self)({k: np.roll(v, shift) for k, v in self.columns.items()}, self.dim)
+
+    def rename(
+        self, name_dict: Mapping[Any, Hashable], dims_dict: Mapping[Any, Hashable]
+    ) -> RowIndex:
+        """Follow renamed coordinates and/or row dimension.
+
+        Parameters
+        ----------
+        name_dict : mapping
+            Old to new coordinate names.
+        dims_dict : mapping
+            Old to new dimension names.
+
+        Returns
+        -------
+        RowIndex
+        """
+        if not (set(self.columns) & set(name_dict)) and self.dim not in dims_dict:
+            return self
+        columns = {name_dict.get(k, k): v for k, v in self.columns.items()}
+        return type(self)(columns, dims_dict.get(self.dim, self.dim))
+
+    def to_pandas_index(self) -> pd.Index:
+        """A :class:`pandas.MultiIndex` of the coordinates (one level each).
+
+        Returns
+        -------
+        pandas.Index
+        """
+        if len(self.columns) == 1:
+            (name, values), = self.columns.items()
+            return pd.Index(values, name=name)
+        return pd.MultiIndex.from_arrays(list(self.columns.values()), names=list(self.columns))
+
+    def _copy(self, deep: bool = True, memo: dict[int, Any] | None = None) -> RowIndex:
+        columns = {k: (v.copy() if deep else v) for k, v in self.columns.items()}
+        return type(self)(columns, self.dim)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __repr__(self) -> str:
+        return f"RowIndex(dim={self.dim!r}, coords={list(self.columns)!r}, rows={len(self)})"
+
+    def _repr_inline_(self, max_width: int) -> str:
+        text = f"RowIndex({', '.join(map(str, self.columns))})"
+        return text if len(text) <= max_width else text[: max(max_width - 3, 0)] + "..."
+
+
+# --------------------------------------------------------------------------- #
+# Helpers used by the Store
+# --------------------------------------------------------------------------- #
+def row_coord_names(obj: xr.DataArray | xr.Dataset, row_dim: Hashable) -> list[Hashable]:
+    """Names of the 1-D coordinates along ``row_dim`` (in the object's order).
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        Object to inspect.
+    row_dim : str
+        The row dimension.
+
+    Returns
+    -------
+    list of str
+    """
+    return [name for name, c in obj.coords.items() if c.dims == (row_dim,)]
+
+
+def _has_full_row_index(obj: xr.DataArray | xr.Dataset, names: list[Hashable]) -> bool:
+    idx = {id(obj.xindexes[n]) for n in names if n in obj.xindexes}
+    if len(idx) != 1:
+        return False
+    index = obj.xindexes[names[0]]
+    return isinstance(index, RowIndex) and set(index.columns) == set(names)
+
+
+def attach_row_index(obj: T_Xarray, row_dim: Hashable) -> T_Xarray:
+    """Put one :class:`RowIndex` over every 1-D coordinate along ``row_dim``.
+
+    Existing indexes on those coordinates (e.g. the default pandas index of a
+    dimension coordinate) are replaced. Calling it again is cheap when the
+    index already covers every row coordinate; coordinates added since are
+    picked up.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        Object with a ``row_dim`` dimension.
+    row_dim : str
+        The row dimension (``"image"``, ``"instance"``, ...).
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        The same kind of object, sharing the data (lazy data stays lazy).
+
+    Raises
+    ------
+    SelectionError
+        If ``obj`` has no dimension ``row_dim``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros(3), dims="image",
+    ...                   coords={"image_id": ("image", [5, 6, 7])})
+    >>> type(attach_row_index(da, "image").xindexes["image_id"]).__name__
+    'RowIndex'
+    """
+    if row_dim not in obj.dims:
+        raise SelectionError(
+            f"row dimension {row_dim!r} not found; the object has dims "
+            f"{list(obj.dims)}. Pass one of them as row_dim."
+        )
+    names = row_coord_names(obj, row_dim)
+    if not names:
+        log.debug("no coordinates along %r: nothing to index", row_dim)
+        return obj
+    if _has_full_row_index(obj, names):
+        return obj
+    # drop every index touching a row coordinate (whole groups, so that
+    # multi-coordinate indexes are not left half-dropped)
+    to_drop: set[Hashable] = set()
+    for index, index_vars in obj.xindexes.group_by_index():
+        if set(index_vars) & set(names):
+            to_drop |= set(index_vars)
+    if to_drop:
+        obj = obj.drop_indexes(list(to_drop))
+    return obj.set_xindex(names, RowIndex)
+
+
+def detach_row_index(obj: T_Xarray) -> T_Xarray:
+    """Remove every :class:`RowIndex`, keeping the coordinates as plain ones.
+
+    Needed before dropping or overwriting a single row coordinate, which
+    xarray refuses while it is part of a multi-coordinate index.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        Object possibly carrying a RowIndex.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = attach_row_index(xr.DataArray(np.zeros(2), dims="image",
+    ...     coords={"skin": ("image", [1, 2]), "id": ("image", [3, 4])}), "image")
+    >>> detach_row_index(da).drop_vars("skin").coords["id"].values.tolist()
+    [3, 4]
+    """
+    names = [n for n, idx in obj.xindexes.items() if isinstance(idx, RowIndex)]
+    return obj.drop_indexes(names) if names else obj
+
+
+def select_rows(obj: T_Xarray, row_dim: Hashable, **labels: Any) -> T_Xarray:
+    """Select rows by coordinate labels with :class:`RowIndex` semantics.
+
+    Attaches (or refreshes) the row index when needed, checks the names,
+    then calls ``obj.sel``. Labels for other indexed coordinates (e.g. a
+    ``query`` dimension coordinate) are passed on to xarray.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        Object with a ``row_dim`` dimension.
+    row_dim : str
+        The row dimension.
+    **labels
+        ``coordinate=scalar | list | slice``.
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        The matching rows (row dimension kept, order preserved, lazy).
+
+    Raises
+    ------
+    SelectionError
+        Unknown coordinate name, or a label / combination matching no row.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"x": ("image", np.arange(4))},
+    ...                 coords={"skin": ("image", [1, 2, 2, 3])})
+    >>> select_rows(ds, "image", skin=[2, 3]).x.values.tolist()
+    [1, 2, 3]
+    """
+    obj = attach_row_index(obj, row_dim)
+    if not labels:
+        return obj
+    unknown = [k for k in labels if k not in obj.coords and k not in obj.dims]
+    if unknown:
+        available = sorted(map(str, obj.coords))
+        raise SelectionError(
+            f"unknown coordinate(s) {', '.join(map(repr, unknown))}; available "
+            f"coordinates: {available}."
+        )
+    not_indexed = [k for k in labels if k in obj.coords and k not in obj.xindexes]
+    if not_indexed:
+        raise SelectionError(
+            f"coordinate(s) {not_indexed} are not along {row_dim!r} and have no index; "
+            f"select on row coordinates {row_coord_names(obj, row_dim)} or use .isel."
+        )
+    return obj.sel(labels)

@@ -1,0 +1,171 @@
+"""The backend interface: what :class:`embstore.Store` needs from storage.
+
+A backend stores named N-d arrays whose first axis is the row (or token)
+axis, group attributes, commit records, tables, blobs and an append lock.
+Two implementations exist: :mod:`~embstore.store.backends.zarr_backend`
+(default) and :mod:`~embstore.store.backends.hdf5_backend`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Backend", "fill_value_for"]
+
+
+def fill_value_for(dtype: np.dtype | str) -> Any:
+    """Fill value of rows that were never written.
+
+    Examples
+    --------
+    >>> fill_value_for("int64"), fill_value_for("bool"), fill_value_for("<U3")
+    (-1, False, '')
+    """
+    dt = np.dtype(dtype) if not isinstance(dtype, np.dtype) else dtype
+    if dt.kind == "f":
+        return float("nan")
+    if dt.kind in "i":
+        return -1
+    if dt.kind == "u":
+        return 0
+    if dt.kind == "b":
+        return False
+    return ""
+
+
+class Backend(abc.ABC):
+    """Abstract storage backend.
+
+    Attributes
+    ----------
+    kind : str
+        ``"zarr"`` or ``"hdf5"``.
+    supports_regions : bool
+        Whether several processes may write disjoint regions at once.
+    path : str
+        The store location.
+    """
+
+    kind: str = ""
+    supports_regions: bool = False
+    path: str
+
+    # -- lifecycle ---------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def exists(cls, path: str, storage_options: dict[str, Any] | None) -> bool:
+        """Whether anything exists at ``path``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def create(cls, path: str, overwrite: bool, storage_options: dict[str, Any] | None, attrs: dict[str, Any]) -> Backend:
+        """Create an empty store with group attributes ``attrs``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> Backend:
+        """Open an existing store (``mode`` is ``"r"`` or ``"a"``)."""
+
+    def flush(self) -> None:
+        """Push buffered bytes to storage (no-op where writes are direct)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+    # -- attributes --------------------------------------------------------
+    @abc.abstractmethod
+    def read_attrs(self) -> dict[str, Any]:
+        """Group attributes."""
+
+    @abc.abstractmethod
+    def write_attrs(self, attrs: dict[str, Any]) -> None:
+        """Replace the group attributes."""
+
+    # -- arrays ------------------------------------------------------------
+    @abc.abstractmethod
+    def has_array(self, name: str) -> bool:
+        """Whether array ``name`` exists."""
+
+    @abc.abstractmethod
+    def create_array(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        chunk_rows: int,
+        dtype: str,
+        dims: tuple[str, ...],
+        attrs: dict[str, Any] | None = None,
+        inner_chunk_rows: int | None = None,
+        compressor: str | None = None,
+    ) -> None:
+        """Create an array chunked along its first axis (existing: opened)."""
+
+    @abc.abstractmethod
+    def array_info(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        """Return ``(shape, dtype, chunk_rows)`` of an array."""
+
+    @abc.abstractmethod
+    def resize(self, name: str, n: int) -> None:
+        """Set the length of the first axis."""
+
+    @abc.abstractmethod
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` at rows ``start .. start + len(values) - 1``."""
+
+    @abc.abstractmethod
+    def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Read rows (a slice or sorted integer positions)."""
+
+    @abc.abstractmethod
+    def dask(self, name: str, token: str) -> Any:
+        """Lazy dask array of the whole array, chunked like storage."""
+
+    # -- commit records ----------------------------------------------------
+    @abc.abstractmethod
+    def list_regions(self) -> list[str]:
+        """Regions that have commit records."""
+
+    @abc.abstractmethod
+    def list_records(self, region: str) -> list[int]:
+        """Sequence numbers of the records of ``region`` (ascending)."""
+
+    @abc.abstractmethod
+    def read_record(self, region: str, seq: int) -> bytes | None:
+        """Raw bytes of a record (None if missing)."""
+
+    @abc.abstractmethod
+    def write_record(self, region: str, seq: int, payload: bytes) -> None:
+        """Write a new, immutable record."""
+
+    @abc.abstractmethod
+    def delete_record(self, region: str, seq: int) -> None:
+        """Delete an old record."""
+
+    # -- tables and blobs --------------------------------------------------
+    @abc.abstractmethod
+    def write_table(self, name: str, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Replace table ``name`` (columns of equal length)."""
+
+    @abc.abstractmethod
+    def read_table(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """Columns and meta of table ``name`` (None if absent)."""
+
+    @abc.abstractmethod
+    def list_tables(self) -> list[str]:
+        """Names of stored tables."""
+
+    @abc.abstractmethod
+    def write_blob(self, name: str, data: bytes) -> None:
+        """Replace blob ``name``."""
+
+    @abc.abstractmethod
+    def read_blob(self, name: str) -> bytes | None:
+        """Bytes of blob ``name`` (None if absent)."""
+
+    # -- locking -----------------------------------------------------------
+    @abc.abstractmethod
+    def make_lock(self, region: str) -> Any:
+        """A lock object with ``acquire(force)`` and ``release()``."""

@@ -1,0 +1,137 @@
+"""Append locks: one writer per region.
+
+A lock is a small file created with ``O_CREAT | O_EXCL`` holding the owner's
+host name and process id. A second appender finds it and gets
+:class:`~embstore.errors.StoreLockedError`. A lock left behind by a killed
+process on the same host is detected (its pid is gone) and taken over with a
+warning; on another host (or on object storage, where exclusive creation is not
+available) pass ``force=True`` to :meth:`embstore.Store.open` after making sure
+no other writer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..errors import StoreLockedError
+
+__all__ = ["FileLock", "pid_alive"]
+
+log = logging.getLogger(__name__)
+
+
+def pid_alive(pid: int) -> bool:
+    """Return True if a process with this pid exists on this host.
+
+    Examples
+    --------
+    >>> pid_alive(os.getpid())
+    True
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (killed child not yet reaped) is as good as dead
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class FileLock:
+    """Exclusive lock file on a local file system.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Lock file path.
+    what : str
+        Description for error messages (e.g. the store path and region).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> lk = FileLock(os.path.join(d, "x.lock"), "demo")
+    >>> lk.acquire(); lk.release()
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        self.held = False
+
+    def _owner(self) -> dict[str, object] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def acquire(self, force: bool = False) -> None:
+        """Take the lock.
+
+        Parameters
+        ----------
+        force : bool
+            Remove an existing lock first (only when you know its writer is gone).
+
+        Raises
+        ------
+        StoreLockedError
+            Another live process holds the lock.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        for _attempt in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if force:
+                    log.warning("removing lock %s held by %s (force=True)", self.path, owner)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                if owner is None:
+                    # being written right now, or garbage from a crash during creation
+                    time.sleep(0.05)
+                    owner = self._owner()
+                    if owner is None:
+                        age = time.time() - self.path.stat().st_mtime if self.path.exists() else 0
+                        if age > 5:
+                            self.path.unlink(missing_ok=True)
+                            continue
+                if owner is not None and owner.get("host") == me["host"] and not pid_alive(int(owner.get("pid", -1))):
+                    log.warning(
+                        "taking over stale lock %s of dead process %s", self.path, owner.get("pid")
+                    )
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise StoreLockedError(
+                    f"{self.what} is already open for appending by {owner} (lock file {self.path}); "
+                    "close that writer first, or open read-only with mode='r'. If that process is gone "
+                    "(e.g. on another host), pass force=True to Store.open"
+                )
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return
+        raise StoreLockedError(f"could not take the append lock {self.path} for {self.what}; retry or pass force=True")
+
+    def release(self) -> None:
+        """Release the lock if held (idempotent)."""
+        if self.held:
+            owner = self._owner()
+            if owner is None or owner.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False

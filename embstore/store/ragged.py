@@ -1,0 +1,113 @@
+"""Ragged per-row arrays stored without padding.
+
+A ragged variable keeps every row's values as consecutive *token rows* of one
+flat array ``(<var>_token, F...)`` plus, along the row dimension, the offset of
+each row's first token (``<var>_offset``), its token count (``<var>_n``) and
+its grid size (``<var>_h``, ``<var>_w``; ``-1`` when unknown).
+
+Two layouts are supported:
+
+``tokens``
+    declared dims like ``("token", "hidden")``; a row is ``[n_i, F]``.
+``map``
+    declared dims like ``("channel", "y", "x")``; a row is ``[F, h_i, w_i]``,
+    stored transposed as ``h_i * w_i`` tokens of ``F`` values (row-major over
+    ``(y, x)``), so that the layout matches ``encoder_output``.
+
+Examples
+--------
+>>> import numpy as np
+>>> fmap = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+>>> tok, h, w = to_tokens(fmap, "map")
+>>> tok.shape, h, w
+((12, 2), 3, 4)
+>>> bool((from_tokens(tok, "map", h, w) == fmap).all())
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["to_tokens", "from_tokens", "pad_rows", "flat_dims"]
+
+
+def flat_dims(var: str, dims: Sequence[str], layout: str) -> tuple[str, ...]:
+    """Dims of the flat storage array of a ragged variable.
+
+    Examples
+    --------
+    >>> flat_dims("enc", ("token", "hidden"), "tokens")
+    ('enc_token', 'hidden')
+    >>> flat_dims("bb", ("channel", "y", "x"), "map")
+    ('bb_token', 'channel')
+    """
+    if layout == "map":
+        return (f"{var}_token", dims[0])
+    return (f"{var}_{dims[0]}",) + tuple(dims[1:])
+
+
+def to_tokens(arr: np.ndarray, layout: str) -> tuple[np.ndarray, int, int]:
+    """Flatten one row to token rows; return ``(tokens, h, w)`` (``-1`` if unknown)."""
+    if layout == "map":
+        f, h, w = arr.shape
+        return np.ascontiguousarray(arr.reshape(f, h * w).T), int(h), int(w)
+    return arr, -1, -1
+
+
+def from_tokens(tokens: np.ndarray, layout: str, h: int, w: int) -> np.ndarray:
+    """Inverse of :func:`to_tokens`."""
+    if layout == "map":
+        return np.ascontiguousarray(tokens.T.reshape(tokens.shape[1], h, w))
+    return tokens
+
+
+def pad_rows(rows: Sequence[np.ndarray], layout: str, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Pad per-row arrays to a common size.
+
+    Parameters
+    ----------
+    rows : sequence of numpy.ndarray
+        ``[n_i, F...]`` (``tokens``) or ``[F, h_i, w_i]`` (``map``) arrays.
+    layout : str
+        ``"tokens"`` or ``"map"``.
+    fill : float
+        Value of padded positions.
+
+    Returns
+    -------
+    padded : numpy.ndarray
+        ``[N, max_n, F...]`` or ``[N, F, max_h, max_w]``.
+    mask : numpy.ndarray of bool
+        ``[N, max_n]`` or ``[N, max_h, max_w]``; True where real values are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p, m = pad_rows([np.ones((2, 3)), np.ones((1, 3))], "tokens")
+    >>> p.shape, m.tolist()
+    ((2, 2, 3), [[True, True], [True, False]])
+    """
+    if not rows:
+        raise ValueError("no rows to pad")
+    dtype = rows[0].dtype
+    n = len(rows)
+    if layout == "map":
+        f = rows[0].shape[0]
+        mh = max(r.shape[1] for r in rows)
+        mw = max(r.shape[2] for r in rows)
+        out = np.full((n, f, mh, mw), fill, dtype=dtype)
+        mask = np.zeros((n, mh, mw), dtype=bool)
+        for i, r in enumerate(rows):
+            out[i, :, : r.shape[1], : r.shape[2]] = r
+            mask[i, : r.shape[1], : r.shape[2]] = True
+        return out, mask
+    mn = max(r.shape[0] for r in rows)
+    out = np.full((n, mn) + rows[0].shape[1:], fill, dtype=dtype)
+    mask = np.zeros((n, mn), dtype=bool)
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = True
+    return out, mask

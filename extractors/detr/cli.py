@@ -1,0 +1,156 @@
+"""``embstore extract detr``: DETR embeddings of an image set into a store.
+
+Flag names of the old ``extract_embeddings.py`` are accepted as aliases
+(``--resume`` for ``--checkpoint``, ``--coco_path`` for ``--images``,
+``--output_dir`` for ``--out``, ``--batch_size``, ``--extract_type``;
+``--no_aux_loss`` is accepted and ignored). torch is imported only when the
+command runs.
+
+Examples
+--------
+.. code-block:: console
+
+    $ embstore extract detr --checkpoint detr-r50-e632da11.pth \\
+          --images FACET/ --annotations FACET/annotations/annotations.csv \\
+          --out facet.zarr --extract-type decoder --skin 1 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``detr`` subcommand to ``embstore extract``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The sub-subparsers of ``embstore extract``.
+    """
+    p = subparsers.add_parser(
+        "detr",
+        help="DETR backbone/encoder/decoder embeddings and predictions",
+        description="Extract DETR embeddings into a store. Re-running the same command resumes: "
+        "only images the store lacks are extracted.",
+    )
+    p.add_argument("--checkpoint", "--resume", dest="checkpoint", required=True, metavar="PATH_OR_URL",
+                   help="official-format DETR checkpoint (.pth path or URL), e.g. detr-r50-e632da11.pth")
+    p.add_argument("--images", "--coco_path", "--coco-path", dest="images", required=True,
+                   metavar="DIR_OR_LIST",
+                   help="image folder (recursive) or text file with one path per line; a folder with "
+                   "annotations/annotations.csv (FACET) uses it automatically")
+    p.add_argument("--annotations", metavar="CSV_OR_JSON",
+                   help="FACET annotations.csv or COCO JSON (skin, lighting, persons)")
+    p.add_argument("--out", "--output_dir", "--output-dir", dest="out", required=True, metavar="STORE",
+                   help="output store (.zarr directory, .h5 file or URL); an existing store is resumed")
+    p.add_argument("--extract-type", "--extract_type", dest="extract_type", default="decoder",
+                   choices=["decoder", "all", "encoder", "backbone"],
+                   help="what to keep (default: decoder = query embeddings, decoder output, predictions)")
+    p.add_argument("--variables", nargs="+", metavar="NAME",
+                   help="explicit variables instead of --extract-type (e.g. query_embeddings pred_boxes)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
+    p.add_argument("--num-workers", "--num_workers", dest="num_workers", type=int, default=None,
+                   help="DataLoader workers for decoding/resizing (default: CPUs-1, at most 8)")
+    p.add_argument("--device", default="auto",
+                   help="auto (default: all GPUs if any, else CPU), cpu, cuda, cuda:N; "
+                   "cuda without a GPU is an error")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"],
+                   help="storage dtype of embeddings (logits and boxes stay float32)")
+    p.add_argument("--skin", nargs="+", metavar="TONE",
+                   help="keep images whose majority Monk skin tone is one of these (1 or skin1 ...)")
+    p.add_argument("--light", nargs="+", metavar="LABEL",
+                   help="keep images whose majority lighting is one of these (well, dimly, under, over, na)")
+    p.add_argument("--limit", type=int, help="extract at most this many images (after filters)")
+    p.add_argument("--min-size", "--min_size", dest="min_size", type=int, default=800,
+                   help="shortest side after resizing (official eval: 800)")
+    p.add_argument("--max-size", "--max_size", dest="max_size", type=int, default=1333,
+                   help="longest side bound (official eval: 1333)")
+    p.add_argument("--autocast", choices=["fp16", "bf16"],
+                   help="mixed-precision forward (GPU speed-up; ~1e-3 relative deviation)")
+    p.add_argument("--nheads", type=int, help="attention heads if the checkpoint has no args (default 8)")
+    p.add_argument("--dilation", action="store_true", default=None,
+                   help="DC5 checkpoints (dilated last stage) without saved args")
+    p.add_argument("--commit-every", dest="commit_every", type=float, default=60.0, metavar="SECONDS",
+                   help="commit written rows at least this often (default 60); a killed run loses "
+                   "at most this much work")
+    p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
+    p.add_argument("--retry-skipped", action="store_true",
+                   help="retry images an earlier run skipped as unreadable")
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="always show the progress bar (default: only on a terminal)")
+    prog.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no_aux_loss", "--no-aux-loss", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    from .run import format_command
+
+    argv = ["embstore", "extract", "detr"]
+    for key, value in sorted(vars(args).items()):
+        if key in ("func", "command", "model", "verbose", "no_aux_loss") or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            argv += [flag] + [str(v) for v in value]
+        else:
+            argv += [flag, str(value)]
+    return format_command(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``embstore extract detr`` with parsed arguments.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From the parser built by :func:`register`.
+
+    Returns
+    -------
+    int
+        0 on success (skipped bad images do not fail the run).
+    """
+    from .run import extract_detr
+
+    overrides: dict[str, Any] = {}
+    if args.nheads is not None:
+        overrides["nheads"] = args.nheads
+    if args.dilation:
+        overrides["dilation"] = True
+    summary = extract_detr(
+        args.checkpoint,
+        args.images,
+        args.out,
+        annotations=args.annotations,
+        extract_type=args.extract_type,
+        variables=args.variables,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        dtype=args.dtype,
+        skin=args.skin,
+        light=args.light,
+        limit=args.limit,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        autocast=args.autocast,
+        overwrite=args.overwrite,
+        retry_skipped=args.retry_skipped,
+        progress=args.progress,
+        flush_interval=args.commit_every,
+        command_line=_command_line(args),
+        **overrides,
+    )
+    print(f"{args.out}: {summary}")
+    for image_id, reason in summary.skipped_examples:
+        print(f"  skipped {image_id}: {reason}", file=sys.stderr)
+    return 0

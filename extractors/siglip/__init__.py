@@ -1,0 +1,34 @@
+"""SigLIP (open_clip) embeddings of COCO-panoptic mask instances.
+
+Examples
+--------
+>>> from extractors.siglip import SiglipExtractor            # doctest: +SKIP
+>>> ex = SiglipExtractor("ViT-B-16-SigLIP", pretrained="open_clip_pytorch_model.bin")  # doctest: +SKIP
+>>> ex.extract_panoptic("/data/coco", split="val", out="val_siglip.zarr")              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["SiglipExtractor", "extract_panoptic", "PanopticDataset", "masked_crop",
+           "instance_id", "split_instance_id"]
+
+_LAZY = {
+    "SiglipExtractor": "extractors.siglip.extractor",
+    "extract_panoptic": "extractors.siglip.extractor",
+    "PanopticDataset": "extractors.siglip.panoptic",
+    "masked_crop": "extractors.siglip.panoptic",
+    "instance_id": "extractors.siglip.panoptic",
+    "split_instance_id": "extractors.siglip.panoptic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'extractors.siglip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

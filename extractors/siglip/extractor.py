@@ -1,0 +1,594 @@
+"""SiglipExtractor: open_clip image embeddings of COCO-panoptic segments.
+
+Any open_clip model name works (built-in such as ``ViT-B-16-SigLIP``, or a
+config registered with :func:`open_clip.add_model_config`); weights come from
+a local file. The image preprocessing is the model's own: open_clip's
+registered pretrained configuration for that model name (for
+``ViT-B-16-SigLIP``: bicubic "squash" resize to 224, mean = std = 0.5). Note
+that ``open_clip.create_model_and_transforms(name, pretrained=FILE)`` alone
+would fall back to the OpenAI CLIP mean/std for a file path; this module looks
+the model's configuration up so a local SigLIP checkpoint is preprocessed as
+SigLIP was trained.
+
+Row ids are int64 ``instance_id = image_id * 2**24 + segment_id``
+(:func:`extractors.siglip.panoptic.instance_id`); ``image_id`` and
+``segment_id`` are stored as coordinates too, so
+``store.sel(image_id=397133)`` works.
+
+Examples
+--------
+>>> from extractors.siglip import SiglipExtractor                       # doctest: +SKIP
+>>> ex = SiglipExtractor("ViT-B-16-SigLIP", pretrained="open_clip_pytorch_model.bin")  # doctest: +SKIP
+>>> ex.extract_panoptic("/data/coco", split="val", out="coco_val_siglip.zarr")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embstore._optional import attempt_import
+from embstore.errors import CheckpointError, StoreExistsError, ValidationError
+from extractors.base import HookExtractor, to_numpy
+
+from .panoptic import PanopticDataset, masked_crop
+
+__all__ = ["SiglipExtractor", "extract_panoptic", "open_or_create_store", "resolve_model_name", "resolve_preprocess_cfg", "COORD_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+#: Row coordinates stored for every instance.
+COORD_NAMES = ("image_id", "segment_id", "category_id", "category", "isthing", "iscrowd",
+               "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+
+def resolve_model_name(model_name: str) -> str:
+    """Normalise user spellings of an open_clip model name.
+
+    ``"openclip:timm/ViT-B-16-SigLIP"`` (the users' embedder spec) and
+    ``"timm/ViT-B-16-SigLIP"`` become ``"ViT-B-16-SigLIP"``.
+
+    Parameters
+    ----------
+    model_name : str
+        The name as given.
+
+    Returns
+    -------
+    str
+        A name known to :func:`open_clip.list_models` (or a ``local-dir:`` spec).
+
+    Raises
+    ------
+    ValidationError
+        For ``hf-hub:`` names (they download) or unknown names.
+
+    Examples
+    --------
+    >>> resolve_model_name("openclip:timm/ViT-B-16-SigLIP")
+    'ViT-B-16-SigLIP'
+    """
+    open_clip = attempt_import("open_clip")
+    name = str(model_name).strip()
+    if name.startswith("openclip:"):
+        name = name[len("openclip:"):]
+    if name.startswith("local-dir:"):
+        return name
+    if name.startswith("hf-hub:"):
+        raise ValidationError(
+            f"model {model_name!r} would be downloaded from the Hugging Face hub; download its "
+            "weights yourself and pass the architecture name plus the file, e.g. "
+            "model_name='ViT-B-16-SigLIP', pretrained='open_clip_pytorch_model.bin'"
+        )
+    known = open_clip.list_models()
+    if name in known:
+        return name
+    tail = name.split("/", 1)[-1]
+    if tail in known:
+        return tail
+    if name.replace("/", "-") in known:
+        return name.replace("/", "-")
+    close = [m for m in known if tail.lower() in m.lower()][:8]
+    raise ValidationError(
+        f"unknown open_clip model {model_name!r}; close names: {close or 'none'}. Register a custom "
+        "config first with open_clip.add_model_config(path_to_json)"
+    )
+
+
+def resolve_preprocess_cfg(model_name: str, **overrides: Any) -> dict[str, Any]:
+    """The model's own preprocessing settings (mean, std, interpolation, resize mode).
+
+    Taken from open_clip's registered pretrained configuration of the model
+    (the first tag; all tags of a model share preprocessing), else open_clip's
+    defaults; then ``overrides`` that are not ``None``.
+
+    Parameters
+    ----------
+    model_name : str
+        Resolved open_clip model name.
+    **overrides
+        ``mean``, ``std``, ``interpolation``, ``resize_mode``.
+
+    Returns
+    -------
+    dict
+        Keys among ``mean, std, interpolation, resize_mode`` to pass as
+        ``force_preprocess_cfg`` (empty: open_clip defaults).
+
+    Examples
+    --------
+    >>> cfg = resolve_preprocess_cfg("ViT-B-16-SigLIP")
+    >>> cfg["mean"], cfg["resize_mode"]
+    ((0.5, 0.5, 0.5), 'squash')
+    """
+    open_clip = attempt_import("open_clip")
+    cfg: dict[str, Any] = {}
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if tags:
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, tags[0])
+        for key in ("mean", "std", "interpolation", "resize_mode"):
+            if key in tag_cfg:
+                cfg[key] = tuple(tag_cfg[key]) if isinstance(tag_cfg[key], (list, tuple)) else tag_cfg[key]
+    for key, value in overrides.items():
+        if value is not None:
+            cfg[key] = tuple(value) if isinstance(value, (list, tuple)) else value
+    return cfg
+
+
+def _visual_output(model: Any, inputs: Any, outputs: Any) -> Any:
+    """Hook source: the visual tower's output (``encode_image`` before normalising)."""
+    return outputs
+
+
+class SiglipExtractor(HookExtractor):
+    """Image embeddings from an open_clip model (SigLIP by default).
+
+    Runs the model's visual tower (what ``encode_image`` runs) and
+    L2-normalises, so the vectors equal ``model.encode_image(x, normalize=True)``.
+
+    Parameters
+    ----------
+    model_name : str, default "ViT-B-16-SigLIP"
+        Any open_clip model name (see :func:`resolve_model_name`).
+    pretrained : path, optional
+        Local weights file (open_clip state dict, ``.bin``/``.pt``/``.safetensors``).
+        ``None`` builds random weights (logged as a warning; for tests only).
+    device : str, default "cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``; several GPUs are used together.
+    autocast : {"auto", None, "fp16", "bf16"}, default "auto"
+        Mixed precision; ``"auto"`` = fp16 on CUDA, off on the CPU.
+    dtype : str, default "float16"
+        Storage dtype of ``embedding`` (the old cache stored fp16).
+    image_mean, image_std, interpolation, resize_mode : optional
+        Override the model's preprocessing (see :func:`resolve_preprocess_cfg`).
+
+    Attributes
+    ----------
+    clip_model : torch.nn.Module
+        The whole open_clip model.
+    transform : callable
+        The model's eval preprocessing (PIL image -> tensor).
+    embed_dim : int
+        Embedding size.
+
+    Raises
+    ------
+    CheckpointError
+        If the weights file is missing or does not match the model.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16-SigLIP",
+        pretrained: str | os.PathLike | None = None,
+        device: str = "cpu",
+        autocast: str | None = "auto",
+        dtype: str = "float16",
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        interpolation: str | None = None,
+        resize_mode: str | None = None,
+    ) -> None:
+        open_clip = attempt_import("open_clip")
+        name = resolve_model_name(model_name)
+        weights = None
+        if pretrained is not None:
+            weights = os.fspath(pretrained)
+            if not os.path.isfile(weights):
+                raise CheckpointError(
+                    f"weights file {weights!r} does not exist; pass the path of the model's open_clip "
+                    "checkpoint (e.g. open_clip_pytorch_model.bin); nothing is downloaded"
+                )
+        else:
+            logger.warning("no weights given for %s: the model has RANDOM weights", name)
+        pp = resolve_preprocess_cfg(
+            name, mean=image_mean, std=image_std, interpolation=interpolation, resize_mode=resize_mode
+        )
+        try:
+            clip_model, _, transform = open_clip.create_model_and_transforms(
+                name,
+                pretrained=weights,
+                device="cpu",
+                image_mean=pp.get("mean"),
+                image_std=pp.get("std"),
+                image_interpolation=pp.get("interpolation"),
+                image_resize_mode=pp.get("resize_mode"),
+                pretrained_image=False,
+                pretrained_text=False,
+                weights_only=True,
+            )
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:
+            raise CheckpointError(
+                f"could not load open_clip model {name!r} with weights {weights!r}: {exc}. "
+                "Check that the weights belong to this architecture (--model)"
+            ) from exc
+        self.model_name = name
+        self.pretrained = weights
+        self.clip_model = clip_model.eval()
+        self.transform = transform
+        self.preprocess_cfg = dict(getattr(clip_model.visual, "preprocess_cfg", {}) or {})
+        self.dtype = str(np.dtype(dtype))
+        super().__init__(
+            clip_model.visual,
+            {"embedding": _visual_output},
+            device=device,
+            dims={"embedding": ("hidden",)},
+            dtypes={"embedding": self.dtype},
+            preprocess=transform,
+            autocast=None,
+        )
+        if autocast == "auto":
+            autocast = "fp16" if self.device.type == "cuda" else None
+        self.autocast = autocast
+        self.embed_dim = int(
+            getattr(clip_model, "embed_dim", None)
+            or getattr(getattr(clip_model, "text_projection", None), "shape", [0, 0])[-1]
+            or 0
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-serialisable description of the model and preprocessing.
+
+        Returns
+        -------
+        dict
+            ``model``, ``pretrained``, ``preprocess`` (open_clip's config).
+        """
+        pp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.preprocess_cfg.items()}
+        return {"model": f"open_clip:{self.model_name}", "pretrained": self.pretrained, "preprocess": pp}
+
+    def extract_batch(self, batch: Any) -> dict[str, Any]:
+        """Encode a preprocessed batch; L2-normalised float32 device tensors.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            ``[B, 3, S, S]`` from :attr:`transform`.
+
+        Returns
+        -------
+        dict of torch.Tensor
+            ``{"embedding": [B, embed_dim]}``.
+        """
+        torch = attempt_import("torch")
+        out = super().extract_batch(batch)
+        out["embedding"] = torch.nn.functional.normalize(out["embedding"].float(), dim=-1)
+        return out
+
+    def extract_images(self, images: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Embed a list of images (e.g. masked crops).
+
+        Parameters
+        ----------
+        images : sequence of PIL.Image.Image or numpy.ndarray
+            RGB images (uint8 arrays ``H x W x 3`` or PIL).
+
+        Returns
+        -------
+        dict of numpy.ndarray
+            ``{"embedding": float32 [B, embed_dim]}``, L2-normalised.
+
+        Raises
+        ------
+        ValidationError
+            If ``images`` is empty.
+        """
+        torch = attempt_import("torch")
+        from extractors.images import to_rgb
+
+        if len(images) == 0:
+            raise ValidationError("extract_images got an empty list; pass at least one image")
+        batch = torch.stack([self.transform(to_rgb(im)) for im in images])
+        return {k: to_numpy(v) for k, v in self.extract_batch(batch).items()}
+
+    def extract_panoptic(
+        self,
+        data_path: str | os.PathLike,
+        split: str = "val",
+        out: Any = None,
+        bg_alpha: float = 0.3,
+        pad_ratio: float = 0.1,
+        fill: Sequence[int] = (0, 0, 0),
+        batch_size: int = 8,
+        num_workers: int = 0,
+        limit: int | None = None,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Embed every segment of a COCO-panoptic split into a store (resumable).
+
+        See :func:`extract_panoptic` (the same call with this extractor).
+
+        Parameters
+        ----------
+        data_path : path
+            COCO root.
+        split : str, default "val"
+            Split name.
+        out : path or embstore.Store
+            Output store; created (``row_dim="instance"``) if absent, resumed otherwise.
+        bg_alpha, pad_ratio, fill
+            Crop rule (:func:`extractors.siglip.panoptic.masked_crop`).
+        batch_size : int, default 8
+            Crops per forward pass.
+        num_workers : int, default 0
+            DataLoader workers that decode images and cut crops.
+        limit : int, optional
+            Only the first ``limit`` images.
+        progress : bool, optional
+            tqdm bar; default: only on a TTY.
+
+        Returns
+        -------
+        dict
+            Summary: ``written``, ``already_done``, ``skipped``, ``seconds``, ``instances_per_s``, ``store``.
+        """
+        return extract_panoptic(
+            self, data_path, split=split, out=out, bg_alpha=bg_alpha, pad_ratio=pad_ratio, fill=fill,
+            batch_size=batch_size, num_workers=num_workers, limit=limit, progress=progress,
+        )
+
+
+class _SegmentCrops:
+    """Map-style dataset: image index -> preprocessed crops of its pending segments.
+
+    Runs in DataLoader workers (picklable: holds only the dataset, settings and
+    the transform).
+    """
+
+    def __init__(self, dataset: PanopticDataset, pending: list[tuple[int, list[dict]]],
+                 transform: Any, bg_alpha: float, pad_ratio: float, fill: Sequence[int]) -> None:
+        self.dataset, self.pending, self.transform = dataset, pending, transform
+        self.bg_alpha, self.pad_ratio, self.fill = bg_alpha, pad_ratio, tuple(fill)
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from PIL import Image
+
+        index, segments = self.pending[i]
+        image = self.dataset.images[index]
+        coords = [self.dataset.segment_coords(image, seg) for seg in segments]
+        try:
+            rgb, ids = self.dataset.load(image)
+            if rgb.shape[:2] != ids.shape:
+                raise ValueError(f"PNG size {ids.shape} differs from image size {rgb.shape[:2]}")
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, not fatal
+            reason = f"unreadable image/PNG for image {image.image_id}: {exc!r}"
+            return {"coords": [], "tensors": [], "skipped": [(c["instance_id"], reason) for c in coords]}
+        kept, tensors, skipped = [], [], []
+        for seg, c in zip(segments, coords):
+            res = masked_crop(rgb, ids == int(seg["id"]), self.bg_alpha, self.pad_ratio, self.fill)
+            if res is None:
+                skipped.append((c["instance_id"], f"segment {c['segment_id']} has no pixels in the PNG"))
+                continue
+            crop, _box = res
+            kept.append(c)
+            tensors.append(self.transform(Image.fromarray(crop)))
+        return {"coords": kept, "tensors": tensors, "skipped": skipped}
+
+
+def _collate_list(items: list[Any]) -> list[Any]:
+    return items
+
+
+def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, Any] | None = None) -> Any:
+    """Open ``out`` for appending, or create it with the instance schema.
+
+    Parameters
+    ----------
+    out : path or embstore.Store
+        Store (returned as is) or path.
+    extractor : SiglipExtractor
+        Provides variables/dtypes/provenance.
+    attrs : dict, optional
+        Extra attributes for a new store.
+
+    Returns
+    -------
+    embstore.Store
+        Open for appending.
+
+    Raises
+    ------
+    ValidationError
+        If an existing store has another row dimension or embedding size.
+    """
+    from embstore import Store
+
+    if out is None:
+        raise ValidationError("out is required: pass a store path such as 'coco_val_siglip.zarr'")
+    if not isinstance(out, (str, os.PathLike)):
+        return out
+    try:
+        st = Store.create(
+            out,
+            row_dim="instance",
+            id_name="instance_id",
+            variables=dict(extractor.variables),
+            dtypes=dict(extractor.dtypes),
+            attrs={**extractor.provenance(), **(attrs or {})},
+        )
+    except StoreExistsError:
+        st = Store.open(out, mode="a")
+        if st.row_dim != "instance" or "embedding" not in st.variables:
+            st.close()
+            raise ValidationError(
+                f"existing store {os.fspath(out)!r} has row_dim={st.row_dim!r} and variables "
+                f"{list(st.variables)}; resume needs a SigLIP instance store - choose another --out"
+            ) from None
+    return st
+
+
+def extract_panoptic(
+    extractor: SiglipExtractor,
+    data_path: str | os.PathLike,
+    split: str = "val",
+    out: Any = None,
+    bg_alpha: float = 0.3,
+    pad_ratio: float = 0.1,
+    fill: Sequence[int] = (0, 0, 0),
+    batch_size: int = 8,
+    num_workers: int = 0,
+    limit: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Embed every segment of a COCO-panoptic split into a store (resumable).
+
+    For each segment: masked, padded crop
+    (:func:`~extractors.siglip.panoptic.masked_crop`), the model's
+    preprocessing, the visual tower, L2 normalisation. Rows go to a store with
+    ``row_dim="instance"``, id ``instance_id = image_id * 2**24 + segment_id``
+    and coordinates :data:`COORD_NAMES` (bbox is the JSON's COCO
+    ``[x, y, w, h]``). Segments already in the store are not recomputed
+    (images whose segments are all done are not even read). Unreadable images
+    and empty masks are recorded with ``store.record_skipped``.
+
+    Parameters
+    ----------
+    extractor : SiglipExtractor
+        The model.
+    data_path : path
+        COCO root (:class:`~extractors.siglip.panoptic.PanopticDataset`).
+    split : str, default "val"
+        Split name.
+    out : path or embstore.Store
+        Output store.
+    bg_alpha : float, default 0.3
+        Weight of the original background outside the mask.
+    pad_ratio : float, default 0.1
+        Box padding per side, as a fraction of the box width/height.
+    fill : sequence of 3 int, default (0, 0, 0)
+        Background fill colour.
+    batch_size : int, default 8
+        Crops per forward pass (crops of several images are batched together).
+    num_workers : int, default 0
+        DataLoader workers (image decoding and cropping).
+    limit : int, optional
+        Only the first ``limit`` images of the JSON.
+    progress : bool, optional
+        Show a tqdm bar; default: only when stderr is a TTY.
+
+    Returns
+    -------
+    dict
+        ``written``, ``already_done``, ``skipped``, ``seconds``,
+        ``instances_per_s``, ``store`` (path).
+
+    Raises
+    ------
+    ValidationError
+        For a bad ``batch_size``/``bg_alpha``/``pad_ratio``/``fill``.
+    DatasetError
+        If the dataset layout is not found.
+    """
+    import sys
+
+    torch = attempt_import("torch")
+    from tqdm.auto import tqdm
+
+    from .panoptic import blend_background, crop_box, instance_id
+
+    if int(batch_size) < 1:
+        raise ValidationError(f"batch_size must be >= 1, got {batch_size!r}")
+    # validate the crop settings once, before any work
+    blend_background(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), bool), bg_alpha, fill)
+    crop_box((0, 0, 1, 1), (1, 1), pad_ratio)
+    t0 = time.perf_counter()
+    dataset = PanopticDataset(data_path, split=split)
+    images = dataset.images if limit is None else dataset.images[: int(limit)]
+    run_attrs = {"dataset": "coco_panoptic", "split": split, "data_path": os.fspath(data_path),
+                 "bg_alpha": float(bg_alpha), "pad_ratio": float(pad_ratio), "fill": [int(v) for v in fill]}
+    st = open_or_create_store(out, extractor, attrs=run_attrs)
+    own_store = isinstance(out, (str, os.PathLike))
+    written = skipped_n = 0
+    try:
+        all_ids = [int(instance_id(im.image_id, int(seg["id"]))) for im in images for seg in im.segments]
+        todo = set(int(i) for i in st.missing(all_ids)) if len(st) else set(all_ids)
+        already = len(all_ids) - len(todo)
+        pending: list[tuple[int, list[dict]]] = []
+        for index, im in enumerate(images):
+            segs = [s for s in im.segments if int(instance_id(im.image_id, int(s["id"]))) in todo]
+            if segs:
+                pending.append((index, segs))
+        logger.info("%d segments to embed (%d already in the store)", len(todo), already)
+        crops = _SegmentCrops(dataset, pending, extractor.transform, bg_alpha, pad_ratio, fill)
+        loader = torch.utils.data.DataLoader(
+            crops, batch_size=1, shuffle=False, num_workers=int(num_workers), collate_fn=_collate_list
+        )
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        bar = tqdm(total=len(todo), unit="inst", disable=not show, desc="siglip")
+        buf_coords: list[dict] = []
+        buf_tensors: list[Any] = []
+
+        def flush_batch() -> int:
+            if not buf_tensors:
+                return 0
+            emb = to_numpy(extractor.extract_batch(torch.stack(buf_tensors))["embedding"])
+            ids = np.array([c["instance_id"] for c in buf_coords], dtype=np.int64)
+            coords = {name: np.array([c[name] for c in buf_coords]) for name in COORD_NAMES
+                      if name != "category"}
+            coords["category"] = np.array(
+                [dataset.categories.get(c["category_id"], {}).get("name", "") for c in buf_coords],
+                dtype=object,
+            )
+            st.append(ids, {"embedding": emb}, coords=coords)
+            n = len(ids)
+            bar.update(n)
+            buf_coords.clear()
+            buf_tensors.clear()
+            return n
+
+        for (item,) in loader:
+            if item["skipped"]:
+                ids, reasons = zip(*item["skipped"])
+                st.record_skipped(list(ids), list(reasons))
+                skipped_n += len(ids)
+                bar.update(len(ids))
+                for r in reasons[:1]:
+                    logger.warning("skipped %d segment(s): %s", len(ids), r)
+            for c, t in zip(item["coords"], item["tensors"]):
+                buf_coords.append(c)
+                buf_tensors.append(t)
+                if len(buf_tensors) >= batch_size:
+                    written += flush_batch()
+        written += flush_batch()
+        bar.close()
+        st.flush()
+    finally:
+        if own_store:
+            st.close()
+    seconds = time.perf_counter() - t0
+    return {
+        "written": written,
+        "already_done": already,
+        "skipped": skipped_n,
+        "seconds": seconds,
+        "instances_per_s": written / seconds if seconds > 0 else float("nan"),
+        "store": os.fspath(out) if own_store else getattr(st, "path", None),
+    }
