@@ -32,9 +32,11 @@ def raw():
     }
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, raw):
-    path = tmp_path_factory.mktemp("an") / "run.zarr"
+@pytest.fixture(scope="module", params=["run.zarr", "run.h5"], ids=["zarr", "hdf5"])
+def store(request, tmp_path_factory, raw):
+    if request.param.endswith(".h5"):
+        pytest.importorskip("h5py")
+    path = tmp_path_factory.mktemp("an") / request.param
     st_ = Store.create(
         str(path), row_dim="image", id_name="image_id",
         variables={
@@ -298,3 +300,31 @@ def test_dataset_source_without_ids_uses_positions():
     m, lab = an.sel(grp="a").matrix("e")
     np.testing.assert_array_equal(m, [[0, 1], [4, 5]])
     assert lab.columns.tolist() == ["row_id", "grp"]
+
+
+def test_streaming_memory_is_bounded_by_a_block(tmp_path):
+    """Peak traced allocations while streaming stay well below the data size."""
+    import tracemalloc
+
+    n, q, d = 4096, 10, 64
+    st_ = Store.create(str(tmp_path / "big.zarr"), row_dim="image", id_name="image_id",
+                       variables={"query_embeddings": ("query", "hidden"),
+                                  "pred_logits": ("query", "class")}, chunk_rows=256)
+    rng = np.random.default_rng(0)
+    for s in range(0, n, 1024):
+        st_.append(np.arange(s, s + 1024), {
+            "query_embeddings": rng.normal(size=(1024, q, d)).astype(np.float16),
+            "pred_logits": rng.normal(size=(1024, q, 5)).astype(np.float32)})
+    st_.flush()
+    an = EmbeddingAnalyzer(st_)
+    data_bytes = n * q * d * 4  # the variable as float32
+    for pool in (None, "confidence", "mean"):
+        list(an.sel(image_id=[0, 1]).iter_vectors(pool=pool))  # warm-up: lazy imports
+        tracemalloc.start()
+        try:
+            count = sum(len(b) for _, b in an.iter_vectors(pool=pool, block_rows=2560))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert count == (n * q if pool is None else n)
+        assert peak < 0.6 * data_bytes, (pool, peak, data_bytes)

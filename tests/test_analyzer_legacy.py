@@ -186,6 +186,9 @@ def test_new_api_on_old_directory(legacy, tensors):
     want = np.stack([tensors[i]["encoder_output"].numpy().mean(axis=0) for i in IDS])
     np.testing.assert_allclose(enc.values, want, rtol=1e-6)
     assert enc["image_id"].values.tolist() == IDS
+    sub = an.sel(image_id=[42, 3])  # the only coordinate of an old directory; row order kept
+    assert sub.ids.tolist() == [3, 42]
+    assert sub.metadata["image_ids"] == [3, 42]
     blocks = list(an.iter_vectors(pool=None, block_rows=Q * 2))
     assert [s for s, _ in blocks] == list(range(0, len(IDS) * Q, Q * 2))
 
@@ -267,6 +270,9 @@ def test_visualize_pca_and_tsne_write_pngs(legacy, tmp_path, tensors):
     emb = an.visualize_embeddings_tsne(save_path=tsne_png, dpi=60)
     assert emb.shape == (len(IDS) * Q, 2) and np.isfinite(emb).all()
     _assert_png_not_blank(tsne_png)
+    again, _ = an.visualize_embeddings_pca()  # no save_path: nothing written, same result
+    np.testing.assert_allclose(again, reduced, rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pca.png", "tsne.png"]
     reduced3, _ = an.visualize_embeddings_pca("decoder_output", n_components=3,
                                               save_path=tmp_path / "p3.png", dpi=40)
     assert reduced3.shape == (len(IDS), 3)

@@ -214,3 +214,29 @@ def test_analyzer_approximate_cluster_and_pair_recall(tmp_path):
     assert 0.5 < rep.recall <= 1.0 and rep.sample_size == 200
     res = an.cluster(0.7, k=30, kind="ivf", variable="embedding")
     assert not res.groups.exact and res.stats["exact"] is False
+
+
+def test_cli_cluster_pipeline(tmp_path, capsys):
+    from embstore import Store
+    from embstore.cli import main
+
+    x, truth = blobs(200, 16, 6, 0.1, 11)
+    x[190:] = x[:10]  # exact duplicates of the first rows
+    st_ = Store.create(tmp_path / "f.zarr", row_dim="image", id_name="image_id",
+                       variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"})
+    st_.append([f"im{i}" for i in range(200)], {"embedding": x})
+    st_.flush()
+    st_.close()
+    rc = main(["cluster", str(tmp_path / "f.zarr"), "--variable", "embedding", "--remove-duplicates",
+               "--duplicate-thresh", "0.999", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "removed 10 of 200 rows" in text and "6 clusters over 190 rows" in text
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["clustering_result.txt", "fr_train_6_class_190_data_classes.npy",
+                     "fr_train_6_class_190_data_data_list.npy"]
+    coords = Store.open(tmp_path / "f.zarr").coords
+    assert (coords["cluster"].to_numpy()[:190] >= 0).all()
+    assert main(["cluster", str(tmp_path / "f.zarr"), "--variable", "embedding", "--save-groups", "2",
+                 "--out", str(tmp_path / "o2"), "--no-progress"]) == 2  # no image paths: usage error
+    assert "no image paths" in capsys.readouterr().err

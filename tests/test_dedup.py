@@ -182,3 +182,23 @@ def test_remove_duplicates_needs_one_vector_per_row(tmp_path):
     st_.flush()
     with pytest.raises(ValidationError, match="one vector per row"):
         EmbeddingAnalyzer(st_).remove_duplicates(pool=None)
+
+
+def test_cli_dedup_writes_pairs_and_removed_ids(tmp_path, capsys):
+    from embstore.cli import main
+
+    x = planted(40, 10, 16, 0.0, 12)
+    st_, ids = _face_store(tmp_path, x)
+    st_.close()
+    rc = main(["dedup", str(tmp_path / "faces.zarr"), "--variable", "embedding", "--out",
+               str(tmp_path / "dd"), "--no-progress"])
+    assert rc == 0
+    want, pairs, _ = brute_groups(x, 0.9)
+    n_removed = len(x) - len(np.unique(want))
+    assert f"drops {n_removed}" in capsys.readouterr().out
+    removed = np.loadtxt(tmp_path / "dd" / "removed_ids.txt", dtype=str, ndmin=1)
+    assert len(removed) == n_removed
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "dd" / "duplicate_pairs.csv")
+    assert set(zip(df["i"], df["j"])) == pairs

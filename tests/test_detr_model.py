@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 
 from embstore.errors import DeviceUnavailableError, UnknownVariableError, ValidationError  # noqa: E402
 from extractors.detr import DetrExtractor, EXTRACT_TYPES  # noqa: E402
-from extractors.detr.extractor import RAGGED_DIMS, VARIABLE_DIMS, resolve_device, resolve_variables  # noqa: E402
+from extractors.detr.extractor import RAGGED_DIMS, VARIABLE_DIMS, resolve_variables  # noqa: E402
 from extractors.detr.model import build_detr  # noqa: E402
 from extractors.detr.preprocess import (  # noqa: E402
     DetrTransform,
@@ -221,10 +221,10 @@ def test_cuda_request_without_cuda_raises():
     else:
         bad = "cuda"
     with pytest.raises(DeviceUnavailableError, match="cuda"):
-        resolve_device(bad)
-    with pytest.raises(DeviceUnavailableError):
         DetrExtractor(build_detr(CONFIGS["small"]), device=bad)
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    ext = DetrExtractor(build_detr(CONFIGS["small"]), device="auto")
+    assert ext.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert next(ext.model.parameters()).device.type == ext.device.type
 
 
 # -------------------------------------------------------------- preprocessing
@@ -298,3 +298,5 @@ def test_image_modes_are_converted_to_rgb():
         to_pil_rgb(np.zeros((4, 4, 2), np.uint8))
     with pytest.raises(ValidationError, match="list"):
         preprocess_images(rgb)
+    with pytest.raises(ValidationError, match="too elongated"):
+        DetrTransform(800, 1333)(np.zeros((1, 3000, 3), np.uint8))

@@ -251,13 +251,24 @@ def test_small_groups_are_kept_with_nan_figures():
     assert np.isfinite(t.loc[1, "dispersion"]) and np.isfinite(t.loc[2, "p_value"])
 
 
-def test_rows_with_missing_labels_are_left_out():
+def test_rows_with_missing_or_unknown_labels_are_left_out_and_counted():
     rng = np.random.default_rng(10)
     X = rng.normal(size=(40, 3))
     labels = pd.DataFrame({"skin": [1.0] * 18 + [np.nan] * 4 + [2.0] * 18})
-    t = group_statistics(X, labels, "skin", n_boot=0, min_count=5, **FAST).table
-    assert t["count"].tolist() == [18, 18]
-    assert t["skin"].tolist() == [1, 2]
+    res = group_statistics(X, labels, "skin", n_boot=0, min_count=5, **FAST)
+    assert res.table["count"].tolist() == [18, 18]
+    assert res.table["skin"].tolist() == [1, 2]
+    assert res.n_excluded == 4
+    # FACET's unknowns: skin 0 and lighting "na"
+    labels = pd.DataFrame({"skin": [0] * 5 + [1] * 17 + [2] * 18,
+                           "lighting": ["na"] * 3 + ["well_lit"] * 37})
+    res = group_statistics(X, labels, ["skin", "lighting"], n_boot=0, min_count=5, **FAST)
+    assert res.n_excluded == 5
+    assert set(res.table["skin"].dropna()) == {1, 2}
+    assert set(res.table["lighting"].dropna()) == {"well_lit"}
+    # an explicit empty mapping keeps them as groups
+    kept = group_statistics(X, labels, "skin", n_boot=0, min_count=5, missing_values={}, **FAST)
+    assert kept.table["skin"].tolist() == [0, 1, 2] and kept.n_excluded == 0
 
 
 def test_same_seed_same_result_and_bad_inputs_are_rejected():

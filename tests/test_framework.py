@@ -24,6 +24,15 @@ from extractors.pipeline import ExtractionSummary, run_extraction  # noqa: E402
 HAS_CUDA = torch.cuda.is_available()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: much faster than two on a shared, loaded CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class TinyNet(torch.nn.Module):
     """conv -> relu -> pool -> (flatten) -> linear; the conv also returns a tuple."""
 

@@ -47,6 +47,11 @@ CHILD = textwrap.dedent(
         pass
     few.search(np.ones((2, 256), np.float32), k=3, pool=None, block_rows=4096)
     few.find_duplicates(0.9, k=10, batch=128, memory_budget=32 * 2**20)
+    # BLAS reserves its work buffers (~130 MB of address space here) on the first
+    # large product: a fixed cost, not proportional to the data, so warm it up too
+    z = np.zeros((1024, 256), np.float32)
+    faiss.knn(z, np.zeros((2048, 256), np.float32), 5, faiss.METRIC_INNER_PRODUCT)
+    del z
     base = vm()
     resource.setrlimit(resource.RLIMIT_AS, (base + budget, resource.RLIM_INFINITY))
     out = {"baseline_vm": base}

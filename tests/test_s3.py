@@ -18,6 +18,7 @@ import textwrap
 import time
 import uuid
 
+import dask.array as dsa
 import numpy as np
 import pytest
 
@@ -25,7 +26,12 @@ pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
 from embstore import Store  # noqa: E402
-from embstore.errors import SelectionError, StoreExistsError, StoreNotFoundError  # noqa: E402
+from embstore.errors import (  # noqa: E402
+    SelectionError,
+    StoreExistsError,
+    StoreLockedError,
+    StoreNotFoundError,
+)
 
 BUCKET = "embstore-test"
 Q, H = 3, 8
@@ -142,21 +148,13 @@ def test_create_append_open_select(url, storage_options):
             st.query_embeddings.sel(skin=9)
         df = st.coords
         assert df.loc[13, "lighting"] == "dimly_lit"
+        lazy = st.query_embeddings.sel(lighting="well_lit")
+        assert isinstance(lazy.data, dsa.Array)  # nothing read until asked
+        np.testing.assert_array_equal(
+            lazy.values, row_values(ids[ids % 2 == 0])["query_embeddings"]
+        )
     finally:
         st.close()
-
-
-def test_data_stays_lazy_on_s3(url, storage_options):
-    import dask.array as dsa
-
-    with create(url, storage_options) as st:
-        append(st, np.arange(8))
-    with Store.open(url, storage_options=storage_options) as st:
-        da = st.query_embeddings.sel(lighting="well_lit")
-        assert isinstance(da.data, dsa.Array)
-        np.testing.assert_array_equal(
-            da.values, row_values(np.arange(0, 8, 2))["query_embeddings"]
-        )
 
 
 def test_resume_appends_only_missing(url, storage_options):
@@ -173,6 +171,31 @@ def test_resume_appends_only_missing(url, storage_options):
         np.testing.assert_array_equal(
             st.query_embeddings.values, row_values(all_ids)["query_embeddings"]
         )
+
+
+def test_lock_and_refresh_across_clients(url, storage_options):
+    """Two independent S3 clients (as in two processes): lock and fresh listings."""
+    other = dict(storage_options, skip_instance_cache=True)
+    with create(url, storage_options) as st:
+        append(st, np.arange(4))
+    reader = Store.open(url, storage_options=storage_options)
+    writer = Store.open(url, mode="a", storage_options=other)
+    try:
+        with pytest.raises(StoreLockedError):
+            Store.open(url, mode="a", storage_options=storage_options)
+        assert reader.ids.tolist() == [0, 1, 2, 3]
+        append(writer, np.arange(4, 8))
+        writer.flush()
+        reader.refresh()  # must not be fooled by cached listings of the commits
+        assert reader.ids.tolist() == list(range(8))
+        np.testing.assert_array_equal(
+            reader.query_embeddings.values, row_values(range(8))["query_embeddings"]
+        )
+    finally:
+        writer.close()
+        reader.close()
+    with Store.open(url, mode="a", storage_options=storage_options) as st:  # lock released
+        assert len(st) == 8
 
 
 def test_exists_and_not_found(url, storage_options):
@@ -218,16 +241,18 @@ def test_ragged_tables_blobs_attrs(url, storage_options):
         assert st.attrs["model"] == "tiny"
 
 
+TOTAL = 40  # rows of the interrupted run (4 per commit)
+
 WRITER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
     sys.path.insert(0, {tests!r})
     from test_s3 import append, create, Store
-    url, endpoint, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, endpoint = sys.argv[1], sys.argv[2]
     so = {{"key": "testing", "secret": "testing", "endpoint_url": endpoint}}
-    st = create(url, so) if start == 0 else Store.open(url, mode="a", storage_options=so, force=True)
-    for lo in range(start, 400, 4):
+    st = create(url, so)
+    for lo in range(0, {total}, 4):
         append(st, np.arange(lo, lo + 4))
         st.flush()
         print(lo + 4, flush=True)
@@ -237,14 +262,14 @@ WRITER = textwrap.dedent(
 )
 
 
-def _start_writer(url, endpoint, start):
-    code = WRITER.format(tests=os.path.dirname(os.path.abspath(__file__)))
+def _start_writer(url, endpoint):
+    code = WRITER.format(tests=os.path.dirname(os.path.abspath(__file__)), total=TOTAL)
     env = dict(os.environ, **DUMMY_ENV)
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH", "")]
     )
     return subprocess.Popen(
-        [sys.executable, "-c", code, url, endpoint, str(start)],
+        [sys.executable, "-c", code, url, endpoint],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -275,26 +300,26 @@ def _check_committed(url, storage_options, at_least):
             st.query_embeddings.values, row_values(ids)["query_embeddings"]
         )
         np.testing.assert_array_equal(st.pred_boxes.values, row_values(ids)["pred_boxes"])
-        assert st.missing(range(400)) == list(range(len(ids), 400))
+        assert st.missing(range(TOTAL)) == list(range(len(ids), TOTAL))
         return len(ids)
 
 
 def test_killed_writer_keeps_committed_rows(url, storage_options, s3_endpoint):
-    rng = np.random.default_rng(7)
-    proc = _start_writer(url, s3_endpoint, 0)
-    reported = _kill_after_commits(proc, 3, float(rng.uniform(0.0, 0.3)))
+    """SIGKILL a writer subprocess mid-append; committed rows survive, resume finishes."""
+    delay = float(np.random.default_rng(7).uniform(0.0, 0.3))
+    proc = _start_writer(url, s3_endpoint)
+    reported = _kill_after_commits(proc, 3, delay)
     n = _check_committed(url, storage_options, reported)
-    # a second crash while resuming
-    proc = _start_writer(url, s3_endpoint, n)
-    reported = _kill_after_commits(proc, 2, float(rng.uniform(0.0, 0.3)))
-    n = _check_committed(url, storage_options, max(reported, n))
-    # finish the run in-process: the result equals an uninterrupted run
-    with Store.open(url, mode="a", storage_options=storage_options, force=True) as st:
-        todo = st.missing(range(400))
-        for lo in range(0, len(todo), 40):
-            append(st, np.array(todo[lo : lo + 40]))
+    assert n < TOTAL  # the writer really was interrupted
+    # resume in-process (the killed writer's lock is taken over: its pid is
+    # gone); the result equals an uninterrupted run
+    with Store.open(url, mode="a", storage_options=storage_options) as st:
+        todo = st.missing(range(TOTAL))
+        assert todo == list(range(n, TOTAL))
+        append(st, np.array(todo))
     with Store.open(url, storage_options=storage_options) as st:
-        assert st.ids.tolist() == list(range(400))
+        assert st.ids.tolist() == list(range(TOTAL))
         np.testing.assert_array_equal(
-            st.query_embeddings.values, row_values(range(400))["query_embeddings"]
+            st.query_embeddings.values, row_values(range(TOTAL))["query_embeddings"]
         )
+        np.testing.assert_array_equal(st.pred_boxes.values, row_values(range(TOTAL))["pred_boxes"])

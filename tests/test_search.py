@@ -380,3 +380,38 @@ def test_read_only_store_keeps_index_in_memory(tmp_path, caplog):
     idx = an.build_index("embedding")
     assert "read-only" in caplog.text and idx.ntotal == 120
     assert an.build_index("embedding") is idx  # cached
+
+
+def test_cli_search(tmp_path, capsys):
+    from embstore.cli import main
+
+    st_, qe, emb = _store(tmp_path)
+    st_.close()
+    np.save(tmp_path / "q.npy", emb[:2])
+    rc = main(["search", str(tmp_path / "run.zarr"), "--variable", "embedding", "--vectors",
+               str(tmp_path / "q.npy"), "-k", "2", "--out", str(tmp_path / "r.csv")])
+    assert rc == 0
+    df = pd.read_csv(tmp_path / "r.csv")
+    assert df[df["rank"] == 0]["image_id"].tolist() == [100, 101]
+    rc = main(["search", str(tmp_path / "run.zarr"), "--ids", "103", "-k", "1", "--kind", "flat",
+               "--save-index"])
+    assert rc == 0 and "103" in capsys.readouterr().out
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 50), read=st.integers(1, 20), block=st.integers(1, 60), chunk=st.integers(1, 25))
+def test_block_source_joins_small_reads_into_full_blocks(n, read, block, chunk):
+    from embstore.search.source import BlockSource
+
+    x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+
+    def factory(rows):
+        step = min(rows, chunk)
+        return ((s, x[s : s + step]) for s in range(0, n, step))
+
+    src = BlockSource(factory, n=n, read_rows=read)
+    parts = list(src.blocks(block))
+    assert all(b.shape[0] == min(block, n - s) for s, b in parts)
+    got = np.concatenate([b for _, b in parts]) if parts else np.zeros((0, 2), np.float32)
+    np.testing.assert_array_equal(got, x)
+    assert [s for s, _ in parts] == list(range(0, n, block))

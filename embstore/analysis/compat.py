@@ -126,11 +126,36 @@ class LegacyAPIMixin:
             return src.load(image_id)
         out: dict[str, Any] = {}
         for name in self.variables:  # type: ignore[attr-defined]
-            row = src.dataarray(name).data[pos].compute()
-            out[name] = _to_tensor(row)
+            out[name] = _to_tensor(self._chunk_row(name, pos))
         for name in self.ragged_variables:  # type: ignore[attr-defined]
             out[name] = _to_tensor(src.get_ragged(name, image_id))
         return out
+
+    def _chunk_row(self, name: str, pos: int) -> np.ndarray:
+        """Row ``pos`` of a dense variable, through a one-chunk cache per variable.
+
+        A storage chunk holds many rows and is decoded as a whole, so a loop
+        over ids in row order (the old scripts' pattern) decodes each chunk
+        once instead of once per row. Memory: one chunk per variable.
+        """
+        import dask.array as da
+
+        src = self._source  # type: ignore[attr-defined]
+        store = getattr(src, "store", None)
+        token = None if store is None else getattr(store, "version_token", None)
+        cache = self.__dict__.setdefault("_compat_chunk_cache", {})
+        hit = cache.get(name)
+        if hit is not None and hit[0] == token and hit[1] <= pos < hit[2]:
+            return hit[3][pos - hit[1]]
+        data = src.dataarray(name).data
+        if not isinstance(data, da.Array):
+            return np.asarray(data[pos])
+        bounds = np.cumsum((0,) + data.chunks[0])
+        c = int(np.searchsorted(bounds, pos, side="right") - 1)
+        start, stop = int(bounds[c]), int(bounds[c + 1])
+        block = np.asarray(data[start:stop].compute())
+        cache[name] = (token, start, stop, block)
+        return block[pos - start]
 
     def load_all_embeddings(
         self, embedding_key: str = "query_embeddings"

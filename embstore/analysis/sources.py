@@ -55,6 +55,12 @@ class StoreSource:
     ----------
     store : embstore.Store
         An open store.
+
+    Examples
+    --------
+    >>> src = StoreSource(Store.open("run.zarr"))       # doctest: +SKIP
+    >>> src.dataarray("query_embeddings").dims          # doctest: +SKIP
+    ('image', 'query', 'hidden')
     """
 
     def __init__(self, store: Any) -> None:
@@ -64,10 +70,12 @@ class StoreSource:
 
     @property
     def ids(self) -> np.ndarray:
+        """Row ids, in row order."""
         return np.asarray(self.store.ids)
 
     @property
     def coords(self) -> pd.DataFrame:
+        """Row coordinates other than the id; index = ids."""
         df = self.store.coords
         df = df.drop(columns=[c for c in (self.id_name,) if c in df.columns])
         df.index.name = self.id_name
@@ -75,17 +83,21 @@ class StoreSource:
 
     @property
     def variables(self) -> dict[str, tuple[str, ...]]:
+        """Dense variables and their dims (without the row dimension)."""
         return dict(self.store.variables)
 
     @property
     def ragged_variables(self) -> dict[str, tuple[str, ...]]:
+        """Variable-size variables and their dims (without the row dimension)."""
         return dict(getattr(self.store, "ragged_variables", {}) or {})
 
     @property
     def attrs(self) -> dict[str, Any]:
+        """Provenance attributes."""
         return dict(getattr(self.store, "attrs", {}) or {})
 
     def dataarray(self, name: str) -> xr.DataArray:
+        """Dense variable ``name`` as a dask-backed DataArray ``(row, ...)``, no coords."""
         if name not in self.variables:
             raise UnknownVariableError(
                 f"variable {name!r} is not a dense variable of the store; "
@@ -94,6 +106,7 @@ class StoreSource:
         return _as_dask(self.store[name], self.row_dim)
 
     def get_ragged(self, name: str, row_id: Any) -> np.ndarray:
+        """One row of ragged variable ``name`` as NumPy, in its declared layout."""
         return np.asarray(self.store.get_ragged(name, row_id))
 
     def iter_ragged(self, name: str, ids: list[Any]):
@@ -118,6 +131,11 @@ class DatasetSource:
         Unique id coordinate along ``row_dim``; default: ``<row_dim>_id`` or
         the dimension coordinate when present, otherwise positions are used
         as ids under the name ``<row_dim>_id``.
+
+    Attributes
+    ----------
+    store : None
+        There is no :class:`~embstore.Store` behind a plain Dataset.
     """
 
     store = None
@@ -164,14 +182,17 @@ class DatasetSource:
 
     @property
     def ids(self) -> np.ndarray:
+        """Row ids, in row order."""
         return self._ids
 
     @property
     def coords(self) -> pd.DataFrame:
+        """Row coordinates other than the id; index = ids."""
         return self._coords.copy()
 
     @property
     def variables(self) -> dict[str, tuple[str, ...]]:
+        """Dense variables and their dims (without the row dimension)."""
         return {
             str(k): tuple(str(d) for d in v.dims[1:])
             for k, v in self.dataset.data_vars.items()
@@ -180,13 +201,16 @@ class DatasetSource:
 
     @property
     def ragged_variables(self) -> dict[str, tuple[str, ...]]:
+        """Variable-size variables and their dims (without the row dimension)."""
         return {}
 
     @property
     def attrs(self) -> dict[str, Any]:
+        """Provenance attributes."""
         return dict(self.dataset.attrs)
 
     def dataarray(self, name: str) -> xr.DataArray:
+        """Dense variable ``name`` as a dask-backed DataArray ``(row, ...)``, no coords."""
         if name not in self.variables:
             raise UnknownVariableError(
                 f"variable {name!r} is not in the dataset; available: {sorted(self.variables)}"
@@ -194,6 +218,7 @@ class DatasetSource:
         return _as_dask(self.dataset[name], self.row_dim)
 
     def get_ragged(self, name: str, row_id: Any) -> np.ndarray:
+        """One row of ragged variable ``name`` as NumPy, in its declared layout."""
         raise UnknownVariableError(
             f"variable {name!r}: a plain xarray Dataset has no ragged variables; "
             "open the store with embstore.Store.open to read ragged data"

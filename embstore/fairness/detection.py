@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,14 @@ import pandas as pd
 from ..errors import ShapeMismatchError, UnknownVariableError, ValidationError
 from .bootstrap import bootstrap_means, check_alpha
 from .disparity import disparity_summary
-from .stats import _factorize, _tidy_by_columns, group_table_skeleton, grouping_name, groupings_of
+from .stats import (
+    _factorize,
+    _tidy_by_columns,
+    group_table_skeleton,
+    grouping_name,
+    groupings_of,
+    labeled_mask,
+)
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -385,10 +393,13 @@ class DetectionStats:
         (over detected people), each with ``_lo``/``_hi`` bootstrap bounds.
     disparity : pandas.DataFrame
         Max-min difference and min/max ratio of each figure per grouping.
+    n_excluded : int
+        People left out for a missing or unknown label.
     """
 
     table: pd.DataFrame
     disparity: pd.DataFrame
+    n_excluded: int = 0
 
 
 #: Figures of the detection table that carry intervals.
@@ -404,6 +415,7 @@ def detection_statistics(
     alpha: float = 0.05,
     min_count: int = 20,
     intersections: bool = True,
+    missing_values: Mapping[str, Sequence[Any]] | None = None,
 ) -> DetectionStats:
     """Recall, average recall and mean score per group, with bootstrap intervals.
 
@@ -424,6 +436,9 @@ def detection_statistics(
         Groups with fewer people get NaN figures (row and count kept).
     intersections : bool, optional
         Also report intersections of the ``by`` coordinates.
+    missing_values : mapping, optional
+        Labels meaning "unknown" (see :func:`~embstore.fairness.stats.labeled_mask`);
+        such people are left out and counted in ``n_excluded``.
 
     Returns
     -------
@@ -461,9 +476,10 @@ def detection_statistics(
     alpha = check_alpha(alpha)
     rng = np.random.default_rng(seed)
     m = matches.reset_index(drop=True)
-    keep = m[by].notna().all(axis=1).to_numpy()
-    if not keep.all():
-        logger.warning("detection_statistics: %d people with a missing %s label left out", int((~keep).sum()), by)
+    keep = labeled_mask(m, by, missing_values)
+    n_excluded = int((~keep).sum())
+    if n_excluded:
+        logger.warning("detection_statistics: %d people with an unknown %s label left out", n_excluded, by)
         m = m[keep].reset_index(drop=True)
     values = np.stack(
         [
@@ -490,4 +506,4 @@ def detection_statistics(
         tables.append(t)
     table = _tidy_by_columns(pd.concat(tables, ignore_index=True), by)
     disparity = disparity_summary(table, list(DETECTION_FIGURES), by)
-    return DetectionStats(table=table, disparity=disparity)
+    return DetectionStats(table=table, disparity=disparity, n_excluded=n_excluded)

@@ -16,16 +16,18 @@ Examples
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from tqdm.auto import tqdm
 
 from ..errors import UnknownVariableError, ValidationError
 from .detection import PERSON_CLASS, DetectionStats, detection_statistics, match_persons
-from .stats import GroupStats, group_statistics
+from .stats import GroupStats, group_distance_matrix, group_statistics
 
 __all__ = ["FairnessMixin"]
 
@@ -154,6 +156,7 @@ class FairnessMixin:
         layer: int | None = None,
         *,
         persons: pd.DataFrame | None = None,
+        missing_values: Mapping[str, Sequence[Any]] | None = None,
     ) -> xr.DataArray:
         """Cosine distances between the centroids of the groups of ``by``.
 
@@ -162,18 +165,20 @@ class FairnessMixin:
         variable, by, pool, layer, persons
             As in :meth:`fairness_stats`; with several ``by`` coordinates the
             groups are their intersections.
+        missing_values : mapping, optional
+            Labels meaning "unknown" (see
+            :func:`~embstore.fairness.stats.labeled_mask`).
 
         Returns
         -------
         xarray.DataArray
             dims ``("group", "other")`` labeled with readable group names.
         """
-        by = _as_list(by)
-        stats = self.fairness_stats(
-            variable, by, pool, layer, persons=persons, n_boot=0, min_count=2, n_perm=1,
-            max_knn_rows=2, probe_folds=1, intersections=True,
-        )
-        return stats.distances["*".join(by)]
+        if persons is not None:
+            X, labels = self.matched_embeddings(persons, variable, layer)
+        else:
+            X, labels = self.matrix(variable, pool=pool, layer=layer)
+        return group_distance_matrix(X, labels, _as_list(by), missing_values)
 
     # -------------------------------------------------------------- detection
     def _image_size(self) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +283,9 @@ class FairnessMixin:
         parts = []
         it_boxes = self._iter_row_blocks(boxes, block_rows)
         it_logits = self._iter_row_blocks(logits, block_rows)
+        bar = tqdm(total=len(width), unit="img", desc="matching people", disable=not sys.stderr.isatty())
         for (start, pb), (_, pl) in zip(it_boxes, it_logits):
+            bar.update(len(pb))
             stop = start + len(pb)
             sel = np.flatnonzero((rows >= start) & (rows < stop))
             if not sel.size:
@@ -290,6 +297,7 @@ class FairnessMixin:
             part["row"] = rows[sel]
             part.index = sel
             parts.append(part)
+        bar.close()
         if not parts:
             return match_persons(
                 persons.iloc[:0], np.zeros(0, dtype=np.int64), np.zeros((0, 1, 4)),
@@ -346,6 +354,7 @@ class FairnessMixin:
         alpha: float = 0.05,
         min_count: int = 20,
         persons: pd.DataFrame | None = None,
+        missing_values: Mapping[str, Sequence[Any]] | None = None,
         **match_options: Any,
     ) -> DetectionStats:
         """Detection recall per group with disparity summary.
@@ -360,6 +369,9 @@ class FairnessMixin:
             As in :func:`~embstore.fairness.detection.detection_statistics`.
         persons : pandas.DataFrame, optional
             A precomputed :meth:`person_detections` table.
+        missing_values : mapping, optional
+            Labels meaning "unknown" (see
+            :func:`~embstore.fairness.stats.labeled_mask`).
         **match_options
             Keywords of :meth:`person_detections`.
 
@@ -370,7 +382,8 @@ class FairnessMixin:
         if persons is None:
             persons = self.person_detections(iou, **match_options)
         return detection_statistics(
-            persons, _as_list(by), n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count
+            persons, _as_list(by), n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count,
+            missing_values=missing_values,
         )
 
     def detection_fairness(

@@ -48,7 +48,7 @@ def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=80, layout="tight")
     FigureCanvasAgg(fig)
     return fig
 
@@ -56,7 +56,7 @@ def _figure(width: float, height: float) -> Any:
 def _save(fig: Any, path: str | os.PathLike) -> str:
     path = os.fspath(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
+    fig.savefig(path, format="png")
     return path
 
 
@@ -168,11 +168,13 @@ def plot_distance_heatmap(distances: xr.DataArray, path: str | os.PathLike, titl
     ax.set_yticks(range(n))
     ax.set_xticklabels(names, rotation=90, fontsize=7)
     ax.set_yticklabels(names, fontsize=7)
+    mid = np.nanmean([np.nanmin(D), np.nanmax(D)]) if np.isfinite(D).any() else 0.0
     if n <= 12:
         for i in range(n):
             for j in range(n):
                 if np.isfinite(D[i, j]):
-                    ax.text(j, i, f"{D[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white")
+                    ax.text(j, i, f"{D[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if D[i, j] < mid else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine distance")
     ax.set_title(title or f"centroid distances ({distances.attrs.get('grouping', '')})", fontsize=10)
     return _save(fig, path)

@@ -351,7 +351,8 @@ def write_fairness_report(
     page.p(
         "Figures per group with bootstrap intervals; p-values from energy-distance permutation "
         "tests of each group against the rest (p_holm: Holm-adjusted within a grouping). "
-        f"Groups with fewer than {min_count} rows have empty figures."
+        f"Groups with fewer than {min_count} rows have empty figures; {gs.n_excluded} rows with an "
+        "unknown label (e.g. skin 0 or 'na') are left out."
     )
     page.table(_summary_table(gs.table, by, ["dist_to_others", "centroid_norm", "dispersion",
                                               "homophily_ratio", "probe_recall", "p_value", "p_holm"]))
@@ -399,7 +400,7 @@ def write_fairness_report(
         page.p(
             f"{len(persons)} annotated people matched to person-class predictions "
             f"(greedy by score, IoU >= {iou}, score >= {score_threshold}); recall_avg averages recall "
-            "over IoU 0.50:0.95."
+            f"over IoU 0.50:0.95. {det.n_excluded} people with an unknown label are left out."
         )
         page.table(_summary_table(det.table, by, ["recall", "recall_avg", "mean_score"]))
         page.h2("Disparities (detection)")

@@ -69,8 +69,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,9 @@ __all__ = [
     "FIGURES",
     "CI_FIGURES",
     "group_table_skeleton",
+    "group_distance_matrix",
+    "labeled_mask",
+    "MISSING_VALUES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -146,12 +150,15 @@ class GroupStats:
     probe : pandas.DataFrame
         Per grouping, the linear probe's ``accuracy``, ``balanced_accuracy``,
         ``majority_baseline``, ``chance``, ``n_rows``, ``n_classes``, ``n_folds``.
+    n_excluded : int
+        Rows left out for a missing or unknown label.
     """
 
     table: pd.DataFrame
     distances: dict[str, xr.DataArray] = field(default_factory=dict)
     disparity: pd.DataFrame | None = None
     probe: pd.DataFrame | None = None
+    n_excluded: int = 0
 
 
 def grouping_name(cols: Sequence[str]) -> str:
@@ -391,6 +398,120 @@ def linear_probe(
     return correct, summary
 
 
+#: Label values treated as "unknown" by default: for every coordinate (``"*"``)
+#: FACET's ``"na"``, empty strings and the store's integer fill value -1; for
+#: ``skin`` also 0 (FACET's "no skin-tone vote", Monk tones are 1..10).
+MISSING_VALUES: dict[str, tuple[Any, ...]] = {"*": ("na", "NA", "n/a", "", -1), "skin": (0,)}
+
+
+def labeled_mask(
+    labels: pd.DataFrame,
+    by: Sequence[str],
+    missing_values: Mapping[str, Sequence[Any]] | None = None,
+) -> np.ndarray:
+    """Rows whose ``by`` labels are all known.
+
+    Parameters
+    ----------
+    labels : pandas.DataFrame
+        Row labels.
+    by : sequence of str
+        Grouping coordinates.
+    missing_values : mapping, optional
+        Per coordinate, values that mean "unknown"; the key ``"*"`` applies
+        to every coordinate. NaN/None always count as unknown. Default:
+        :data:`MISSING_VALUES`; pass ``{}`` to keep every non-NaN label.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, True for rows to keep.
+
+    Examples
+    --------
+    >>> labels = pd.DataFrame({"skin": [0, 3, 5], "lighting": ["well_lit", "na", "dimly_lit"]})
+    >>> labeled_mask(labels, ["skin", "lighting"]).tolist()
+    [False, False, True]
+    >>> labeled_mask(labels, ["skin"], missing_values={}).tolist()
+    [True, True, True]
+    """
+    mv = MISSING_VALUES if missing_values is None else missing_values
+    keep = labels[list(by)].notna().all(axis=1).to_numpy()
+    for b in by:
+        bad = list(mv.get("*", ())) + list(mv.get(b, ()))
+        if bad:
+            col = labels[b]
+            hit = np.zeros(len(col), dtype=bool)
+            for v in bad:
+                try:
+                    hit |= (col == v).to_numpy(dtype=bool, na_value=False)
+                except (TypeError, ValueError):
+                    continue
+            keep &= ~hit
+    return keep
+
+
+def _distance_array(D, keys, names, counts, cols, gname) -> xr.DataArray:
+    return xr.DataArray(
+        D,
+        dims=("group", "other"),
+        coords={
+            "group": names,
+            "other": names,
+            "count": ("group", counts),
+            **{c: ("group", keys[c].to_numpy()) for c in cols},
+        },
+        name="centroid_cosine_distance",
+        attrs={"grouping": gname, "description": "cosine distance between group centroids"},
+    )
+
+
+def group_distance_matrix(
+    X: np.ndarray,
+    labels: pd.DataFrame,
+    by: Sequence[str] | str,
+    missing_values: Mapping[str, Sequence[Any]] | None = None,
+) -> xr.DataArray:
+    """Cosine distances between the centroids of the groups of ``by``.
+
+    With several coordinates the groups are their intersections. Rows with a
+    missing label are left out.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(N, D)`` embeddings.
+    labels : pandas.DataFrame
+        Row labels with the ``by`` columns.
+    by : str or sequence of str
+        Grouping coordinates.
+    missing_values : mapping, optional
+        Labels meaning "unknown" (see :func:`labeled_mask`).
+
+    Returns
+    -------
+    xarray.DataArray
+        dims ``("group", "other")``, readable group names, plus ``count`` and
+        the ``by`` coordinates along ``group``.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]])
+    >>> D = group_distance_matrix(X, pd.DataFrame({"g": ["a", "a", "b"]}), "g")
+    >>> D.dims, D["group"].values.tolist()
+    (('group', 'other'), ['g=a', 'g=b'])
+    """
+    X, by = _validate(X, labels, by, 0, 2)
+    labels = labels.reset_index(drop=True)
+    keep = labeled_mask(labels, by, missing_values)
+    X, labels = X[keep], labels[keep].reset_index(drop=True)
+    codes, keys = _factorize(labels[by])
+    counts = np.bincount(codes, minlength=len(keys))
+    names = [group_label(r, by) for _, r in keys.iterrows()]
+    D = centroid_distances(X, codes, len(keys))
+    return _distance_array(D, keys, names, counts, by, grouping_name(by))
+
+
 def _validate(X, labels, by, n_boot, min_count):
     X = np.asarray(X)
     if X.ndim != 2:
@@ -487,6 +608,7 @@ def group_statistics(
     max_probe_rows: int = 5000,
     probe_folds: int = 5,
     intersections: bool = True,
+    missing_values: Mapping[str, Sequence[Any]] | None = None,
 ) -> GroupStats:
     """Embedding-geometry statistics per group and intersection.
 
@@ -495,8 +617,8 @@ def group_statistics(
     X : numpy.ndarray
         ``(N, D)`` embeddings, one per row of ``labels``.
     labels : pandas.DataFrame
-        Row labels; must contain the ``by`` columns. Rows with a missing
-        label in any ``by`` column are left out (logged).
+        Row labels; must contain the ``by`` columns. Rows with a missing or
+        unknown label in any ``by`` column are left out (logged, counted).
     by : str or sequence of str
         Grouping coordinates, e.g. ``["skin", "lighting"]``.
     n_boot : int, optional
@@ -522,6 +644,10 @@ def group_statistics(
         Cross-validation folds of the probe.
     intersections : bool, optional
         Also report intersections of the ``by`` coordinates.
+    missing_values : mapping, optional
+        Labels meaning "unknown" (default :data:`MISSING_VALUES`: ``"na"``,
+        ``""``, -1, and skin 0); such rows are left out and counted in
+        :attr:`GroupStats.n_excluded`.
 
     Returns
     -------
@@ -542,9 +668,10 @@ def group_statistics(
     alpha = check_alpha(alpha)
     n_boot = int(n_boot)
     labels = labels.reset_index(drop=True)
-    keep = labels[by].notna().all(axis=1).to_numpy()
-    if not keep.all():
-        logger.warning("group_statistics: %d rows with a missing %s label left out", int((~keep).sum()), by)
+    keep = labeled_mask(labels, by, missing_values)
+    n_excluded = int((~keep).sum())
+    if n_excluded:
+        logger.warning("group_statistics: %d rows with an unknown %s label left out", n_excluded, by)
         X, labels = X[keep], labels[keep].reset_index(drop=True)
     rng = np.random.default_rng(seed)
     U = _unit(X)
@@ -563,18 +690,7 @@ def group_statistics(
 
         # --- point estimates -------------------------------------------------
         D = centroid_distances(X, codes, G)
-        distances[gname] = xr.DataArray(
-            D,
-            dims=("group", "other"),
-            coords={
-                "group": names,
-                "other": names,
-                "count": ("group", counts),
-                **{c: ("group", keys[c].to_numpy()) for c in cols},
-            },
-            name="centroid_cosine_distance",
-            attrs={"grouping": gname, "description": "cosine distance between group centroids"},
-        )
+        distances[gname] = _distance_array(D, keys, names, counts, cols, gname)
         # homophily: per pooled row, share of neighbours in its own group
         share = np.full(len(X), np.nan)
         if knn_nbrs.shape[1]:
@@ -679,4 +795,6 @@ def group_statistics(
         table, [f for f in FIGURES if f not in ("count", "energy", "p_value", "p_holm")], by
     )
     probe = pd.DataFrame.from_records(probes).set_index("grouping")
-    return GroupStats(table=table, distances=distances, disparity=disparity, probe=probe)
+    return GroupStats(
+        table=table, distances=distances, disparity=disparity, probe=probe, n_excluded=n_excluded
+    )

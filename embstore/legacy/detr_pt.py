@@ -44,6 +44,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,23 +391,32 @@ def import_detr_dir(
         skipped_ids: list[Any] = []
         skipped_reasons: list[str] = []
 
-        def write_rows() -> None:
-            if not rows:
-                return
-            row_ids = [r[0] for r in rows]
+        # appends run on one background thread so that reading the next files
+        # overlaps with encoding/writing the previous block (at most 2 blocks queued)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embstore-import")
+        pending: list[Future] = []
+
+        def append_block(block: list[tuple[Any, dict[str, np.ndarray]]]) -> int:
+            row_ids = [r[0] for r in block]
             data: dict[str, Any] = {}
             for k in dense:
-                data[k] = np.stack([r[1][k] for r in rows])
+                data[k] = np.stack([r[1][k] for r in block])
             hw: dict[str, list[tuple[int, int]]] = {}
             for k in ragged:
-                data[k] = [r[1][k] for r in rows]
-            if "encoder_output" in ragged and all("backbone_features" in r[1] for r in rows):
-                grids = [tuple(int(s) for s in r[1]["backbone_features"].shape[-2:]) for r in rows]
-                if all(g[0] * g[1] == r[1]["encoder_output"].shape[0] for g, r in zip(grids, rows)):
+                data[k] = [r[1][k] for r in block]
+            if "encoder_output" in ragged and all("backbone_features" in r[1] for r in block):
+                grids = [tuple(int(s) for s in r[1]["backbone_features"].shape[-2:]) for r in block]
+                if all(g[0] * g[1] == r[1]["encoder_output"].shape[0] for g, r in zip(grids, block)):
                     hw["encoder_output"] = grids
             st.append(np.asarray(row_ids), data, ragged_hw=hw or None, allow_nonfinite=True)
-            report.imported += len(rows)
-            rows.clear()
+            return len(block)
+
+        def write_rows(wait: bool = False) -> None:
+            if rows:
+                pending.append(pool.submit(append_block, list(rows)))
+                rows.clear()
+            while pending and (wait or len(pending) > 2):
+                report.imported += pending.pop(0).result()
 
         for iid in todo_ids:
             path = d / pt_filename(iid)
@@ -433,7 +443,12 @@ def import_detr_dir(
             rows.append((iid, {k: arrays[k] for k in keys}))
             if len(rows) >= batch_rows:
                 write_rows()
-        write_rows()
+        try:
+            write_rows(wait=True)
+        finally:
+            for fut in pending:  # an error above: let queued appends finish before closing
+                fut.exception()
+            pool.shutdown(wait=True)
         bar.close()
         if skipped_ids:
             st.record_skipped(skipped_ids, skipped_reasons)
@@ -520,10 +535,18 @@ def export_detr_dir(
         names = list(variables) if variables is not None else list(st.variables) + list(st.ragged_variables)
         row_ids = list(st.ids) if ids is None else list(ids)
         legacy = dict(st.attrs.get("legacy_metadata", {}) or {})
+        import pandas as pd
+
+        id_index = pd.Index(st.ids)
+        pos_all = id_index.get_indexer(row_ids)
+        if (pos_all < 0).any():
+            bad = [row_ids[i] for i in np.flatnonzero(pos_all < 0)[:5]]
+            raise ValidationError(f"ids {bad} are not in the store; pass ids from store.ids")
         n = 0
         for start in range(0, len(row_ids), 256):
             block = row_ids[start:start + 256]
-            dense = {v: st[v].sel({st.id_name: block}).values for v in names if v in st.variables}
+            pos = pos_all[start:start + 256]
+            dense = {v: np.asarray(st[v].isel({st.row_dim: pos}).values) for v in names if v in st.variables}
             for j, iid in enumerate(block):
                 iid = _jsonable(iid)
                 path = out / pt_filename(iid)

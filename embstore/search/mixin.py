@@ -39,6 +39,9 @@ __all__ = ["SearchMixin", "Deduplicated", "ClusterResult", "PATH_COORDS"]
 
 logger = logging.getLogger(__name__)
 
+#: Default bytes of stored data read at once when streaming vectors.
+READ_BYTES = 64 * 2**20
+
 #: Coordinates looked up (in order) for image paths when ``path_coord`` is not given.
 PATH_COORDS = ("path", "filepath", "file_path", "image_path", "fpath", "filename", "file_name")
 
@@ -122,14 +125,35 @@ class SearchMixin:
         return cache
 
     def _vector_source(
-        self, variable: str, pool: str | None, layer: int | None, n: int | None = None
+        self,
+        variable: str,
+        pool: str | None,
+        layer: int | None,
+        n: int | None = None,
+        memory_budget: int | None = None,
     ) -> BlockSource:
         def factory(rows: int) -> Any:
             return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
 
         if n is None:
             n = len(self.labels(variable, pool=pool, layer=layer))  # type: ignore[attr-defined]
-        return BlockSource(factory, n=n)
+        return BlockSource(factory, n=n, read_rows=self._read_rows(variable, n, memory_budget))
+
+    def _read_rows(self, variable: str, n_vectors: int, memory_budget: int | None) -> int | None:
+        """Vectors per store read so that one read stays within a quarter of the
+        budget (64 MiB by default), counting the stored row and its float32 copy."""
+        target = READ_BYTES if memory_budget is None else max(int(memory_budget) // 4, 2**20)
+        store = self.store  # type: ignore[attr-defined]
+        if store is None or n_vectors == 0:
+            return None
+        try:
+            arr = store[variable]
+        except (KeyError, AttributeError, ValueError):
+            return None
+        per_row = int(np.prod(arr.shape[1:], dtype=np.int64)) * (np.dtype(arr.dtype).itemsize + 4)
+        n_rows = max(len(self.ids), 1)  # type: ignore[attr-defined]
+        per_vector = max(per_row * n_rows // max(n_vectors, 1), 1)
+        return int(min(max(target // per_vector, 1), DEFAULT_BLOCK_ROWS))
 
     def _selection_hash(self) -> str:
         ids = np.asarray(self.ids)  # type: ignore[attr-defined]
@@ -442,7 +466,7 @@ class SearchMixin:
         from .graph import _groups
 
         labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
-        src = self._vector_source(variable, pool, layer, n=len(labels))
+        src = self._vector_source(variable, pool, layer, n=len(labels), memory_budget=memory_budget)
         index = None
         if kind is not None:
             index = self.build_index(variable, pool, kind, metric, device, layer=layer, progress=progress)

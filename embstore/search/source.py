@@ -84,6 +84,11 @@ class BlockSource:
     reiterable : bool
         Whether ``factory`` may be called more than once. One-shot sources
         (plain generators) support single-pass algorithms only.
+    read_rows : int, optional
+        Ask ``factory`` for at most this many rows per read. Reads are
+        always joined (or split) into blocks of exactly the requested size. Use it when producing a row
+        costs much more memory than its float32 vector (e.g. mean-pooling
+        100 queries per row): reads stay small while search batches stay large.
 
     Examples
     --------
@@ -98,8 +103,10 @@ class BlockSource:
         n: int | None = None,
         dim: int | None = None,
         reiterable: bool = True,
+        read_rows: int | None = None,
     ) -> None:
         self._factory = factory
+        self.max_read_rows = read_rows
         self.n = n
         self.dim = dim
         self.reiterable = reiterable
@@ -128,8 +135,11 @@ class BlockSource:
                 "pass an array or a callable returning a fresh iterator for multi-pass searches."
             )
         self._used = True
+        yield from self._joined(block_rows)
+
+    def _split(self, ask: int, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         pos = 0
-        for item in self._factory(block_rows):
+        for item in self._factory(ask):
             if isinstance(item, tuple) and len(item) == 2:
                 start, block = item
                 start = int(start)
@@ -145,6 +155,35 @@ class BlockSource:
             pos = start + block.shape[0]
         if self.n is None:
             self.n = pos
+
+    def _joined(self, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        read = min(int(self.max_read_rows or block_rows), block_rows)
+        buf: list[np.ndarray] = []
+        have = 0
+        first = 0
+        for start, part in self._split(read, read):
+            if not buf and part.shape[0] == block_rows:
+                yield start, part  # already a full block: no copy
+                continue
+            if not buf:
+                first = start
+            buf.append(part)
+            have += part.shape[0]
+            while have >= block_rows:
+                out = np.empty((block_rows, part.shape[1]), dtype=np.float32)
+                filled = 0
+                while filled < block_rows:
+                    take = min(block_rows - filled, buf[0].shape[0])
+                    out[filled : filled + take] = buf[0][:take]
+                    buf[0] = buf[0][take:]
+                    if buf[0].shape[0] == 0:
+                        buf.pop(0)
+                    filled += take
+                yield first, out
+                first += block_rows
+                have -= block_rows
+        if have:
+            yield first, np.concatenate(buf)
 
     def peek_dim(self) -> int:
         """Return the number of columns, reading one block if needed."""

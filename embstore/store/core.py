@@ -966,8 +966,7 @@ class Store:
                 tok_end = fb.end
             self._ensure_array(var, self._trailing[var], 0, chunk=fb.chunk)
             if tok_end > fb.start:
-                if self._backend.array_info(var)[0][0] < tok_end:
-                    self._backend.resize(var, tok_end)
+                self._grow(var, tok_end, fb.chunk)
                 self._backend.write(var, fb.start, fb.block(tok_end))
             fb.advance(tok_end)
             ragged_tot[var] = tok_end
@@ -978,8 +977,8 @@ class Store:
             buf = self._row_bufs[name]
             block = buf.block(end)
             self._ensure_array(name, tuple(block.shape[1:]), self._schema.n_prealloc, dtype=block.dtype)
-            if self._region == MAIN_REGION and self._backend.array_info(name)[0][0] < end:
-                self._backend.resize(name, end)
+            if self._region == MAIN_REGION:
+                self._grow(name, end, buf.chunk)
             self._backend.write(name, buf.start, block)
             buf.advance(end)
         self._backend.flush()
@@ -990,6 +989,27 @@ class Store:
             self._ids_cache = np.concatenate([self._ids_cache, new_ids]) if len(self._ranges()) <= 1 else None
         self._index_cache = None
         self._coord_cache = {}
+
+    def _grow(self, name: str, end: int, chunk: int) -> None:
+        """Make room for ``end`` rows, growing geometrically (trimmed on close)."""
+        size = self._backend.array_info(name)[0][0]
+        if size < end:
+            target = max(end, min(2 * size, end + 64 * chunk))
+            self._backend.resize(name, target + (-target) % chunk)
+
+    def _trim(self) -> None:
+        """Cut arrays of the main region to the committed length (clean close)."""
+        if self._region != MAIN_REGION or self.mode != "a":
+            return
+        rec = self._own
+        for name in self._row_array_names():
+            if self._backend.has_array(name) and self._backend.array_info(name)[0][0] != rec.start + rec.n:
+                if self._schema.n_prealloc and rec.start + rec.n < self._schema.n_prealloc:
+                    continue
+                self._backend.resize(name, max(rec.start + rec.n, self._schema.n_prealloc))
+        for var in self._schema.ragged:
+            if self._backend.has_array(var):
+                self._backend.resize(var, int(rec.ragged.get(var, 0)))
 
     def _commit(self, n: int | None = None, ragged: dict[str, int] | None = None) -> None:
         old = self._own
@@ -1041,6 +1061,8 @@ class Store:
         try:
             if self.mode == "a":
                 self.flush()
+                self._trim()
+                self._backend.flush()
         finally:
             if self._lock is not None:
                 self._lock.release()

@@ -56,8 +56,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from embstore.errors import DeviceUnavailableError, UnknownVariableError, ValidationError
+from embstore.errors import UnknownVariableError, ValidationError
 
+from ..device import data_parallel, resolve_devices
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, DetrTransform, pad_batch
 
 if TYPE_CHECKING:  # torch is imported only when a model is built or loaded
@@ -68,7 +69,6 @@ __all__ = [
     "VARIABLE_DIMS",
     "RAGGED_DIMS",
     "resolve_variables",
-    "resolve_device",
     "DetrExtractor",
 ]
 
@@ -150,59 +150,6 @@ def resolve_variables(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(n for n in _ALL_NAMES if n in names)
 
 
-def resolve_device(device: Any = "cpu"):
-    """Validate a device request; never falls back silently.
-
-    Parameters
-    ----------
-    device : str, torch.device or None
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, or ``"auto"``/None
-        (cuda when available, else cpu).
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    DeviceUnavailableError
-        cuda (or the given cuda index, or mps) requested but not available.
-
-    Examples
-    --------
-    >>> resolve_device("cpu").type
-    'cpu'
-    """
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValidationError(
-            f"device={device!r} is not a valid torch device; use 'cpu', 'cuda', 'cuda:N' or 'auto'."
-        ) from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(
-                f"device={device!r} was requested but CUDA is not available on this machine "
-                "(torch.cuda.is_available() is False); pass device='cpu' explicitly to run on the CPU."
-            )
-        n = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= n:
-            raise DeviceUnavailableError(
-                f"device={device!r} was requested but only {n} CUDA device(s) exist "
-                f"(indices 0..{n - 1})."
-            )
-    elif dev.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceUnavailableError(
-                f"device={device!r} was requested but MPS is not available; pass device='cpu'."
-            )
-    return dev
-
-
 def _autocast_dtype(autocast: Optional[str]):
     import torch
 
@@ -224,8 +171,11 @@ class DetrExtractor:
     model : DETR
         A built model (:func:`extractors.detr.model.build_detr`) with its weights.
     device : str or torch.device
-        Where the model runs; ``"cuda"`` without CUDA raises
-        :class:`~embstore.errors.DeviceUnavailableError` (no silent fallback).
+        Where the model runs (:func:`extractors.device.resolve_devices`):
+        ``"cpu"``, ``"cuda:N"``, ``"cuda"`` (every visible GPU, batches split
+        with ``torch.nn.DataParallel``) or ``"auto"``. Asking for CUDA without
+        it raises :class:`~embstore.errors.DeviceUnavailableError` (no silent
+        fallback).
     extract_type : str or list of str
         Default variables (see :data:`EXTRACT_TYPES`); ``"all"`` by default.
     min_size, max_size : int
@@ -261,8 +211,11 @@ class DetrExtractor:
             raise ValidationError(
                 f"model must be a torch.nn.Module (a DETR from build_detr), got {type(model).__name__}."
             )
-        self.device = resolve_device(device)
+        self.devices = resolve_devices(device)
+        self.device = self.devices[0]
         self.model = model.to(self.device).eval()
+        # DataParallel over several GPUs; the model itself otherwise
+        self._runner = data_parallel(self.model, self.devices)
         self.config: Optional[DetrConfig] = getattr(model, "config", None)
         self.output_names = resolve_variables(extract_type)
         self.transform = DetrTransform(min_size, max_size)
@@ -314,13 +267,13 @@ class DetrExtractor:
         from .checkpoint import infer_config, load_state_dict_strict, read_checkpoint
         from .model import build_detr
 
-        dev = resolve_device(device)  # fail before reading a large file
+        resolve_devices(device)  # fail before reading a large file
         state_dict, args, info = read_checkpoint(path_or_url, weights_only=weights_only)
         config = infer_config(state_dict, args, **overrides)
         model = build_detr(config)
         load_state_dict_strict(model, state_dict, source=os.fspath(path_or_url))
         logger.info("loaded DETR %s from %s", config, path_or_url)
-        return cls(model, dev, extract_type=extract_type, min_size=min_size, max_size=max_size,
+        return cls(model, device, extract_type=extract_type, min_size=min_size, max_size=max_size,
                    autocast=autocast, storage_dtype=storage_dtype, info=info)
 
     @classmethod
@@ -347,11 +300,11 @@ class DetrExtractor:
         from .checkpoint import load_state_dict_strict
         from .model import build_detr
 
-        dev = resolve_device(device)
+        resolve_devices(device)
         model = build_detr(config)
         if state_dict is not None:
             load_state_dict_strict(model, state_dict, source="state_dict")
-        return cls(model, dev, **kwargs)
+        return cls(model, device, **kwargs)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load weights strictly into the model (raises CheckpointError on mismatch)."""
@@ -362,7 +315,7 @@ class DetrExtractor:
 
     def __repr__(self) -> str:
         cfg = self.config.backbone if self.config is not None else type(self.model).__name__
-        return (f"DetrExtractor({cfg}, device={str(self.device)!r}, "
+        return (f"DetrExtractor({cfg}, devices={[str(d) for d in self.devices]}, "
                 f"variables={list(self.output_names)}, {self.transform!r})")
 
     # ---------------------------------------------------------- store schema
@@ -414,11 +367,12 @@ class DetrExtractor:
 
     # ------------------------------------------------------------ compute
     def preprocess(self, images: Sequence[Any], min_size: Optional[int] = None,
-                   max_size: Optional[int] = -1):
+                   max_size: Optional[int] = None):
         """Official eval transform + padding: ``(pixel_values, pixel_mask, input_hw)``.
 
-        ``min_size``/``max_size`` default to the extractor's (``max_size=None``
-        means no bound).
+        ``min_size``/``max_size`` of None use the extractor's settings (see
+        :class:`DetrExtractor`; build the extractor with ``max_size=None`` for
+        no bound on the longest side).
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             raise ValidationError(
@@ -429,7 +383,7 @@ class DetrExtractor:
             raise ValidationError("no images given; pass a non-empty list of images.")
         transform = DetrTransform(
             self.transform.min_size if min_size is None else min_size,
-            self.transform.max_size if max_size == -1 else max_size)
+            self.transform.max_size if max_size is None else max_size)
         return pad_batch([transform(img) for img in images])
 
     collate = staticmethod(pad_batch)
@@ -471,7 +425,7 @@ class DetrExtractor:
         pixel_values = pixel_values.to(self.device, non_blocking=True)
         pixel_mask = pixel_mask.to(self.device, non_blocking=True)
         with torch.inference_mode(), ctx:
-            raw = self.model(pixel_values, pixel_mask, stage=self._stage(names))
+            raw = self._runner(pixel_values, pixel_mask, stage=self._stage(names))
         fmask = raw["feature_mask"]
         out: dict[str, Any] = {"feature_mask": fmask}
         out["feature_hw"] = torch.stack([(~fmask[:, :, 0]).sum(1), (~fmask[:, 0, :]).sum(1)], dim=1)
@@ -527,7 +481,7 @@ class DetrExtractor:
         return self.postprocess(raw, input_hw)
 
     def extract_images(self, images: Sequence[Any], min_size: Optional[int] = None,
-                       max_size: Optional[int] = -1,
+                       max_size: Optional[int] = None,
                        variables: str | Sequence[str] | None = None,
                        autocast: Optional[str] | bool = False) -> dict[str, Any]:
         """Preprocess images as one padded batch and extract numpy outputs.
@@ -537,12 +491,13 @@ class DetrExtractor:
         images : sequence of PIL.Image.Image or uint8 numpy.ndarray
             RGB (other PIL modes and gray/RGBA arrays are converted).
         min_size, max_size : int, optional
-            Resize sizes; default to the extractor's (800 / 1333 unless set).
-            ``max_size=None`` disables the bound.
+            Resize sizes; None uses the extractor's (800 / 1333 unless set
+            when it was built).
         variables : str or list of str, optional
             Extract type or names; defaults to the extractor's.
-        autocast : {None, "fp16", "bf16"}, optional
-            Defaults to the extractor's.
+        autocast : {None, "fp16", "bf16"} or False
+            Mixed precision for this call; False (default) uses the extractor's
+            setting, None forces float32.
 
         Returns
         -------

@@ -49,7 +49,6 @@ from embstore.errors import ValidationError
 __all__ = [
     "BACKBONE_CHANNELS",
     "DetrConfig",
-    "FrozenBatchNorm2d",
     "PositionEmbeddingSine",
     "PositionEmbeddingLearned",
     "Backbone",

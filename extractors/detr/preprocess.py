@@ -173,6 +173,12 @@ class DetrTransform:
 
         img = to_pil_rgb(image)
         size = self.output_size(*img.size)
+        if min(size) < 1:
+            raise ValidationError(
+                f"image of {img.size[0]}x{img.size[1]} pixels (WxH) would be resized to "
+                f"{size[1]}x{size[0]} with min_size={self.min_size}, max_size={self.max_size}; "
+                "it is too elongated: crop it, or raise max_size."
+            )
         img = TF.resize(img, list(size))
         tensor = TF.to_tensor(img)
         return TF.normalize(tensor, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))

@@ -318,6 +318,7 @@ class SiglipExtractor(HookExtractor):
         num_workers: int = 0,
         limit: int | None = None,
         progress: bool | None = None,
+        retry_skipped: bool = False,
     ) -> dict[str, Any]:
         """Embed every segment of a COCO-panoptic split into a store (resumable).
 
@@ -341,6 +342,8 @@ class SiglipExtractor(HookExtractor):
             Only the first ``limit`` images.
         progress : bool, optional
             tqdm bar; default: only on a TTY.
+        retry_skipped : bool, default False
+            Try again segments an earlier run recorded as skipped.
 
         Returns
         -------
@@ -350,6 +353,7 @@ class SiglipExtractor(HookExtractor):
         return extract_panoptic(
             self, data_path, split=split, out=out, bg_alpha=bg_alpha, pad_ratio=pad_ratio, fill=fill,
             batch_size=batch_size, num_workers=num_workers, limit=limit, progress=progress,
+            retry_skipped=retry_skipped,
         )
 
 
@@ -457,6 +461,7 @@ def extract_panoptic(
     num_workers: int = 0,
     limit: int | None = None,
     progress: bool | None = None,
+    retry_skipped: bool = False,
 ) -> dict[str, Any]:
     """Embed every segment of a COCO-panoptic split into a store (resumable).
 
@@ -493,12 +498,15 @@ def extract_panoptic(
         Only the first ``limit`` images of the JSON.
     progress : bool, optional
         Show a tqdm bar; default: only when stderr is a TTY.
+    retry_skipped : bool, default False
+        Try again segments an earlier run recorded as skipped (unreadable
+        image, empty mask); by default they are not retried.
 
     Returns
     -------
     dict
-        ``written``, ``already_done``, ``skipped``, ``seconds``,
-        ``instances_per_s``, ``store`` (path).
+        ``written``, ``already_done``, ``skipped``, ``previously_skipped``,
+        ``seconds``, ``instances_per_s``, ``store`` (path).
 
     Raises
     ------
@@ -531,6 +539,13 @@ def extract_panoptic(
         all_ids = [int(instance_id(im.image_id, int(seg["id"]))) for im in images for seg in im.segments]
         todo = set(int(i) for i in st.missing(all_ids)) if len(st) else set(all_ids)
         already = len(all_ids) - len(todo)
+        previously_skipped = 0
+        if not retry_skipped:
+            old_skips = st.skipped
+            if len(old_skips):
+                skip_ids = {int(i) for i in old_skips["id"].tolist()}
+                previously_skipped = len(todo & skip_ids)
+                todo -= skip_ids
         pending: list[tuple[int, list[dict]]] = []
         for index, im in enumerate(images):
             segs = [s for s in im.segments if int(instance_id(im.image_id, int(s["id"]))) in todo]
@@ -588,6 +603,7 @@ def extract_panoptic(
         "written": written,
         "already_done": already,
         "skipped": skipped_n,
+        "previously_skipped": previously_skipped,
         "seconds": seconds,
         "instances_per_s": written / seconds if seconds > 0 else float("nan"),
         "store": os.fspath(out) if own_store else getattr(st, "path", None),

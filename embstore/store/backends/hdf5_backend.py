@@ -98,6 +98,7 @@ class HDF5Backend(Backend):
     def flush(self) -> None:
         if self.h5.mode != "r":
             self.nc.flush()
+            self.h5.flush()  # h5netcdf's flush does not flush the HDF5 file itself
 
     def close(self) -> None:
         try:
@@ -257,7 +258,7 @@ class HDF5Backend(Backend):
 
     def write_record(self, region: str, seq: int, payload: bytes) -> None:
         self.h5[_META].attrs[f"{region}:{seq:012d}"] = payload.decode()
-        self.nc.flush()
+        self.flush()
 
     def delete_record(self, region: str, seq: int) -> None:
         key = f"{region}:{seq:012d}"

@@ -1,0 +1,216 @@
+"""Benchmark: embstore Store vs the per-file ``torch.save`` layout.
+
+N DETR-shaped images (query [100, 256], decoder [6, 100, 256], logits
+[100, 92], boxes [100, 4], encoder ragged ~600-1300 x 256) are written
+
+* as one ``embedding_{id:012d}.pt`` file per image (``torch.save`` of a dict
+  of float32 tensors; the baseline, measured in the same run), and
+* into a Store (Zarr v3, default dtypes: float16 hidden states, float32
+  logits/boxes) and, as a variant, a sharded Store (``inner_chunk_rows=1``).
+
+It prints write time and bytes on disk, the time of a full read of
+``query_embeddings``, of a 10% subset selected by ``skin``, and of a raw
+``np.fromfile`` of the same stored chunk files (the physical limit), each as
+ratios against the baseline. Times are medians of ``--repeat`` runs; files are
+read from the page cache (both layouts alike).
+
+Goals: write at least as fast as the baseline at <= 0.55x its bytes; full
+read >= 15x and subset read >= 20x faster than the baseline; full read within
+2x of raw ``np.fromfile``.
+
+Usage::
+
+    python bench/store_io.py            # N=400, about a minute
+    python bench/store_io.py --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Fresh large allocations are slow and erratic on some VMs; pinning glibc's
+# malloc thresholds makes timings steady (see DESIGN.md). Re-exec once with them.
+_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "268435456",
+}
+if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _MALLOC.items()):
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from embstore import Store  # noqa: E402
+
+VARIABLES = {
+    "query_embeddings": ("query", "hidden"),
+    "decoder_output": ("layer", "query", "hidden"),
+    "pred_logits": ("query", "class"),
+    "pred_boxes": ("query", "box"),
+}
+RAGGED = {"encoder_output": ("token", "hidden")}
+
+
+def make_image(i: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    h, w = int(rng.integers(20, 34)), int(rng.integers(30, 40))
+    return {
+        "query_embeddings": rng.standard_normal((100, 256), dtype=np.float32),
+        "decoder_output": rng.standard_normal((6, 100, 256), dtype=np.float32),
+        "pred_logits": rng.standard_normal((100, 92), dtype=np.float32),
+        "pred_boxes": rng.random((100, 4), dtype=np.float32),
+        "encoder_output": rng.standard_normal((h * w, 256), dtype=np.float32),
+        "hw": np.array([h, w]),
+    }
+
+
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def median_time(fn, repeat: int):
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=400, help="number of images (default 400)")
+    ap.add_argument("--batch", type=int, default=16, help="images per append (default 16)")
+    ap.add_argument("--repeat", type=int, default=3, help="repeats of each read (median; default 3)")
+    ap.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    work = Path(args.dir or tempfile.mkdtemp(prefix="embstore-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    n = args.n
+    ids = np.arange(1, n + 1) * 7
+    skin = rng.integers(1, 11, size=n)
+    # generate data up front (not timed); reuse a pool to bound memory
+    pool = [make_image(i, rng) for i in range(min(n, 64))]
+    images = [pool[i % len(pool)] for i in range(n)]
+
+    # ---------------------------------------------------------- baseline write
+    pt_dir = work / "pt"
+    pt_dir.mkdir()
+    t0 = time.perf_counter()
+    for i, img in zip(ids, images):
+        torch.save(
+            {k: torch.from_numpy(v) for k, v in img.items() if k != "hw"},
+            pt_dir / f"embedding_{int(i):012d}.pt",
+        )
+    t_pt_write = time.perf_counter() - t0
+    b_pt = du(pt_dir)
+
+    # ------------------------------------------------------------ store write
+    def write_store(path: Path, **kw) -> float:
+        t0 = time.perf_counter()
+        with Store.create(str(path), variables=VARIABLES, ragged=RAGGED, **kw) as st:
+            for s in range(0, n, args.batch):
+                sl = slice(s, s + args.batch)
+                batch = images[sl]
+                st.append(
+                    ids[sl],
+                    {
+                        **{k: np.stack([b[k] for b in batch]) for k in VARIABLES},
+                        "encoder_output": [b["encoder_output"] for b in batch],
+                    },
+                    coords={"skin": skin[sl]},
+                    ragged_hw={"encoder_output": [tuple(b["hw"]) for b in batch]},
+                )
+        return time.perf_counter() - t0
+
+    zpath = work / "run.zarr"
+    t_z_write = write_store(zpath)
+    b_z = du(zpath)
+    spath = work / "sharded.zarr"
+    t_s_write = write_store(spath, inner_chunk_rows=1)
+    b_s = du(spath)
+
+    # -------------------------------------------------------------- full read
+    def pt_full():
+        return np.stack(
+            [torch.load(pt_dir / f"embedding_{int(i):012d}.pt")["query_embeddings"].numpy() for i in ids]
+        )
+
+    def store_full(path: Path):
+        with Store.open(str(path)) as st:
+            return st.query_embeddings.values
+
+    qdir = zpath / "query_embeddings" / "c"
+    qfiles = sorted(qdir.rglob("*"), key=lambda p: int(p.relative_to(qdir).parts[0]))
+    qfiles = [p for p in qfiles if p.is_file()]
+
+    def raw_full():
+        return np.concatenate([np.fromfile(p, dtype=np.float16) for p in qfiles])
+
+    t_pt_full, ref = median_time(pt_full, args.repeat)
+    t_z_full, got = median_time(lambda: store_full(zpath), args.repeat)
+    t_s_full, got_s = median_time(lambda: store_full(spath), args.repeat)
+    t_raw_full, raw = median_time(raw_full, args.repeat)
+    assert np.allclose(got.astype(np.float32), ref, atol=2e-2), "store read mismatch"
+    assert raw.size >= got.size  # the last chunk file holds a whole (partly unused) chunk
+
+    # ------------------------------------------------------- 10% subset read
+    value = 3
+    sel_ids = ids[skin == value]
+
+    def pt_subset():
+        return np.stack(
+            [torch.load(pt_dir / f"embedding_{int(i):012d}.pt")["query_embeddings"].numpy() for i in sel_ids]
+        )
+
+    def store_subset(path: Path):
+        with Store.open(str(path)) as st:
+            return st.query_embeddings.sel(skin=value).values
+
+    t_pt_sub, ref_sub = median_time(pt_subset, args.repeat)
+    t_z_sub, got_sub = median_time(lambda: store_subset(zpath), args.repeat)
+    t_s_sub, got_s_sub = median_time(lambda: store_subset(spath), args.repeat)
+    assert got_sub.shape == ref_sub.shape == got_s_sub.shape
+
+    # ------------------------------------------------------------------ report
+    mb = 2**20
+    print(f"embstore store_io benchmark: N={n} images, batch={args.batch}, subset={len(sel_ids)} rows "
+          f"(skin={value}), medians of {args.repeat}")
+    print(f"{'':28s}{'time s':>9s}{'MB':>9s}")
+    print(f"{'per-file torch.save write':28s}{t_pt_write:9.3f}{b_pt / mb:9.1f}")
+    print(f"{'store write (zarr)':28s}{t_z_write:9.3f}{b_z / mb:9.1f}")
+    print(f"{'store write (sharded)':28s}{t_s_write:9.3f}{b_s / mb:9.1f}")
+    print(f"{'per-file full read':28s}{t_pt_full:9.4f}")
+    print(f"{'store full read':28s}{t_z_full:9.4f}")
+    print(f"{'sharded full read':28s}{t_s_full:9.4f}")
+    print(f"{'raw np.fromfile full read':28s}{t_raw_full:9.4f}")
+    print(f"{'per-file subset read':28s}{t_pt_sub:9.4f}")
+    print(f"{'store subset read':28s}{t_z_sub:9.4f}")
+    print(f"{'sharded subset read':28s}{t_s_sub:9.4f}")
+    print()
+    print("ratios (goal in brackets):")
+    print(f"  write speed store/baseline       {t_pt_write / t_z_write:6.2f}x  [>= 1]   sharded {t_pt_write / t_s_write:6.2f}x")
+    print(f"  bytes store/baseline             {b_z / b_pt:6.3f}x  [<= 0.55] sharded {b_s / b_pt:6.3f}x")
+    print(f"  full read speedup vs baseline    {t_pt_full / t_z_full:6.1f}x  [>= 15]   sharded {t_pt_full / t_s_full:6.1f}x")
+    print(f"  subset read speedup vs baseline  {t_pt_sub / t_z_sub:6.1f}x  [>= 20]   sharded {t_pt_sub / t_s_sub:6.1f}x")
+    print(f"  full read time / raw fromfile    {t_z_full / t_raw_full:6.2f}x  [<= 2]    sharded {t_s_full / t_raw_full:6.2f}x")
+    if args.dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""``embstore search``, ``embstore dedup`` and ``embstore cluster`` on a store.
+
+Examples
+--------
+.. code-block:: console
+
+    $ embstore search faces.zarr --variable embedding --ids img_001 img_002 -k 5
+    $ embstore dedup faces.zarr --variable embedding --threshold 0.9 --out dedup/
+    $ embstore cluster faces.zarr --variable embedding --remove-duplicates \\
+          --duplicate-thresh 0.9 --cluster-thresh 0.7 --topK 100 --batch 200000 \\
+          --out labels/ --save-groups 50
+
+faiss is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="path or URL of the store")
+    p.add_argument("--variable", default="query_embeddings", help="variable to search (default: %(default)s)")
+    p.add_argument(
+        "--pool", default="mean",
+        help="pooling over queries: mean, max, confidence, topk:K, or none (default: %(default)s)",
+    )
+    p.add_argument("--layer", type=int, default=None, help="layer of decoder_output")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
+    p.add_argument(
+        "--kind", default=None,
+        help="index kind: flat, ivf, hnsw or a faiss factory string "
+        "(default: exact block-wise search without an index)",
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--sel", nargs="*", default=[], metavar="KEY=VALUE", help="analyse only matching rows")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``search``, ``dedup`` and ``cluster`` subcommands.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The top-level subparsers of ``embstore``.
+    """
+    s = subparsers.add_parser(
+        "search", help="k nearest neighbours of stored rows or of query vectors",
+        description="Print (or save as CSV) the k nearest neighbours of the given row ids "
+        "or of the vectors in a .npy file.",
+    )
+    _common(s)
+    q = s.add_mutually_exclusive_group(required=True)
+    q.add_argument("--ids", nargs="+", help="row ids whose vectors are the queries")
+    q.add_argument("--vectors", help=".npy file of query vectors (n, dim)")
+    s.add_argument("-k", type=int, default=10, help="neighbours per query (default: %(default)s)")
+    s.add_argument("--threshold", type=float, default=None, help="range search: all neighbours within it")
+    s.add_argument("--save-index", action="store_true", help="build the --kind index and save it with the store")
+    s.add_argument("--out", default=None, help="write the results to this CSV file")
+    s.set_defaults(func=_search)
+
+    d = subparsers.add_parser(
+        "dedup", help="find near-duplicate groups (cosine >= threshold)",
+        description="Group near-duplicates (connected components of pairs above the "
+        "threshold) and report how many rows removing them would drop; the first row "
+        "of each group (store order) is kept.",
+    )
+    _common(d)
+    d.add_argument("--threshold", type=float, default=0.90, help="default: %(default)s")
+    d.add_argument("-k", "--topK", dest="k", type=int, default=100, help="neighbours per row (default: %(default)s)")
+    d.add_argument("--batch", type=int, default=None, help="query rows per search batch")
+    d.add_argument("--out", default=None, help="folder for duplicate_pairs.csv and removed_ids.txt")
+    d.set_defaults(func=_dedup)
+
+    c = subparsers.add_parser(
+        "cluster", help="threshold clustering (union-find over the k-NN graph), labels and previews",
+        description="Cluster rows (union-find over neighbours above the threshold), write the "
+        "cluster ids into the store as a coordinate, and optionally export "
+        "fr_train_*_classes.npy / _data_list.npy and preview grids (the face pipeline).",
+    )
+    _common(c)
+    c.add_argument("--cluster-thresh", "--threshold", dest="threshold", type=float, default=0.70,
+                   help="default: %(default)s")
+    c.add_argument("-k", "--topK", dest="k", type=int, default=100, help="neighbours per row (default: %(default)s)")
+    c.add_argument("--batch", type=int, default=None, help="query rows per search batch")
+    c.add_argument("--remove-duplicates", action="store_true", help="drop near-duplicates before clustering")
+    c.add_argument("--duplicate-thresh", type=float, default=0.90, help="default: %(default)s")
+    c.add_argument("--coord", default="cluster", help="coordinate to write (default: %(default)s)")
+    c.add_argument("--no-write", action="store_true", help="do not write the coordinate into the store")
+    c.add_argument("--out", default=None, help="folder for label files, previews and clustering_result.txt")
+    c.add_argument("--min-size", type=int, default=1, help="drop smaller clusters from the label files")
+    c.add_argument("--save-groups", type=int, default=0, help="preview the N largest clusters")
+    c.add_argument("--path-coord", default=None, help="coordinate holding image paths (for previews)")
+    c.set_defaults(func=_cluster)
+
+
+def _pool(args: argparse.Namespace) -> Any:
+    return None if str(args.pool).lower() in ("none", "null", "") else args.pool
+
+
+def _open(args: argparse.Namespace, mode: str) -> tuple[Any, Any]:
+    from ..analysis import EmbeddingAnalyzer
+    from ..store import Store
+
+    store = Store.open(args.store, mode=mode)
+    an = EmbeddingAnalyzer(store)
+    if args.sel:
+        from ..summary import parse_selection
+
+        an = an.sel(**parse_selection(args.sel, store.coords))
+    return store, an
+
+
+def _ids(values: list[str], store: Any) -> list[Any]:
+    import numpy as np
+
+    kind = np.asarray(store.ids).dtype.kind
+    if kind in "iu":
+        return [int(v) for v in values]
+    return list(values)
+
+
+def _search(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    store, an = _open(args, "a" if args.save_index else "r")
+    try:
+        kw = dict(variable=args.variable, pool=_pool(args), layer=args.layer, metric=args.metric,
+                  device=args.device)
+        if args.save_index and args.kind:
+            an.build_index(args.variable, _pool(args), args.kind, args.metric, args.device,
+                           layer=args.layer, progress=None if not args.no_progress else False)
+        queries = np.load(args.vectors) if args.vectors else None
+        ids = _ids(args.ids, store) if args.ids else None
+        if args.threshold is not None:
+            df = an.range_search(queries, args.threshold, ids=ids, kind=args.kind, **kw)
+        else:
+            df = an.search(queries, args.k, ids=ids, kind=args.kind, **kw)
+    finally:
+        store.close()
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {len(df)} results to {args.out}")
+    else:
+        print(df.to_string(index=False))
+    return 0
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    store, an = _open(args, "r")
+    try:
+        progress = False if args.no_progress else None
+        groups = an.duplicate_groups(args.threshold, args.k, variable=args.variable, pool=_pool(args),
+                                     layer=args.layer, metric=args.metric, kind=args.kind,
+                                     batch=args.batch, device=args.device, progress=progress)
+        labels = an.labels(args.variable, pool=_pool(args), layer=args.layer)
+    finally:
+        store.close()
+    st = groups.stats()
+    print(
+        f"{st['n_vectors']} vectors, {st['n_pairs']} duplicate pairs (score >= {args.threshold}), "
+        f"{st['n_multi']} groups of 2+, largest {st['largest']}: "
+        f"removing duplicates drops {groups.n_removed} (keeps the first row of each group)"
+    )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        pairs = groups.pairs.to_frame(labels)
+        pairs.insert(0, "group", groups.labels[pairs["i"].to_numpy()])
+        pairs.to_csv(out / "duplicate_pairs.csv", index=False)
+        removed = labels[an.id_name].to_numpy()[~groups.keep]
+        np.savetxt(out / "removed_ids.txt", removed.astype(str), fmt="%s")
+        (out / "dedup_stats.json").write_text(json.dumps(st, indent=2))
+        print(f"wrote {out / 'duplicate_pairs.csv'}, {out / 'removed_ids.txt'}")
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    write = not args.no_write
+    store, an = _open(args, "a" if write else "r")
+    lines: list[str] = []
+    try:
+        progress = False if args.no_progress else None
+        common = dict(variable=args.variable, pool=_pool(args), layer=args.layer, metric=args.metric,
+                      kind=args.kind, batch=args.batch, device=args.device, progress=progress)
+        if args.remove_duplicates:
+            dd = an.remove_duplicates(args.duplicate_thresh, args.k, **common)
+            lines.append(f"STEP 1 duplicates (>= {args.duplicate_thresh}): removed {dd.n_removed} "
+                         f"of {len(an)} rows, {len(dd.kept_ids)} kept")
+            an = dd.analyzer
+        res = an.cluster(args.threshold, args.k, coord=args.coord if write else None, **common)
+        st = res.stats
+        lines.append(
+            f"STEP 2 clusters (>= {args.threshold}, topK {args.k}): {st['n_groups']} clusters over "
+            f"{st['n_vectors']} rows, {st['n_singletons']} singletons, largest {st['largest']}"
+        )
+        lines.append("size histogram (size: clusters): " + json.dumps(st["size_histogram"]))
+        if res.coord:
+            lines.append(f"cluster ids written to coordinate {res.coord!r}")
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            exp = an.export_training_labels(out, res, path_coord=args.path_coord, min_size=args.min_size)
+            lines.append(f"STEP 3 labels: {exp['classes'].name} / {exp['data_list'].name} "
+                         f"({exp['n_classes']} classes, {exp['n_data']} items)")
+            if args.save_groups:
+                written = an.save_group_previews(out, res, path_coord=args.path_coord, n_groups=args.save_groups)
+                lines.append(f"previews of {len(written)} groups in {out}")
+            (out / "clustering_result.txt").write_text("\n".join(lines) + "\n")
+    finally:
+        store.close()
+    print("\n".join(lines))
+    sys.stdout.flush()
+    return 0

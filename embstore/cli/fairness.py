@@ -1,0 +1,98 @@
+"""``embstore fairness STORE --by skin [--by lighting] --out DIR``.
+
+Writes the fairness report of :func:`embstore.fairness.report.write_fairness_report`:
+CSV tables, PNG figures and ``report.md`` / ``report.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``fairness`` subcommand.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The top-level subparsers of ``embstore``.
+    """
+    p = subparsers.add_parser(
+        "fairness",
+        help="group statistics, detection recall by group, plots and a report",
+        description="Embedding-geometry statistics and person-detection recall per group "
+        "(and intersections of groups), with bootstrap intervals, permutation tests, "
+        "disparity summaries, plots, CSV tables and a Markdown/HTML report.",
+    )
+    p.add_argument("store", help="path of the store (e.g. run.zarr)")
+    p.add_argument("--by", action="append", required=True, metavar="COORD",
+                   help="grouping coordinate; repeat for intersections (--by skin --by lighting)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--variable", default="query_embeddings", help="embedding variable (default: %(default)s)")
+    p.add_argument("--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)")
+    p.add_argument("--layer", type=int, default=None, help="layer of a layered variable")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)")
+    p.add_argument("--min-count", type=int, default=20,
+                   help="groups smaller than this get NaN figures (default: %(default)s)")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU threshold of recall (default: %(default)s)")
+    p.add_argument("--score-threshold", type=float, default=0.0,
+                   help="ignore person predictions scoring below (default: %(default)s)")
+    det = p.add_mutually_exclusive_group()
+    det.add_argument("--detection", dest="detection", action="store_true", default=None,
+                     help="require detection statistics (default: when the store has them)")
+    det.add_argument("--no-detection", dest="detection", action="store_false",
+                     help="skip detection statistics")
+    p.add_argument("--projection", action="append", choices=("pca", "tsne", "umap"), default=None,
+                   help="2-D projection(s) to draw (default: pca)")
+    p.add_argument("--image-root", default=None, help="folder that file_name coordinates are relative to")
+    p.add_argument("--no-gallery", action="store_true", help="skip the image gallery")
+    p.add_argument("--no-html", action="store_true", help="write report.md only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``embstore fairness`` with parsed arguments.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments of the ``fairness`` subcommand.
+
+    Returns
+    -------
+    int
+        Exit code (0 on success).
+    """
+    from ..analysis import EmbeddingAnalyzer
+    from ..fairness.report import write_fairness_report
+
+    pool = None if str(args.pool).lower() in ("none", "") else args.pool
+    an = EmbeddingAnalyzer(args.store)
+    rep = write_fairness_report(
+        an,
+        args.by,
+        args.out,
+        variable=args.variable,
+        pool=pool,
+        layer=args.layer,
+        n_boot=args.n_boot,
+        n_perm=args.n_perm,
+        seed=args.seed,
+        alpha=args.alpha,
+        min_count=args.min_count,
+        detection=args.detection,
+        iou=args.iou,
+        score_threshold=args.score_threshold,
+        projections=tuple(args.projection or ("pca",)),
+        gallery=not args.no_gallery,
+        image_root=args.image_root,
+        html=not args.no_html,
+    )
+    print(f"wrote {len(rep.files)} files to {rep.out_dir}")
+    print(f"report: {rep.html or rep.markdown}")
+    return 0
