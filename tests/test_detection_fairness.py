@@ -206,6 +206,11 @@ def test_small_groups_and_missing_columns(planted):
     assert t.loc[9, "count"] == 3 and np.isnan(t.loc[9, "recall"]) and np.isnan(t.loc[9, "recall_lo"])
     with pytest.raises(UnknownVariableError, match="hair"):
         detection_statistics(m, ["hair"])
+    # FACET's unknown skin tone (0) is left out and counted
+    m.loc[m.index[3:10], "skin"] = 0
+    res = detection_statistics(m, "skin", n_boot=0, min_count=5)
+    assert res.n_excluded == 7 and 0 not in set(res.table["skin"])
+    assert res.table["count"].sum() == len(m) - 7
 
 
 def test_analyzer_detection_fairness_on_a_store(tmp_path):

@@ -258,3 +258,36 @@ def test_from_config_with_state_dict_is_strict():
         DetrExtractor.from_config(cfg, state_dict=bad)
     with pytest.raises(CheckpointError, match="query_embed.weight"):
         ext.load_state_dict(bad)
+
+
+def test_http_url_uses_torch_hub_cache(tmp_path, monkeypatch):
+    model = _tiny_model()
+    calls = []
+
+    def fake_load(url, model_dir=None, map_location=None, weights_only=False, **kw):
+        calls.append((url, model_dir, map_location, weights_only))
+        cached = pathlib.Path(model_dir) / "detr-tiny-0123abcd.pth"
+        torch.save({"model": model.state_dict(), "args": argparse.Namespace(nheads=4)}, cached)
+        return torch.load(cached, map_location="cpu", weights_only=False)
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_load)
+    url = "https://example.invalid/detr/detr-tiny-0123abcd.pth"
+    sd, args, info = read_checkpoint(url, model_dir=str(tmp_path))
+    assert calls == [(url, str(tmp_path), "cpu", True)]  # safe unpickling, CPU first
+    assert args.nheads == 4 and set(sd) == set(model.state_dict())
+    assert info["checkpoint"] == url and len(info["checkpoint_sha256"]) == 64
+
+    def failing_load(url, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", failing_load)
+    with pytest.raises(CheckpointError, match="network is unreachable"):
+        DetrExtractor.from_checkpoint(url)
+
+
+def test_args_contradicting_state_dict_are_logged(caplog):
+    sd = _meta_state_dict({"backbone": "resnet18", **TINY})
+    with caplog.at_level("WARNING", logger="extractors.detr.checkpoint"):
+        cfg = infer_config(sd, argparse.Namespace(nheads=4, hidden_dim=256, backbone="resnet50"))
+    assert cfg.hidden_dim == 32 and cfg.backbone == "resnet18"
+    assert "hidden_dim=256" in caplog.text and "backbone='resnet50'" in caplog.text

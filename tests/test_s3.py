@@ -241,6 +241,29 @@ def test_ragged_tables_blobs_attrs(url, storage_options):
         assert st.attrs["model"] == "tiny"
 
 
+def test_search_index_saved_and_loaded_on_s3(url, storage_options, monkeypatch):
+    pytest.importorskip("faiss")
+    from embstore import EmbeddingAnalyzer
+
+    with create(url, storage_options) as st:
+        append(st, np.arange(12))
+    with Store.open(url, mode="a", storage_options=storage_options) as st:
+        built = EmbeddingAnalyzer(st).build_index(pool="mean", metric="l2", device="cpu")
+        assert built.ntotal == 12
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the index saved on S3 should have been loaded, not rebuilt")
+
+    monkeypatch.setattr("embstore.search.index.build_index", no_rebuild)
+    with Store.open(url, storage_options=storage_options) as st:
+        an = EmbeddingAnalyzer(st)
+        loaded = an.build_index(pool="mean", metric="l2", device="cpu")
+        assert loaded.ntotal == 12
+        hits = an.search(ids=[5], k=2, pool="mean", metric="l2", kind="flat")
+        assert hits["image_id"].tolist()[0] == 5
+        assert hits["score"].tolist()[0] == pytest.approx(0.0, abs=1e-4)
+
+
 TOTAL = 40  # rows of the interrupted run (4 per commit)
 
 WRITER = textwrap.dedent(

@@ -436,19 +436,26 @@ def labeled_mask(
     [True, True, True]
     """
     mv = MISSING_VALUES if missing_values is None else missing_values
-    keep = labels[list(by)].notna().all(axis=1).to_numpy()
+    keep = np.array(labels[list(by)].notna().all(axis=1), dtype=bool)
     for b in by:
         bad = list(mv.get("*", ())) + list(mv.get(b, ()))
         if bad:
-            col = labels[b]
-            hit = np.zeros(len(col), dtype=bool)
-            for v in bad:
-                try:
-                    hit |= (col == v).to_numpy(dtype=bool, na_value=False)
-                except (TypeError, ValueError):
-                    continue
+            values = labels[b].to_numpy(dtype=object)
+            hit = np.array([_is_one_of(v, bad) for v in values], dtype=bool)
             keep &= ~hit
     return keep
+
+
+def _is_one_of(value: Any, candidates: Sequence[Any]) -> bool:
+    for c in candidates:
+        if isinstance(value, str) != isinstance(c, str):
+            continue
+        try:
+            if value == c:
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def _distance_array(D, keys, names, counts, cols, gname) -> xr.DataArray:

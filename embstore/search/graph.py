@@ -29,6 +29,7 @@ __all__ = [
     "StreamingComponents",
     "canonical_labels",
     "connected_components",
+    "dedup_and_cluster",
     "find_duplicate_groups",
     "pairs_from_knn",
     "threshold_clusters",
@@ -371,3 +372,84 @@ def threshold_clusters(
         device=device,
         progress=progress,
     )
+
+
+def dedup_and_cluster(
+    data: Any,
+    dup_threshold: float = 0.90,
+    cluster_threshold: float = 0.70,
+    k: int = 100,
+    metric: str = "cosine",
+    *,
+    index: SearchIndex | None = None,
+    row_batch: int | None = None,
+    block_rows: int | None = None,
+    memory_budget: int | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+) -> tuple[GroupResult, GroupResult]:
+    """Duplicate groups and clusters from ONE k-NN pass (the face pipeline's steps 1-2).
+
+    The neighbour search dominates the cost (99.9% at 100k vectors), so both
+    thresholds are applied to the same neighbour lists. Every duplicate edge
+    is also a cluster edge (``dup_threshold >= cluster_threshold``), so each
+    duplicate group lies inside one cluster: removed duplicates keep their
+    representative's cluster id. Export with ``keep=dups.keep`` to drop them.
+    (Clustering only the kept rows, as a second search would, differs only
+    where a chain of edges passes through a removed duplicate.)
+
+    Parameters
+    ----------
+    data : array_like, callable or BlockSource
+        The vectors.
+    dup_threshold, cluster_threshold : float
+        Edge thresholds (cosine/ip: minimum score).
+    k : int
+        Neighbours per vector, itself included.
+    metric : {"cosine", "ip", "l2"}
+        Metric (the index's when given).
+    index : SearchIndex, optional
+        Index holding ``data`` in order (e.g. IVF at scale).
+    row_batch, block_rows, memory_budget, device, progress
+        See :func:`~embstore.search.knn.iter_knn_self`.
+
+    Returns
+    -------
+    (GroupResult, GroupResult)
+        Duplicate groups (with pairs) and clusters.
+
+    Examples
+    --------
+    >>> x = np.array([[1, 0], [1, 0.01], [0.8, 0.6], [-1, 0]], dtype=np.float32)
+    >>> d, c = dedup_and_cluster(x, k=4, device="cpu")
+    >>> d.labels.tolist(), c.labels.tolist()
+    ([0, 0, 1, 2], [0, 0, 0, 1])
+    """
+    if index is not None:
+        metric = index.metric
+    metric = check_metric(metric)
+    higher = higher_is_closer(metric)
+    if (dup_threshold < cluster_threshold) if higher else (dup_threshold > cluster_threshold):
+        raise ValidationError(
+            f"dup_threshold={dup_threshold} must be stricter than cluster_threshold={cluster_threshold}."
+        )
+    src = as_block_source(data)
+    n = src.n if src.n is not None else (index.ntotal if index is not None else src.count())
+    dup_uf, clu_uf = StreamingComponents(n), StreamingComponents(n)
+    dup_pairs: list[Pairs] = []
+    for start, d, i in iter_knn_self(
+        src, k, metric, index=index, row_batch=row_batch, block_rows=block_rows,
+        memory_budget=memory_budget, device=device, progress=progress,
+    ):
+        cp = pairs_from_knn(d, i, cluster_threshold, metric, start)
+        clu_uf.add(cp.i, cp.j)
+        ok = cp.score >= dup_threshold if higher else cp.score <= dup_threshold
+        dp = Pairs(cp.i[ok], cp.j[ok], cp.score[ok])
+        dup_uf.add(dp.i, dp.j)
+        dup_pairs.append(dp)
+    exact = index is None or index.exact
+    dups = GroupResult(dup_uf.labels(), float(dup_threshold), metric, k, exact, Pairs.concat(dup_pairs))
+    clusters = GroupResult(clu_uf.labels(), float(cluster_threshold), metric, k, exact)
+    logger.info("dedup_and_cluster: %d vectors, %d removable duplicates, %d clusters",
+                n, dups.n_removed, clusters.n_groups)
+    return dups, clusters

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -329,23 +330,52 @@ def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: boo
             f"variable {name!r} is stored as {storage} but got floats ({arr.dtype}); "
             "round/cast them first or declare a float dtype in Store.create(dtypes=...)"
         )
-    if not allow_nonfinite and arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)
-        if bad.any():
+    if not allow_nonfinite and arr.dtype.kind in "fiu" and arr.size:
+        lo, hi = arr.min(), arr.max()  # NaN propagates; two fast reductions
+        if arr.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
+            bad = ~np.isfinite(arr)
             idx = tuple(int(i[0]) for i in np.nonzero(bad))
             raise NonFiniteError(
                 f"variable {name!r} contains {int(bad.sum())} NaN/Inf values (first at index {idx}); "
                 "fix the data or pass allow_nonfinite=True"
             )
+        if target.kind == "f" and target.itemsize < 8:
+            limit = float(np.finfo(target).max)
+            if float(hi) > limit or float(lo) < -limit:
+                raise NonFiniteError(
+                    f"variable {name!r} has values of magnitude up to {max(abs(float(lo)), abs(float(hi))):g} "
+                    f"that overflow its storage dtype {storage} (max {limit:g}); store it as float32 "
+                    f"(Store.create(dtypes={{{name!r}: 'float32'}}))"
+                )
+    return fast_cast(arr, target)
+
+
+def fast_cast(arr: np.ndarray, target: np.dtype) -> np.ndarray:
+    """Cast an array; float32 -> float16 uses torch when it is already imported.
+
+    numpy's float32 -> float16 conversion runs at a fraction of memory speed;
+    torch's vectorised one gives bit-identical results about 2-4x faster. torch
+    is never imported here: it is used only if the caller's process has it
+    loaded already (as extraction pipelines do).
+
+    Examples
+    --------
+    >>> fast_cast(np.array([1.0, 2.5], dtype=np.float32), np.dtype("float16")).dtype
+    dtype('float16')
+    """
+    if arr.dtype == target:
+        return arr
+    torch = sys.modules.get("torch")
+    if torch is not None and target == np.float16 and arr.dtype == np.float32 and arr.size > 4096:
+        try:
+            src = np.ascontiguousarray(arr)
+            if not src.flags.writeable:
+                src = src.copy()
+            return torch.from_numpy(src).to(torch.float16).numpy()
+        except Exception:  # pragma: no cover - any torch oddity: numpy fallback
+            pass
     with np.errstate(over="ignore", invalid="ignore"):
-        out = arr.astype(target, copy=False)
-    if not allow_nonfinite and target.kind == "f" and arr.dtype.kind in "fiu":
-        if not np.isfinite(out).all():
-            raise NonFiniteError(
-                f"variable {name!r} has values of magnitude up to {float(np.abs(arr).max()):g} that overflow "
-                f"its storage dtype {storage}; store it as float32 (Store.create(dtypes={{{name!r}: 'float32'}}))"
-            )
-    return out
+        return arr.astype(target)
 
 
 def coerce_coord(name: str, values: Any, n: int) -> np.ndarray:

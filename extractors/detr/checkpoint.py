@@ -154,9 +154,12 @@ def read_checkpoint(path_or_url: str | os.PathLike, *, weights_only: bool = True
     info: dict[str, Any] = {"checkpoint": source}
     if is_url(source):
         if source.startswith("file://"):
-            local = source[len("file://"):]
-            return read_checkpoint(local, weights_only=weights_only)[:2] + (info | {
-                "checkpoint_file": local, "checkpoint_sha256": file_sha256(local)},)
+            from urllib.parse import urlparse
+            from urllib.request import url2pathname
+
+            local = url2pathname(urlparse(source).path)
+            state_dict, args, local_info = read_checkpoint(local, weights_only=weights_only)
+            return state_dict, args, {**local_info, "checkpoint": source}
         try:
             if weights_only:
                 with torch.serialization.safe_globals([argparse.Namespace]):

@@ -182,8 +182,11 @@ class DetrExtractor:
         Default preprocessing sizes (official evaluation: 800 and 1333).
     autocast : {None, "fp16", "bf16"}
         Default mixed precision. None (float32) reproduces the official numbers
-        to ~1e-5; fp16/bf16 are faster on GPUs and change embeddings at the
-        1e-3..1e-2 level (bf16 more). Outputs are always returned as float32.
+        to ~1e-5. fp16/bf16 are faster on GPUs but change the numbers: measured
+        on CPU with DETR-R50 (deterministic weights, two photos at 480 px),
+        query embeddings of mean magnitude 0.78 moved by 0.0013 on average
+        (max 0.013) with fp16 and by 0.011 (max 0.087) with bf16; boxes by
+        2e-4 (fp16) and 1.6e-3 (bf16). Outputs are always returned as float32.
     storage_dtype : str
         Storage dtype of hidden-state variables in :attr:`store_dtypes`
         (``float16`` halves the bytes; logits and boxes always stay float32).

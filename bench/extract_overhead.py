@@ -1,0 +1,119 @@
+"""Extraction throughput with store writes versus with writes disabled.
+
+Same model, same images, same process: the baseline runs the whole pipeline
+(DataLoader, model, writer thread with device-to-host copy and dtype cast)
+with ``write=False``; the measured run also appends to a Zarr store and
+commits it. Runs alternate (baseline, store, baseline, store, ...) and the
+medians are compared. Goal: ratio >= 0.95 (writing costs at most 5%, because
+the writer thread overlaps the next forward pass).
+
+Usage::
+
+    python bench/extract_overhead.py                       # tiny DETR on CPU, ~1-2 min
+    python bench/extract_overhead.py --config r50 --min-size 800 --device cuda --n 256
+
+Weights are random (no download); images are scikit-image's bundled photos,
+repeated with distinct ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "2147483648",
+           "MALLOC_TOP_PAD_": "268435456"}
+if any(k not in os.environ for k in _MALLOC):  # steady timings (see DESIGN.md): re-exec once
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+def make_images(folder: Path, n: int) -> None:
+    import skimage.data as skd
+    from PIL import Image
+
+    photos = [Image.fromarray(getattr(skd, name)()) for name in PHOTOS]
+    for i in range(n):
+        photos[i % len(photos)].save(folder / f"img_{i:06d}.jpg", quality=90)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="small", help="entry of tests/data/detr/configs.json (small, r50)")
+    ap.add_argument("--n", type=int, default=24, help="images per run")
+    ap.add_argument("--min-size", type=int, default=320)
+    ap.add_argument("--max-size", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--num-workers", type=int, default=1)
+    ap.add_argument("--extract-type", default="decoder")
+    ap.add_argument("--dtype", default="float16")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
+    args = ap.parse_args()
+
+    import torch
+
+    from embstore import Store
+    from extractors.datasets import folder_dataset
+    from extractors.detr import DetrExtractor
+    from extractors.detr.run import DetrPipelineExtractor
+    from extractors.pipeline import run_extraction
+
+    torch.set_num_threads(args.threads)
+    cfg = json.loads((REPO / "tests" / "data" / "detr" / "configs.json").read_text())[args.config]
+    torch.manual_seed(0)
+    detr = DetrExtractor.from_config(cfg, device=args.device, extract_type=args.extract_type,
+                                     min_size=args.min_size, max_size=args.max_size,
+                                     storage_dtype=args.dtype)
+    ex = DetrPipelineExtractor(detr)
+    work = Path(tempfile.mkdtemp(prefix="embstore-bench-"))
+    try:
+        imgs = work / "imgs"
+        imgs.mkdir()
+        make_images(imgs, args.n)
+        dataset = folder_dataset(imgs)
+        # warm-up (kernel selection, page cache)
+        run_extraction(ex, dataset.filter(limit=args.batch_size), None, batch_size=args.batch_size,
+                       num_workers=0, write=False, progress=False)
+        base, store_t = [], []
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            s0 = run_extraction(ex, dataset, None, batch_size=args.batch_size,
+                                num_workers=args.num_workers, write=False, progress=False)
+            base.append(time.perf_counter() - t0)
+            out = work / f"run{r}.zarr"
+            t0 = time.perf_counter()
+            with Store.create(out, variables=ex.variables, ragged=ex.ragged, dtypes=ex.dtypes) as st:
+                s1 = run_extraction(ex, dataset, st, batch_size=args.batch_size,
+                                    num_workers=args.num_workers, progress=False)
+            store_t.append(time.perf_counter() - t0)
+            assert s0.written == s1.written == args.n
+            assert len(Store.open(out)) == args.n
+            shutil.rmtree(out)
+        b, s = statistics.median(base), statistics.median(store_t)
+        print(f"config={args.config} device={detr.device} n={args.n} batch={args.batch_size} "
+              f"workers={args.num_workers} min/max={args.min_size}/{args.max_size} "
+              f"extract_type={args.extract_type} dtype={args.dtype} repeats={args.repeats}")
+        print(f"no writes   : {args.n / b:8.2f} images/s (median {b:.2f} s; runs {[round(x, 2) for x in base]})")
+        print(f"store writes: {args.n / s:8.2f} images/s (median {s:.2f} s; runs {[round(x, 2) for x in store_t]})")
+        ratio = b / s
+        print(f"ratio (with writes / without) = {ratio:.3f}  (goal >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
