@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def store_subset(path: Path):
         with Store.open(str(path)) as st:
-            return st.query_embeddings.sel(skin=value).values
+            return st.sel(skin=value).query_embeddings.values
 
     t_pt_sub, ref_sub = median_time(pt_subset, args.repeat)
     t_z_sub, got_sub = median_time(lambda: store_subset(zpath), args.repeat)

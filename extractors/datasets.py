@@ -929,7 +929,9 @@ def open_dataset(
         FACET ``annotations.csv`` (``.csv``) or a COCO JSON (``.json``). When
         omitted and ``images`` is a folder containing
         ``annotations/annotations.csv`` (FACET's layout, as the old
-        ``--coco_path`` pointed to), that file is used.
+        ``--coco_path`` pointed to), that file is used; a COCO root
+        (``annotations/instances_val2017.json`` and ``val2017/``) uses the
+        val2017 split, as the old script's evaluation did.
     skin, light, limit
         See :meth:`ImageDataset.filter`.
 
@@ -943,9 +945,14 @@ def open_dataset(
         Unknown annotation format, missing paths, or bad filters.
     """
     img = Path(images)
-    if annotations is None and img.is_dir() and (img / "annotations" / "annotations.csv").is_file():
-        annotations = img / "annotations" / "annotations.csv"
-        logger.info("using FACET annotations %s", annotations)
+    if annotations is None and img.is_dir():
+        if (img / "annotations" / "annotations.csv").is_file():
+            annotations = img / "annotations" / "annotations.csv"
+            logger.info("using FACET annotations %s", annotations)
+        elif (img / "annotations" / "instances_val2017.json").is_file() and (img / "val2017").is_dir():
+            annotations = img / "annotations" / "instances_val2017.json"
+            img = img / "val2017"
+            logger.info("COCO root: using %s with images in %s", annotations, img)
     if annotations is not None:
         ann = Path(annotations)
         if ann.suffix.lower() == ".csv":

@@ -119,6 +119,9 @@ class ExtractionSummary:
         ``written / seconds``.
     interrupted : bool
         The run was stopped by Ctrl-C / SIGTERM (committed rows are kept).
+    writer_seconds : float
+        Time the writer thread was busy (host copy, cast, append). Close to
+        ``seconds`` means writing, not compute, limits the run.
     """
 
     written: int = 0
@@ -130,6 +133,7 @@ class ExtractionSummary:
     seconds: float = 0.0
     images_per_s: float = 0.0
     interrupted: bool = False
+    writer_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as a plain dict (JSON-friendly).
@@ -148,6 +152,7 @@ class ExtractionSummary:
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 3),
             "interrupted": self.interrupted,
+            "writer_seconds": round(self.writer_seconds, 3),
         }
 
     def __str__(self) -> str:
@@ -301,6 +306,7 @@ class _Writer(threading.Thread):
                  flush_interval: float | None, finish: Any = None) -> None:
         super().__init__(name="embstore-writer", daemon=True)
         self.finish_fn = finish
+        self.busy = 0.0
         self.store = store
         self.dtypes = dict(dtypes)
         self.write = write
@@ -320,10 +326,12 @@ class _Writer(threading.Thread):
                 return
             if self.error is not None:
                 continue  # drain without work after a failure
+            t0 = time.perf_counter()
             try:
                 self._handle(item)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 self.error = exc
+            self.busy += time.perf_counter() - t0
 
     def _cast(self, name: str, value: Any) -> Any:
         arr = to_numpy(value)
@@ -619,6 +627,7 @@ def run_extraction(
         summary.skipped_examples = writer.skipped[:_N_EXAMPLES]
         summary.already_done = sampler.already_done
         summary.previously_skipped = sampler.previously_skipped
+        summary.writer_seconds = writer.busy
         summary.images_per_s = summary.written / summary.seconds if summary.seconds > 0 else 0.0
         if summary.interrupted:
             logger.warning("%s", summary)

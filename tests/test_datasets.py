@@ -283,3 +283,16 @@ def test_image_skin_is_argmax_of_summed_votes_lower_on_ties(votes: list[list[int
     else:
         winners = [i + 1 for i, v in enumerate(total) if v == total.max()]
         assert skin == min(winners)
+
+
+def test_coco_root_uses_val2017(tmp_path: Path) -> None:
+    (tmp_path / "val2017").mkdir()
+    (tmp_path / "train2017").mkdir()
+    (tmp_path / "annotations").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "val2017" / "000000000139.jpg")
+    Image.new("RGB", (4, 4)).save(tmp_path / "train2017" / "000000000009.jpg")
+    data = {"images": [{"id": 139, "file_name": "000000000139.jpg"}], "annotations": []}
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    ds = open_dataset(tmp_path)  # as the old --coco_path COCO/
+    assert ds.kind == "coco"
+    assert [r.image_id for r in ds] == [139]

@@ -116,8 +116,9 @@ def test_ragged_outputs_are_unpadded_regions(case):
         assert case.out["feature_hw"][b].tolist() == [h, w]
         # the unpadded cells are exactly the top-left h x w block
         assert not fmask[b, :h, :w].any() and fmask[b].sum() == fmask[b].size - h * w
-        enc_ref = ref["encoder_output_padded"][b, :, :h, :w].reshape(ref["encoder_output_padded"].shape[1], -1).T
-        assert case.out["encoder_output"][b].shape == (h * w, ref["encoder_output_padded"].shape[1])
+        enc_pad = ref["encoder_output_padded"]
+        enc_ref = enc_pad[b, :, :h, :w].reshape(enc_pad.shape[1], -1).T  # row-major (y, x) tokens
+        assert case.out["encoder_output"][b].shape == (h * w, enc_pad.shape[1])
         np.testing.assert_allclose(case.out["encoder_output"][b], enc_ref, atol=ATOL, rtol=0)
         bb_ref = ref["backbone_features_padded"][b, :, :h, :w]
         assert case.out["backbone_features"][b].shape == bb_ref.shape

@@ -107,7 +107,7 @@ def test_cli_writes_tables_figures_and_linked_report(cli_report):
         _is_png(out / png)
     for name in ("group_stats.csv", "group_disparity.csv", "probe.csv", "detection.csv",
                  "detection_disparity.csv", "persons.csv", "distances_skin.csv", "gallery.png",
-                 "bars_recall.png", "heatmap_skin_x_lighting.png", "projection_pca.png"):
+                 "bars_recall.png", "person_group_stats.csv", "heatmap_skin_x_lighting.png", "projection_pca.png"):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     assert html.count("<img") == sum(1 for l in links if l.endswith(".png"))
@@ -142,3 +142,25 @@ def test_cli_reports_bad_coordinates_as_usage_errors(cli_report, capsys):
     code = main(["fairness", str(root / "s.zarr"), "--by", "hair", "--out", str(out / "bad"), "--n-boot", "0"])
     assert code == 2
     assert "hair" in capsys.readouterr().err
+
+
+def test_report_without_detections_on_a_per_instance_store(tmp_path):
+    from embstore import EmbeddingAnalyzer, Store
+    from embstore.cli import main
+    from embstore.fairness.report import write_fairness_report
+
+    rng = np.random.default_rng(0)
+    with Store.create(tmp_path / "faces.zarr", row_dim="instance", id_name="path",
+                      variables={"embedding": ("feature",)}) as st:
+        st.append([f"f{i}.jpg" for i in range(60)], {"embedding": rng.normal(size=(60, 8)).astype("float32")},
+                  coords={"skin": rng.integers(1, 4, 60)})
+    an = EmbeddingAnalyzer(str(tmp_path / "faces.zarr"))
+    rep = write_fairness_report(an, "skin", tmp_path / "out", variable="embedding", n_boot=10,
+                                min_count=5, n_perm=9, projections=(), gallery=False, html=False)
+    assert rep.detection is None and rep.html is None
+    assert "detection.csv" not in rep.files and (tmp_path / "out" / "report.md").is_file()
+    assert pd.read_csv(tmp_path / "out" / "group_stats.csv")["count"].sum() == 60
+    # asking for detection statistics on a store without them is a usage error
+    code = main(["fairness", str(tmp_path / "faces.zarr"), "--by", "skin", "--variable", "embedding",
+                 "--out", str(tmp_path / "out2"), "--n-boot", "0", "--detection"])
+    assert code == 2

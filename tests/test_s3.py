@@ -227,7 +227,10 @@ def test_ragged_tables_blobs_attrs(url, storage_options):
     with st:
         st.append(
             ids,
-            {"query_embeddings": row_values(ids)["query_embeddings"], "encoder_output": ragged_rows(ids)},
+            {
+                "query_embeddings": row_values(ids)["query_embeddings"],
+                "encoder_output": ragged_rows(ids),
+            },
             coords=row_coords(ids),
         )
         st.write_table("people", pd.DataFrame({"image_id": [0, 0, 3], "age": [20, 31, 45]}))
@@ -268,7 +271,7 @@ TOTAL = 40  # rows of the interrupted run (4 per commit)
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     import numpy as np
     sys.path.insert(0, {tests!r})
     from test_s3 import append, create, Store

@@ -185,6 +185,9 @@ def test_roll_rename_pickle_and_pandas():
     assert renamed.sel(monk=3).sizes["row"] == 1
     back = pickle.loads(pickle.dumps(ds.sel(skin=1)))
     assert ids(back.sel(lighting="well_lit")) == [100, 104]
+    ds.sel(skin=1, lighting="well_lit")  # fills the index's lookup cache
+    again = pickle.loads(pickle.dumps(ds))
+    assert ids(again.sel(skin=1, lighting="dimly_lit")) == [102]
     pd_index = ds.xindexes["skin"].to_pandas_index()
     assert list(pd_index.names) == ["image_id", "skin", "lighting", "flag"]
     assert "RowIndex" in repr(ds)

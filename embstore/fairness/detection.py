@@ -481,6 +481,11 @@ def detection_statistics(
     if n_excluded:
         logger.warning("detection_statistics: %d people with an unknown %s label left out", n_excluded, by)
         m = m[keep].reset_index(drop=True)
+    if len(m) == 0:
+        raise ValidationError(
+            f"no people with a known {by} label are left ({n_excluded} left out as unknown); "
+            "check the labels or pass missing_values={}."
+        )
     values = np.stack(
         [
             m["detected"].to_numpy(dtype=np.float64),

@@ -68,6 +68,8 @@ class FairnessReport:
         Embedding statistics.
     detection : DetectionStats or None
         Detection statistics (None when the store has no detections).
+    person_stats : GroupStats or None
+        Embedding statistics of detected people (matched queries).
     markdown : str
         Path of ``report.md``.
     html : str or None
@@ -78,6 +80,7 @@ class FairnessReport:
     files: dict[str, str] = field(default_factory=dict)
     group_stats: GroupStats | None = None
     detection: DetectionStats | None = None
+    person_stats: GroupStats | None = None
     markdown: str = ""
     html: str | None = None
 
@@ -275,6 +278,7 @@ def write_fairness_report(
     gallery: bool = True,
     image_root: str | None = None,
     html: bool = True,
+    person_embeddings: bool = True,
     **options: Any,
 ) -> FairnessReport:
     """Compute the fairness statistics of an analyzer and write the report.
@@ -309,6 +313,9 @@ def write_fairness_report(
         Folder that ``file_name`` coordinates are relative to.
     html : bool, optional
         Also write ``report.html``.
+    person_embeddings : bool, optional
+        With detections, also analyse the matched query embedding of each
+        detected person by the person's labels (``person_group_stats.csv``).
     **options
         Other keywords of :func:`~embstore.fairness.stats.group_statistics`.
 
@@ -409,6 +416,29 @@ def write_fairness_report(
             rel = f"bars_{fig_name}.png"
             files[f"bars_{fig_name}"] = plots.plot_group_bars(det.table, fig_name, out / rel, by=by, reference=ref)
             page.img(rel, fig_name)
+        if person_embeddings and int(persons["detected"].sum()) >= 2 * min_count:
+            try:
+                pgs = analyzer.fairness_stats(
+                    variable, by, None, layer, persons=persons, n_boot=n_boot, seed=seed, alpha=alpha,
+                    min_count=min_count, **options,
+                )
+            except EmbstoreError as exc:
+                logger.warning("person-level embedding statistics skipped: %s", exc)
+            else:
+                rep.person_stats = pgs
+                csv("person_group_stats.csv", pgs.table)
+                page.h2("Embeddings of detected people")
+                page.p(
+                    "The same figures on the embedding of the query matched to each detected person, "
+                    "grouped by the person's own labels."
+                )
+                page.table(_summary_table(pgs.table, by, ["dist_to_others", "homophily_ratio",
+                                                           "probe_recall", "p_value"]))
+                rel = "bars_person_dist_to_others.png"
+                files["bars_person_dist_to_others"] = plots.plot_group_bars(
+                    pgs.table, "dist_to_others", out / rel, by=by, title="dist_to_others (detected people)"
+                )
+                page.img(rel, "dist_to_others of detected people")
 
     # ------------------------------------------------------------- gallery
     if gallery:

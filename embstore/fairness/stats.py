@@ -680,6 +680,11 @@ def group_statistics(
     if n_excluded:
         logger.warning("group_statistics: %d rows with an unknown %s label left out", n_excluded, by)
         X, labels = X[keep], labels[keep].reset_index(drop=True)
+    if len(X) == 0:
+        raise ValidationError(
+            f"no rows with a known {by} label are left ({n_excluded} left out as unknown); "
+            "check the coordinate values or pass missing_values={}."
+        )
     rng = np.random.default_rng(seed)
     U = _unit(X)
     knn_rows, knn_nbrs = knn_own_share(U, k, rng, max_knn_rows)

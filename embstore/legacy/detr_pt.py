@@ -5,9 +5,9 @@ of tensors) plus ``metadata.json`` (``image_ids``, ``num_images``,
 ``extract_type``, ``embedding_keys``). :func:`import_detr_dir` turns such a
 directory into one store with the same variables:
 
-=====================  ===========================  =========
+=====================  ============================  ======
 key                    store dims (after ``image``)  kind
-=====================  ===========================  =========
+=====================  ============================  ======
 ``query_embeddings``   ``query, hidden``             dense
 ``decoder_output``     ``layer, query, hidden``      dense
 ``pred_logits``        ``query, class``              dense
@@ -15,7 +15,7 @@ key                    store dims (after ``image``)  kind
 ``encoder_output``     ``token, hidden``             ragged
 ``backbone_features``  ``channel, y, x``             ragged
 other keys             ``<key>_dim0, ...``           dense
-=====================  ===========================  =========
+=====================  ============================  ======
 
 Ragged variables are stored without padding; when ``backbone_features`` is in
 the same file, its ``(h, w)`` is recorded as the grid of ``encoder_output``.
@@ -366,6 +366,8 @@ def import_detr_dir(
             "source": "legacy DETR .pt directory",
             "legacy_dir": os.fspath(directory),
             "legacy_metadata": {k: v for k, v in meta.items() if k != "image_ids"},
+            "extract_type": meta.get("extract_type", "custom"),
+            "extract_variables": list(keys),
         }
         try:
             st = Store.create(

@@ -399,6 +399,7 @@ class Store:
 
     def _load(self) -> None:
         """(Re)read commit records and reset cached views."""
+        self._backend.invalidate()
         records: dict[str, CommitRecord] = {}
         for r in self._backend.list_regions():
             rec = self._latest_record(r)
@@ -416,6 +417,9 @@ class Store:
         """Re-read commit records (see rows committed by other writers since open)."""
         self._check_open()
         self.flush() if self.mode == "a" else None
+        reset = getattr(self._backend, "reset_cache", None)
+        if reset is not None:  # other writers may have grown the arrays
+            reset()
         self._load()
 
     def _ranges(self) -> list[tuple[int, int]]:
@@ -1212,25 +1216,26 @@ class Store:
         state = sorted((r.region, r.seq, r.n) for r in self._records.values())
         return hashlib.sha1(json.dumps([attrs_uuid, state]).encode()).hexdigest()[:16]
 
-    def _xr_coords(self) -> dict[str, tuple[str, np.ndarray]]:
+    def _xr_coords(self, sub: np.ndarray | None = None) -> dict[str, tuple[str, np.ndarray]]:
+        """Row coordinates (optionally only the rows at indices ``sub`` of the committed rows)."""
         out = {self.id_name: (self.row_dim, self.ids)}
         for c in self.coord_names:
             if self._backend.has_array(c):
                 out[c] = (self.row_dim, self._coord_values(c))
+        if sub is not None:
+            out = {k: (d, v[sub]) for k, (d, v) in out.items()}
         return out
 
-    def _lazy(self, name: str) -> Any:
-        import dask.array as da
-
+    def _lazy(self, name: str, sub: np.ndarray | None = None) -> Any:
+        """Lazy dask array of a dense variable over committed rows (or a subset of them)."""
         dims = self._schema.variables[name]
         if not self._backend.has_array(name):
             return np.zeros((0,) * (1 + len(dims)), dtype=self._schema.dtypes[name])
-        rs = self._ranges()
-        d = self._backend.dask(name, self.version_token + self._backend.kind)
-        if not rs:
-            return d[0:0]
-        parts = [d[a:b] for a, b in rs]
-        return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=0)
+        pos = self._positions()
+        if sub is not None:
+            pos = pos[sub]
+        block = self._schema.chunk_rows or 1024
+        return self._backend.lazy_rows(name, pos, block)
 
     @staticmethod
     def _attach(obj: Any, row_dim: str) -> Any:
@@ -1273,38 +1278,59 @@ class Store:
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | set(self._schema.variables))
 
-    @property
-    def dataset(self) -> Any:
-        """Lazy :class:`xarray.Dataset` of every dense variable (committed rows)."""
+    def _dataset(self, sub: np.ndarray | None = None) -> Any:
         import xarray as xr
 
-        self._sync_reader()
         ds = xr.Dataset(
-            {n: ((self.row_dim,) + dims, self._lazy(n)) for n, dims in self._schema.variables.items()},
-            coords=self._xr_coords(),
+            {n: ((self.row_dim,) + dims, self._lazy(n, sub)) for n, dims in self._schema.variables.items()},
+            coords=self._xr_coords(sub),
             attrs=self.attrs,
         )
         return self._attach(ds, self.row_dim)
+
+    @property
+    def dataset(self) -> Any:
+        """Lazy :class:`xarray.Dataset` of every dense variable (committed rows)."""
+        self._sync_reader()
+        return self._dataset()
 
     def sel(self, **labels: Any) -> Any:
         """Select rows by coordinate labels; returns a lazy :class:`xarray.Dataset`.
 
         ``sel(skin=1)``, ``sel(skin=[1, 2])`` and ``sel(skin=1, lighting="well_lit")``
         work on non-unique labels (AND across coordinates, OR within a list)
-        and always keep the row dimension.
+        and always keep the row dimension. The result reads only the selected
+        rows when computed (not whole chunks).
 
         Raises
         ------
         SelectionError
             Unknown coordinate, or nothing matched (the message lists the
             values present).
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> st = Store.create(os.path.join(tempfile.mkdtemp(), "r.zarr"), variables={"e": ("d",)})
+        >>> st.append([1, 2, 3], {"e": np.zeros((3, 2))}, coords={"skin": [1, 2, 1]})
+        >>> st.sel(skin=1).image_id.values.tolist()
+        [1, 3]
         """
-        ds = self.dataset
+        self._sync_reader()
+        dims = {d for v in self._schema.variables.values() for d in v}
+        row_labels = {k: v for k, v in labels.items() if k not in dims}
+        other = {k: v for k, v in labels.items() if k in dims}
+        if not row_labels:
+            ds = self._dataset()
+            return ds.sel(**other) if other else ds
+        columns = {k: v for k, (_d, v) in self._xr_coords().items()}
         try:
-            from ..selection import select_rows
+            from ..selection import row_mask
         except ImportError:  # pragma: no cover
-            return self._mask_select(ds, labels)
-        return select_rows(ds, self.row_dim, **labels)
+            return self._mask_select(self._dataset(), labels)
+        mask = row_mask(columns, row_labels)
+        ds = self._dataset(np.nonzero(mask)[0])
+        return ds.sel(**other) if other else ds
 
     def _mask_select(self, ds: Any, labels: Mapping[str, Any]) -> Any:  # pragma: no cover - fallback
         mask = np.ones(ds.sizes[self.row_dim], dtype=bool)

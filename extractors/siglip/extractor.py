@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -561,10 +562,25 @@ def extract_panoptic(
         buf_coords: list[dict] = []
         buf_tensors: list[Any] = []
 
+        # One background writer thread: device-to-host copy, dtype cast and
+        # store writes overlap the next forward pass (at most 2 batches queued).
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embstore-siglip-writer")
+        pending: list[Future] = []
+
+        def write(ids: np.ndarray, emb: Any, coords: dict[str, np.ndarray]) -> int:
+            st.append(ids, {"embedding": to_numpy(emb)}, coords=coords)
+            return len(ids)
+
+        def drain(limit: int) -> int:
+            n = 0
+            while len(pending) > limit:
+                n += pending.pop(0).result()
+            return n
+
         def flush_batch() -> int:
             if not buf_tensors:
                 return 0
-            emb = to_numpy(extractor.extract_batch(torch.stack(buf_tensors))["embedding"])
+            emb = extractor.extract_batch(torch.stack(buf_tensors))["embedding"]
             ids = np.array([c["instance_id"] for c in buf_coords], dtype=np.int64)
             coords = {name: np.array([c[name] for c in buf_coords]) for name in COORD_NAMES
                       if name != "category"}
@@ -572,28 +588,32 @@ def extract_panoptic(
                 [dataset.categories.get(c["category_id"], {}).get("name", "") for c in buf_coords],
                 dtype=object,
             )
-            st.append(ids, {"embedding": emb}, coords=coords)
-            n = len(ids)
-            bar.update(n)
+            pending.append(writer.submit(write, ids, emb, coords))
+            bar.update(len(ids))
             buf_coords.clear()
             buf_tensors.clear()
-            return n
+            return drain(2)
 
-        for (item,) in loader:
-            if item["skipped"]:
-                ids, reasons = zip(*item["skipped"])
-                st.record_skipped(list(ids), list(reasons))
-                skipped_n += len(ids)
-                bar.update(len(ids))
-                for r in reasons[:1]:
-                    logger.warning("skipped %d segment(s): %s", len(ids), r)
-            for c, t in zip(item["coords"], item["tensors"]):
-                buf_coords.append(c)
-                buf_tensors.append(t)
-                if len(buf_tensors) >= batch_size:
-                    written += flush_batch()
-        written += flush_batch()
-        bar.close()
+        try:
+            for (item,) in loader:
+                if item["skipped"]:
+                    ids, reasons = zip(*item["skipped"])
+                    pending.append(writer.submit(lambda i=list(ids), r=list(reasons): st.record_skipped(i, r) or 0))
+                    skipped_n += len(ids)
+                    bar.update(len(ids))
+                    logger.warning("skipped %d segment(s): %s", len(ids), reasons[0])
+                for c, t in zip(item["coords"], item["tensors"]):
+                    buf_coords.append(c)
+                    buf_tensors.append(t)
+                    if len(buf_tensors) >= batch_size:
+                        written += flush_batch()
+            written += flush_batch()
+            written += drain(0)
+        finally:
+            for fut in pending:  # on an error: let queued writes finish before closing
+                fut.exception()
+            writer.shutdown(wait=True)
+            bar.close()
         st.flush()
     finally:
         if own_store:

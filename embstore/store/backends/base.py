@@ -36,6 +36,53 @@ def fill_value_for(dtype: np.dtype | str) -> Any:
     return ""
 
 
+class RowTake:
+    """Array-like view of selected rows of a stored array, for :func:`dask.array.from_array`.
+
+    Each dask block reads only its own rows through ``read(positions)``, so a
+    lazy subset costs its own bytes (not whole chunks).
+
+    Parameters
+    ----------
+    read : callable
+        ``read(positions) -> numpy.ndarray`` of those rows (positions sorted).
+    positions : numpy.ndarray
+        Row positions in storage, in view order.
+    rest : tuple of int
+        Trailing shape.
+    dtype : numpy.dtype
+        Element dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.arange(10) * 10
+    >>> t = RowTake(lambda p: data[p], np.array([2, 5, 7]), (), data.dtype)
+    >>> t[1:3].tolist(), t.shape
+    ([50, 70], (3,))
+    """
+
+    def __init__(self, read: Any, positions: np.ndarray, rest: tuple[int, ...], dtype: np.dtype) -> None:
+        self._read = read
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.shape = (len(self.positions),) + tuple(rest)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        k0, rest = key[0], key[1:]
+        pos = self.positions[k0]
+        if np.ndim(pos) == 0:
+            out = self._read(np.array([int(pos)], dtype=np.int64))[0]
+            return out[rest] if rest else out
+        out = self._read(np.asarray(pos, dtype=np.int64)) if len(pos) else np.zeros(
+            (0,) + self.shape[1:], dtype=self.dtype
+        )
+        return out[(slice(None),) + rest] if rest else out
+
+
 class Backend(abc.ABC):
     """Abstract storage backend.
 
@@ -71,6 +118,9 @@ class Backend(abc.ABC):
 
     def flush(self) -> None:
         """Push buffered bytes to storage (no-op where writes are direct)."""
+
+    def invalidate(self) -> None:
+        """Forget cached metadata (other processes may have changed the store)."""
 
     def close(self) -> None:
         """Release resources."""
@@ -119,9 +169,47 @@ class Backend(abc.ABC):
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
         """Read rows (a slice or sorted integer positions)."""
 
-    @abc.abstractmethod
-    def dask(self, name: str, token: str) -> Any:
-        """Lazy dask array of the whole array, chunked like storage."""
+    def lazy_rows(self, name: str, positions: np.ndarray, block_rows: int) -> Any:
+        """Lazy dask array of the rows at ``positions`` (blocks of ``block_rows``).
+
+        Parameters
+        ----------
+        name : str
+            Array name.
+        positions : numpy.ndarray
+            Storage row positions, in view order.
+        block_rows : int
+            Rows per dask block (use the chunk size for aligned full views).
+
+        Returns
+        -------
+        dask.array.Array
+        """
+        import dask.array as da
+        from dask.base import tokenize
+
+        shape, dtype, _rows = self.array_info(name)
+        take = RowTake(lambda p: self.read_points(name, p), positions, shape[1:], dtype)
+        return da.from_array(
+            take,
+            chunks=(max(1, int(block_rows)),) + tuple(shape[1:]),
+            lock=False,
+            name=f"embstore-{name}-{tokenize(self.path, name, shape, positions)}",
+            inline_array=True,
+            meta=np.empty((0,) * len(shape), dtype=dtype),
+        )
+
+    def read_points(self, name: str, positions: np.ndarray) -> np.ndarray:
+        """Rows at ``positions`` (any order)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) and np.all(np.diff(positions) > 0):
+            return self.read(name, positions)
+        order = np.argsort(positions, kind="stable")
+        uniq, inv = np.unique(positions[order], return_inverse=True)
+        vals = self.read(name, uniq)
+        out = np.empty((len(positions),) + vals.shape[1:], dtype=vals.dtype)
+        out[order] = vals[inv]
+        return out
 
     # -- commit records ----------------------------------------------------
     @abc.abstractmethod

@@ -228,13 +228,6 @@ class HDF5Backend(Backend):
             out = out.astype(bool)
         return np.asarray(out)
 
-    def dask(self, name: str, token: str) -> Any:
-        import dask.array as da
-
-        ds = self.h5[name]
-        rows = self.array_info(name)[2]
-        return da.from_array(ds, chunks=(rows,) + tuple(ds.shape[1:]), lock=True, name=f"embstore-h5-{name}-{token}")
-
     # -- commit records ----------------------------------------------------
     def _recs(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}

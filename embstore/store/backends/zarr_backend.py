@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import NotAStoreError, StoreExistsError, StoreLockedError, StoreNotFoundError
+from ...errors import NotAStoreError, StoreExistsError, StoreNotFoundError
+from ..fsspec_utils import ObjectLock, fresh_exists, list_names, put_new
 from ..lock import FileLock
 from .base import Backend, fill_value_for
 
@@ -50,38 +51,22 @@ def _as_numpy(out: Any) -> np.ndarray:
     return out
 
 
-class _FsLock:
-    """Best-effort lock on object storage (no exclusive create available)."""
-
-    def __init__(self, fs: Any, path: str, what: str) -> None:
-        self.fs, self.path, self.what, self.held = fs, path, what, False
-
-    def acquire(self, force: bool = False) -> None:
-        if self.fs.exists(self.path) and not force:
-            raise StoreLockedError(
-                f"{self.what} is already open for appending (lock object {self.path}); close that "
-                "writer, open with mode='r', or pass force=True if it is gone"
-            )
-        self.fs.pipe_file(self.path, json.dumps({"pid": os.getpid()}).encode())
-        self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            self.fs.rm_file(self.path)
-            self.held = False
-
-
 class ZarrBackend(Backend):
     """Zarr v3 group backend (see module docstring for the layout)."""
 
     kind = "zarr"
     supports_regions = True
 
-    def __init__(self, path: str, group: Any, storage_options: dict[str, Any] | None) -> None:
+    def __init__(
+        self, path: str, group: Any, storage_options: dict[str, Any] | None, mode: str = "a"
+    ) -> None:
         self.path = path
-        self.group = group
+        self._group = group
+        self._mode = mode
+        self._meta_cache: dict[str, dict[str, Any] | None] = {}
         self.storage_options = storage_options or {}
         self._arrays: dict[str, Any] = {}
+        self._raw_cache: dict[str, Any] = {}
         if _is_local(path):
             self.fs = None
             self.root = _local_path(path).rstrip("/")
@@ -103,7 +88,7 @@ class ZarrBackend(Backend):
         if _is_local(path):
             return os.path.exists(_local_path(path))
         fs, root = cls._fs(path, storage_options)
-        return bool(fs.exists(root))
+        return fresh_exists(fs, root)
 
     @classmethod
     def _open_group(cls, path: str, mode: str, storage_options: dict[str, Any] | None, **kw: Any) -> Any:
@@ -136,10 +121,51 @@ class ZarrBackend(Backend):
         group.create_group("_embstore")
         return cls(path, group, storage_options)
 
+    def invalidate(self) -> None:
+        self._meta_cache.clear()
+        self._raw_cache.clear()
+        self._arrays.clear()
+
+    @property
+    def group(self) -> Any:
+        """The zarr group (opened on first use)."""
+        if self._group is None:
+            self._group = self._open_group(self.path, "r" if self._mode == "r" else "r+", self.storage_options)
+        return self._group
+
+    def _json(self, name: str | None) -> dict[str, Any] | None:
+        """Parsed ``zarr.json`` of a node of a local store (None if absent)."""
+        p = os.path.join(self.root, name, "zarr.json") if name else os.path.join(self.root, "zarr.json")
+        try:
+            with open(p) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            return None
+
+    def _meta(self, name: str) -> dict[str, Any] | None:
+        if name not in self._meta_cache or self._meta_cache[name] is None:
+            m = self._json(name)
+            self._meta_cache[name] = m if m is not None and m.get("node_type") == "array" else None
+        return self._meta_cache[name]
+
     @classmethod
     def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> ZarrBackend:
         if not cls.exists(path, storage_options):
             raise StoreNotFoundError(f"no store at {path!r}; check the path or create one with Store.create")
+        if _is_local(path):
+            root = _local_path(path)
+            try:
+                with open(os.path.join(root, "zarr.json")) as fh:
+                    meta = json.load(fh)
+                ok = meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
+            except (OSError, ValueError):
+                ok = False
+            if not ok:
+                raise NotAStoreError(
+                    f"{path!r} exists but is not a Zarr v3 group (no valid zarr.json); "
+                    "pass the path of a store made by Store.create"
+                )
+            return cls(path, None, storage_options, mode)
         try:
             group = cls._open_group(path, "r" if mode == "r" else "r+", storage_options)
         except Exception as exc:  # zarr raises several types for "not a group"
@@ -147,10 +173,14 @@ class ZarrBackend(Backend):
                 f"{path!r} exists but is not a Zarr v3 embstore store ({type(exc).__name__}: {exc}); "
                 "pass the path of a store made by Store.create"
             ) from exc
-        return cls(path, group, storage_options)
+        return cls(path, group, storage_options, mode)
 
     # -- attributes --------------------------------------------------------
     def read_attrs(self) -> dict[str, Any]:
+        if self.fs is None:
+            meta = self._json(None)
+            if meta is not None:
+                return dict(meta.get("attributes", {}))
         return dict(self.group.attrs.asdict())
 
     def write_attrs(self, attrs: dict[str, Any]) -> None:
@@ -164,9 +194,15 @@ class ZarrBackend(Backend):
             self._arrays[name] = arr
         return arr
 
+    def reset_cache(self) -> None:
+        """Forget opened arrays, so their metadata (shape) is re-read."""
+        self._arrays.clear()
+
     def has_array(self, name: str) -> bool:
         if name in self._arrays:
             return True
+        if self.fs is None:
+            return self._meta(name) is not None
         try:
             self._arr(name)
         except KeyError:
@@ -224,6 +260,14 @@ class ZarrBackend(Backend):
         self._arr(name).attrs.update(attrs)
 
     def array_info(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        meta = self._meta(name) if self.fs is None and name not in self._arrays else None
+        if meta is not None:
+            try:
+                conf = meta["chunk_grid"]["configuration"]["chunk_shape"]
+                dt = np.dtype(meta["data_type"]) if meta["data_type"] not in ("string", "variable_length_utf8") else np.dtype("<U1")
+                return tuple(meta["shape"]), dt, int(conf[0])
+            except (KeyError, TypeError):
+                pass
         arr = self._arr(name)
         rows = arr.shards[0] if getattr(arr, "shards", None) else arr.chunks[0]
         dt = arr.dtype
@@ -235,12 +279,33 @@ class ZarrBackend(Backend):
         arr = self._arr(name)
         if arr.shape[0] != n:
             arr.resize((n,) + tuple(arr.shape[1:]))
+            self._raw_cache.pop(name, None)
+            self._meta_cache.pop(name, None)
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         arr = self._arr(name)
         arr[start : start + len(values)] = values
 
+    def _raw(self, name: str) -> Any:
+        """Direct reader of a raw local array (None when not applicable)."""
+        if self.fs is not None:
+            return None
+        if name not in self._raw_cache:
+            from ..rawread import RawZarrArray
+
+            self._raw_cache[name] = RawZarrArray.open(os.path.join(self.root, name))
+        return self._raw_cache[name]
+
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
+        raw = self._raw(name)
+        if raw is not None:
+            n = self.array_info(name)[0][0]
+            if isinstance(sel, slice):
+                a, b, step = sel.indices(n)
+                if step == 1:
+                    return raw.read_range(a, max(a, b))
+            else:
+                return raw.read_positions(np.asarray(sel, dtype=np.int64))
         arr = self._arr(name)
         if isinstance(sel, slice):
             out = arr[sel]
@@ -254,19 +319,6 @@ class ZarrBackend(Backend):
                 out = arr.oindex[sel] if arr.ndim > 1 else arr.get_orthogonal_selection(sel)
         return _as_numpy(out)
 
-    def dask(self, name: str, token: str) -> Any:
-        import dask.array as da
-
-        arr = self._arr(name)
-        _shape, _dt, rows = self.array_info(name)
-        return da.from_array(
-            arr,
-            chunks=(rows,) + tuple(arr.shape[1:]),
-            lock=False,
-            name=f"embstore-{name}-{token}",
-            inline_array=True,
-        )
-
     # -- commit records ----------------------------------------------------
     def _rec_dir(self, region: str) -> str:
         return f"{self.root}/_embstore/commits/{region}"
@@ -275,16 +327,14 @@ class ZarrBackend(Backend):
         base = f"{self.root}/_embstore/commits"
         if self.fs is None:
             return sorted(os.listdir(base)) if os.path.isdir(base) else []
-        if not self.fs.exists(base):
-            return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
+        return list_names(self.fs, base)
 
     def list_records(self, region: str) -> list[int]:
         d = self._rec_dir(region)
         if self.fs is None:
             names = os.listdir(d) if os.path.isdir(d) else []
         else:
-            names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(d, detail=False)] if self.fs.exists(d) else []
+            names = list_names(self.fs, d)
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def read_record(self, region: str, seq: int) -> bytes | None:
@@ -304,7 +354,7 @@ class ZarrBackend(Backend):
             with open(p, "xb") as fh:  # never overwrite an existing record
                 fh.write(payload)
         else:
-            self.fs.pipe_file(p, payload)
+            put_new(self.fs, p, payload)  # never overwrite an existing record
 
     def delete_record(self, region: str, seq: int) -> None:
         p = f"{self._rec_dir(region)}/{seq:012d}.json"
@@ -379,4 +429,4 @@ class ZarrBackend(Backend):
         p = f"{self.root}/_embstore/locks/{region}.lock"
         if self.fs is None:
             return FileLock(p, what)
-        return _FsLock(self.fs, p, what)
+        return ObjectLock(self.fs, p, what)

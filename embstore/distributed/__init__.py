@@ -1,0 +1,72 @@
+"""Dask scale-out: clusters, region plans and larger-than-memory analysis.
+
+embstore runs on an existing distributed engine, :mod:`dask.distributed`,
+rather than a home-made one:
+
+* :mod:`embstore.distributed.cluster`: connect to a scheduler
+  (``tcp://...``), start a :class:`~dask.distributed.LocalCluster`, and the
+  ``--scheduler dask`` command-line options.
+* :mod:`embstore.distributed.regions`: the partition of an input list into
+  chunk-aligned row regions of one preallocated store (one task per region).
+* :mod:`embstore.distributed.analysis`: statistics, exact k-NN search and
+  threshold clustering computed block by block as dask tasks, on the local
+  scheduler or a cluster, with memory per worker bounded by the block size.
+
+The torch side (running extractors in dask tasks) lives in
+:mod:`extractors.distributed`.
+
+Importing this package imports neither :mod:`dask.distributed` nor torch;
+names are resolved on first use.
+
+Examples
+--------
+>>> from embstore.distributed import plan_regions
+>>> plan_regions(10, chunk_rows=4, rows_per_task=4).regions
+[(0, 4), (4, 8), (8, 12)]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "connect",
+    "add_dask_arguments",
+    "client_from_args",
+    "RegionPlan",
+    "plan_regions",
+    "ids_fingerprint",
+    "vector_stats",
+    "knn_search",
+    "knn_self",
+    "threshold_groups",
+    "cluster",
+]
+
+_LAZY = {
+    "connect": "cluster",
+    "add_dask_arguments": "cluster",
+    "client_from_args": "cluster",
+    "RegionPlan": "regions",
+    "plan_regions": "regions",
+    "ids_fingerprint": "regions",
+    "vector_stats": "analysis",
+    "knn_search": "analysis",
+    "knn_self": "analysis",
+    "threshold_groups": "analysis",
+    "cluster": "analysis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'embstore.distributed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"embstore.distributed.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,214 @@
+"""Direct reads of uncompressed, local Zarr v3 arrays (a fast path).
+
+embstore stores embeddings raw (``compressors=None``): a chunk file is the
+C-ordered bytes of ``chunk_rows`` rows, and a shard file is its inner chunks
+followed by an index of ``(offset, nbytes)`` pairs. Rows ``a..b`` of a chunk
+are therefore one contiguous byte range, which this module reads with
+``readinto`` straight into the output array: no per-chunk codec pipeline, no
+async round trips, and a subset of rows costs only its own bytes. Reading
+whole chunks through zarr-python costs several times more (measured in
+``bench/store_io.py``).
+
+Only arrays this module fully understands are read this way (numeric dtype,
+``bytes`` codec, little endian, optionally ``sharding_indexed`` with its index
+at the end, default chunk keys, one chunk across all trailing dims); anything
+else goes through zarr. Results are compared with zarr's in the tests.
+
+Examples
+--------
+>>> import numpy as np, tempfile, zarr, os
+>>> d = os.path.join(tempfile.mkdtemp(), "a")
+>>> z = zarr.create_array(d, shape=(10, 3), chunks=(4, 3), dtype="float32", compressors=None)
+>>> z[:] = np.arange(30, dtype="float32").reshape(10, 3)
+>>> raw = RawZarrArray.open(d)
+>>> raw.read_positions(np.array([9, 1, 5]))[:, 0].tolist()
+[27.0, 3.0, 15.0]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RawZarrArray"]
+
+_EMPTY = 2**64 - 1
+
+
+def _plain_bytes_codec(codec: Any) -> bool:
+    if not isinstance(codec, dict) or codec.get("name") != "bytes":
+        return False
+    endian = (codec.get("configuration") or {}).get("endian", "little")
+    return endian == "little"
+
+
+class RawZarrArray:
+    """Reader of the rows of a raw local Zarr v3 array.
+
+    Use :meth:`open`, which returns None for arrays it cannot read directly.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype
+    chunk_rows : int
+        Rows per chunk file (per shard when sharded).
+    inner_rows : int or None
+        Rows per inner chunk when sharded.
+    """
+
+    def __init__(self, path: str, meta: dict[str, Any], inner_rows: int | None) -> None:
+        self.path = path
+        self.shape = tuple(int(s) for s in meta["shape"])
+        self.dtype = np.dtype(meta["data_type"])
+        self.ndim = len(self.shape)
+        self.chunk_rows = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+        self.inner_rows = inner_rows
+        self.row_items = int(np.prod(self.shape[1:], dtype=np.int64))
+        self.row_bytes = self.row_items * self.dtype.itemsize
+        fv = meta.get("fill_value")
+        self.fill = np.array(np.nan if fv == "NaN" else (0 if fv is None else fv)).astype(self.dtype)
+        self._tail = "/".join(["0"] * (self.ndim - 1))
+
+    @classmethod
+    def open(cls, path: str) -> RawZarrArray | None:
+        """Return a reader for the array at ``path`` (a directory), or None."""
+        if sys.byteorder != "little":  # pragma: no cover
+            return None
+        try:
+            with open(os.path.join(path, "zarr.json")) as fh:
+                meta = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        try:
+            if meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
+                return None
+            if meta.get("storage_transformers"):
+                return None
+            dt = np.dtype(meta["data_type"])
+            if dt.kind not in "fiub":
+                return None
+            if meta["chunk_grid"]["name"] != "regular":
+                return None
+            cke = meta["chunk_key_encoding"]
+            if cke["name"] != "default" or (cke.get("configuration") or {}).get("separator", "/") != "/":
+                return None
+            shape = list(meta["shape"])
+            chunk = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
+            if len(shape) == 0 or chunk[1:] != shape[1:]:
+                return None
+            codecs = meta["codecs"]
+            if len(codecs) != 1:
+                return None
+            c = codecs[0]
+            if _plain_bytes_codec(c):
+                return cls(path, meta, None)
+            if c.get("name") == "sharding_indexed":
+                conf = c["configuration"]
+                inner = list(conf["chunk_shape"])
+                if inner[1:] != shape[1:] or chunk[0] % inner[0]:
+                    return None
+                if len(conf["codecs"]) != 1 or not _plain_bytes_codec(conf["codecs"][0]):
+                    return None
+                if conf.get("index_location", "end") != "end":
+                    return None
+                ic = conf.get("index_codecs", [])
+                if not ic or not _plain_bytes_codec(ic[0]) or [x.get("name") for x in ic[1:]] not in ([], ["crc32c"]):
+                    return None
+                obj = cls(path, meta, int(inner[0]))
+                obj._index_extra = 4 if len(ic) == 2 else 0
+                return obj
+        except (KeyError, TypeError, ValueError):
+            return None
+        return None
+
+    # ------------------------------------------------------------------
+    def _chunk_file(self, c: int) -> str:
+        return os.path.join(self.path, "c", str(c), self._tail) if self.ndim > 1 else os.path.join(self.path, "c", str(c))
+
+    def _fill_rows(self, out: np.ndarray) -> None:
+        out[...] = self.fill
+
+    def _read_into(self, fh: Any, offset: int, out: np.ndarray) -> bool:
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        n = os.preadv(fh, [view], offset) if hasattr(os, "preadv") else None
+        if n is None:  # pragma: no cover - non-POSIX
+            os.lseek(fh, offset, os.SEEK_SET)
+            n = os.readv(fh, [view])
+        return n == len(view)
+
+    def _shard_index(self, fd: int) -> np.ndarray:
+        n_inner = self.chunk_rows // (self.inner_rows or 1)
+        nbytes = n_inner * 16 + self._index_extra
+        size = os.fstat(fd).st_size
+        buf = os.pread(fd, nbytes, size - nbytes)
+        return np.frombuffer(buf[: n_inner * 16], dtype="<u8").reshape(n_inner, 2)
+
+    def read_range(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start .. stop - 1`` (full trailing dims)."""
+        if out is None:
+            out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        cr = self.chunk_rows
+        pos = start
+        while pos < stop:
+            c = pos // cr
+            c_end = min(stop, (c + 1) * cr)
+            dst = out[pos - start : c_end - start]
+            self._read_chunk_rows(c, pos - c * cr, c_end - c * cr, dst)
+            pos = c_end
+        return out
+
+    def _read_chunk_rows(self, c: int, r0: int, r1: int, dst: np.ndarray) -> None:
+        try:
+            fd = os.open(self._chunk_file(c), os.O_RDONLY)
+        except FileNotFoundError:
+            self._fill_rows(dst)
+            return
+        try:
+            if self.inner_rows is None:
+                if not self._read_into(fd, r0 * self.row_bytes, dst):
+                    raise OSError(f"chunk file {self._chunk_file(c)} is shorter than expected")
+                return
+            index = self._shard_index(fd)
+            ir = self.inner_rows
+            r = r0
+            while r < r1:
+                k = r // ir
+                k_end = min(r1, (k + 1) * ir)
+                off, nb = (int(index[k, 0]), int(index[k, 1]))
+                part = dst[r - r0 : k_end - r0]
+                if off == _EMPTY:
+                    self._fill_rows(part)
+                else:
+                    if nb != ir * self.row_bytes or not self._read_into(fd, off + (r - k * ir) * self.row_bytes, part):
+                        raise OSError(f"shard {self._chunk_file(c)} has an unexpected inner chunk size")
+                r = k_end
+        finally:
+            os.close(fd)
+
+    def read_positions(self, positions: np.ndarray) -> np.ndarray:
+        """Rows at arbitrary positions (any order, repeats allowed)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty((len(positions),) + self.shape[1:], dtype=self.dtype)
+        if len(positions) == 0:
+            return out
+        order = np.argsort(positions, kind="stable")
+        sp = positions[order]
+        # runs of consecutive positions -> one range read each
+        breaks = np.nonzero(np.diff(sp) != 1)[0] + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(sp)]])
+        tmp = out if np.all(order[1:] > order[:-1]) else np.empty_like(out)
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            if b - a > 1 and sp[b - 1] - sp[a] != b - a - 1:  # repeats inside a run
+                for j in range(a, b):
+                    self.read_range(int(sp[j]), int(sp[j]) + 1, tmp[j : j + 1])
+            else:
+                self.read_range(int(sp[a]), int(sp[b - 1]) + 1, tmp[a:b])
+        if tmp is not out:
+            out[order] = tmp
+        return out
