@@ -85,8 +85,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--kind", default="ivf", help="flat (exact), ivf, hnsw or a faiss factory string")
-    ap.add_argument("--nlist", type=int, default=None)
-    ap.add_argument("--nprobe", type=int, default=None)
+    ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
+    ap.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (default 4)")
     ap.add_argument("--train-rows", type=int, default=None)
     ap.add_argument("--batch", type=int, default=65536, help="query rows per search batch")
     ap.add_argument("--exact-sample", type=int, default=500, help="queries for pair recall vs exact (0: skip)")
@@ -103,11 +103,11 @@ def main() -> None:
     t0 = time.perf_counter()
     kw = {}
     if args.kind == "ivf":
-        nlist = args.nlist or min(default_nlist(args.n), 1024)
+        nlist = args.nlist or default_nlist(args.n)
         kw = {"nlist": nlist, "train_rows": args.train_rows or min(args.n, 40 * nlist)}
     index = build_index(x, kind=args.kind, metric="cosine", device="auto", **kw)
     if args.kind == "ivf":
-        index.set_search_params(nprobe=args.nprobe or 16)
+        index.set_search_params(nprobe=args.nprobe or 4)
     t_index = time.perf_counter() - t0
     print(f"index {index.factory}: built in {t_index:.1f} s")
 

@@ -20,7 +20,7 @@ read >= 15x and subset read >= 20x faster than the baseline; full read within
 
 Usage::
 
-    python bench/store_io.py            # N=400, about a minute
+    python bench/store_io.py            # N=600, about a minute
     python bench/store_io.py --n 2000
 """
 
@@ -88,7 +88,7 @@ def median_time(fn, repeat: int):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=400, help="number of images (default 400)")
+    ap.add_argument("--n", type=int, default=600, help="number of images (default 600)")
     ap.add_argument("--batch", type=int, default=16, help="images per append (default 16)")
     ap.add_argument("--repeat", type=int, default=3, help="repeats of each read (median; default 3)")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed)")

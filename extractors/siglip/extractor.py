@@ -384,7 +384,8 @@ class _SegmentCrops:
             if rgb.shape[:2] != ids.shape:
                 raise ValueError(f"PNG size {ids.shape} differs from image size {rgb.shape[:2]}")
         except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, not fatal
-            reason = f"unreadable image/PNG for image {image.image_id}: {exc!r}"
+            reason = (f"unreadable image/PNG for image {image.image_id} "
+                      f"({image.image_path}, {image.png_path}): {type(exc).__name__}: {exc}")
             return {"coords": [], "tensors": [], "skipped": [(c["instance_id"], reason) for c in coords]}
         kept, tensors, skipped = [], [], []
         for seg, c in zip(segments, coords):

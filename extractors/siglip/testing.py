@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -38,6 +39,13 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 _REGISTERED: dict[str, str] = {}
+
+
+class _DropRandomInitWarning(logging.Filter):
+    """Drop open_clip's "No pretrained weights loaded" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
 
 
 def register_tiny_config(name: str = TINY_MODEL_NAME, directory: str | os.PathLike | None = None) -> str:
@@ -90,7 +98,12 @@ def save_random_weights(path: str | os.PathLike, model_name: str = TINY_MODEL_NA
     if model_name == TINY_MODEL_NAME:
         register_tiny_config()
     torch.manual_seed(seed)
-    model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+    quiet = _DropRandomInitWarning()
+    logging.getLogger().addFilter(quiet)  # random weights are the point here
+    try:
+        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+    finally:
+        logging.getLogger().removeFilter(quiet)
     # random biases too, so that tests see non-trivial values everywhere
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
