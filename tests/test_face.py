@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zlib
 from pathlib import Path
 
@@ -261,6 +260,9 @@ def test_cli_extract_face(tmp_path, r18, r18_checkpoint):
         assert e.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
         assert bool(st.attrs.get("l2_norm")) is True
+        import hashlib
+
+        assert st.attrs["checkpoint_sha256"] == hashlib.sha256(r18_checkpoint.read_bytes()).hexdigest()
         first = st.coords.loc[int(st.ids[0]), "path"]
     exp = r18.extract_images([Image.open(first)], l2_norm=True)["embedding"][0]
     np.testing.assert_allclose(e[0], exp, atol=1e-5)

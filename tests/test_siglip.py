@@ -211,6 +211,7 @@ def test_extract_images_equals_open_clip(extractor, reference):
     np.testing.assert_allclose(got, _encode(reference, crops), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
     assert extractor.preprocess_cfg["resize_mode"] == "squash"
+    assert extractor.embed_dim == got.shape[1] == 32
 
 
 def test_bad_weights(tiny, tmp_path):
@@ -288,5 +289,8 @@ def test_cli_extract_siglip(tmp_path, tiny, reference):
         assert len(st) == 4
         assert st.attrs["bg_alpha"] == 0.3 and st.attrs["pad_ratio"] == 0.1
         assert st.attrs["model"] == f"open_clip:{name}"
+        import hashlib
+
+        assert st.attrs["pretrained_sha256"] == hashlib.sha256(Path(weights).read_bytes()).hexdigest()
         emb = np.asarray(st.embedding.values, dtype=np.float32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=2e-3)

@@ -555,7 +555,7 @@ class StoreSuite:
 
     # ------------------------------------------------------------ properties
     @settings(
-        max_examples=10,
+        max_examples=8,
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
     )

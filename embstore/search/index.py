@@ -632,14 +632,15 @@ def build_index(
         index.add(prepare_vectors(b, metric, d))
         bar.update(b.shape[0])
     bar.close()
-    if str(kind).lower() == "ivf" or fac.upper().startswith("IVF"):
+    out = SearchIndex(index, metric, str(kind), fac, dev, ngpus)
+    if fac.upper().startswith("IVF"):
         nl = _nlist_of(index) or 1
         try:
-            faiss.ParameterSpace().set_index_parameter(index, "nprobe", int(min(nl, max(8, nl // 16))))
-        except RuntimeError:  # pragma: no cover - GPU indexes use GpuParameterSpace
-            pass
+            out.set_search_params(nprobe=int(min(nl, max(8, nl // 16))))
+        except ValidationError:  # pragma: no cover - e.g. a sharded GPU index
+            logger.debug("could not set nprobe on %s", fac)
     logger.info("built %s index (%s, %d vectors, device=%s)", fac, metric, index.ntotal, dev)
-    return SearchIndex(index, metric, str(kind), fac, dev, ngpus)
+    return out
 
 
 def _nlist_of(index: Any) -> int | None:
@@ -647,4 +648,5 @@ def _nlist_of(index: Any) -> int | None:
     try:
         return int(faiss.extract_index_ivf(index).nlist)
     except (RuntimeError, AttributeError):
-        return None
+        nl = getattr(index, "nlist", None)  # GPU IVF indexes
+        return int(nl) if nl is not None else None

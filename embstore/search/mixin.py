@@ -222,7 +222,7 @@ class SearchMixin:
         kinds = [kind] if kind is not None else ["flat", "ivf", "hnsw"]
         last = cache["last"]
         if kind is None and last is not None:
-            kinds.insert(0, last.split(".")[3])
+            kinds.insert(0, last)
         for kd in kinds:
             key = self._index_key(variable, pool, layer, kd, metric)
             entry = cache["indexes"].get(key)
@@ -319,7 +319,7 @@ class SearchMixin:
         if not rebuild:
             idx = self._find_index(variable, pool, layer, metric, kind)
             if idx is not None:
-                cache["last"] = key
+                cache["last"] = kind
                 return idx
         src = self._vector_source(variable, pool, layer)
         idx = _build(
@@ -331,7 +331,7 @@ class SearchMixin:
         if save:
             self._persist(key, idx, {"variable": variable, "pool": pool, "layer": layer}, sel_hash)
         cache["indexes"][key] = (idx, token, sel_hash)
-        cache["last"] = key
+        cache["last"] = kind
         return idx
 
     def search(

@@ -28,7 +28,15 @@ from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, default_collate, to_numpy
 
-__all__ = ["FaceExtractor", "INPUT_SIZE", "extract_face", "face_dataset", "load_state_dict", "preprocess_face"]
+__all__ = [
+    "FaceExtractor",
+    "INPUT_SIZE",
+    "extract_face",
+    "face_dataset",
+    "file_sha256",
+    "load_state_dict",
+    "preprocess_face",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +144,29 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     if obj and all(str(k).startswith("module.") for k in obj):
         obj = {str(k)[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file (for provenance attributes).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    block : int, default 1 MiB
+        Read size.
+
+    Returns
+    -------
+    str
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _model_output(model: Any, inputs: Any, outputs: Any) -> Any:
@@ -307,6 +338,7 @@ class FaceExtractor(HookExtractor):
         return {
             "model": f"iresnet-{self.arch}" if self.arch else type(self.model).__name__,
             "checkpoint": self.checkpoint,
+            "checkpoint_sha256": file_sha256(self.checkpoint) if self.checkpoint else None,
             "num_features": self.num_features,
             "l2_norm": self.l2_norm,
             "preprocessing": "RGB, PIL bilinear resize 112x112, (x/255-0.5)/0.5",

@@ -39,7 +39,15 @@ from extractors.base import HookExtractor, to_numpy
 
 from .panoptic import PanopticDataset, masked_crop
 
-__all__ = ["SiglipExtractor", "extract_panoptic", "open_or_create_store", "resolve_model_name", "resolve_preprocess_cfg", "COORD_NAMES"]
+__all__ = [
+    "SiglipExtractor",
+    "extract_panoptic",
+    "open_or_create_store",
+    "resolve_model_name",
+    "resolve_preprocess_cfg",
+    "file_sha256",
+    "COORD_NAMES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +147,29 @@ def resolve_preprocess_cfg(model_name: str, **overrides: Any) -> dict[str, Any]:
         if value is not None:
             cfg[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     return cfg
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file (for provenance attributes).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    block : int, default 1 MiB
+        Read size.
+
+    Returns
+    -------
+    str
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _visual_output(model: Any, inputs: Any, outputs: Any) -> Any:
@@ -246,11 +277,8 @@ class SiglipExtractor(HookExtractor):
         if autocast == "auto":
             autocast = "fp16" if self.device.type == "cuda" else None
         self.autocast = autocast
-        self.embed_dim = int(
-            getattr(clip_model, "embed_dim", None)
-            or getattr(getattr(clip_model, "text_projection", None), "shape", [0, 0])[-1]
-            or 0
-        )
+        cfg = open_clip.get_model_config(name) or {}
+        self.embed_dim = int(cfg.get("embed_dim") or getattr(clip_model, "embed_dim", 0) or 0)
 
     def provenance(self) -> dict[str, Any]:
         """JSON-serialisable description of the model and preprocessing.
@@ -261,7 +289,9 @@ class SiglipExtractor(HookExtractor):
             ``model``, ``pretrained``, ``preprocess`` (open_clip's config).
         """
         pp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.preprocess_cfg.items()}
-        return {"model": f"open_clip:{self.model_name}", "pretrained": self.pretrained, "preprocess": pp}
+        return {"model": f"open_clip:{self.model_name}", "pretrained": self.pretrained,
+                "pretrained_sha256": file_sha256(self.pretrained) if self.pretrained else None,
+                "preprocess": pp}
 
     def extract_batch(self, batch: Any) -> dict[str, Any]:
         """Encode a preprocessed batch; L2-normalised float32 device tensors.
