@@ -232,6 +232,30 @@ class HookExtractor:
         self._captured: dict[str, list[tuple[int, Any]]] = {}
         self._lock = threading.Lock()
 
+    def to(self, device: Any) -> HookExtractor:
+        """Move the model to another device (or devices); returns ``self``.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            See :func:`extractors.device.resolve_devices`.
+
+        Returns
+        -------
+        HookExtractor
+
+        Raises
+        ------
+        DeviceUnavailableError
+            The device is not available.
+        """
+        from .device import data_parallel, resolve_devices
+
+        self.devices = resolve_devices(device)
+        self.device = self.devices[0]
+        self._runner = data_parallel(self.model, self.devices)
+        return self
+
     # ------------------------------------------------------------------ schema
     @property
     def variables(self) -> dict[str, tuple[str, ...]]:

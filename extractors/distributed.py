@@ -151,6 +151,8 @@ class DistributedSummary:
     failed : list of str
         Errors of tasks that failed for good (the run raises after the
         others finish).
+    skipped_examples : list of (id, reason)
+        The first few skipped images.
     """
 
     written: int = 0
@@ -162,6 +164,7 @@ class DistributedSummary:
     n_workers: int = 0
     regions: list[RegionResult] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    skipped_examples: list[tuple[Any, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as a JSON-friendly dict.
@@ -678,10 +681,11 @@ def extract_distributed(
             done_regions = set(range(len(plan))) - set(todo)
             summary.already_done += sum(slices[k][1] - slices[k][0] for k in done_regions)
         summary.skipped = len(skipped)
+        summary.skipped_examples = skipped[:5]
         summary.regions.sort(key=lambda r: r.region)
         summary.seconds = time.perf_counter() - t0
         summary.images_per_s = summary.written / summary.seconds if summary.seconds > 0 else 0.0
-        _finish_store(out_s, storage_options, skipped, summary)
+        _finish_store(out_s, storage_options, skipped, summary, getattr(dataset, "persons", None))
     if summary.failed:
         raise RuntimeError(
             f"{len(summary.failed)} of {summary.n_tasks} extraction tasks failed after {retries} retries: "
@@ -692,15 +696,26 @@ def extract_distributed(
     return summary
 
 
+def _clean_table(df: Any) -> Any:
+    """Object columns -> str so every backend can store the table."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+    return out
+
+
 def _finish_store(out: str, storage_options: dict[str, Any] | None, skipped: list[tuple[Any, str]],
-                  summary: DistributedSummary) -> None:
-    """Record skipped images and the run in the store (main-region writer, after all tasks)."""
+                  summary: DistributedSummary, persons: Any = None) -> None:
+    """Record skipped images, the annotation table and the run (main-region writer, after all tasks)."""
     import datetime as _dt
 
     from embstore import Store
 
     try:
         with Store.open(out, mode="a", storage_options=storage_options) as st:
+            if persons is not None and len(persons):
+                st.write_table("persons", _clean_table(persons))
             if skipped:
                 old = st.skipped
                 have = set(np.asarray(old["id"]).astype(str).tolist()) if len(old) else set()
@@ -727,7 +742,8 @@ def run_with_scheduler(args: Any, local: Callable[[], Any], **distributed_kwargs
         ``local() -> summary``: the command's single-process run.
     **distributed_kwargs
         Arguments of :func:`extract_distributed` (``extractor_factory``,
-        ``dataset``, ``out``, ``id_name``, ``batch_size``, ...); the cluster
+        ``dataset``, ``out``, ``id_name``, ``batch_size``, ...); ``dataset``
+        may be a zero-argument callable, called only for a Dask run. The cluster
         options (``--workers``, ``--address``, ``--memory-limit``,
         ``--rows-per-task``, ``--retries``) are taken from ``args``.
 
@@ -754,6 +770,9 @@ def run_with_scheduler(args: Any, local: Callable[[], Any], **distributed_kwargs
             raise ValidationError("--workers/--address only apply with --scheduler dask; add --scheduler dask")
         return local()
     kwargs = dict(distributed_kwargs)
+    dataset = kwargs.get("dataset")
+    if callable(dataset) and not hasattr(dataset, "__iter__"):
+        kwargs["dataset"] = dataset()  # built only for a Dask run
     if getattr(args, "rows_per_task", None) is not None:
         kwargs.setdefault("rows_per_task", args.rows_per_task)
     kwargs.setdefault("retries", getattr(args, "retries", 2))

@@ -586,12 +586,15 @@ def run_extraction(
     try:
         with _sigterm_as_interrupt():
             done_before = 0
+            n_bad = 0
             for item in loader:
                 if item["bad"]:
                     ids = [rec.image_id for rec, _ in item["bad"]]
                     reasons = [reason for _, reason in item["bad"]]
-                    for i, r in zip(ids, reasons):
-                        logger.warning("skipping image %r: %s", i, r)
+                    for i, r in zip(ids, reasons):  # the first few loudly, the rest at INFO
+                        n_bad += 1
+                        logger.log(logging.WARNING if n_bad <= _N_EXAMPLES else logging.INFO,
+                                   "skipping image %r: %s", i, r)
                     writer.put(("skipped", (ids, reasons)))
                 if item["records"]:
                     out = dict(extractor.extract_batch(item["batch"]))

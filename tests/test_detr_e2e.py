@@ -210,6 +210,14 @@ def test_old_flag_names_filters_and_float16(facet: dict, tmp_path: Path) -> None
     assert st.query_embeddings.dtype == np.float16 and st.pred_logits.dtype == np.float32
     ref = direct_outputs(facet, 1)["query_embeddings"][0]
     np.testing.assert_allclose(st.query_embeddings.values[0].astype(np.float32), ref, rtol=2e-3, atol=2e-3)
+    assert set(st.read_table("persons")["image_id"]) == {1, 8}  # 8 matches too but is corrupt
+    # another filter into the same store adds its images and persons
+    assert main(["extract", "detr", "--resume", str(facet["ckpt"]), "--coco_path", str(facet["imgs"]),
+                 "--annotations", str(facet["csv"]), "--output_dir", str(out), "--extract_type", "decoder",
+                 "--skin", "5", "--num_workers", "0", "--device", "cpu", *SIZE]) == 0
+    st = Store.open(out)
+    assert sorted(st.ids.tolist()) == [1, 2]
+    assert set(st.read_table("persons")["image_id"]) == {1, 2, 8}
 
 
 def test_rerun_resumes_and_refuses_other_setups(facet: dict, full_store: Path, tmp_path: Path,

@@ -160,6 +160,23 @@ def test_tuple_outputs_and_automatic_dims() -> None:
     assert ex.variables == {"first": ("first_dim0",)}
 
 
+def test_extract_images_converts_and_preprocesses() -> None:
+    from PIL import Image
+
+    ex = make_extractor()
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    gray = Image.fromarray(rgb[:, :, 0], mode="L")
+    out = ex.extract_images([rgb, gray])
+    pre = Resize16()
+    batch = torch.stack([pre(Image.fromarray(rgb)), pre(gray.convert("RGB"))])
+    ref = ex.extract(batch)
+    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-6)
+    assert ex.to("cpu") is ex and ex.device.type == "cpu"
+    with pytest.raises(ValidationError, match="preprocess"):
+        HookExtractor(TinyNet(), {"p": "pool"}).extract_images([rgb])
+
+
 def test_module_not_called_is_an_error() -> None:
     model = TinyNet()
     model.unused = torch.nn.Linear(2, 2)

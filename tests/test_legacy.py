@@ -14,7 +14,7 @@ from hypothesis import strategies as st_
 
 from embstore import Store
 from embstore.cli import main
-from embstore.errors import DatasetError, StoreExistsError
+from embstore.errors import DatasetError, StoreExistsError, ValidationError
 from embstore.legacy import (
     export_detr_dir,
     export_face_npy,
@@ -281,6 +281,12 @@ def test_siglip_cache_roundtrip_and_missing(tmp_path, capsys):
         np.testing.assert_array_equal(a.embedding.values, b.embedding.values)
 
 
+def test_siglip_cache_id_out_of_range(tmp_path):
+    make_cache(tmp_path / "c", [(2**39, 1)])
+    with pytest.raises(ValidationError, match="2\\*\\*39"):
+        import_siglip_cache(tmp_path / "c", tmp_path / "s.zarr")
+
+
 def test_siglip_cache_bad_header(tmp_path):
     d = tmp_path / "c"
     d.mkdir()
@@ -289,7 +295,7 @@ def test_siglip_cache_bad_header(tmp_path):
         import_siglip_cache(d, tmp_path / "s.zarr")
 
 
-@given(rows=st_.sets(st_.tuples(st_.integers(0, 10**12), st_.integers(0, 2**24 - 1)), min_size=1, max_size=6),
+@given(rows=st_.sets(st_.tuples(st_.integers(0, 2**39 - 1), st_.integers(0, 2**24 - 1)), min_size=1, max_size=6),
        seed=st_.integers(0, 1000))
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_siglip_cache_roundtrip_property(rows, seed):
@@ -301,3 +307,19 @@ def test_siglip_cache_roundtrip_property(rows, seed):
         for (image_id, seg), v in vecs.items():
             np.testing.assert_array_equal(np.load(t / "back" / f"{image_id:012d}_{seg}.npy"), v)
         assert (t / "back" / "inst2feat.tsv").read_text() == (t / "c" / "inst2feat.tsv").read_text()
+
+
+def test_hdf5_store_roundtrips(tmp_path):
+    pytest.importorskip("h5py")
+    vecs = make_cache(tmp_path / "cache", [(5, 1), (5, 2), (9, 70000)], dim=6)
+    res = import_siglip_cache(tmp_path / "cache", tmp_path / "s.h5")
+    assert res["rows"] == 3
+    export_siglip_cache(tmp_path / "s.h5", tmp_path / "back")
+    for (image_id, seg), v in vecs.items():
+        np.testing.assert_array_equal(np.load(tmp_path / "back" / f"{image_id:012d}_{seg}.npy"), v)
+    src = tmp_path / "detr"
+    orig = make_detr_dir(src)
+    rep = import_detr_dir(src, tmp_path / "d.h5")
+    assert rep.imported == 3
+    with Store.open(tmp_path / "d.h5") as st:
+        np.testing.assert_array_equal(st.get_ragged("encoder_output", 2), orig[2]["encoder_output"].numpy())

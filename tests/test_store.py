@@ -417,7 +417,6 @@ class StoreSuite:
             msg = bad(NonFiniteError, query_embeddings=nan)
             assert "allow_nonfinite" in msg
             bad(NonFiniteError, query_embeddings=np.full((2, 3, 8), 1e6))  # overflows float16
-            msg = bad(UnknownVariableError, extra=None) if False else None
             d2 = dict(data, extra=np.ones((2, 1)))
             with pytest.raises(UnknownVariableError, match="extra"):
                 st.append([2, 3], d2, ragged_hw=hw)
@@ -646,3 +645,29 @@ class TestHDF5Store(StoreSuite):
         self.fill(path, ids=range(3))
         out = subprocess.run(["h5dump", "-H", path], capture_output=True, text=True, check=True).stdout
         assert "query_embeddings" in out and "DIMENSION_LIST" in out
+
+
+def test_appends_from_a_writer_thread_with_concurrent_reads(tmp_path):
+    """A background writer thread appends while the main thread reads."""
+    import threading
+
+    path = str(tmp_path / "t.zarr")
+    rng = np.random.default_rng(0)
+    st = Store.create(path, variables=VARS, chunk_rows=4, write_chunks=1)
+    batches = [(list(range(i, i + 3)), make_batch(list(range(i, i + 3)), rng, ragged=False)) for i in range(0, 60, 3)]
+
+    def work():
+        for ids, (d, c, _) in batches:
+            st.append(ids, d, coords=c)
+
+    t = threading.Thread(target=work)
+    t.start()
+    seen = []
+    while t.is_alive():
+        seen.append(len(st))
+    t.join()
+    assert seen == sorted(seen)
+    assert st.ids.tolist() == list(range(60))
+    with pytest.raises(ValueError):
+        st.ids[0] = 5  # read-only view
+    st.close()

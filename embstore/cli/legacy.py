@@ -139,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variables", nargs="+", default=None, help="keys to import (default: all)")
     p.add_argument("--dtype", action="append", metavar="VAR=DTYPE",
                    help="storage dtype of a variable (repeatable), e.g. encoder_output=float16")
-    p.add_argument("--batch-rows", type=int, default=64, help="files per append (default 64)")
+    p.add_argument("--batch-rows", type=int, default=16, help="files per append (default 16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_import_legacy)

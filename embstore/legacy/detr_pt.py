@@ -276,7 +276,7 @@ def import_detr_dir(
     *,
     variables: Sequence[str] | None = None,
     dtypes: Mapping[str, str] | None = None,
-    batch_rows: int = 64,
+    batch_rows: int = 16,
     chunk_rows: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -298,7 +298,7 @@ def import_detr_dir(
         Storage dtype per variable. Default: the files' own dtype (float32),
         so values are kept exactly; pass e.g. ``{"encoder_output": "float16"}``
         to halve the size.
-    batch_rows : int, default 64
+    batch_rows : int, default 16
         Files appended per :meth:`embstore.Store.append` call.
     chunk_rows : int, optional
         Passed to :meth:`embstore.Store.create`.

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 TSV_NAME = "inst2feat.tsv"
 TSV_HEADER = ("image_id", "segment_id", "feat_file")
 _SEGMENT_RANGE = 1 << 24
+_MAX_IMAGE_ID = 1 << 39
 _FILE = re.compile(r"^(\d+)_(\d+)\.npy$")
 
 
@@ -222,6 +223,8 @@ def import_siglip_cache(
     ------
     DatasetError
         If the index is malformed or no file can be read.
+    ValidationError
+        If an id pair cannot form an int64 instance id (``image_id >= 2**39``).
     """
     from ..store import Store
 
@@ -258,6 +261,12 @@ def import_siglip_cache(
 
     try:
         for image_id, segment_id, name in index:
+            if not (0 <= image_id < _MAX_IMAGE_ID and 0 <= segment_id < _SEGMENT_RANGE):
+                raise ValidationError(
+                    f"{d / TSV_NAME}: image_id {image_id} / segment_id {segment_id} cannot form an int64 "
+                    f"instance id (need 0 <= image_id < 2**39 and 0 <= segment_id < 2**24); "
+                    "renumber the images"
+                )
             iid = image_id * _SEGMENT_RANGE + segment_id
             path = d / name
             if not path.is_file():

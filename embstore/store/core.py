@@ -21,9 +21,11 @@ committed row intact and nothing half-written visible.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -65,6 +67,17 @@ def _embstore_version() -> str:
     from .. import __version__
 
     return __version__
+
+
+def _synchronized(method: Any) -> Any:
+    """Run a method under the store's re-entrant lock (appends from a writer thread)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _kind_compatible(stored: np.dtype, new: np.dtype) -> bool:
@@ -116,6 +129,7 @@ class Store:
         self.path = backend.path
         self._write_chunks = max(1, int(write_chunks))
         self._closed = False
+        self._mutex = threading.RLock()
         self._lock: Any = None
         if region is None:
             self._region = MAIN_REGION
@@ -413,6 +427,7 @@ class Store:
         self._coord_cache: dict[str, np.ndarray] = {}
         self._index_cache: pd.Index | None = None
 
+    @_synchronized
     def refresh(self) -> None:
         """Re-read commit records (see rows committed by other writers since open)."""
         self._check_open()
@@ -561,6 +576,7 @@ class Store:
                 f"store {self.path!r} is open read-only; use Store.open({self.path!r}, mode='a') to write"
             )
 
+    @_synchronized
     def _sync_reader(self) -> None:
         """Writers flush pending rows before answering questions about rows."""
         self._check_open()
@@ -577,6 +593,7 @@ class Store:
         self._sync_reader()
         if self._ids_cache is None:
             self._ids_cache = self._read_rows(self.id_name)
+            self._ids_cache.flags.writeable = False
         return self._ids_cache
 
     def _id_index(self) -> pd.Index:
@@ -816,6 +833,7 @@ class Store:
         return self._ids_seen
 
     # ---------------------------------------------------------------- write
+    @_synchronized
     def append(
         self,
         ids: Sequence[Any] | np.ndarray,
@@ -991,6 +1009,8 @@ class Store:
         self._disk_end = end
         if self._ids_cache is not None:
             self._ids_cache = np.concatenate([self._ids_cache, new_ids]) if len(self._ranges()) <= 1 else None
+            if self._ids_cache is not None:
+                self._ids_cache.flags.writeable = False
         self._index_cache = None
         self._coord_cache = {}
 
@@ -1017,9 +1037,11 @@ class Store:
 
     def _commit(self, n: int | None = None, ragged: dict[str, int] | None = None) -> None:
         old = self._own
+        # a killed writer may have left a newer, invalid (cut short) record: never reuse its number
+        listed = self._backend.list_records(self._region)
         rec = CommitRecord(
             region=self._region,
-            seq=old.seq + 1,
+            seq=max([old.seq] + listed) + 1,
             start=old.start,
             n=old.n if n is None else n,
             ragged=dict(old.ragged if ragged is None else ragged),
@@ -1035,10 +1057,11 @@ class Store:
         self._backend.write_record(self._region, rec.seq, rec.encode())
         self._backend.flush()
         self._records[self._region] = rec
-        for seq in self._backend.list_records(self._region):
+        for seq in listed:
             if seq <= rec.seq - _KEEP_RECORDS:
                 self._backend.delete_record(self._region, seq)
 
+    @_synchronized
     def flush(self) -> None:
         """Write every buffered row and commit it.
 
@@ -1058,6 +1081,7 @@ class Store:
         self._backend.write_attrs(attrs)
         self._backend.flush()
 
+    @_synchronized
     def close(self) -> None:
         """Flush (in append mode), release the lock and close. Idempotent."""
         if self._closed:
@@ -1082,6 +1106,11 @@ class Store:
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
             if not self._closed and self._lock is not None:
+                if self._pending_rows():
+                    log.warning(
+                        "store %s was not closed: its last buffered rows were not committed "
+                        "(call close() or use a with-block)", self.path
+                    )
                 self._lock.release()
         except Exception:
             pass
@@ -1118,6 +1147,7 @@ class Store:
         df = pd.DataFrame({c: self._coord_values(c) for c in names}, index=pd.Index(ids, name=self.id_name))
         return df
 
+    @_synchronized
     def set_coords(self, values: Mapping[str, Any], ids: Sequence[Any] | None = None) -> None:
         """Add or overwrite coordinates of committed rows.
 

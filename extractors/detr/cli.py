@@ -86,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="always show the progress bar (default: only on a terminal)")
     prog.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--no_aux_loss", "--no-aux-loss", action="store_true", help=argparse.SUPPRESS)
+    from embstore.distributed.cluster import add_dask_arguments
+
+    add_dask_arguments(p)  # --scheduler dask [--workers N | --address tcp://...]
     p.set_defaults(func=run)
 
 
@@ -119,14 +122,44 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (skipped bad images do not fail the run).
     """
-    from .run import extract_detr
-
     overrides: dict[str, Any] = {}
     if args.nheads is not None:
         overrides["nheads"] = args.nheads
     if args.dilation:
         overrides["dilation"] = True
-    summary = extract_detr(
+    import functools
+
+    from extractors.distributed import run_with_scheduler
+
+    from ..datasets import open_dataset
+    from .extractor import DetrExtractor
+
+    summary = run_with_scheduler(
+        args,
+        lambda: _run_local(args, overrides),
+        extractor_factory=functools.partial(
+            DetrExtractor.from_checkpoint, args.checkpoint, extract_type=list(args.variables or []) or args.extract_type,
+            min_size=args.min_size, max_size=args.max_size, autocast=args.autocast, storage_dtype=args.dtype,
+            **overrides,
+        ),
+        dataset=lambda: open_dataset(args.images, args.annotations, skin=args.skin, light=args.light,
+                                     limit=args.limit),
+        out=args.out, row_dim="image", id_name="image_id",
+        attrs={"model_name": "detr", "storage_dtype": args.dtype, "command_line": _command_line(args)},
+        batch_size=args.batch_size, num_workers=args.num_workers or 0, device=args.device,
+        flush_interval=args.commit_every, overwrite=args.overwrite, progress=args.progress,
+    )
+    print(f"{args.out}: {summary}")
+    for image_id, reason in summary.skipped_examples:
+        print(f"  skipped {image_id}: {reason}", file=sys.stderr)
+    return 0
+
+
+def _run_local(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    """The single-process run (``--scheduler local``)."""
+    from .run import extract_detr
+
+    return extract_detr(
         args.checkpoint,
         args.images,
         args.out,
@@ -150,7 +183,3 @@ def run(args: argparse.Namespace) -> int:
         command_line=_command_line(args),
         **overrides,
     )
-    print(f"{args.out}: {summary}")
-    for image_id, reason in summary.skipped_examples:
-        print(f"  skipped {image_id}: {reason}", file=sys.stderr)
-    return 0

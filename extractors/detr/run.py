@@ -276,7 +276,7 @@ def extract_detr(
                              ragged=ex.ragged, dtypes=ex.dtypes, overwrite=overwrite, attrs=attrs)
     with store:
         if dataset.persons is not None:
-            store.write_table("persons", _clean_table(dataset.persons))
+            store.write_table("persons", _merge_persons(store, _clean_table(dataset.persons)))
         summary = None
         try:
             summary = run_extraction(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
@@ -303,6 +303,24 @@ def _store_exists(path: str) -> bool:
         except Exception:  # noqa: BLE001
             return False
     return Path(path).exists()
+
+
+def _merge_persons(store: Any, persons: Any) -> Any:
+    """Union of the stored person table and this run's (runs may use other filters)."""
+    import pandas as pd
+
+    from embstore.errors import UnknownVariableError
+
+    if "persons" not in (getattr(store, "tables", None) or []):
+        return persons
+    try:
+        old = store.read_table("persons")
+    except UnknownVariableError:
+        return persons
+    if "person_id" not in old.columns or "person_id" not in persons.columns:
+        return persons
+    merged = pd.concat([old, persons], ignore_index=True)
+    return merged.drop_duplicates("person_id", keep="last").reset_index(drop=True)
 
 
 def _clean_table(df: Any) -> Any:

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--autocast", default=None, choices=["fp16", "bf16"], help="mixed precision")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from embstore.distributed.cluster import add_dask_arguments
+
+    add_dask_arguments(p)  # --scheduler dask [--workers N | --address tcp://...]
     p.set_defaults(func=run)
 
 
@@ -65,12 +68,26 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    from .extractor import extract_face
+    import functools
 
-    summary: Any = extract_face(
-        args.weights, args.input, args.out, arch=args.arch, l2_norm=args.l2_norm, pre_fc=args.pre_fc,
+    from extractors.distributed import run_with_scheduler
+
+    from .extractor import FaceExtractor, extract_face, face_dataset
+
+    summary: Any = run_with_scheduler(
+        args,
+        lambda: extract_face(
+            args.weights, args.input, args.out, arch=args.arch, l2_norm=args.l2_norm, pre_fc=args.pre_fc,
+            batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+            num_features=args.num_features, dtype=args.dtype, autocast=args.autocast, limit=args.limit,
+        ),
+        extractor_factory=functools.partial(
+            FaceExtractor.from_checkpoint, args.weights, arch=args.arch, num_features=args.num_features,
+            l2_norm=args.l2_norm, pre_fc=args.pre_fc, dtype=args.dtype, autocast=args.autocast,
+        ),
+        dataset=lambda: face_dataset(args.input, limit=args.limit),
+        out=args.out, row_dim="image", id_name="index", attrs={"input": str(args.input)},
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-        num_features=args.num_features, dtype=args.dtype, autocast=args.autocast, limit=args.limit,
     )
     if args.json:
         print(json.dumps(summary.to_dict() if hasattr(summary, "to_dict") else summary, default=str))

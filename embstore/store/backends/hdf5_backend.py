@@ -68,6 +68,11 @@ class HDF5Backend(Backend):
             if mode != "w":
                 raise NotAStoreError(f"{path!r} is not a readable HDF5 file ({exc}); pass an embstore .h5 store") from exc
             raise
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise NotAStoreError(
+                f"HDF5 file {path!r} cannot be read ({exc}); it may have been damaged by a writer killed "
+                "during a write. Re-extract into a Zarr store (crash-safe) or restore a copy"
+            ) from exc
 
     @classmethod
     def create(cls, path: str, overwrite: bool, storage_options: dict[str, Any] | None, attrs: dict[str, Any]) -> HDF5Backend:
