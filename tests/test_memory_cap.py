@@ -2,9 +2,9 @@
 
 A child process imports embstore + faiss, warms up on a few rows, measures its
 virtual memory (RLIMIT_AS counts address space, not RSS), then caps it at
-``baseline + BUDGET`` and works on a store of ``DATA_FACTOR * BUDGET`` bytes:
+``baseline + BUDGET`` and works on a store of more than 3 x BUDGET bytes:
 mean pooling of every row, exact k-NN of a few queries over every unpooled
-vector (float32: 2x the stored float16 bytes), and exact duplicate search of the
+vector, and exact duplicate search of the
 pooled vectors. It also checks that the cap is real: allocating the data size fails.
 """
 

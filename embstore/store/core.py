@@ -1264,11 +1264,11 @@ class Store:
         pos = self._positions()
         if sub is not None:
             pos = pos[sub]
-        # dask blocks of whole chunks, about 32 MiB each: few tasks, aligned reads
+        # dask blocks of whole chunks, about 16 MiB each: few tasks, aligned reads
         cr = self._schema.chunk_rows or 1024
         shape, dtype, _ = self._backend.array_info(name)
         row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
-        block = cr * max(1, (32 * 2**20) // (cr * row_bytes))
+        block = cr * max(1, (16 * 2**20) // (cr * row_bytes))
         return self._backend.lazy_rows(name, pos, block)
 
     @staticmethod
