@@ -16,48 +16,20 @@ import os
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import skimage.data
-import torch
-from PIL import Image
-
 from embstore import Store
 from embstore.cli import main as embstore_cli
-from extractors.detr import DetrExtractor
+from extractors.samples import save_tiny_detr_checkpoint, write_facet_annotations, write_sample_photos
 
 OUT = Path(os.environ.get("EMBSTORE_EXAMPLE_OUT") or tempfile.mkdtemp(prefix="embstore-detr-"))
 
-# 1. Photos, named like FACET's (sa_<id>.jpg), in a FACET-like folder.
-photos = {1: "astronaut", 2: "coffee", 3: "chelsea", 4: "rocket", 5: "camera", 6: "immunohistochemistry"}
+# 1-3. Photos named like FACET's (sa_<id>.jpg), a FACET-format annotations.csv (one row per
+#      person, annotator vote counts for skin tone and lighting), and a tiny DETR with random
+#      weights saved like an official checkpoint. See extractors/samples.py.
 image_dir = OUT / "facet" / "imgs_1"
-image_dir.mkdir(parents=True, exist_ok=True)
-for image_id, name in photos.items():
-    Image.fromarray(getattr(skimage.data, name)()).save(image_dir / f"sa_{image_id}.jpg", quality=90)
-
-# 2. A FACET-format annotations.csv: one row per person, annotator vote counts.
-#    image -> list of (skin tone voted by the 3 annotators, lighting label)
-people = {1: [(1, "well_lit")], 2: [(5, "well_lit")], 3: [(1, "dimly_lit"), (2, "dimly_lit")],
-          4: [(3, "well_lit")], 5: [(8, "underexposed")], 6: [(1, "dimly_lit")]}
-rows = []
-for image_id, persons in people.items():
-    for tone, light in persons:
-        row = {"person_id": len(rows) + 1, "filename": f"sa_{image_id}.jpg", "class1": "person",
-               "class2": "", "bounding_box": str({"x": 10, "y": 10, "width": 50, "height": 80})}
-        row.update({f"skin_tone_{t}": (3 if t == tone else 0) for t in range(1, 11)})
-        row["skin_tone_na"] = 0
-        for label in ("well_lit", "dimly_lit", "underexposed", "overexposed", "na"):
-            row[f"lighting_{label}"] = 3 if label == light else 0
-        rows.append(row)
+write_sample_photos(image_dir)
 csv = OUT / "facet" / "annotations.csv"
-pd.DataFrame(rows).to_csv(csv, index=False)
-
-# 3. A tiny DETR with random weights, saved like an official checkpoint.
-config = {"backbone": "resnet18", "hidden_dim": 64, "nheads": 4, "enc_layers": 2, "dec_layers": 3,
-          "dim_feedforward": 128, "num_queries": 20, "num_classes": 91}
-torch.manual_seed(0)
-checkpoint = OUT / "detr_tiny.pth"
-torch.save({"model": DetrExtractor.from_config(config).model.state_dict(),
-            "args": {"nheads": config["nheads"]}}, checkpoint)
+write_facet_annotations(csv)
+checkpoint = save_tiny_detr_checkpoint(OUT / "detr_tiny.pth")
 
 # 4. Extract (the same command line you would type in a shell).
 store_path = OUT / "facet.zarr"
