@@ -36,7 +36,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
@@ -45,6 +44,7 @@ from typing import Any, Mapping, Optional
 from embstore.errors import CheckpointError, ValidationError
 
 from .model import DetrConfig
+from extractors.provenance import file_sha256  # noqa: F401  (re-exported)
 
 __all__ = [
     "is_url",
@@ -85,27 +85,6 @@ def is_url(path_or_url: Any) -> bool:
     (True, False)
     """
     return isinstance(path_or_url, str) and re.match(r"^(https?|file)://", path_or_url) is not None
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (for provenance attributes).
-
-    Parameters
-    ----------
-    path : str or path-like
-        File to hash.
-    block : int
-        Read size in bytes.
-
-    Returns
-    -------
-    str
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _torch_load(path: str | os.PathLike, weights_only: bool) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, default_collate, to_numpy
+from extractors.provenance import file_sha256  # noqa: F401  (re-exported)
 
 __all__ = [
     "FaceExtractor",
@@ -144,29 +145,6 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     if obj and all(str(k).startswith("module.") for k in obj):
         obj = {str(k)[len("module."):]: v for k, v in obj.items()}
     return dict(obj)
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file (for provenance attributes).
-
-    Parameters
-    ----------
-    path : path
-        The file.
-    block : int, default 1 MiB
-        Read size.
-
-    Returns
-    -------
-    str
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _model_output(model: Any, inputs: Any, outputs: Any) -> Any:

@@ -38,6 +38,7 @@ from embstore.errors import CheckpointError, StoreExistsError, ValidationError
 from extractors.base import HookExtractor, to_numpy
 
 from .panoptic import PanopticDataset, masked_crop
+from extractors.provenance import file_sha256  # noqa: F401  (re-exported)
 
 __all__ = [
     "SiglipExtractor",
@@ -147,29 +148,6 @@ def resolve_preprocess_cfg(model_name: str, **overrides: Any) -> dict[str, Any]:
         if value is not None:
             cfg[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     return cfg
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file (for provenance attributes).
-
-    Parameters
-    ----------
-    path : path
-        The file.
-    block : int, default 1 MiB
-        Read size.
-
-    Returns
-    -------
-    str
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _visual_output(model: Any, inputs: Any, outputs: Any) -> Any:
