@@ -143,7 +143,7 @@ def make_store(path: str, mib: int) -> tuple[int, int]:
     return n, n * per_image
 
 
-def _start_sampler() -> int:
+def _start_sampler(dask_worker=None) -> int:
     import psutil
 
     proc = psutil.Process()
@@ -155,12 +155,12 @@ def _start_sampler() -> int:
             time.sleep(0.02)
 
     threading.Thread(target=loop, daemon=True).start()
-    globals()["_SAMPLER"] = state
+    dask_worker._embstore_rss = state  # client.run passes the worker
     return state["peak"]
 
 
-def _read_peak() -> int:
-    return int(globals()["_SAMPLER"]["peak"])
+def _read_peak(dask_worker=None) -> int:
+    return int(dask_worker._embstore_rss["peak"])
 
 
 def bench_analysis(tmp: Path, store_mib: int, limit_mib: int) -> dict:

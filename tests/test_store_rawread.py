@@ -77,3 +77,19 @@ def test_rowtake_blocks():
     assert t[2].tolist() == [8, 9]
     assert t[1:3, 1:].tolist() == [[1], [9]]
     assert t[0:0].shape == (0, 2)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 30), chunk=st.integers(1, 6), dtype=st.sampled_from(["float16", "float32", "int64", "bool"]))
+def test_direct_chunk_writes_read_back_by_zarr(tmp_path_factory, n, chunk, dtype):
+    path = tmp_path_factory.mktemp("w") / "a"
+    z = zarr.create_array(str(path), shape=(n, 2), chunks=(chunk, 2), dtype=dtype, compressors=None, fill_value=0)
+    raw = RawZarrArray.open(str(path))
+    values = (np.arange(n * 2).reshape(n, 2) % 7).astype(dtype)
+    raw.write_chunks(0, values)
+    np.testing.assert_array_equal(np.asarray(zarr.open_array(str(path))[:]), values)
+    assert not [p for p in path.rglob("*.tmp")]
+    if chunk > 1:
+        with pytest.raises(ValueError):
+            raw.write_chunks(1, values[:1])  # not on a chunk boundary
+    assert z.shape == (n, 2)

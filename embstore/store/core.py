@@ -1018,7 +1018,7 @@ class Store:
         """Make room for ``end`` rows, growing geometrically (trimmed on close)."""
         size = self._backend.array_info(name)[0][0]
         if size < end:
-            target = max(end, min(2 * size, end + 64 * chunk))
+            target = max(end + 64 * chunk, 2 * size)  # few metadata rewrites
             self._backend.resize(name, target + (-target) % chunk)
 
     def _trim(self) -> None:

@@ -1,4 +1,4 @@
-"""Direct reads of uncompressed, local Zarr v3 arrays (a fast path).
+"""Direct reads (and chunk writes) of uncompressed, local Zarr v3 arrays (a fast path).
 
 embstore stores embeddings raw (``compressors=None``): a chunk file is the
 C-ordered bytes of ``chunk_rows`` rows, and a shard file is its inner chunks
@@ -8,6 +8,11 @@ are therefore one contiguous byte range, which this module reads with
 async round trips, and a subset of rows costs only its own bytes. Reading
 whole chunks through zarr-python costs several times more (measured in
 ``bench/store_io.py``).
+
+Whole chunks of unsharded raw arrays are also *written* directly: each
+chunk file is written to a temporary file and renamed into place, exactly
+like zarr's ``LocalStore`` does, with one copy instead of zarr's encode
+pipeline (a partial last chunk is padded with the fill value, as zarr does).
 
 Only arrays this module fully understands are read this way (numeric dtype,
 ``bytes`` codec, little endian, optionally ``sharding_indexed`` with its index
@@ -212,3 +217,32 @@ class RawZarrArray:
         if tmp is not out:
             out[order] = tmp
         return out
+
+    def write_chunks(self, start: int, values: np.ndarray) -> None:
+        """Write rows ``start ..`` as whole chunk files (``start`` on a chunk boundary).
+
+        Parameters
+        ----------
+        start : int
+            First row; a multiple of :attr:`chunk_rows`.
+        values : numpy.ndarray
+            Rows to write, dtype and trailing shape of the array. A partial last
+            chunk is padded with the fill value.
+        """
+        if self.inner_rows is not None or start % self.chunk_rows:
+            raise ValueError("write_chunks needs an unsharded array and a chunk-aligned start")
+        cr = self.chunk_rows
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        for k in range(0, len(values), cr):
+            block = values[k : k + cr]
+            if len(block) < cr:
+                full = np.empty((cr,) + self.shape[1:], dtype=self.dtype)
+                full[: len(block)] = block
+                full[len(block) :] = self.fill
+                block = full
+            path = self._chunk_file((start + k) // cr)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(memoryview(block.reshape(-1).view(np.uint8)))
+            os.replace(tmp, path)

@@ -283,6 +283,16 @@ class ZarrBackend(Backend):
             self._meta_cache.pop(name, None)
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
+        raw = self._raw(name)
+        if (
+            raw is not None
+            and raw.inner_rows is None
+            and start % raw.chunk_rows == 0
+            and values.dtype == raw.dtype
+            and tuple(values.shape[1:]) == raw.shape[1:]
+        ):
+            raw.write_chunks(start, values)
+            return
         arr = self._arr(name)
         arr[start : start + len(values)] = values
 
