@@ -127,3 +127,10 @@ class DatasetError(EmbstoreError, ValueError):
 
 class IndexError_(EmbstoreError, RuntimeError):
     """A search index is missing, stale or incompatible with the request."""
+
+
+class DistributedTaskError(EmbstoreError, RuntimeError):
+    """Tasks of a distributed (Dask) run failed for good after their retries.
+
+    Rows they committed are kept; re-running the same command resumes.
+    """

@@ -56,6 +56,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from embstore._optional import attempt_import
-from embstore.errors import DatasetError, StoreLockedError, ValidationError
+from embstore.errors import DatasetError, DistributedTaskError, StoreLockedError, ValidationError
 
 __all__ = [
     "extract_distributed",
@@ -533,7 +534,9 @@ def extract_distributed(
     address : str, optional
         ``tcp://host:8786`` of a running scheduler.
     n_workers : int, optional
-        Worker processes of a local cluster started for this run.
+        Worker processes of a local cluster started for this run (with
+        :data:`embstore.distributed.cluster.FAST_ALLOC_ENV`: model inference
+        in dask workers is otherwise slowed down by their memory trimming).
     row_dim, id_name : str
         Row dimension and id coordinate of a new store.
     attrs : dict, optional
@@ -577,9 +580,9 @@ def extract_distributed(
     ValidationError
         Duplicate ids, ragged variables, a changed input list on resume, or
         a store not made by this function.
-    RuntimeError
-        Some tasks failed for good after their retries; the message names
-        them. Rows they committed are kept: re-run to resume.
+    DistributedTaskError
+        Some tasks failed for good after their retries (a ``RuntimeError``);
+        the message names them. Rows they committed are kept: re-run to resume.
 
     Examples
     --------
@@ -589,7 +592,7 @@ def extract_distributed(
     ...                         records, "faces.zarr", id_name="index", n_workers=2)  # doctest: +SKIP
     """
     from embstore import Store
-    from embstore.distributed.cluster import connect, n_workers_of
+    from embstore.distributed.cluster import FAST_ALLOC_ENV, connect, n_workers_of
     from embstore.distributed.regions import RegionPlan, ids_fingerprint, plan_regions
 
     t0 = time.perf_counter()
@@ -602,7 +605,7 @@ def extract_distributed(
     fingerprint = ids_fingerprint(rec.image_id for rec in records)
     distributed = attempt_import("dask.distributed")
     with connect(client if client is not None else address, n_workers,
-                 daemon=num_workers == 0) as cl:
+                 daemon=num_workers == 0, worker_env=FAST_ALLOC_ENV) as cl:
         summary = DistributedSummary(n_workers=n_workers_of(cl))
         exists = _store_exists(out_s, storage_options) and not overwrite
         if exists:
@@ -654,7 +657,6 @@ def extract_distributed(
             )
             futures[fut] = k
         from tqdm.auto import tqdm
-        import sys
 
         disable = (not progress) if progress is not None else not sys.stderr.isatty()
         bar = tqdm(total=sum(slices[k][1] - slices[k][0] for k in todo), unit="img", desc="extract (dask)",
@@ -687,7 +689,7 @@ def extract_distributed(
         summary.images_per_s = summary.written / summary.seconds if summary.seconds > 0 else 0.0
         _finish_store(out_s, storage_options, skipped, summary, getattr(dataset, "persons", None))
     if summary.failed:
-        raise RuntimeError(
+        raise DistributedTaskError(
             f"{len(summary.failed)} of {summary.n_tasks} extraction tasks failed after {retries} retries: "
             + "; ".join(summary.failed[:3])
             + ". Rows they committed are kept; fix the cause and re-run the same command to resume"
@@ -776,5 +778,8 @@ def run_with_scheduler(args: Any, local: Callable[[], Any], **distributed_kwargs
     if getattr(args, "rows_per_task", None) is not None:
         kwargs.setdefault("rows_per_task", args.rows_per_task)
     kwargs.setdefault("retries", getattr(args, "retries", 2))
-    with client_from_args(args, daemon=int(kwargs.get("num_workers", 0) or 0) == 0) as client:
+    from embstore.distributed.cluster import FAST_ALLOC_ENV
+
+    with client_from_args(args, daemon=int(kwargs.get("num_workers", 0) or 0) == 0,
+                          worker_env=FAST_ALLOC_ENV) as client:
         return extract_distributed(client=client, **kwargs)

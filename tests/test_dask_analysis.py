@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embstore import EmbeddingAnalyzer, Store
 from embstore.distributed import analysis as dan
@@ -126,12 +128,14 @@ def test_exact_search_matches_local(an, client, metric):
 def test_self_knn_and_clustering_match_local(an, client):
     from embstore.search.knn import knn_self
 
-    res = dan.knn_self(an, k=5, block_rows=BLOCK, client=client)
     matrix, _ = an.matrix(pool="mean")
     ref = knn_self(matrix, 5, device="cpu", row_batch=64, block_rows=64)
-    np.testing.assert_array_equal(res.ids[:, 0], np.arange(N))  # each vector is its own nearest
-    np.testing.assert_array_equal(res.ids, ref.ids)
-    np.testing.assert_allclose(res.scores, ref.scores, rtol=1e-5, atol=1e-6)
+    # cache_bytes=0: every task re-reads the blocks from the store; default: pooled vectors kept in memory
+    for cache in (0, dan.DEFAULT_CACHE_BYTES):
+        res = dan.knn_self(an, k=5, block_rows=BLOCK, client=client, cache_bytes=cache)
+        np.testing.assert_array_equal(res.ids[:, 0], np.arange(N))  # each vector is its own nearest
+        np.testing.assert_array_equal(res.ids, ref.ids)
+        np.testing.assert_allclose(res.scores, ref.scores, rtol=1e-5, atol=1e-6)
 
     got = dan.cluster(an, threshold=0.9, k=20, block_rows=BLOCK, client=client)
     want = an.cluster(threshold=0.9, k=20, coord=None, device="cpu")
@@ -142,7 +146,8 @@ def test_self_knn_and_clustering_match_local(an, client):
     assert pd.crosstab(got["cluster"], which).astype(bool).sum(axis=1).max() == 1
     assert got["cluster"].nunique() == len(np.unique(which))
 
-    dup = dan.threshold_groups(an, 0.999, k=5, pool=None, block_rows=BLOCK * Q, keep_pairs=True, client=client)
+    dup = dan.threshold_groups(an, 0.999, k=5, pool=None, block_rows=BLOCK * Q, keep_pairs=True, client=client,
+                               cache_bytes=0)
     local = an.duplicate_groups(0.999, k=5, pool=None, device="cpu")
     np.testing.assert_array_equal(dup.labels, local.labels)
     assert dup.pairs.as_set() == local.pairs.as_set()
@@ -155,3 +160,23 @@ def test_local_scheduler_gives_the_same(an):
     np.testing.assert_allclose(a["mean"].values, means, rtol=1e-9)
     with pytest.raises(ValidationError, match="block_rows"):
         dan.vector_stats(an, block_rows=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 50), d=st.integers(1, 4), block=st.integers(1, 60), n_groups=st.integers(1, 4),
+       seed=st.integers(0, 2**16))
+def test_stats_do_not_depend_on_blocking(n, d, block, n_groups, seed):
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    g = rng.integers(0, n_groups, size=n)
+    ds = xr.Dataset({"emb": (("image", "hidden"), x)},
+                    coords={"image_id": ("image", np.arange(n)), "g": ("image", g)})
+    an = EmbeddingAnalyzer(ds, row_dim="image", id_name="image_id")
+    out = dan.vector_stats(an, "emb", by="g", block_rows=block)  # local scheduler
+    frame = pd.DataFrame(x.astype(np.float64))
+    assert out["g"].values.tolist() == sorted(set(g.tolist()))
+    np.testing.assert_array_equal(out["count"].values, np.bincount(g)[np.bincount(g) > 0])
+    np.testing.assert_allclose(out["mean"].values, frame.groupby(g).mean().to_numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out["std"].values, frame.groupby(g).std(ddof=0).to_numpy(), rtol=1e-6, atol=1e-7)

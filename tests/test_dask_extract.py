@@ -182,8 +182,14 @@ def client():
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address=None, memory_limit="2GiB")
+    import dask
+
+    from embstore.distributed.cluster import FAST_ALLOC_ENV
+
+    env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in FAST_ALLOC_ENV.items()}
+    with dask.config.set(env):  # as extract_distributed starts its own clusters
+        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                           dashboard_address=None, memory_limit="2GiB")
     cl = distributed.Client(cluster)
     yield cl
     cl.close()
@@ -253,7 +259,9 @@ def test_failed_task_resumes_in_next_run(tmp_path, records, reference, client):
     out = str(tmp_path / "resume.zarr")
     victim = [r.image_id for r in records[4:8]]
     factory = FaultyFactory(str(tmp_path / "fail.marker"), out, victim, "raise")
-    with pytest.raises(RuntimeError, match=r"region \(4, 8\).*re-run"):
+    from embstore.errors import DistributedTaskError
+
+    with pytest.raises(DistributedTaskError, match=r"region \(4, 8\).*re-run"):
         _run(records, out, client, factory=factory, retries=0)
     from embstore import Store
 

@@ -30,8 +30,13 @@ def row(i):
     return rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(2 * h, 4)).astype(np.float32), h
 
 
-def writer(path, ready=None, batch=3):
-    """Resume the run: append every missing id in order, then close."""
+def writer(path, ready=None, batch=3, progress=None):
+    """Resume the run: append every missing id in order, then close.
+
+    ``progress`` (a shared counter) counts the append calls made so far, so
+    the parent can kill the writer in the middle of the run however fast or
+    slow this machine is at the moment.
+    """
     st = Store.open(path, mode="a", write_chunks=1)
     todo = st.missing(range(N_IDS))
     if ready is not None:
@@ -45,11 +50,14 @@ def writer(path, ready=None, batch=3):
             coords={"skin": [i % 5 for i in ids], "name": [f"img{i}" for i in ids]},
             ragged_hw={"tokens": [(r[2], 2) for r in rows]},
         )
+        if progress is not None:
+            with progress.get_lock():
+                progress.value += 1
     st.close()
 
 
-def _child(path, ready):
-    writer(path, ready)
+def _child(path, ready, progress):
+    writer(path, ready, progress=progress)
     os._exit(0)
 
 
@@ -108,12 +116,20 @@ def test_sigkill_at_random_points(tmp_path):
     create(path)
     rng = np.random.default_rng(1234)
     partial = 0
+    per_batch = duration / (N_IDS / 3)
     for kills in range(1, KILLS + 1):
         ready = ctx.Event()
-        proc = ctx.Process(target=_child, args=(path, ready))
+        progress = ctx.Value("i", 0)
+        proc = ctx.Process(target=_child, args=(path, ready, progress))
         proc.start()
         assert ready.wait(30)
-        proc.join(float(rng.uniform(0.0, 0.15 * duration)))
+        # Kill after a random number of append calls (0..3) plus a random part of
+        # one more: anywhere in chunk writes, commit records or buffering.
+        target = int(rng.integers(0, 4))
+        deadline = time.monotonic() + 30
+        while progress.value < target and proc.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        proc.join(float(rng.uniform(0.0, 2 * per_batch)))
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
         proc.join()

@@ -57,6 +57,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_ROWS = 65536
 
+#: Vectors up to this many bytes (float32) are computed once and kept in the
+#: cluster's memory for self k-NN; larger ones are re-read by every task.
+DEFAULT_CACHE_BYTES = 256 * 2**20
+
+_MAX_GROUPS = 65536
+
 
 class VectorBlocks:
     """Picklable, opaque access to the vectors of an analyzer, block by block.
@@ -169,17 +175,27 @@ def _compute(objs: Sequence[Any], client: Any) -> list[Any]:
 def _block_sums(blocks: VectorBlocks, b: int, codes: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
     x = blocks.load(b).astype(np.float64)
     a, e = blocks.bounds[b]
-    c = codes[a:e]
-    onehot = np.zeros((x.shape[0], n_groups))
-    onehot[np.arange(x.shape[0]), c] = 1.0
-    norms = np.sqrt((x * x).sum(axis=1))
-    return {
-        "count": onehot.sum(axis=0),
-        "sum": onehot.T @ x,
-        "sumsq": onehot.T @ (x * x),
-        "norm": onehot.T @ norms,
-        "norm2": onehot.T @ (norms * norms),
+    c = np.asarray(codes[a:e])
+    order = np.argsort(c, kind="stable")
+    cs = c[order]
+    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]]) if len(cs) else np.zeros(0, dtype=np.int64)
+    present = cs[starts]
+    xs = x[order]
+    norms = np.sqrt((xs * xs).sum(axis=1))
+    out = {
+        "count": np.zeros(n_groups),
+        "sum": np.zeros((n_groups, x.shape[1])),
+        "sumsq": np.zeros((n_groups, x.shape[1])),
+        "norm": np.zeros(n_groups),
+        "norm2": np.zeros(n_groups),
     }
+    if len(cs):
+        out["count"][present] = np.diff(np.r_[starts, len(cs)])
+        out["sum"][present] = np.add.reduceat(xs, starts, axis=0)
+        out["sumsq"][present] = np.add.reduceat(xs * xs, starts, axis=0)
+        out["norm"][present] = np.add.reduceat(norms, starts)
+        out["norm2"][present] = np.add.reduceat(norms * norms, starts)
+    return out
 
 
 def _add_sums(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -258,6 +274,11 @@ def vector_stats(
     else:
         keys, codes = pd.DataFrame(index=[0]), np.zeros(len(labels), dtype=np.int64)
     n_groups = len(keys)
+    if n_groups > _MAX_GROUPS:
+        raise ValidationError(
+            f"by={by_cols} makes {n_groups} groups; statistics are for labels with at most {_MAX_GROUPS} "
+            "values (skin, lighting, ...), not for ids: group by a coarser label"
+        )
     shared = dask.delayed(blocks, pure=True)
     codes_d = dask.delayed(codes, pure=True)
     parts = [dask.delayed(_block_sums, pure=True)(shared, b, codes_d, n_groups) for b in range(len(blocks))]
@@ -410,20 +431,27 @@ def knn_search(
     return search_frame(scores_from_faiss(d, metric), i, labels, qlabels)
 
 
-def _self_knn_block(blocks: VectorBlocks, q: int, k: int, metric: str, threshold: float | None,
-                    keep_knn: bool) -> dict[str, Any]:
-    """One query block against every database block, read one after the other."""
-    from ..search.graph import pairs_from_knn
-    from ..search.index import higher_is_closer, prepare_vectors, scores_from_faiss
+def _heap_scan(xq: np.ndarray, db: Any, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """k-NN of prepared queries over ``(start, block)`` pairs, one block at a time."""
+    from ..search.index import get_faiss, higher_is_closer, prepare_vectors
+    from ..search.knn import _knn_gpu_or_cpu
 
-    xq = prepare_vectors(blocks.load(q), metric, blocks.dim, copy=False)
-    parts = []
-    for b in range(len(blocks)):
-        parts.append(_block_knn(blocks, b, xq, k, metric))
-    d, i = _merge_heap(xq.shape[0], k, higher_is_closer(metric), *parts)
+    heap = get_faiss().ResultHeap(xq.shape[0], k, keep_max=higher_is_closer(metric))
+    for start, block in db:
+        xb = prepare_vectors(block, metric, xq.shape[1])
+        d, i = _knn_gpu_or_cpu(xq, xb, min(k, xb.shape[0]), metric, "cpu")
+        heap.add_result(d, np.where(i >= 0, i + start, -1))
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def _self_result(d: np.ndarray, i: np.ndarray, start: int, metric: str, threshold: float | None,
+                 keep_knn: bool) -> dict[str, Any]:
+    from ..search.graph import pairs_from_knn
+    from ..search.index import scores_from_faiss
+
     d = scores_from_faiss(d, metric)
-    start = blocks.bounds[q][0]
-    out: dict[str, Any] = {"start": start}
+    out: dict[str, Any] = {"start": int(start)}
     if threshold is not None:
         out["pairs"] = pairs_from_knn(d, i, threshold, metric, start)
     if keep_knn:
@@ -431,13 +459,44 @@ def _self_knn_block(blocks: VectorBlocks, q: int, k: int, metric: str, threshold
     return out
 
 
+def _self_knn_block(blocks: VectorBlocks, q: int, k: int, metric: str, threshold: float | None,
+                    keep_knn: bool) -> dict[str, Any]:
+    """One query block against every database block, each read from the store in turn."""
+    from ..search.index import prepare_vectors
+
+    xq = prepare_vectors(blocks.load(q), metric, blocks.dim, copy=False)
+    db = ((blocks.bounds[b][0], blocks.load(b)) for b in range(len(blocks)))
+    d, i = _heap_scan(xq, db, k, metric)
+    return _self_result(d, i, blocks.bounds[q][0], metric, threshold, keep_knn)
+
+
+def _self_knn_cached(q: int, starts: list[int], k: int, metric: str, threshold: float | None,
+                     keep_knn: bool, *db: np.ndarray) -> dict[str, Any]:
+    """One query block against database blocks already in the worker's memory."""
+    from ..search.index import prepare_vectors
+
+    xq = prepare_vectors(db[q], metric, db[q].shape[1])
+    d, i = _heap_scan(xq, zip(starts, db), k, metric)
+    return _self_result(d, i, starts[q], metric, threshold, keep_knn)
+
+
 def _self_parts(blocks: VectorBlocks, k: int, metric: str, threshold: float | None, keep_knn: bool,
-                client: Any) -> list[dict[str, Any]]:
+                client: Any, cache_bytes: int | None) -> list[dict[str, Any]]:
     import dask
 
-    shared = dask.delayed(blocks, pure=True)
-    tasks = [dask.delayed(_self_knn_block, pure=True)(shared, q, k, metric, threshold, keep_knn)
-             for q in range(len(blocks))]
+    nbytes = blocks.n * blocks.dim * 4
+    if cache_bytes and nbytes <= cache_bytes and len(blocks) > 1:
+        # small (e.g. pooled) vectors: compute them once, keep them in cluster memory
+        sizes = tuple(b - a for a, b in blocks.bounds)
+        dblocks = blocks.data.rechunk({0: sizes, 1: -1}).to_delayed().ravel().tolist()
+        dblocks = client.persist(dblocks) if client is not None else list(dask.persist(*dblocks))
+        starts = [a for a, _ in blocks.bounds]
+        tasks = [dask.delayed(_self_knn_cached, pure=True)(q, starts, k, metric, threshold, keep_knn, *dblocks)
+                 for q in range(len(blocks))]
+    else:
+        shared = dask.delayed(blocks, pure=True)
+        tasks = [dask.delayed(_self_knn_block, pure=True)(shared, q, k, metric, threshold, keep_knn)
+                 for q in range(len(blocks))]
     return sorted(_compute(tasks, client), key=lambda p: p["start"])
 
 
@@ -451,13 +510,16 @@ def knn_self(
     metric: str = "cosine",
     block_rows: int | None = None,
     client: Any = None,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
     **pool_kwargs: Any,
 ) -> Any:
     """Exact k-NN of every vector against all vectors, one Dask task per query block.
 
     Each task reads its query block, then every database block in turn
-    (two blocks in memory), keeping a faiss result heap. The ``(n, k)``
-    result is gathered on the client: for very large ``n`` use
+    (two blocks in memory), keeping a faiss result heap. Vectors of at most
+    ``cache_bytes`` (pooled vectors, typically) are computed once and kept in
+    the cluster's memory instead of being re-read by every task. The
+    ``(n, k)`` result is gathered on the client: for very large ``n`` use
     :func:`threshold_groups`, which returns only edges.
 
     Parameters
@@ -467,6 +529,9 @@ def knn_self(
         Neighbours per vector, itself included.
     variable, pool, layer, metric, block_rows, client, **pool_kwargs
         As in :func:`knn_search`.
+    cache_bytes : int or None, default 256 MiB
+        Keep vectors up to this size (float32 bytes) in cluster memory;
+        ``None`` or 0 re-reads them from the store in every task.
 
     Returns
     -------
@@ -478,7 +543,7 @@ def knn_self(
     metric = check_metric(metric)
     blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
     kk = min(int(k), blocks.n)
-    parts = _self_parts(blocks, kk, metric, None, True, client)
+    parts = _self_parts(blocks, kk, metric, None, True, client, cache_bytes)
     return KnnResult(np.concatenate([p["scores"] for p in parts]), np.concatenate([p["ids"] for p in parts]),
                      metric, True)
 
@@ -495,6 +560,7 @@ def threshold_groups(
     block_rows: int | None = None,
     keep_pairs: bool = False,
     client: Any = None,
+    cache_bytes: int | None = DEFAULT_CACHE_BYTES,
     **pool_kwargs: Any,
 ) -> Any:
     """Connected components of the k-NN graph above ``threshold`` (dedup or clustering).
@@ -515,6 +581,8 @@ def threshold_groups(
         As in :func:`knn_search`.
     keep_pairs : bool, default False
         Keep the edges in the result.
+    cache_bytes : int or None, default 256 MiB
+        See :func:`knn_self`.
 
     Returns
     -------
@@ -531,7 +599,7 @@ def threshold_groups(
         raise ValidationError(f"k={k!r}; pass a positive number of neighbours")
     blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
     kk = min(int(k), blocks.n)
-    parts = _self_parts(blocks, kk, metric, float(threshold), False, client)
+    parts = _self_parts(blocks, kk, metric, float(threshold), False, client, cache_bytes)
     uf = StreamingComponents(blocks.n)
     for p in parts:
         uf.add(p["pairs"].i, p["pairs"].j)

@@ -7,6 +7,14 @@ boundary, so every write covers whole chunks (plus, on an explicit flush, one
 partial last chunk whose rows stay buffered and are rewritten with the next
 block).
 
+Batches are gathered into one array that the buffer keeps and reuses between
+writes (the partial chunk left after a write moves to its front). Fresh large
+allocations are slow on many machines (page faults on every new page: a copy
+into new memory ran at 0.35 GB/s here, several times slower than into
+reused memory), so reusing the gather array makes appends of many small
+batches cheaper. One batch that already covers the rows to write is written
+as it is, without a copy.
+
 Examples
 --------
 >>> import numpy as np
@@ -43,6 +51,7 @@ class ChunkBuffer:
         self.chunk = int(chunk)
         self._parts: list[np.ndarray] = []
         self._n = 0
+        self._space: np.ndarray | None = None  # reusable gather array (rows, *trailing)
 
     def __len__(self) -> int:
         return self._n
@@ -62,11 +71,38 @@ class ChunkBuffer:
         """Absolute end of the last complete chunk in the buffer."""
         return self.end - (self.end % self.chunk)
 
+    def _room(self, rows: int, like: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """The gather array, (re)allocated to hold ``rows`` rows shaped like ``like``."""
+        sp = self._space
+        if sp is None or sp.dtype != dtype or sp.shape[1:] != like.shape[1:] or len(sp) < rows:
+            cap = max(rows, self.chunk, 0 if sp is None or sp.shape[1:] != like.shape[1:] else 2 * len(sp))
+            sp = np.empty((cap,) + like.shape[1:], dtype=dtype)
+            self._space = sp
+        return sp
+
     def _consolidate(self) -> np.ndarray | None:
         if not self._parts:
             return None
         if len(self._parts) > 1:
-            self._parts = [np.concatenate(self._parts, axis=0)]
+            parts = self._parts
+            dtype = np.result_type(*parts)
+            if dtype.kind == "O" or any(p.shape[1:] != parts[0].shape[1:] for p in parts):
+                self._parts = [np.concatenate(parts, axis=0)]
+            else:
+                first = parts[0]
+                sp = self._space
+                keep_first = (  # the leftover partial chunk already sits at the front
+                    sp is not None and first.base is sp and first.__array_interface__["data"][0]
+                    == sp.__array_interface__["data"][0] and sp.dtype == dtype and len(sp) >= self._n
+                )
+                if not keep_first:
+                    sp = self._room(self._n, first, dtype)
+                    sp[: len(first)] = first
+                pos = len(first)
+                for p in parts[1:]:
+                    sp[pos : pos + len(p)] = p
+                    pos += len(p)
+                self._parts = [sp[: self._n]]
         return self._parts[0]
 
     def block(self, upto: int) -> np.ndarray:
@@ -85,6 +121,16 @@ class ChunkBuffer:
         data = self._consolidate()
         assert data is not None  # internal invariant, not an input check
         rest = data[drop:]
-        self._parts = [rest.copy()] if len(rest) else []
-        self._n = len(rest)
+        n = len(rest)
+        if n:
+            sp = self._space
+            if sp is not None and data.base is sp:
+                sp[:n] = rest  # overlapping move to the front (numpy copies safely)
+            else:
+                sp = self._room(n, rest, rest.dtype)
+                sp[:n] = rest
+            self._parts = [sp[:n]]
+        else:
+            self._parts = []
+        self._n = n
         self.start = keep_from

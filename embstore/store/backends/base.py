@@ -183,20 +183,20 @@ class Backend(abc.ABC):
 
         Returns
         -------
-        dask.array.Array
+        embstore.store.lazyrows.RowArray
+            A dask array whose eager reads (``numpy.asarray``) and row-only
+            indexing skip the dask graph.
         """
-        import dask.array as da
-        from dask.base import tokenize
+        from ..lazyrows import row_array
 
         shape, dtype, _rows = self.array_info(name)
-        take = RowTake(lambda p: self.read_points(name, p), positions, shape[1:], dtype)
-        return da.from_array(
-            take,
-            chunks=(max(1, int(block_rows)),) + tuple(shape[1:]),
-            lock=False,
-            name=f"embstore-{name}-{tokenize(self.path, name, shape, positions)}",
-            inline_array=True,
-            meta=np.empty((0,) * len(shape), dtype=dtype),
+        return row_array(
+            lambda p: self.read_points(name, p),
+            positions,
+            tuple(shape[1:]),
+            dtype,
+            block_rows,
+            f"{self.path}\0{name}\0{tuple(shape)}",
         )
 
     def read_points(self, name: str, positions: np.ndarray) -> np.ndarray:

@@ -1,0 +1,196 @@
+"""Lazy dask arrays of stored rows with an eager fast path (:class:`RowArray`).
+
+A Store hands out its dense variables as dask-backed xarray objects, so data
+stays lazy and streams block by block. Most *eager* reads, however, are one
+call: ``st.query_embeddings.values``, ``st.sel(skin=1).query_embeddings.values``
+or ``st.query_embeddings.sel(skin=1).values``. Computing those through the
+dask graph costs a scheduler round trip per block (threads, queues: several
+milliseconds) and one more copy of the result (the blocks are concatenated).
+
+:class:`RowArray` is a :class:`dask.array.Array` that remembers which stored
+rows it shows. Two operations take a short cut around the graph:
+
+* ``numpy.asarray(x)`` (what ``DataArray.values`` calls) reads the rows
+  straight into one preallocated array (for raw local Zarr arrays with
+  ``preadv`` into that buffer, see :mod:`embstore.store.rawread`);
+* indexing the row axis only (``x[idx]``, ``x[a:b]``, ``x[mask]``, with full
+  slices on the trailing axes; what xarray's ``isel``/``sel`` along the row
+  dimension produce) returns another :class:`RowArray` of the selected rows,
+  so a later read touches only their bytes, not whole blocks.
+
+Every other operation is plain dask (the graph is the usual one block per
+``block_rows`` rows), and pickling gives a plain :class:`dask.array.Array`.
+
+This module imports dask at import time; :mod:`embstore.store` imports it
+only inside functions.
+
+Examples
+--------
+>>> import numpy as np
+>>> data = np.arange(20.0).reshape(10, 2)
+>>> x = row_array(lambda p: data[p], np.arange(10), (2,), data.dtype, block_rows=4, token="demo")
+>>> y = x[np.array([1, 7])]
+>>> type(y).__name__, np.asarray(y)[:, 0].tolist()
+('RowArray', [2.0, 14.0])
+>>> float(x.sum().compute())
+190.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from dask.highlevelgraph import HighLevelGraph
+
+try:  # dask >= 2024.12: tasks as objects (tuples still work, but are converted)
+    from dask._task_spec import Task as _Task
+
+    def _task(key: Any, func: Any, *args: Any) -> Any:
+        return _Task(key, func, *args)
+
+except ImportError:  # pragma: no cover - older dask
+
+    def _task(key: Any, func: Any, *args: Any) -> Any:
+        return (func,) + args
+
+
+def _read_block(read: Callable[[np.ndarray], np.ndarray], pos: np.ndarray, rest: tuple[int, ...],
+                dtype: np.dtype) -> np.ndarray:
+    """One dask block: the rows at ``pos`` (a task of :func:`row_array`)."""
+    if len(pos) == 0:
+        return np.zeros((0,) + rest, dtype=dtype)
+    return read(pos)
+
+__all__ = ["RowArray", "row_array"]
+
+
+def _is_full(k: Any) -> bool:
+    return isinstance(k, slice) and k == slice(None)
+
+
+def _row_key(key: Any, ndim: int, n: int) -> Any:
+    """The row-axis part of ``key`` when ``key`` indexes rows only (else None).
+
+    Accepted: a slice, a 1-D integer or boolean NumPy array or list, followed
+    only by full slices (or one trailing ``Ellipsis``).
+    """
+    if not isinstance(key, tuple):
+        key = (key,)
+    if not key:
+        return None
+    if key[-1] is Ellipsis:
+        key = key[:-1]
+    if not key or len(key) > ndim or not all(_is_full(k) for k in key[1:]):
+        return None
+    k0 = key[0]
+    if isinstance(k0, slice):
+        return k0
+    if isinstance(k0, list):
+        k0 = np.asarray(k0)
+    if isinstance(k0, np.ndarray) and k0.ndim == 1:
+        if k0.dtype == bool:
+            return np.nonzero(k0)[0] if len(k0) == n else None
+        if k0.dtype.kind in "iu":
+            return k0
+    return None
+
+
+class RowArray(da.Array):
+    """A dask array of stored rows that reads eagerly without the graph.
+
+    Build one with :func:`row_array`. ``numpy.asarray`` reads the rows into
+    one buffer, and row-only indexing keeps a :class:`RowArray` (see the
+    module docstring); everything else is ordinary dask.
+    """
+
+    _es_read: Callable[[np.ndarray], np.ndarray]
+    _es_positions: np.ndarray
+    _es_block: int
+    _es_token: str
+
+    def __array__(self, dtype: Any = None, copy: Any = None, **kwargs: Any) -> np.ndarray:
+        pos = self._es_positions
+        if len(pos):
+            out = self._es_read(pos)
+        else:
+            out = np.zeros(self.shape, dtype=self.dtype)
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = out.astype(dtype)
+        return out
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            k0 = _row_key(key, self.ndim, len(self._es_positions))
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover - odd keys
+            k0 = None
+        if k0 is None:
+            return super().__getitem__(key)
+        pos = self._es_positions[k0]  # raises IndexError for out-of-range positions
+        return row_array(self._es_read, pos, self.shape[1:], self.dtype, self._es_block, self._es_token)
+
+
+def row_array(
+    read: Callable[[np.ndarray], np.ndarray],
+    positions: np.ndarray,
+    rest: tuple[int, ...],
+    dtype: Any,
+    block_rows: int,
+    token: str,
+) -> RowArray:
+    """Lazy :class:`RowArray` of the stored rows at ``positions``.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(positions) -> numpy.ndarray`` of the rows at those storage
+        positions (any order, repeats allowed), shape ``(len(positions), *rest)``.
+    positions : numpy.ndarray
+        Storage row positions in view order.
+    rest : tuple of int
+        Trailing shape of one row.
+    dtype : numpy.dtype or str
+        Element dtype.
+    block_rows : int
+        Rows per dask block.
+    token : str
+        Identifies the stored array (path, name, shape); combined with a hash of
+        ``positions`` into the dask name, so equal views share a name.
+
+    Returns
+    -------
+    RowArray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = row_array(lambda p: p.astype(float), np.array([4, 2]), (), "float64", 8, "t")
+    >>> np.asarray(x).tolist(), x.chunks
+    ([4.0, 2.0], ((2,),))
+    """
+    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    dtype = np.dtype(dtype)
+    rest = tuple(int(r) for r in rest)
+    h = hashlib.sha1(token.encode())
+    h.update(positions.tobytes())
+    name = f"embstore-{h.hexdigest()[:32]}"
+    block = max(1, int(block_rows))
+    n = len(positions)
+    bounds = list(range(0, n, block)) + [n] if n else [0, 0]
+    tail = (0,) * len(rest)
+    dsk: dict[Any, Any] = {}
+    for i in range(len(bounds) - 1):
+        key = (name, i) + tail
+        dsk[key] = _task(key, _read_block, read, positions[bounds[i] : bounds[i + 1]], rest, dtype)
+    chunks = (tuple(np.diff(bounds).tolist()),) + tuple((r,) for r in rest)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    out = RowArray(graph, name, chunks, meta=np.empty((0,) * (1 + len(rest)), dtype=dtype))
+    out._es_read = read
+    out._es_positions = positions
+    out._es_block = block
+    out._es_token = token
+    return out

@@ -1,0 +1,245 @@
+"""Eager read fast paths and write-path speed-ups of the Store.
+
+* :class:`embstore.store.lazyrows.RowArray`: ``.values`` and row-only indexing
+  skip the dask graph and must give exactly what dask computes;
+* :meth:`embstore.Store.read`: NumPy reads by ids / mask / labels;
+* :class:`embstore.store.buffer.ChunkBuffer` with its reused gather array;
+* local ``zarr.json`` resizes (``ZarrBackend._resize_local``) and
+  :meth:`RawZarrArray.read_positions` with ``out=``.
+
+Run for both backends where the behaviour is backend-independent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dask.array
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st_
+
+from embstore import Store
+from embstore.errors import SelectionError, UnknownVariableError, ValidationError
+from embstore.store.backends.zarr_backend import ZarrBackend
+from embstore.store.buffer import ChunkBuffer
+from embstore.store.lazyrows import RowArray, row_array
+from embstore.store.rawread import RawZarrArray
+
+VARS = {"emb": ("query", "hidden"), "logits": ("query", "class")}
+
+
+def _fill(path: str, n: int = 23, chunk_rows: int = 4, batch: int = 5, seed: int = 0, **kw):
+    rng = np.random.default_rng(seed)
+    ids = np.arange(n) * 3 + 100
+    emb = rng.normal(size=(n, 2, 6)).astype(np.float32)
+    logits = rng.normal(size=(n, 2, 3)).astype(np.float32)
+    skin = (np.arange(n) % 5) + 1
+    light = np.where(np.arange(n) % 2 == 0, "well", "dim")
+    with Store.create(path, variables=VARS, dtypes={"emb": "float32"}, chunk_rows=chunk_rows, **kw) as st:
+        for s in range(0, n, batch):
+            sl = slice(s, s + batch)
+            st.append(ids[sl], {"emb": emb[sl], "logits": logits[sl]},
+                      coords={"skin": skin[sl], "lighting": light[sl]})
+    return ids, emb, logits, skin, light
+
+
+@pytest.fixture(params=[".zarr", ".h5", "sharded.zarr"])
+def filled(request, tmp_path):
+    suffix = request.param
+    kw = {"inner_chunk_rows": 2} if suffix.startswith("sharded") else {}
+    path = str(tmp_path / f"run{suffix}")
+    return (path, *_fill(path, **kw))
+
+
+# ------------------------------------------------------------------ RowArray
+def test_values_fast_path_equals_dask_compute(filled):
+    path, ids, emb, _logits, skin, light = filled
+    with Store.open(path) as st:
+        da_ = st.emb
+        assert isinstance(da_.data, RowArray)
+        assert isinstance(da_.data, dask.array.Array)  # still lazy dask for everything else
+        fast = da_.values
+        slow = da_.data.compute()  # through the graph
+        np.testing.assert_array_equal(fast, emb)
+        np.testing.assert_array_equal(slow, emb)
+        # selection on the DataArray keeps a RowArray of just those rows
+        sub = da_.sel(skin=[2, 4], lighting="dim")
+        want = (np.isin(skin, [2, 4])) & (light == "dim")
+        assert isinstance(sub.data, RowArray)
+        np.testing.assert_array_equal(sub.values, emb[want])
+        np.testing.assert_array_equal(sub.data.compute(), emb[want])
+        np.testing.assert_array_equal(sub.image_id.values, ids[want])
+        # Store.sel
+        ds = st.sel(skin=3)
+        np.testing.assert_array_equal(ds.emb.values, emb[skin == 3])
+        np.testing.assert_array_equal(ds["logits"].values.shape, (int((skin == 3).sum()), 2, 3))
+        # a second selection on a selection
+        np.testing.assert_array_equal(ds.emb.isel(image=[1, 0]).values, emb[skin == 3][[1, 0]])
+
+
+def test_row_indexing_variants_match_numpy(filled):
+    path, _ids, emb, *_ = filled
+    with Store.open(path) as st:
+        x = st.emb.data
+        n = len(emb)
+        mask = np.arange(n) % 3 == 1
+        keys = [slice(2, 17, 3), slice(None, None, -1), np.array([5, 5, 0, n - 1, 2]), [4, 1],
+                mask, (slice(3, 9), slice(None), slice(None)), (np.array([7, 2]), Ellipsis)]
+        for key in keys:
+            y = x[key]
+            assert isinstance(y, RowArray), key
+            want = emb[key]
+            np.testing.assert_array_equal(np.asarray(y), want)
+            np.testing.assert_array_equal(y.compute(), want)
+        # other keys fall back to dask and stay correct
+        for key in [(slice(None), 1), 3, (np.array([1, 2]), slice(None), 0)]:
+            y = x[key]
+            assert not isinstance(y, RowArray)
+            np.testing.assert_array_equal(np.asarray(y), emb[key])
+        with pytest.raises(IndexError):
+            x[np.array([n])]
+        assert np.asarray(x, dtype=np.float64).dtype == np.float64
+        # dask arithmetic on it is ordinary dask
+        np.testing.assert_allclose(float((x * 2).sum().compute()), float((emb * 2).sum()), rtol=1e-5)
+
+
+def test_row_array_empty_and_blocks():
+    data = np.arange(30.0).reshape(10, 3)
+    x = row_array(lambda p: data[p], np.arange(10), (3,), data.dtype, block_rows=4, token="t")
+    assert x.chunks == ((4, 4, 2), (3,))
+    e = x[np.array([], dtype=np.int64)]
+    assert e.shape == (0, 3) and np.asarray(e).shape == (0, 3) and e.compute().shape == (0, 3)
+    # equal views share a dask name (deterministic), different ones do not
+    assert x[1:3].name == x[np.array([1, 2])].name != x[2:4].name
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(idx=st_.lists(st_.integers(0, 22), max_size=15), block=st_.integers(1, 9))
+def test_row_array_property(idx, block):
+    data = np.random.default_rng(1).normal(size=(23, 2))
+    x = row_array(lambda p: data[p], np.arange(23)[::-1].copy(), (2,), data.dtype, block, "p")
+    key = np.array(idx, dtype=np.int64)
+    want = data[::-1][key]
+    np.testing.assert_array_equal(np.asarray(x[key]), want)
+    np.testing.assert_array_equal(x[key].compute(), want)
+
+
+# ---------------------------------------------------------------- Store.read
+def test_store_read(filled):
+    path, ids, emb, logits, skin, light = filled
+    with Store.open(path) as st:
+        np.testing.assert_array_equal(st.read("emb"), emb)
+        np.testing.assert_array_equal(st.read("logits", skin=[1, 5]), logits[np.isin(skin, [1, 5])])
+        np.testing.assert_array_equal(st.read("emb", skin=2, lighting="well"),
+                                      emb[(skin == 2) & (light == "well")])
+        np.testing.assert_array_equal(st.read("emb", ids=[ids[7], ids[0], ids[7]]), emb[[7, 0, 7]])
+        m = np.arange(len(ids)) % 4 == 0
+        np.testing.assert_array_equal(st.read("emb", mask=m), emb[m])
+        np.testing.assert_array_equal(st.read("emb", ids=ids[[9, 8, 4]], mask=m), emb[[8, 4]])
+        assert st.read("emb", ids=[]).shape == (0, 2, 6)
+        np.testing.assert_array_equal(st.read("emb", skin=3), st.sel(skin=3).emb.values)
+        with pytest.raises(UnknownVariableError, match="nope"):
+            st.read("nope")
+        with pytest.raises(SelectionError, match="not committed"):
+            st.read("emb", ids=[1])
+        with pytest.raises(SelectionError):
+            st.read("emb", skin=99)
+        with pytest.raises(ValidationError, match="mask"):
+            st.read("emb", mask=np.ones(3, dtype=bool))
+
+
+def test_read_sees_rows_of_an_open_writer(tmp_path):
+    path = str(tmp_path / "w.zarr")
+    st = Store.create(path, variables={"e": ("d",)}, dtypes={"e": "float32"}, chunk_rows=8)
+    st.append([1, 2, 3], {"e": np.arange(6.0).reshape(3, 2)})
+    np.testing.assert_array_equal(st.read("e", ids=[3]), [[4.0, 5.0]])
+    np.testing.assert_array_equal(st["e"].values[:, 0], [0.0, 2.0, 4.0])
+    st.close()
+
+
+# -------------------------------------------------------------- ChunkBuffer
+@settings(max_examples=60, deadline=None)
+@given(
+    chunk=st_.integers(1, 6),
+    ops=st_.lists(st_.tuples(st_.sampled_from(["append", "write", "flush"]), st_.integers(0, 9)), max_size=40),
+    strings=st_.booleans(),
+)
+def test_chunk_buffer_matches_a_list(chunk, ops, strings):
+    buf = ChunkBuffer(0, chunk)
+    ref: list = []  # rows from buf.start on
+    counter = 0
+    for op, k in ops:
+        if op == "append":
+            if strings:  # widths grow: the gather array must promote its dtype
+                rows = np.array([f"s{counter + j}" * (1 + (counter + j) % 3) for j in range(k)])
+            else:
+                rows = np.arange(counter, counter + k, dtype=np.int64).reshape(k, 1).repeat(2, axis=1)
+            counter += k
+            buf.append(rows)
+            ref.extend(rows.tolist())
+        elif len(buf):
+            end = buf.full_end() if op == "write" else buf.end
+            if end <= buf.start:
+                continue
+            assert buf.block(end).tolist() == ref[: end - buf.start]
+            keep = end - end % chunk
+            drop = keep - buf.start
+            buf.advance(end)
+            if drop > 0:
+                ref = ref[drop:]
+                assert buf.start == keep
+        assert len(buf) == len(ref)
+    if len(buf):
+        assert buf.block(buf.end).tolist() == ref
+
+
+def test_chunk_buffer_single_batch_is_not_copied():
+    buf = ChunkBuffer(0, 4)
+    a = np.arange(8).reshape(8, 1)
+    buf.append(a)
+    assert np.shares_memory(buf.block(8), a)
+    buf.append(np.arange(2).reshape(2, 1))
+    buf.advance(8)  # the 2 leftover rows move into the reused gather array
+    assert buf.block(10).ravel().tolist() == [0, 1]
+    assert not np.shares_memory(buf.block(10), a)
+
+
+# ------------------------------------------------------------ local resizes
+def test_local_resize_rewrites_metadata_and_drops_chunks(tmp_path):
+    path = str(tmp_path / "r.zarr")
+    with Store.create(path, variables={"e": ("d",)}, dtypes={"e": "float32"}, chunk_rows=4) as st:
+        st.append(list(range(10)), {"e": np.arange(20.0).reshape(10, 2)})
+        st.flush()
+        assert st._backend.array_info("e")[0][0] > 10  # grown geometrically while writing
+    # closed: trimmed to the committed length, readable by plain zarr
+    z = zarr.open_array(os.path.join(path, "e"), mode="r")
+    assert z.shape == (10, 2)
+    np.testing.assert_array_equal(z[:], np.arange(20.0).reshape(10, 2))
+    be = ZarrBackend.open(path, "a", None)
+    be.resize("e", 5)
+    assert be.array_info("e")[0] == (5, 2)
+    z = zarr.open_array(os.path.join(path, "e"), mode="r")
+    assert z.shape == (5, 2)
+    assert sorted(os.listdir(os.path.join(path, "e", "c"))) == ["0", "1"]  # chunk 2 (rows 8-11) gone
+    np.testing.assert_array_equal(z[:], np.arange(10.0).reshape(5, 2))
+
+
+# ------------------------------------------------------------ rawread out=
+def test_read_positions_out_and_order(tmp_path):
+    d = str(tmp_path / "a")
+    z = zarr.create_array(d, shape=(13, 3), chunks=(4, 3), dtype="float32", compressors=None)
+    base = np.arange(39, dtype=np.float32).reshape(13, 3)
+    z[:] = base
+    raw = RawZarrArray.open(d)
+    out = np.empty((4, 3), dtype=np.float32)
+    res = raw.read_positions(np.array([0, 1, 5, 12]), out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, base[[0, 1, 5, 12]])
+    np.testing.assert_array_equal(raw.read_positions(np.array([12, 3, 3, 0])), base[[12, 3, 3, 0]])
+    with pytest.raises(ValueError, match="out must be"):
+        raw.read_positions(np.array([1, 2]), out=np.empty((2, 3), dtype=np.float64))
+    with pytest.raises(IndexError):
+        raw.read_positions(np.array([13]))
