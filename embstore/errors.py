@@ -40,6 +40,7 @@ __all__ = [
     "DeviceUnavailableError",
     "DatasetError",
     "IndexError_",
+    "DistributedTaskError",
 ]
 
 

@@ -10,7 +10,9 @@ rather than a home-made one:
   chunk-aligned row regions of one preallocated store (one task per region).
 * :mod:`embstore.distributed.analysis`: statistics, exact k-NN search and
   threshold clustering computed block by block as dask tasks, on the local
-  scheduler or a cluster, with memory per worker bounded by the block size.
+  scheduler or a cluster, with memory per worker bounded by the block size
+  (its ``cluster`` function is not re-exported here: the name
+  ``embstore.distributed.cluster`` is the module of :func:`connect`).
 
 The torch side (running extractors in dask tasks) lives in
 :mod:`extractors.distributed`.
@@ -41,7 +43,7 @@ __all__ = [
     "knn_search",
     "knn_self",
     "threshold_groups",
-    "cluster",
+    "write_vectors",
 ]
 
 _LAZY = {
@@ -55,7 +57,7 @@ _LAZY = {
     "knn_search": "analysis",
     "knn_self": "analysis",
     "threshold_groups": "analysis",
-    "cluster": "analysis",
+    "write_vectors": "analysis",
 }
 
 

@@ -23,7 +23,8 @@ summation order: exact search uses the same faiss block scan and result heap.
 Examples
 --------
 >>> from embstore import EmbeddingAnalyzer                               # doctest: +SKIP
->>> from embstore.distributed import connect, vector_stats, cluster      # doctest: +SKIP
+>>> from embstore.distributed import connect                             # doctest: +SKIP
+>>> from embstore.distributed.analysis import vector_stats, cluster       # doctest: +SKIP
 >>> an = EmbeddingAnalyzer("facet.zarr")                                  # doctest: +SKIP
 >>> with connect(address="tcp://scheduler:8786") as client:               # doctest: +SKIP
 ...     stats = vector_stats(an, pool="mean", by="skin", client=client)
