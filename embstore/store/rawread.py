@@ -79,6 +79,8 @@ class RawZarrArray:
         fv = meta.get("fill_value")
         self.fill = np.array(np.nan if fv == "NaN" else (0 if fv is None else fv)).astype(self.dtype)
         self._tail = "/".join(["0"] * (self.ndim - 1))
+        self._index_extra = 0
+        self._made_dirs: set[str] = set()
 
     @classmethod
     def open(cls, path: str) -> RawZarrArray | None:
@@ -283,8 +285,43 @@ class RawZarrArray:
                 os.close(cdir)
         return out
 
+    @property
+    def can_write(self) -> bool:
+        """Whether :meth:`write_chunks` can write this array directly.
+
+        Unsharded arrays always; sharded ones when their index checksum (if
+        any) can be computed (``google_crc32c``, a zarr dependency).
+        """
+        if self.inner_rows is None or not self._index_extra:
+            return True
+        try:
+            import google_crc32c  # noqa: F401
+        except ImportError:  # pragma: no cover - zarr requires it
+            return False
+        return True
+
+    def _shard_tail(self) -> bytes:
+        """Index (and checksum) of a full shard whose inner chunks lie in order."""
+        ir = self.inner_rows or self.chunk_rows
+        n_inner = self.chunk_rows // ir
+        ib = ir * self.row_bytes
+        index = np.empty((n_inner, 2), dtype="<u8")
+        index[:, 0] = np.arange(n_inner, dtype=np.uint64) * np.uint64(ib)
+        index[:, 1] = ib
+        raw = index.tobytes()
+        if self._index_extra:
+            import google_crc32c
+
+            raw += int(google_crc32c.value(raw)).to_bytes(4, "little")
+        return raw
+
     def write_chunks(self, start: int, values: np.ndarray) -> None:
-        """Write rows ``start ..`` as whole chunk files (``start`` on a chunk boundary).
+        """Write rows ``start ..`` as whole chunk (or shard) files (``start`` on a chunk boundary).
+
+        A shard is written as its inner chunks in order followed by the index
+        of ``(offset, nbytes)`` pairs (and its crc32c checksum when the array
+        declares one), which is what zarr's sharding codec writes for raw
+        inner chunks with no empty chunk skipped.
 
         Parameters
         ----------
@@ -294,9 +331,10 @@ class RawZarrArray:
             Rows to write, dtype and trailing shape of the array. A partial last
             chunk is padded with the fill value.
         """
-        if self.inner_rows is not None or start % self.chunk_rows:
-            raise ValueError("write_chunks needs an unsharded array and a chunk-aligned start")
+        if start % self.chunk_rows or not self.can_write:
+            raise ValueError("write_chunks needs a chunk-aligned start (and a writable shard index)")
         cr = self.chunk_rows
+        tail = self._shard_tail() if self.inner_rows is not None else b""
         values = np.ascontiguousarray(values, dtype=self.dtype)
         for k in range(0, len(values), cr):
             block = values[k : k + cr]
@@ -306,8 +344,13 @@ class RawZarrArray:
                 full[len(block) :] = self.fill
                 block = full
             path = self._chunk_file((start + k) // cr)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            parent = os.path.dirname(path)
+            if parent not in self._made_dirs:  # a chunk's directories are made once per writer
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as fh:
                 fh.write(memoryview(block.reshape(-1).view(np.uint8)))
+                if tail:
+                    fh.write(tail)
             os.replace(tmp, path)

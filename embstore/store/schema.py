@@ -350,13 +350,24 @@ def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: boo
     return fast_cast(arr, target)
 
 
+_CAST_STEP = 32768  # torch's parallel grain size: slices this small convert on the calling thread
+
+
 def fast_cast(arr: np.ndarray, target: np.dtype) -> np.ndarray:
     """Cast an array; float32 -> float16 uses torch when it is already imported.
 
-    numpy's float32 -> float16 conversion runs at a fraction of memory speed;
-    torch's vectorised one gives bit-identical results about 2-4x faster. torch
-    is never imported here: it is used only if the caller's process has it
-    loaded already (as extraction pipelines do).
+    numpy's float32 -> float16 conversion runs at a fraction of memory speed
+    (~1.3 GB/s here); torch's vectorised one gives bit-identical results much
+    faster. torch is never imported here: it is used only if the caller's
+    process has it loaded already (as extraction pipelines and the legacy
+    importer do).
+
+    The conversion runs in slices of 32768 values, torch's parallel grain
+    size, so each slice converts on the calling thread: a whole-array
+    ``tensor.to(float16)`` fans out to torch's intra-op thread pool, which
+    on a busy machine (the model using the cores, or a writer thread
+    beside the main one) measured 1.1 GB/s against ~20 GB/s for the sliced
+    single-thread conversion.
 
     Examples
     --------
@@ -369,9 +380,15 @@ def fast_cast(arr: np.ndarray, target: np.dtype) -> np.ndarray:
     if torch is not None and target == np.float16 and arr.dtype == np.float32 and arr.size > 4096:
         try:
             src = np.ascontiguousarray(arr)
-            if not src.flags.writeable:
-                src = src.copy()
-            return torch.from_numpy(src).to(torch.float16).numpy()
+            out = np.empty(src.shape, dtype=np.float16)
+            s = torch.from_numpy(src.reshape(-1)) if src.flags.writeable else torch.from_numpy(
+                src.reshape(-1).copy()
+            )
+            d = torch.from_numpy(out.reshape(-1))
+            n = int(s.numel())
+            for i in range(0, n, _CAST_STEP):
+                d[i : i + _CAST_STEP].copy_(s[i : i + _CAST_STEP])
+            return out
         except Exception:  # pragma: no cover - any torch oddity: numpy fallback
             pass
     with np.errstate(over="ignore", invalid="ignore"):

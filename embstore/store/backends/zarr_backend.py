@@ -345,7 +345,7 @@ class ZarrBackend(Backend):
         raw = self._raw(name)
         if (
             raw is not None
-            and raw.inner_rows is None
+            and raw.can_write
             and start % raw.chunk_rows == 0
             and values.dtype == raw.dtype
             and tuple(values.shape[1:]) == raw.shape[1:]
