@@ -1264,11 +1264,11 @@ class Store:
         pos = self._positions()
         if sub is not None:
             pos = pos[sub]
-        # dask blocks of whole chunks, about 16 MiB each: few tasks, aligned reads
-        cr = self._schema.chunk_rows or 1024
-        shape, dtype, _ = self._backend.array_info(name)
-        row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
-        block = cr * max(1, (16 * 2**20) // (cr * row_bytes))
+        # one dask block per storage chunk: blocks line up across variables (the
+        # chunk size is shared and sized for the largest one, ~8 MiB), so dask
+        # work such as pooling streams chunk by chunk with bounded memory. Eager
+        # reads (.values, Store.read) do not go through the blocks at all.
+        block = self._schema.chunk_rows or 1024
         return self._backend.lazy_rows(name, pos, block)
 
     @staticmethod
@@ -1280,7 +1280,15 @@ class Store:
         return attach_row_index(obj, row_dim)
 
     def __getitem__(self, name: str) -> Any:
-        """Lazy :class:`xarray.DataArray` of a dense variable (committed rows)."""
+        """Lazy :class:`xarray.DataArray` of a dense variable (committed rows).
+
+        The data is a dask array (:class:`~embstore.store.lazyrows.RowArray`):
+        dask operations stay lazy and stream block by block, while eager reads
+        take a short cut around the dask graph: ``.values`` reads the rows
+        straight into one array, and selecting rows (``.sel(skin=1)``,
+        ``.isel(image=...)``) keeps a view that later reads only those rows.
+        :meth:`read` returns NumPy without building the xarray object.
+        """
         import xarray as xr
 
         self._sync_reader()
@@ -1334,7 +1342,9 @@ class Store:
         ``sel(skin=1)``, ``sel(skin=[1, 2])`` and ``sel(skin=1, lighting="well_lit")``
         work on non-unique labels (AND across coordinates, OR within a list)
         and always keep the row dimension. The result reads only the selected
-        rows when computed (not whole chunks).
+        rows when computed (not whole chunks); ``.values`` of one of its
+        variables reads them without dask (see :meth:`__getitem__`), and
+        :meth:`read` does the same returning NumPy.
 
         Raises
         ------
