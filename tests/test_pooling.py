@@ -27,7 +27,9 @@ from embstore.errors import ShapeMismatchError, ValidationError
 def ref_scores(logits: np.ndarray, score: str) -> np.ndarray:
     p = softmax(logits.astype(np.float64), axis=-1)
     if score == "foreground":
-        return 1.0 - p[..., -1]
+        # the sum of object-class probabilities, not 1 - p(no-object): the latter
+        # cancels catastrophically (even in float64) when p(no-object) ~ 1
+        return p[..., :-1].sum(axis=-1)
     return p[..., :-1].max(axis=-1)
 
 
