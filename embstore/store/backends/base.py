@@ -183,14 +183,21 @@ class Backend(abc.ABC):
 
         Returns
         -------
-        embstore.store.lazyrows.RowArray
-            A dask array whose eager reads (``numpy.asarray``) and row-only
-            indexing skip the dask graph.
+        dask.array.Array
+            A plain dask array whose tasks read rows with the backend's fast
+            point reader. It is deliberately *not* the
+            :class:`~embstore.store.lazyrows.RowArray` subclass: xarray refuses
+            to mix two chunked-array types in one operation (``apply_ufunc``,
+            ``where``, ``concat`` with a user's own dask arrays), so views
+            must be ordinary dask. Eager reads that skip dask entirely go
+            through :meth:`embstore.Store.read`.
         """
+        import dask.array as da
+
         from ..lazyrows import row_array
 
         shape, dtype, _rows = self.array_info(name)
-        return row_array(
+        rows = row_array(
             lambda p: self.read_points(name, p),
             positions,
             tuple(shape[1:]),
@@ -198,6 +205,7 @@ class Backend(abc.ABC):
             block_rows,
             f"{self.path}\0{name}\0{tuple(shape)}",
         )
+        return da.Array(rows.dask, rows.name, rows.chunks, dtype=rows.dtype, meta=rows._meta)
 
     def read_points(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Rows at ``positions`` (any order)."""
