@@ -195,9 +195,13 @@ def main(argv: list[str] | None = None) -> None:
         with Store.open(str(path)) as st:
             return st.query_embeddings.values
 
-    qdir = zpath / "query_embeddings" / "c"
-    qfiles = sorted(qdir.rglob("*"), key=lambda p: int(p.relative_to(qdir).parts[0]))
-    qfiles = [p for p in qfiles if p.is_file()]
+    qarr = zpath / "query_embeddings"
+    if (qarr / "c").is_dir():  # "/" chunk keys: c/<i>/0/0
+        qdir = qarr / "c"
+        qfiles = sorted(qdir.rglob("*"), key=lambda p: int(p.relative_to(qdir).parts[0]))
+        qfiles = [p for p in qfiles if p.is_file()]
+    else:  # "." chunk keys (embstore's default): c.<i>.0.0 next to zarr.json
+        qfiles = sorted(qarr.glob("c.*"), key=lambda p: int(p.name.split(".")[1]))
 
     def raw_full():
         return np.concatenate([np.fromfile(p, dtype=np.float16) for p in qfiles])

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
 
 from embstore import Store
-from embstore.errors import SelectionError, UnknownVariableError, ValidationError
+from embstore.errors import NonFiniteError, SelectionError, UnknownVariableError, ValidationError
 from embstore.store.backends.zarr_backend import ZarrBackend
 from embstore.store.buffer import ChunkBuffer
 from embstore.store.lazyrows import RowArray, row_array
@@ -238,8 +238,41 @@ def test_local_resize_rewrites_metadata_and_drops_chunks(tmp_path):
     assert be.array_info("e")[0] == (5, 2)
     z = zarr.open_array(os.path.join(path, "e"), mode="r")
     assert z.shape == (5, 2)
-    assert sorted(os.listdir(os.path.join(path, "e", "c"))) == ["0", "1"]  # chunk 2 (rows 8-11) gone
+    # flat chunk keys (c.<i>.0): chunk 2 (rows 8-11) gone
+    assert sorted(f for f in os.listdir(os.path.join(path, "e")) if f.startswith("c")) == ["c.0.0", "c.1.0"]
     np.testing.assert_array_equal(z[:], np.arange(10.0).reshape(5, 2))
+
+
+def test_store_arrays_use_flat_chunk_files(tmp_path):
+    path = str(tmp_path / "f.zarr")
+    with Store.create(path, variables={"q": ("query", "hidden")}, chunk_rows=4) as st:
+        st.append(list(range(9)), {"q": np.ones((9, 3, 2), np.float32)}, coords={"skin": list(range(9))})
+    for name in ("q", "image_id", "skin"):
+        entries = os.listdir(os.path.join(path, name))
+        assert "c" not in entries  # no directory tree per chunk
+        assert any(e.startswith("c.0") for e in entries)
+    assert sorted(e for e in os.listdir(os.path.join(path, "q")) if e.startswith("c.")) == [
+        "c.0.0.0", "c.1.0.0", "c.2.0.0"]
+
+
+@pytest.mark.parametrize("sep", ["/", "."])
+@given(n=st_.integers(1, 23), start_chunk=st_.integers(0, 2), seed=st_.integers(0, 2**16))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_raw_chunk_writes_match_zarr_for_both_key_separators(tmp_path, sep, n, start_chunk, seed):
+    d = tmp_path / f"a{sep == '.'}{n}_{start_chunk}_{seed}"
+    z = zarr.create_array(str(d), shape=(40, 3, 2), chunks=(5, 3, 2), dtype="float16", compressors=None,
+                          fill_value=0, chunk_key_encoding={"name": "default", "separator": sep})
+    raw = RawZarrArray.open(str(d))
+    assert raw is not None and raw.flat == (sep == ".")
+    data = np.random.default_rng(seed).standard_normal((n, 3, 2)).astype(np.float16)
+    start = 5 * start_chunk
+    raw.write_chunks(start, data)
+    got = zarr.open_array(str(d), mode="r")[:]
+    np.testing.assert_array_equal(got[start : start + n], data)
+    assert not got[:start].any() and not got[start + n :].any()
+    np.testing.assert_array_equal(raw.read_range(start, start + n), data)
+    pos = np.random.default_rng(seed).integers(0, n, size=min(n, 5)) + start
+    np.testing.assert_array_equal(raw.read_positions(pos), data[pos - start])
 
 
 # ------------------------------------------------------------ rawread out=
@@ -308,3 +341,52 @@ def test_direct_shard_writes_match_zarr(tmp_path, inner):
     grown = zarr.open_array(str(tmp_path / "mine"), mode="r")[:]
     assert np.isnan(grown[10:]).all()
     np.testing.assert_array_equal(grown[:10], data)
+
+
+# ------------------------------------------------------------ cast into the buffer
+@given(
+    sizes=st_.lists(st_.integers(0, 9), min_size=1, max_size=8),
+    chunk=st_.integers(1, 6),
+    advance_every=st_.integers(1, 4),
+    seed=st_.integers(0, 2**16),
+)
+@settings(max_examples=40, deadline=None)
+def test_append_cast_matches_cast_of_concatenation(sizes, chunk, advance_every, seed):
+    rng = np.random.default_rng(seed)
+    b = ChunkBuffer(start=0, chunk=chunk)
+    parts, written = [], []
+    for k, n in enumerate(sizes):
+        p = rng.standard_normal((n, 3)).astype(np.float32)
+        parts.append(p)
+        b.append_cast(p, "float16")
+        p[:] = 7.0  # rows were copied at append time: later changes do not show
+        if k % advance_every == 0 and b.full_end() > b.start:
+            upto = b.full_end()
+            written.append(b.block(upto).copy())
+            b.advance(upto)
+    if len(b):
+        written.append(b.block(b.end).copy())
+    got = np.concatenate(written) if written else np.zeros((0, 3), np.float16)
+    assert got.dtype == np.float16
+    ref = np.concatenate(_regen(sizes, seed)).astype(np.float16)
+    np.testing.assert_array_equal(got, ref)
+
+
+def _regen(sizes, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((n, 3)).astype(np.float32) for n in sizes]
+
+
+def test_failed_append_buffers_nothing_and_store_matches_float16_cast(tmp_path):
+    path = str(tmp_path / "c.zarr")
+    a = np.random.default_rng(0).standard_normal((5, 4, 3)).astype(np.float32)
+    with Store.create(path, variables={"q": ("query", "hidden"), "z": ("k",)}, chunk_rows=4) as st:
+        st.append([1, 2], {"q": a[:2], "z": np.ones((2, 2), np.float32)})
+        bad = np.ones((3, 2), np.float32)
+        bad[1, 0] = np.nan
+        with pytest.raises(NonFiniteError, match="NaN"):
+            st.append([3, 4, 5], {"q": a[2:], "z": bad})  # q is valid, z is not: nothing buffered
+        st.append([3, 4, 5], {"q": a[2:], "z": np.ones((3, 2), np.float32)})
+    st = Store.open(path)
+    np.testing.assert_array_equal(st.read("q"), a.astype(np.float16))
+    assert st.ids.tolist() == [1, 2, 3, 4, 5]

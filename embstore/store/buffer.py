@@ -15,6 +15,12 @@ reused memory), so reusing the gather array makes appends of many small
 batches cheaper. One batch that already covers the rows to write is written
 as it is, without a copy.
 
+Batches that need a dtype conversion (float32 input into a float16 store)
+are cast straight into the gather array by :meth:`ChunkBuffer.append_cast`:
+one pass over the data instead of a cast into a fresh array followed by a
+copy into the gather array (the store's write path is memory-bound, so every
+pass saved shows).
+
 Examples
 --------
 >>> import numpy as np
@@ -66,6 +72,53 @@ class ChunkBuffer:
         if len(arr):
             self._parts.append(arr)
             self._n += len(arr)
+
+    def append_cast(self, arr: np.ndarray, dtype: np.dtype | str) -> None:
+        """Add rows at the end, cast to ``dtype`` straight into the gather array.
+
+        The rows are copied now (later changes to ``arr`` do not show). An
+        array already of ``dtype`` is kept by reference, as :meth:`append` does.
+
+        Parameters
+        ----------
+        arr : numpy.ndarray
+            Rows to add (leading row axis).
+        dtype : numpy.dtype or str
+            Storage dtype of the buffered rows.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> b = ChunkBuffer(start=0, chunk=2)
+        >>> b.append_cast(np.array([[1.5], [2.0]], dtype=np.float64), "float16")
+        >>> b.append_cast(np.array([[3.0]], dtype=np.float32), "float16")
+        >>> blk = b.block(3); blk.dtype, blk[:, 0].tolist()
+        (dtype('float16'), [1.5, 2.0, 3.0])
+        """
+        from .schema import fast_cast
+
+        dtype = np.dtype(dtype)
+        if arr.dtype == dtype or dtype.kind not in "fiub" or arr.dtype.kind not in "fiub":
+            self.append(arr if arr.dtype == dtype else arr.astype(dtype))
+            return
+        if not len(arr):
+            return
+        data = self._consolidate()
+        need = self._n + len(arr)
+        sp = self._space
+        fits = sp is not None and sp.dtype == dtype and sp.shape[1:] == arr.shape[1:] and len(sp) >= need
+        if fits and data is not None:  # existing rows must already sit at the front of the gather array
+            fits = data.base is sp and data.__array_interface__["data"][0] == sp.__array_interface__["data"][0]
+        if not fits:
+            same = sp is not None and sp.shape[1:] == arr.shape[1:]
+            cap = max(need, self.chunk, 2 * len(sp) if same and sp is not None else 0)
+            new = np.empty((cap,) + arr.shape[1:], dtype=dtype)
+            if data is not None:
+                new[: self._n] = data
+            self._space = sp = new
+        fast_cast(arr, dtype, out=sp[self._n : need])
+        self._parts = [sp[:need]]
+        self._n = need
 
     def full_end(self) -> int:
         """Absolute end of the last complete chunk in the buffer."""

@@ -16,8 +16,14 @@ pipeline (a partial last chunk is padded with the fill value, as zarr does).
 
 Only arrays this module fully understands are read this way (numeric dtype,
 ``bytes`` codec, little endian, optionally ``sharding_indexed`` with its index
-at the end, default chunk keys, one chunk across all trailing dims); anything
-else goes through zarr. Results are compared with zarr's in the tests.
+at the end, default chunk keys with the ``/`` or ``.`` separator, one chunk
+across all trailing dims); anything else goes through zarr.
+
+embstore creates its arrays with the ``.`` separator (flat chunk files
+``c.0.0.0`` next to ``zarr.json``): the ``/`` separator creates a directory
+per chunk (and per trailing dim), and creating inodes is a large part of the
+cost of a write on ext4 (measured with ``perf`` in ``bench/store_io.py``).
+Stores written with ``/`` keys are read (and written) as well. Results are compared with zarr's in the tests.
 
 Examples
 --------
@@ -78,7 +84,10 @@ class RawZarrArray:
         self.row_bytes = self.row_items * self.dtype.itemsize
         fv = meta.get("fill_value")
         self.fill = np.array(np.nan if fv == "NaN" else (0 if fv is None else fv)).astype(self.dtype)
+        sep = ((meta.get("chunk_key_encoding") or {}).get("configuration") or {}).get("separator", "/")
+        self.flat = sep == "."  # chunk files c.<i>.0.0 in the array directory (no c/ tree)
         self._tail = "/".join(["0"] * (self.ndim - 1))
+        self._dot_tail = ".0" * (self.ndim - 1)
         self._index_extra = 0
         self._made_dirs: set[str] = set()
 
@@ -103,7 +112,7 @@ class RawZarrArray:
             if meta["chunk_grid"]["name"] != "regular":
                 return None
             cke = meta["chunk_key_encoding"]
-            if cke["name"] != "default" or (cke.get("configuration") or {}).get("separator", "/") != "/":
+            if cke["name"] != "default" or (cke.get("configuration") or {}).get("separator", "/") not in ("/", "."):
                 return None
             shape = list(meta["shape"])
             chunk = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
@@ -136,6 +145,8 @@ class RawZarrArray:
 
     # ------------------------------------------------------------------
     def _chunk_file(self, c: int) -> str:
+        if self.flat:
+            return os.path.join(self.path, f"c.{c}{self._dot_tail}")
         return os.path.join(self.path, "c", str(c), self._tail) if self.ndim > 1 else os.path.join(self.path, "c", str(c))
 
     def _open_chunk(self, c: int, cdir: int | None) -> int:
@@ -146,14 +157,17 @@ class RawZarrArray:
         """
         if cdir is None:
             return os.open(self._chunk_file(c), os.O_RDONLY)
-        rel = f"{c}/{self._tail}" if self.ndim > 1 else str(c)
+        if self.flat:
+            rel = f"c.{c}{self._dot_tail}"
+        else:
+            rel = f"{c}/{self._tail}" if self.ndim > 1 else str(c)
         return os.open(rel, os.O_RDONLY, dir_fd=cdir)
 
     def _open_cdir(self) -> int | None:
         if not _DIR_FD:
             return None  # pragma: no cover - platforms without dir_fd
         try:
-            return os.open(os.path.join(self.path, "c"), os.O_RDONLY)
+            return os.open(self.path if self.flat else os.path.join(self.path, "c"), os.O_RDONLY)
         except OSError:  # no chunk written yet
             return None
 

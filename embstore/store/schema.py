@@ -294,7 +294,7 @@ class Schema:
         return rows
 
 
-def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: bool) -> np.ndarray:
+def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: bool, cast: bool = True) -> np.ndarray:
     """Validate and cast one batch of a numeric variable to its storage dtype.
 
     Parameters
@@ -307,11 +307,16 @@ def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: boo
         Storage dtype.
     allow_nonfinite : bool
         Accept NaN/Inf when True.
+    cast : bool
+        Return the batch cast to the storage dtype (default). With False the
+        validated batch is returned as it is, for callers that cast it later
+        straight into their own buffer (:meth:`ChunkBuffer.append_cast
+        <embstore.store.buffer.ChunkBuffer.append_cast>`), saving a copy.
 
     Returns
     -------
     numpy.ndarray
-        The batch cast to the storage dtype.
+        The batch cast to the storage dtype (or unchanged when ``cast=False``).
 
     Raises
     ------
@@ -347,13 +352,13 @@ def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: boo
                     f"that overflow its storage dtype {storage} (max {limit:g}); store it as float32 "
                     f"(Store.create(dtypes={{{name!r}: 'float32'}}))"
                 )
-    return fast_cast(arr, target)
+    return fast_cast(arr, target) if cast else arr
 
 
 _CAST_STEP = 32768  # torch's parallel grain size: slices this small convert on the calling thread
 
 
-def fast_cast(arr: np.ndarray, target: np.dtype) -> np.ndarray:
+def fast_cast(arr: np.ndarray, target: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
     """Cast an array; float32 -> float16 uses torch when it is already imported.
 
     numpy's float32 -> float16 conversion runs at a fraction of memory speed
@@ -367,32 +372,65 @@ def fast_cast(arr: np.ndarray, target: np.dtype) -> np.ndarray:
     ``tensor.to(float16)`` fans out to torch's intra-op thread pool, which
     on a busy machine (the model using the cores, or a writer thread
     beside the main one) measured 1.1 GB/s against ~20 GB/s for the sliced
-    single-thread conversion.
+    single-thread conversion. When torch is set to one thread
+    (``torch.set_num_threads(1)``) nothing fans out and the array converts in
+    one call.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        Values to cast.
+    target : numpy.dtype
+        Target dtype.
+    out : numpy.ndarray, optional
+        C-contiguous array of dtype ``target`` and the shape of ``arr`` to
+        cast into (e.g. a slice of an append buffer: one pass over the data
+        instead of a cast followed by a copy). Returned.
+
+    Returns
+    -------
+    numpy.ndarray
+        The cast values (``arr`` itself when it has the target dtype and no
+        ``out`` is given).
 
     Examples
     --------
     >>> fast_cast(np.array([1.0, 2.5], dtype=np.float32), np.dtype("float16")).dtype
     dtype('float16')
+    >>> buf = np.zeros(3, dtype=np.float16)
+    >>> fast_cast(np.array([1.0, 2.5], dtype=np.float32), np.dtype("float16"), out=buf[1:]).tolist()
+    [1.0, 2.5]
+    >>> buf.tolist()
+    [0.0, 1.0, 2.5]
     """
-    if arr.dtype == target:
+    target = np.dtype(target)
+    if arr.dtype == target and out is None:
         return arr
     torch = sys.modules.get("torch")
-    if torch is not None and target == np.float16 and arr.dtype == np.float32 and arr.size > 4096:
+    if (
+        torch is not None and target == np.float16 and arr.dtype == np.float32 and arr.size > 4096
+        and (out is None or (out.flags.c_contiguous and out.flags.writeable and out.shape == arr.shape))
+    ):
         try:
             src = np.ascontiguousarray(arr)
-            out = np.empty(src.shape, dtype=np.float16)
+            dst = np.empty(src.shape, dtype=np.float16) if out is None else out
             s = torch.from_numpy(src.reshape(-1)) if src.flags.writeable else torch.from_numpy(
                 src.reshape(-1).copy()
             )
-            d = torch.from_numpy(out.reshape(-1))
+            d = torch.from_numpy(dst.reshape(-1))
             n = int(s.numel())
-            for i in range(0, n, _CAST_STEP):
-                d[i : i + _CAST_STEP].copy_(s[i : i + _CAST_STEP])
-            return out
+            # one thread configured: nothing fans out, so one call (no per-slice overhead)
+            step = n if torch.get_num_threads() == 1 else _CAST_STEP
+            for i in range(0, n, step):
+                d[i : i + step].copy_(s[i : i + step])
+            return dst
         except Exception:  # pragma: no cover - any torch oddity: numpy fallback
             pass
     with np.errstate(over="ignore", invalid="ignore"):
-        return arr.astype(target)
+        if out is None:
+            return arr.astype(target)
+        np.copyto(out, arr, casting="unsafe")
+        return out
 
 
 def coerce_coord(name: str, values: Any, n: int) -> np.ndarray:

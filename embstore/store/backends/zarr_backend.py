@@ -250,6 +250,8 @@ class ZarrBackend(Backend):
                 dimension_names=list(dims),
                 attributes=attrs or {},
                 config={"write_empty_chunks": True},
+                # flat chunk files (c.0.0.0): no directory per chunk (see rawread)
+                chunk_key_encoding={"name": "default", "separator": "."},
                 **kw,
             )
         except Exception as exc:  # created concurrently by another region writer
@@ -299,7 +301,7 @@ class ZarrBackend(Backend):
             return False
         if (
             meta.get("node_type") != "array" or not shape or grid.get("name") != "regular"
-            or cke.get("name") != "default" or (cke.get("configuration") or {}).get("separator", "/") != "/"
+            or cke.get("name") != "default" or (cke.get("configuration") or {}).get("separator", "/") not in ("/", ".")
         ):
             return False
         old = shape[0]
@@ -311,14 +313,22 @@ class ZarrBackend(Backend):
             json.dump(meta, fh, indent=2)
         os.replace(tmp, p)
         if n < old:  # drop chunks wholly beyond the new shape
-            cdir = os.path.join(self.root, name, "c")
+            flat = (cke.get("configuration") or {}).get("separator", "/") == "."
+            cdir = os.path.join(self.root, name) if flat else os.path.join(self.root, name, "c")
             first_gone = -(-int(n) // cr)
             try:
                 entries = os.listdir(cdir)
             except OSError:
                 entries = []
             for e in entries:
-                if e.isdigit() and int(e) >= first_gone:
+                if flat:  # "c.<i>.0.0" -> "<i>"; temp files and zarr.json are left alone
+                    parts = e.split(".")
+                    if parts[0] != "c" or len(parts) < 2 or not all(p.isdigit() for p in parts[1:]):
+                        continue
+                    e_idx = parts[1]
+                else:
+                    e_idx = e
+                if e_idx.isdigit() and int(e_idx) >= first_gone:
                     q = os.path.join(cdir, e)
                     if os.path.isdir(q):
                         shutil.rmtree(q, ignore_errors=True)
