@@ -743,6 +743,28 @@ def _report_missing(missing: Sequence[str], total: int, what: str) -> None:
         )
 
 
+def _attach_paths(table: pd.DataFrame, image_root: str | os.PathLike[str],
+                  source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Resolve ``table["file_name"]`` under ``image_root`` into a ``path`` column.
+
+    Missing files are reported (count + first examples) and their rows
+    dropped; no file at all is an error naming the annotations and folder.
+    """
+    root = Path(image_root)
+    if not root.is_dir():
+        raise DatasetError(f"image folder {str(root)!r} does not exist; pass --images DIR")
+    paths, missing = _resolve_files(table["file_name"], root)
+    table.insert(0, "path", paths)
+    _report_missing(missing, len(table), source)
+    table = table[table["path"].notna()]
+    if table.empty:
+        raise DatasetError(
+            f"none of the {len(paths)} images named in {source!r} exist under {str(root)!r} "
+            f"(e.g. {missing[:3]}); check --images"
+        )
+    return table, missing
+
+
 def facet_dataset(
     annotations: str | os.PathLike[str], image_root: str | os.PathLike[str]
 ) -> ImageDataset:
@@ -775,18 +797,7 @@ def facet_dataset(
     """
     persons = read_facet_annotations(annotations)
     table = image_table_from_persons(persons)
-    root = Path(image_root)
-    if not root.is_dir():
-        raise DatasetError(f"image folder {str(root)!r} does not exist; pass --images DIR")
-    paths, missing = _resolve_files(table["file_name"], root)
-    table.insert(0, "path", paths)
-    _report_missing(missing, len(table), str(annotations))
-    table = table[table["path"].notna()]
-    if table.empty:
-        raise DatasetError(
-            f"none of the {len(paths)} images named in {str(annotations)!r} exist under {str(root)!r} "
-            f"(e.g. {missing[:3]}); check --images"
-        )
+    table, missing = _attach_paths(table, image_root, str(annotations))
     return ImageDataset.from_table(table, persons=persons, missing=missing, kind="facet",
                                    source=str(annotations))
 
@@ -897,17 +908,7 @@ def coco_dataset(
         table["skin"] = per_image["skin"].reindex(table.index).fillna(0).astype(np.int64)
         table["lighting"] = per_image["lighting"].reindex(table.index).fillna("na")
         table["n_people"] = per_image["n_people"].reindex(table.index).fillna(0).astype(np.int64)
-    root = Path(image_root)
-    if not root.is_dir():
-        raise DatasetError(f"image folder {str(root)!r} does not exist; pass --images DIR")
-    paths, missing = _resolve_files(table["file_name"], root)
-    table.insert(0, "path", paths)
-    _report_missing(missing, len(table), str(path))
-    table = table[table["path"].notna()]
-    if table.empty:
-        raise DatasetError(
-            f"none of the images named in {str(path)!r} exist under {str(root)!r} (e.g. {missing[:3]})"
-        )
+    table, missing = _attach_paths(table, image_root, str(path))
     return ImageDataset.from_table(table, persons=persons, missing=missing, kind="coco", source=str(path))
 
 

@@ -42,6 +42,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SelectionError, ValidationError
+from ..search.source import positions_of_ids
 
 __all__ = [
     "VectorBlocks",
@@ -407,18 +408,7 @@ def knn_search(
         raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
     qlabels = None
     if ids is not None:
-        want = list(np.atleast_1d(np.asarray(ids, dtype=object)).tolist())
-        col = labels[analyzer.id_name]
-        present = pd.Index(col.unique())
-        absent = [v for v in want if v not in present]
-        if absent:
-            raise SelectionError(
-                f"ids {absent[:5]} are not in the analysed rows ({len(present)} ids, e.g. "
-                f"{present[:3].tolist()}); check the id values and the selection."
-            )
-        order = {v: r for r, v in enumerate(want)}
-        pos = np.flatnonzero(col.isin(want).to_numpy())
-        pos = pos[np.argsort([order[v] for v in col.to_numpy()[pos]], kind="stable")]
+        pos = positions_of_ids(labels, analyzer.id_name, ids)
         queries = np.asarray(blocks.data[pos].compute(), dtype=np.float32)
         qlabels = labels.iloc[pos]
     xq = prepare_vectors(queries, metric, blocks.dim)

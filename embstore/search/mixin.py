@@ -33,7 +33,7 @@ from ..errors import ReadOnlyStoreError, SelectionError, ValidationError
 from .export import export_training_labels as _export_labels
 from .export import save_group_previews as _save_previews
 from .results import GroupResult, Pairs, search_frame
-from .source import DEFAULT_BLOCK_ROWS, BlockSource
+from .source import DEFAULT_BLOCK_ROWS, BlockSource, positions_of_ids
 
 __all__ = ["SearchMixin", "Deduplicated", "ClusterResult", "PATH_COORDS"]
 
@@ -242,18 +242,7 @@ class SearchMixin:
         if (queries is None) == (ids is None):
             raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
         if ids is not None:
-            want = list(np.atleast_1d(np.asarray(ids, dtype=object)).tolist())
-            col = labels[self.id_name]  # type: ignore[attr-defined]
-            present = pd.Index(col.unique())
-            missing = [v for v in want if v not in present]
-            if missing:
-                raise SelectionError(
-                    f"ids {missing[:5]} are not in the analysed rows ({len(present)} ids, "
-                    f"e.g. {present[:3].tolist()}); check the id values and the selection."
-                )
-            order = {v: r for r, v in enumerate(want)}
-            pos = np.flatnonzero(col.isin(want).to_numpy())
-            pos = pos[np.argsort([order[v] for v in col.to_numpy()[pos]], kind="stable")]
+            pos = positions_of_ids(labels, self.id_name, ids)  # type: ignore[attr-defined]
             return src.read_rows(pos), labels.iloc[pos], src, labels
         return np.asarray(queries), None, src, labels
 

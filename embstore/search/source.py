@@ -15,14 +15,58 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from ..errors import ShapeMismatchError, ValidationError
+from ..errors import SelectionError, ShapeMismatchError, ValidationError
 
-__all__ = ["BlockSource", "as_block_source", "as_float32_matrix"]
+__all__ = ["BlockSource", "as_block_source", "as_float32_matrix", "positions_of_ids"]
 
 #: Default number of rows per streamed block (64k rows of 512 float32 = 128 MiB).
 DEFAULT_BLOCK_ROWS = 65536
 
+
+
+def positions_of_ids(labels: Any, id_name: str, ids: Any) -> np.ndarray:
+    """Positions of the vectors whose id is in ``ids``, in the order of ``ids``.
+
+    Parameters
+    ----------
+    labels : pandas.DataFrame
+        One row per vector (``EmbeddingAnalyzer.labels``).
+    id_name : str
+        The id column.
+    ids : scalar or sequence
+        Wanted ids; every vector of each id is returned (several for
+        unpooled, per-query vectors).
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer positions into ``labels``.
+
+    Raises
+    ------
+    SelectionError
+        If an id is not among the labels; the message shows some that are.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> positions_of_ids(pd.DataFrame({"image_id": [7, 3, 9]}), "image_id", [9, 7]).tolist()
+    [2, 0]
+    """
+    want = list(np.atleast_1d(np.asarray(ids, dtype=object)).tolist())
+    col = labels[id_name]
+    present = pd.Index(col.unique())
+    absent = [v for v in want if v not in present]
+    if absent:
+        raise SelectionError(
+            f"ids {absent[:5]} are not in the analysed rows ({len(present)} ids, "
+            f"e.g. {present[:3].tolist()}); check the id values and the selection."
+        )
+    order = {v: r for r, v in enumerate(want)}
+    pos = np.flatnonzero(col.isin(want).to_numpy())
+    return pos[np.argsort([order[v] for v in col.to_numpy()[pos]], kind="stable")]
 
 def as_float32_matrix(x: Any, dim: int | None = None, name: str = "vectors") -> np.ndarray:
     """Return ``x`` as a C-contiguous 2-D ``float32`` array.
