@@ -12,8 +12,9 @@ It prints write time and bytes on disk, the time of a full read of
 ``query_embeddings``, of a 10% subset selected by ``skin``, and of a raw
 ``np.fromfile`` of the same stored chunk files (the physical limit), each as
 ratios against the baseline, with the goal and whether it is met. Times are
-medians of ``--repeat`` round-robin runs; files are read from the page cache
-(both layouts alike).
+medians of round-robin runs (``--write-repeat`` for writes, with the order
+rotated each repeat; ``--repeat`` for reads); files are read from the page
+cache (both layouts alike).
 
 What is timed is what a user calls, store opening included (every timed call
 opens the store, reads, closes):
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
     ap.add_argument("--batch", type=int, default=16, help="images per append (default 16)")
     ap.add_argument("--repeat", type=int, default=5, help="repeats of each read (median; default 5)")
+    ap.add_argument("--write-repeat", type=int, default=3,
+                    help="round-robin repeats of each write (median; default 3)")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed)")
     args = ap.parse_args(argv)
 
@@ -124,22 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     pool = [make_image(i, rng) for i in range(min(n, 64))]
     images = [pool[i % len(pool)] for i in range(n)]
 
-    # ---------------------------------------------------------- baseline write
+    # ------------------------------------------------------------------ writes
     pt_dir = work / "pt"
-    pt_dir.mkdir()
-    # every write starts with no dirty pages pending (untimed), so one layout's
-    # writeback does not throttle the next one's writes
-    os.sync()
-    t0 = time.perf_counter()
-    for i, img in zip(ids, images):
-        torch.save(
-            {k: torch.from_numpy(v) for k, v in img.items() if k != "hw"},
-            pt_dir / f"embedding_{int(i):012d}.pt",
-        )
-    t_pt_write = time.perf_counter() - t0
-    b_pt = du(pt_dir)
 
-    # ------------------------------------------------------------ store write
+    def write_pt(path: Path) -> None:
+        path.mkdir()
+        for i, img in zip(ids, images):
+            torch.save(
+                {k: torch.from_numpy(v) for k, v in img.items() if k != "hw"},
+                path / f"embedding_{int(i):012d}.pt",
+            )
+
     # batches as a model would hand them over (stacked arrays), built before timing;
     # batches repeat with the image pool, so only a few distinct ones are kept
     batch_cache: dict[int, tuple[dict, list]] = {}
@@ -162,9 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         for s0 in starts:
             batch_data(s0)
 
-    def write_store(path: Path, **kw) -> float:
-        os.sync()
-        t0 = time.perf_counter()
+    def write_store(path: Path, **kw) -> None:
         with Store.create(str(path), variables=VARIABLES, ragged=RAGGED, **kw) as st:
             for s in starts:
                 sl = slice(s, s + args.batch)
@@ -173,7 +169,6 @@ def main(argv: list[str] | None = None) -> None:
                     data = {k: v[: len(ids[sl])] for k, v in data.items()}
                     hw = hw[: len(ids[sl])]
                 st.append(ids[sl], data, coords={"skin": skin[sl]}, ragged_hw={"encoder_output": hw})
-        return time.perf_counter() - t0
 
     # warm-up (not timed): the first Store.create imports zarr & co (a one-time
     # cost, like `import torch` before the baseline)
@@ -181,11 +176,28 @@ def main(argv: list[str] | None = None) -> None:
         st.append([1], {"e": np.zeros((1, 4), dtype=np.float32)})
     shutil.rmtree(work / "warmup.zarr")
     zpath = work / "run.zarr"
-    t_z_write = write_store(zpath)
-    b_z = du(zpath)
     spath = work / "sharded.zarr"
-    t_s_write = write_store(spath, inner_chunk_rows=1)
-    b_s = du(spath)
+    writers = [
+        ("pt", pt_dir, write_pt),
+        ("zarr", zpath, write_store),
+        ("sharded", spath, lambda path: write_store(path, inner_chunk_rows=1)),
+    ]
+    # Round-robin repeats, the order rotated each time so that no layout is
+    # always first (on VMs the page-cache write speed depends on what ran
+    # before). Each write starts with no dirty pages pending (an untimed
+    # os.sync), so one layout's writeback does not throttle the next one, and
+    # with the previous repeat's output removed (untimed), so every repeat
+    # starts from the same files on disk. The last repeat's output is read below.
+    write_times: dict[str, list[float]] = {name: [] for name, _, _ in writers}
+    for r in range(args.write_repeat):
+        for name, path, fn in writers[r % 3 :] + writers[: r % 3]:
+            shutil.rmtree(path, ignore_errors=True)
+            os.sync()
+            t0 = time.perf_counter()
+            fn(path)
+            write_times[name].append(time.perf_counter() - t0)
+    t_pt_write, t_z_write, t_s_write = (statistics.median(write_times[k]) for k in ("pt", "zarr", "sharded"))
+    b_pt, b_z, b_s = du(pt_dir), du(zpath), du(spath)
 
     # -------------------------------------------------------------- full read
     def pt_full():
@@ -257,8 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------------ report
     mb = 2**20
     print(f"embstore store_io benchmark: N={n} images, batch={args.batch}, subset={len(sel_ids)} rows "
-          f"(skin={value}), medians of {args.repeat}")
+          f"(skin={value}), writes: medians of {args.write_repeat}, reads: medians of {args.repeat}")
     print(f"{'':34s}{'time s':>9s}{'MB':>9s}")
+    print("write times of each repeat (s): " + ", ".join(
+        f"{k} " + "/".join(f"{t:.2f}" for t in v) for k, v in write_times.items()))
     print(f"{'per-file torch.save write':34s}{t_pt_write:9.3f}{b_pt / mb:9.1f}")
     print(f"{'store write (zarr)':34s}{t_z_write:9.3f}{b_z / mb:9.1f}")
     print(f"{'store write (sharded)':34s}{t_s_write:9.3f}{b_s / mb:9.1f}")

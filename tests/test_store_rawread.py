@@ -93,3 +93,31 @@ def test_direct_chunk_writes_read_back_by_zarr(tmp_path_factory, n, chunk, dtype
         with pytest.raises(ValueError):
             raw.write_chunks(1, values[:1])  # not on a chunk boundary
     assert z.shape == (n, 2)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_chunk_files_written_in_pieces(tmp_path, monkeypatch, sharded):
+    """A chunk larger than one write piece (odd piece size) is written whole."""
+    import embstore.store.rawread as rawread
+
+    monkeypatch.setattr(rawread, "WRITE_PIECE_BYTES", 5)
+    values = np.arange(9 * 3, dtype="float32").reshape(9, 3) / 7
+    shards = {"shards": (4, 3), "chunks": (1, 3)} if sharded else {"chunks": (4, 3)}
+    zarr.create_array(str(tmp_path / "a"), shape=(9, 3), dtype="float32", compressors=None, fill_value=0, **shards)
+    raw = RawZarrArray.open(str(tmp_path / "a"))
+    assert raw.can_write
+    raw.write_chunks(0, values)
+    np.testing.assert_array_equal(np.asarray(zarr.open_array(str(tmp_path / "a"))[:]), values)
+
+
+def test_write_that_makes_no_progress_raises():
+    from embstore.store.rawread import _write_in_pieces
+
+    class Stuck:
+        name = "stuck.bin"
+
+        def write(self, data):
+            return 0
+
+    with pytest.raises(OSError, match="stuck.bin"):
+        _write_in_pieces(Stuck(), memoryview(b"abc"))

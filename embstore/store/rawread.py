@@ -51,6 +51,23 @@ _EMPTY = 2**64 - 1
 _DIR_FD = os.open in os.supports_dir_fd
 
 
+#: Bytes per ``write()`` call when writing a chunk file. Writing an 8 MiB
+#: chunk in 1 MiB pieces ran 2-3x faster than one 8 MiB ``write()`` on the
+#: development VM (Linux 6.18, ext4): large single writes make the kernel
+#: allocate large page-cache folios, which are slow to come by in a VM.
+WRITE_PIECE_BYTES = 1 << 20
+
+
+def _write_in_pieces(fh: Any, data: memoryview) -> None:
+    """Write all of ``data`` to the unbuffered file ``fh`` in :data:`WRITE_PIECE_BYTES` pieces."""
+    pos, total = 0, len(data)
+    while pos < total:
+        done = fh.write(data[pos : pos + WRITE_PIECE_BYTES])
+        if not done:
+            raise OSError(f"write to {fh.name!r} made no progress at byte {pos} of {total}")
+        pos += done
+
+
 def _plain_bytes_codec(codec: Any) -> bool:
     if not isinstance(codec, dict) or codec.get("name") != "bytes":
         return False
@@ -363,8 +380,8 @@ class RawZarrArray:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(memoryview(block.reshape(-1).view(np.uint8)))
+            with open(tmp, "wb", buffering=0) as fh:
+                _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
                 if tail:
                     fh.write(tail)
             os.replace(tmp, path)
