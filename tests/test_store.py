@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
 
 from embstore import Store
+from embstore.store import schema as schema_mod
 from embstore.errors import (
     DTypeMismatchError,
     DuplicateIdError,
@@ -552,6 +553,33 @@ class StoreSuite:
         assert ds["encoder_output"].dims == ("encoder_output_token", "hidden")
         ds.close()
 
+    def test_row_arrays_get_larger_chunks(self, path, monkeypatch):
+        """ids, coordinates and ragged offsets use chunks of ~ROW_ARRAY_CHUNK_TARGET rows."""
+        monkeypatch.setattr(schema_mod, "ROW_ARRAY_CHUNK_TARGET", 10)
+        exp = self.fill(path, ids=range(12), batch=5, chunk_rows=4)  # row-array chunks: 8 rows
+        with Store.open(path, mode="a") as st:  # resume mid row-array chunk
+            rng = np.random.default_rng(3)
+            for b in ([12, 13, 14], [15, 16, 17, 18, 19, 20]):
+                data, coords, hw = make_batch(b, rng)
+                st.append(b, data, coords=coords, ragged_hw=hw)
+                exp.update({i: {k: v[j] for k, v in data.items()} for j, i in enumerate(b)})
+        with Store.open(path) as st:
+            be = st._backend
+            assert be.array_info("query_embeddings")[2] == 4
+            for name in ("image_id", "skin", "lighting", "is_person", "encoder_output_offset"):
+                assert be.array_info(name)[2] == 8, name
+                assert be.array_info(name)[0][0] == 21, name  # one row count for every row array
+            assert st.ids.tolist() == list(range(21))
+            assert st.coords["skin"].tolist() == [1, 2, 3, 4] * 5 + [1]
+            np.testing.assert_array_equal(st.read("query_embeddings", ids=[19]).astype(np.float32)[0],
+                                          exp[19]["query_embeddings"].astype(np.float16).astype(np.float32))
+            for i in (0, 7, 8, 15, 20):
+                np.testing.assert_array_equal(st.get_ragged("encoder_output", i),
+                                              exp[i]["encoder_output"].astype(np.float16))
+        ds = self.open_plain(path)
+        assert ds.sizes["image"] == 21 and ds["image_id"].values.tolist() == list(range(21))
+        ds.close()
+
     # ------------------------------------------------------------ properties
     @settings(
         max_examples=8,
@@ -563,8 +591,17 @@ class StoreSuite:
         chunk=st_.integers(1, 5),
         reopen=st_.booleans(),
         seed=st_.integers(0, 2**16),
+        row_array_target=st_.sampled_from([1, 7, schema_mod.ROW_ARRAY_CHUNK_TARGET]),
     )
-    def test_roundtrip_property(self, tmp_path_factory, sizes, chunk, reopen, seed):
+    def test_roundtrip_property(self, tmp_path_factory, sizes, chunk, reopen, seed, row_array_target):
+        default_target = schema_mod.ROW_ARRAY_CHUNK_TARGET
+        schema_mod.ROW_ARRAY_CHUNK_TARGET = row_array_target  # ids/coords chunks of 1x, ~7 rows or default
+        try:
+            self._roundtrip(tmp_path_factory, sizes, chunk, reopen, seed)
+        finally:
+            schema_mod.ROW_ARRAY_CHUNK_TARGET = default_target
+
+    def _roundtrip(self, tmp_path_factory, sizes, chunk, reopen, seed):
         path = str(tmp_path_factory.mktemp("h") / f"p{self.suffix}")
         rng = np.random.default_rng(seed)
         dtypes = {"query_embeddings": "float32", "encoder_output": "float32", "backbone_features": "float32"}
@@ -618,6 +655,19 @@ class TestZarrStore(StoreSuite):
                         dtypes={"query_embeddings": "float32"}, compressor="zstd")
         with Store.open(path) as st:
             np.testing.assert_array_equal(st.query_embeddings.values[7], exp[7]["query_embeddings"])
+
+    def test_preallocated_store_keeps_one_chunking(self, path, monkeypatch):
+        """Region writers never share a chunk: every row array uses chunk_rows."""
+        monkeypatch.setattr(schema_mod, "ROW_ARRAY_CHUNK_TARGET", 10)
+        Store.create(path, variables=VARS, chunk_rows=4, n_rows=8).close()
+        rng = np.random.default_rng(0)
+        for start in (4, 0):
+            with Store.open(path, mode="a", region=(start, start + 4)) as st:
+                data, coords, _ = make_batch(range(start, start + 4), rng, ragged=False)
+                st.append(list(range(start, start + 4)), data, coords=coords)
+        with Store.open(path) as st:
+            assert sorted(st.ids.tolist()) == list(range(8))
+            assert {st._backend.array_info(n)[2] for n in ("image_id", "skin", "query_embeddings")} == {4}
 
     def test_storage_options_url(self, tmp_path):
         url = "file://" + str(tmp_path / "u.zarr")

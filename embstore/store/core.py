@@ -191,8 +191,11 @@ class Store:
             ``[n_i, F]``) or ``{"backbone_features": ("channel", "y", "x")}``
             (rows ``[F, h_i, w_i]``).
         chunk_rows : int, optional
-            Rows per chunk (default: about 8 MiB of the largest variable,
-            chosen at the first append).
+            Rows per chunk of the dense variables (default: about 8 MiB of
+            the largest variable, chosen at the first append). Ids,
+            coordinates and ragged offsets use a multiple of it, about 16384
+            rows, so that they do not make one tiny file per chunk
+            (preallocated ``n_rows`` stores use ``chunk_rows`` for all).
         overwrite : bool
             Replace an existing store at ``path``.
         attrs : dict, optional
@@ -492,13 +495,13 @@ class Store:
         self._init_buffers(end)
 
     def _init_buffers(self, end: int) -> None:
-        cr = self._schema.chunk_rows
-        assert cr is not None
-        b0 = end - end % cr
+        assert self._schema.chunk_rows is not None
         for name in self._row_array_names():
             if not self._backend.has_array(name):
                 continue
-            buf = ChunkBuffer(b0, cr)
+            ch = self._row_chunk(name)
+            b0 = end - end % ch
+            buf = ChunkBuffer(b0, ch)
             if b0 < end:
                 buf.append(self._backend.read(name, slice(b0, end)))
             self._row_bufs[name] = buf
@@ -512,6 +515,12 @@ class Store:
             if t0 < tot:
                 buf.append(self._backend.read(var, slice(t0, tot)))
             self._flat_bufs[var] = buf
+
+    def _row_chunk(self, name: str) -> int:
+        """Rows per chunk of the row array ``name`` (as stored, or as it will be created)."""
+        if self._backend.has_array(name):
+            return self._backend.array_info(name)[2]
+        return self._schema.row_array_chunk(name)
 
     def _all_coord_names(self) -> list[str]:
         names: list[str] = []
@@ -907,7 +916,8 @@ class Store:
         for name, arr in rows.items():
             buf = self._row_bufs.get(name)
             if buf is None:
-                buf = ChunkBuffer(self._disk_end - self._disk_end % cr, cr)
+                ch = self._row_chunk(name)
+                buf = ChunkBuffer(self._disk_end - self._disk_end % ch, ch)
                 self._row_bufs[name] = buf
                 missing_rows = row_end - buf.start
                 if missing_rows > 0:  # new coordinate: fill earlier buffered rows
@@ -938,7 +948,7 @@ class Store:
             for part in parts:  # each row's tokens cast straight into the buffer (no concatenation)
                 buf.append_cast(part, dt)
         self._ids_seen.update(id_arr.tolist())
-        if len(self._row_bufs[self.id_name]) >= self._write_chunks * cr:
+        if self._row_end() - (self._disk_end - self._disk_end % cr) >= self._write_chunks * cr:
             self._write(final=False)
 
     def _row_end(self) -> int:
@@ -981,6 +991,7 @@ class Store:
             dims = (sch.row_dim,)
             dt = "str" if np.dtype(dtype).kind in "UOT" else np.dtype(dtype).name
             attrs = {}
+            cr = sch.row_array_chunk(name)
             inner = None
         self._backend.create_array(
             name, (length,) + tuple(trailing), cr, dt, dims, attrs=attrs, inner_chunk_rows=inner,
@@ -993,7 +1004,8 @@ class Store:
         idb = self._row_bufs.get(self.id_name)
         if idb is None:
             return
-        end = idb.end if final else idb.full_end()
+        cr = self._schema.chunk_rows or 1
+        end = idb.end if final else idb.end - idb.end % cr  # whole chunks of the dense variables
         if end <= self._disk_end:
             return
         rec = self._own
@@ -1019,7 +1031,7 @@ class Store:
             block = buf.block(end)
             self._ensure_array(name, tuple(block.shape[1:]), self._schema.n_prealloc, dtype=block.dtype)
             if self._region == MAIN_REGION:
-                self._grow(name, end, buf.chunk)
+                self._grow(name, end, cr)  # every row array grows alike (one row count)
             self._backend.write(name, buf.start, block)
             buf.advance(end)
         self._backend.flush()
@@ -1222,7 +1234,6 @@ class Store:
         total = self._disk_end if self._region == MAIN_REGION else max(
             self._schema.n_prealloc, self._disk_end
         )
-        cr = self._schema.chunk_rows or 1
         for cname, arr in prepared.items():
             if self._backend.has_array(cname):
                 full = self._backend.read(cname, slice(0, total))
@@ -1244,11 +1255,12 @@ class Store:
                 self._coords_known.append(cname)
             # keep the write buffer consistent with what is now on disk
             buf = self._row_bufs.get(cname)
+            ch = self._row_chunk(cname)
             if buf is None and self._row_bufs:
-                buf = ChunkBuffer(self._disk_end - self._disk_end % cr, cr)
+                buf = ChunkBuffer(self._disk_end - self._disk_end % ch, ch)
                 self._row_bufs[cname] = buf
             if buf is not None:
-                nb = ChunkBuffer(buf.start, cr)
+                nb = ChunkBuffer(buf.start, ch)
                 if buf.start < self._disk_end:
                     nb.append(full[buf.start : self._disk_end])
                 self._row_bufs[cname] = nb

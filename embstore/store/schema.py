@@ -41,6 +41,7 @@ __all__ = [
     "check_numeric",
     "coerce_coord",
     "RAGGED_LAYOUTS",
+    "ROW_ARRAY_CHUNK_TARGET",
 ]
 
 #: Version of the on-disk layout written by this code. Stores with a larger
@@ -50,6 +51,10 @@ FORMAT_VERSION = 1
 #: Accepted layouts of ragged variables: ``"tokens"`` for per-row ``[n_i, F...]``
 #: arrays, ``"map"`` for per-row ``[F, h_i, w_i]`` feature maps.
 RAGGED_LAYOUTS = ("tokens", "map")
+
+#: Target rows per chunk of one-dimensional row arrays (ids, coordinates,
+#: ragged offsets): 16384 int64 values are 128 KiB per chunk file.
+ROW_ARRAY_CHUNK_TARGET = 16384
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -292,6 +297,39 @@ class Schema:
         if self.inner_chunk_rows:
             rows = max(self.inner_chunk_rows, rows - rows % self.inner_chunk_rows)
         return rows
+
+    def row_array_chunk(self, name: str) -> int:
+        """Rows per chunk of the row array ``name`` when it is created.
+
+        Dense variables use :attr:`chunk_rows` (their chunks line up, one dask
+        block each). One-dimensional row arrays (ids, coordinates, ragged
+        offsets and grid sizes) hold a few bytes per row, so with the same
+        chunking a DETR store of 16-row chunks would make one ~128-byte file
+        per array and chunk; they get chunks of about
+        :data:`ROW_ARRAY_CHUNK_TARGET` rows instead (a multiple of
+        :attr:`chunk_rows`). Preallocated stores keep :attr:`chunk_rows` for
+        every array, so that region writers never share a chunk.
+
+        Parameters
+        ----------
+        name : str
+            Array name.
+
+        Returns
+        -------
+        int
+            Rows per chunk (:attr:`chunk_rows` must be set).
+
+        Examples
+        --------
+        >>> s = Schema.build("image", "image_id", {"q": ("query", "hidden")}, None, None, 16, None, 0, None)
+        >>> s.row_array_chunk("q"), s.row_array_chunk("image_id")
+        (16, 16384)
+        """
+        cr = int(self.chunk_rows or 1)
+        if name in self.variables or self.n_prealloc:
+            return cr
+        return cr * max(1, ROW_ARRAY_CHUNK_TARGET // cr)
 
 
 def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: bool, cast: bool = True) -> np.ndarray:
