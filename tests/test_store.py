@@ -695,6 +695,15 @@ class TestHDF5Store(StoreSuite):
         self.fill(path, ids=range(3))
         out = subprocess.run(["h5dump", "-H", path], capture_output=True, text=True, check=True).stdout
         assert "query_embeddings" in out and "DIMENSION_LIST" in out
+        assert 'DATASET "image"' in out  # the row dimension is a dimension scale
+
+        def dump(name):
+            return subprocess.run(["h5dump", "-d", name, path], capture_output=True, text=True, check=True).stdout
+
+        ids = dump("/image_id")
+        assert "(0): 0, 1, 2" in ids and '(DATASET' in ids and '"/image")' in ids  # ids attached to the image dim
+        assert "(0): 1, 2, 3" in dump("/skin")
+        assert '"dimly_lit", "well_lit", "dimly_lit"' in dump("/lighting")
 
 
 def test_appends_from_a_writer_thread_with_concurrent_reads(tmp_path):
