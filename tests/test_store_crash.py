@@ -146,6 +146,8 @@ def test_sigkill_at_random_points(tmp_path):
     final = snapshot(path)
     assert final["ids"] == all_ids
     assert_rows_match(final, ref)
+    # each resume took over the killed writer's lock and removed its temporary files
+    assert [f for _d, _s, fs in os.walk(path) for f in fs if f.endswith(".tmp")] == []
 
 
 def _child_pausing(path, to_parent, from_parent):
@@ -200,3 +202,42 @@ def test_hdf5_sigkill_between_commits(tmp_path):
     final = snapshot(path)
     assert final["ids"] == list(range(N_IDS))
     assert_rows_match(final, ref)
+
+
+def _child_dies_holding_lock(path, conn):
+    """Open for appending, leave temporary files as a write cut short would, then die."""
+    st = Store.open(path, mode="a")
+    pid = os.getpid()
+    for rel in (f"emb/c.9.0.0.{pid}.tmp", f"_embstore/commits/main/000000000099.json.{pid}.140.tmp"):
+        with open(os.path.join(path, rel), "wb") as fh:
+            fh.write(b"half")
+    conn.send(pid)
+    os._exit(0)  # no close: the lock and the temporary files stay behind
+    st.close()  # pragma: no cover
+
+
+def test_stale_writer_temp_files_removed_on_takeover(tmp_path):
+    path = str(tmp_path / "t.zarr")
+    create(path)
+    writer_ids = list(range(6))
+    with Store.open(path, mode="a") as st:
+        st.append(writer_ids, {"emb": np.stack([row(i)[0] for i in writer_ids]),
+                               "tokens": [row(i)[1] for i in writer_ids]},
+                  ragged_hw={"tokens": [(row(i)[2], 2) for i in writer_ids]})
+    before = snapshot(path)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child_dies_holding_lock, args=(path, child))
+    proc.start()
+    dead = parent.recv()
+    proc.join(60)
+    assert proc.exitcode == 0
+    live = os.path.join(path, "emb", f"c.8.0.0.{os.getpid()}.tmp")  # another, live writer's file
+    open(live, "wb").close()
+    assert os.path.exists(os.path.join(path, "_embstore", "locks", "main.lock"))
+    with Store.open(path, mode="a") as st:  # takes over the stale lock of the dead pid
+        assert st.ids.tolist() == writer_ids
+    left = sorted(f for _d, _s, fs in os.walk(path) for f in fs if f.endswith(".tmp"))
+    assert left == [os.path.basename(live)], left
+    assert str(dead) not in " ".join(left)
+    assert_rows_match(snapshot(path), before)

@@ -144,6 +144,9 @@ class Store:
             self._lock = backend.make_lock(self._region)
             self._lock.acquire(force=force)
             try:
+                stale = getattr(self._lock, "stale_pid", None)
+                if stale is not None:  # its writer was killed: drop its half-written temporary files
+                    backend.remove_temp_files(stale)
                 self._prepare_writer()
             except BaseException:
                 self._lock.release()

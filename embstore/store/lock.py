@@ -71,6 +71,8 @@ class FileLock:
         self.path = Path(path)
         self.what = what
         self.held = False
+        #: pid of a dead process (this host) whose stale lock :meth:`acquire` took over
+        self.stale_pid: int | None = None
 
     def _owner(self) -> dict[str, object] | None:
         try:
@@ -115,6 +117,7 @@ class FileLock:
                     log.warning(
                         "taking over stale lock %s of dead process %s", self.path, owner.get("pid")
                     )
+                    self.stale_pid = int(owner.get("pid", -1))
                     self.path.unlink(missing_ok=True)
                     continue
                 raise StoreLockedError(

@@ -265,3 +265,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def make_lock(self, region: str) -> Any:
         """A lock object with ``acquire(force)`` and ``release()``."""
+
+    def remove_temp_files(self, pid: int) -> int:
+        """Delete temporary files a killed writer process ``pid`` left behind.
+
+        Returns the number of files removed (0 where writes leave none).
+        """
+        return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from typing import Any
@@ -503,6 +504,28 @@ class ZarrBackend(Backend):
         return np.asarray(a[:], dtype=np.uint8).tobytes()
 
     # -- locking -----------------------------------------------------------
+    def remove_temp_files(self, pid: int) -> int:
+        """Delete the ``*.<pid>.tmp`` / ``*.<pid>.<thread>.tmp`` files of a killed writer (local stores).
+
+        Chunk and record files are written to such a temporary name and
+        renamed into place, so a writer killed in between leaves one behind.
+        Called when a stale append lock of the dead process ``pid`` is taken
+        over; temporary files of other (live) writers are left alone.
+        """
+        if self.fs is not None or pid <= 0:
+            return 0
+        own = re.compile(rf"\.{int(pid)}(\.\d+)?\.tmp$")
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for f in files:
+                if own.search(f):
+                    try:
+                        os.remove(os.path.join(dirpath, f))
+                        removed += 1
+                    except FileNotFoundError:  # pragma: no cover - raced with another cleaner
+                        pass
+        return removed
+
     def make_lock(self, region: str) -> Any:
         what = f"store {self.path!r} (region {region})"
         p = f"{self.root}/_embstore/locks/{region}.lock"
