@@ -383,5 +383,5 @@ class RawZarrArray:
             with open(tmp, "wb", buffering=0) as fh:
                 _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
                 if tail:
-                    fh.write(tail)
+                    _write_in_pieces(fh, memoryview(tail))
             os.replace(tmp, path)
