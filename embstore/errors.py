@@ -135,3 +135,15 @@ class DistributedTaskError(EmbstoreError, RuntimeError):
 
     Rows they committed are kept; re-running the same command resumes.
     """
+
+
+class DamagedStoreError(StoreError, OSError):
+    """Committed data or a commit record is missing, cut short or fails its checksum.
+
+    Nothing is deleted because of it: run ``embstore check STORE`` to see
+    what is damaged and ``embstore repair STORE`` to roll back to the last
+    valid commit.
+    """
+
+
+__all__ += ["DamagedStoreError"]

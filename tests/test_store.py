@@ -20,6 +20,7 @@ from hypothesis import strategies as st_
 from embstore import Store
 from embstore.store import schema as schema_mod
 from embstore.errors import (
+    DamagedStoreError,
     DTypeMismatchError,
     DuplicateIdError,
     EmbstoreError,
@@ -640,13 +641,23 @@ class TestZarrStore(StoreSuite):
         assert 1 <= len(recs) <= 3
         assert all(r.endswith(".json") and r[:-5].isdigit() for r in recs)
 
-    def test_truncated_commit_record_falls_back(self, path):
+    def test_damaged_commit_record_raises_and_repair_rolls_back(self, path):
         self.fill(path, ids=range(8), batch=4, chunk_rows=4)
         d = os.path.join(path, "_embstore", "commits", "main")
         last = sorted(os.listdir(d))[-1]
         raw = open(os.path.join(d, last), "rb").read()
         with open(os.path.join(d, f"{int(last[:-5]) + 1:012d}.json"), "wb") as fh:
             fh.write(raw.replace(b'"n\\":8', b'"n\\":99')[:-3])  # corrupt + cut short
+        files = sorted(f for _d, _s, fs in os.walk(path) for f in fs)
+        # records are published whole (link of a complete temp file): a bad one is damage, never 0 rows
+        for mode in ("r", "a"):
+            with pytest.raises(DamagedStoreError, match="repair"):
+                Store.open(path, mode=mode)
+        assert sorted(f for _d, _s, fs in os.walk(path) for f in fs) == files  # nothing deleted
+        from embstore.store.integrity import repair
+
+        report = repair(path)
+        assert any("main" in a for a in report.actions)
         with Store.open(path) as st:
             assert len(st) == 8
 

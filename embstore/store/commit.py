@@ -62,6 +62,14 @@ class CommitRecord:
         Coordinate names committed so far.
     time : str
         ISO-8601 UTC time of the commit.
+    staged : dict
+        Coordinate -> ``{"array": hidden array, "ranges": [[lo, hi], ...]}``:
+        a ``set_coords`` made visible by this record but not yet copied into
+        the coordinate array (see :mod:`embstore.store.transaction`).
+    vis : int
+        Sequence number of the last record that changed what readers see
+        (-1: this one); records that only finish a staged copy keep it, so
+        :attr:`embstore.Store.version_token` does not change.
     """
 
     region: str
@@ -71,10 +79,21 @@ class CommitRecord:
     ragged: dict[str, int] = dataclasses.field(default_factory=dict)
     coords: list[str] = dataclasses.field(default_factory=list)
     time: str = ""
+    staged: dict[str, Any] = dataclasses.field(default_factory=dict)
+    vis: int = -1
+
+    @property
+    def visible_seq(self) -> int:
+        """Sequence number of the last visible change."""
+        return self.seq if self.vis < 0 else self.vis
 
     def encode(self) -> bytes:
         """Serialise to bytes with a trailing SHA-256 checksum of the body."""
-        body = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        d = dataclasses.asdict(self)
+        for k, default in (("staged", {}), ("vis", -1)):  # records without them read as format 1
+            if d[k] == default:
+                del d[k]
+        body = json.dumps(d, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(body.encode()).hexdigest()
         return json.dumps({"body": body, "sha256": digest}).encode()
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import (
+    DamagedStoreError,
     DTypeMismatchError,
     DuplicateIdError,
     ReadOnlyStoreError,
@@ -46,7 +47,9 @@ from ..errors import (
 )
 from .backends import Backend, backend_class
 from .backends.base import fill_value_for
+from . import transaction
 from .buffer import ChunkBuffer
+from .catalog import CATALOG
 from .commit import MAIN_REGION, CommitRecord, region_name
 from .ragged import flat_dims, from_tokens, pad_rows, to_tokens
 from .schema import FORMAT_VERSION, Schema, check_numeric, coerce_coord, ragged_layout
@@ -137,6 +140,7 @@ class Store:
         else:
             self._region = region_name(*region)
             self._rstart, self._rstop = region
+        backend.strict_arrays = set(schema.variables) | set(schema.ragged) | {schema.id_name}
         self._load()
         self._row_bufs: dict[str, ChunkBuffer] = {}
         self._flat_bufs: dict[str, ChunkBuffer] = {}
@@ -144,10 +148,16 @@ class Store:
             self._lock = backend.make_lock(self._region)
             self._lock.acquire(force=force)
             try:
+                if region is not None or schema.n_prealloc:
+                    from .regions import check_claims
+
+                    check_claims(backend, self._region, schema.n_prealloc)
                 stale = getattr(self._lock, "stale_pid", None)
                 if stale is not None:  # its writer was killed: drop its half-written temporary files
                     backend.remove_temp_files(stale)
+                    transaction.remove_orphans(self, stale)
                 self._prepare_writer()
+                transaction.roll_forward(self)
             except BaseException:
                 self._lock.release()
                 raise
@@ -399,7 +409,7 @@ class Store:
                 f"e.g. ({start - start % cr}, {min(n, stop + (-stop) % cr)})"
             )
         for other in backend.list_regions():
-            if other == MAIN_REGION or other == region_name(start, stop):
+            if other in (MAIN_REGION, CATALOG) or other == region_name(start, stop):
                 continue
             a, b = (int(x) for x in other[1:].split("-"))
             if a < stop and start < b:
@@ -410,10 +420,18 @@ class Store:
 
     # -------------------------------------------------------------- state
     def _latest_record(self, region: str) -> CommitRecord | None:
-        for seq in reversed(self._backend.list_records(region)):
+        seqs = self._backend.list_records(region)
+        for seq in reversed(seqs):
             rec = CommitRecord.decode(self._backend.read_record(region, seq))
             if rec is not None:
                 return rec
+            if self._backend.atomic_records or seq == seqs[0]:
+                # records are published whole, so this is damage, not a write cut short by a kill
+                raise DamagedStoreError(
+                    f"commit record {region}/{seq} of {self.path!r} is unreadable (damaged or changed on "
+                    "disk); nothing was deleted. Run `embstore check` to see the damage and `embstore repair` "
+                    "to roll back to the last valid commit"
+                )
             log.warning("ignoring invalid commit record %s/%d of %s", region, seq, self.path)
         return None
 
@@ -422,10 +440,17 @@ class Store:
         self._backend.invalidate()
         records: dict[str, CommitRecord] = {}
         for r in self._backend.list_regions():
+            if r == CATALOG:
+                continue
             rec = self._latest_record(r)
             if rec is not None:
                 records[r] = rec
         if MAIN_REGION not in records:
+            if self._backend.has_array(self._schema.id_name) and self._backend.array_info(self._schema.id_name)[0][0]:
+                raise DamagedStoreError(
+                    f"{self.path!r} holds rows but its commit records (_embstore/commits/main) are missing; "
+                    "nothing was deleted. Run `embstore repair` to rebuild them from the stored ids"
+                )
             records[MAIN_REGION] = CommitRecord(MAIN_REGION, -1, self._schema.n_prealloc, 0)
         self._records = records
         self._committed_parts: list[np.ndarray] | None = None
@@ -459,6 +484,9 @@ class Store:
 
     def _read_rows(self, name: str) -> np.ndarray:
         rs = self._ranges()
+        staged = [r.staged[name] for r in self._records.values() if name in r.staged]
+        if staged:  # a set_coords committed but not yet copied in (its writer was killed)
+            return transaction.read_with_staged(self._backend, name, rs, staged)
         if not rs or not self._backend.has_array(name):
             return np.zeros(0, dtype=self._array_dtype(name))
         parts = [self._backend.read(name, slice(a, b)) for a, b in rs]
@@ -1069,7 +1097,13 @@ class Store:
             if self._backend.has_array(var):
                 self._backend.resize(var, int(rec.ragged.get(var, 0)))
 
-    def _commit(self, n: int | None = None, ragged: dict[str, int] | None = None) -> None:
+    def _commit(
+        self,
+        n: int | None = None,
+        ragged: dict[str, int] | None = None,
+        staged: dict[str, Any] | None = None,
+        visible: bool = True,
+    ) -> None:
         old = self._own
         # a killed writer may have left a newer, invalid (cut short) record: never reuse its number
         listed = self._backend.list_records(self._region)
@@ -1081,6 +1115,8 @@ class Store:
             ragged=dict(old.ragged if ragged is None else ragged),
             coords=list(self._coords_known),
             time=CommitRecord.now(),
+            staged=dict(old.staged if staged is None else staged),
+            vis=-1 if visible else old.visible_seq,
         )
         if rec.coords != old.coords:
             coord_attr = " ".join([self.id_name] + rec.coords)
@@ -1210,8 +1246,13 @@ class Store:
         self._check_writable()
         self.flush()
         all_pos = self._positions()
+        total = self._disk_end if self._region == MAIN_REGION else max(
+            self._schema.n_prealloc, self._disk_end
+        )
+        # a region writer touches only its own rows (and so only its own chunks)
+        lo, hi = (0, total) if self._region == MAIN_REGION else (self._rstart, min(int(self._rstop or total), total))
         if ids is None:
-            pos = all_pos
+            pos = all_pos if self._region == MAIN_REGION else np.arange(self._own.start, self._own.start + self._own.n)
         else:
             id_list = np.asarray(list(ids))
             loc = self._id_index().get_indexer(id_list) if len(id_list) else np.zeros(0, dtype=np.int64)
@@ -1220,6 +1261,13 @@ class Store:
                     f"set_coords: ids {id_list[loc < 0][:5].tolist()} are not in the store; pass committed ids"
                 )
             pos = all_pos[loc]
+            outside = (pos < lo) | (pos >= hi)
+            if outside.any():
+                raise ValidationError(
+                    f"set_coords: ids {id_list[outside][:5].tolist()} are rows of another region; a region "
+                    f"writer ({lo}, {hi}) sets coordinates of its own rows only (open that region, or set them "
+                    "with a plain writer after the region writers have closed)"
+                )
         reserved = set(self._schema.variables) | set(self._schema.ragged) | {self.row_dim, self.id_name}
         for var in self._schema.ragged:
             reserved |= {var + s for s in _RAGGED_SUFFIXES}
@@ -1234,9 +1282,9 @@ class Store:
                     f"coordinate {cname!r} holds {stored} values; got {arr.dtype}. Use a new name for a new type"
                 )
             prepared[cname] = arr
-        total = self._disk_end if self._region == MAIN_REGION else max(
-            self._schema.n_prealloc, self._disk_end
-        )
+        if self._schema.chunk_rows is None and prepared:
+            raise ValidationError("set_coords needs at least one appended row")
+        fulls: dict[str, np.ndarray] = {}
         for cname, arr in prepared.items():
             if self._backend.has_array(cname):
                 full = self._backend.read(cname, slice(0, total))
@@ -1246,16 +1294,34 @@ class Store:
                     arr = arr.astype(np.float64)
             else:
                 full = np.full(total, fill_value_for(arr.dtype), dtype=arr.dtype)
-                if self._schema.chunk_rows is None:
-                    raise ValidationError("set_coords needs at least one appended row")
-                self._ensure_array(cname, (), total, dtype=arr.dtype)
             full = full.astype(arr.dtype) if full.dtype.kind in "UT" and arr.dtype.kind in "UT" else full
             full[pos] = arr
-            if self._backend.array_info(cname)[0][0] < total:
-                self._backend.resize(cname, total)
-            self._backend.write(cname, 0, full)
+            fulls[cname] = full
             if cname not in self._coords_known:
                 self._coords_known.append(cname)
+        if self._backend.staged_arrays:  # copy-on-write: stage, commit, copy in, commit, clean up
+            entries: dict[str, Any] = {}
+            for cname, full in fulls.items():
+                sname = transaction.stage_name(cname)
+                dt = "str" if full.dtype.kind in "UOT" else full.dtype.name
+                self._backend.create_array(sname, (total,), self._row_chunk(cname), dt, (self.row_dim,))
+                self._backend.write(sname, 0, full)
+                entries[cname] = {"array": sname, "ranges": [[lo, hi]]}
+            self._backend.flush()
+            self._commit(staged=entries)  # the new values are visible from here on
+            transaction.apply_staged(self, entries)
+            self._commit(staged={}, visible=False)
+            for ent in entries.values():
+                self._backend.delete_array(ent["array"])
+        else:  # backends without hidden arrays write in place (see Backend.staged_arrays)
+            for cname, full in fulls.items():
+                self._ensure_array(cname, (), max(total, self._schema.n_prealloc), dtype=full.dtype)
+                if self._backend.array_info(cname)[0][0] < hi:
+                    self._backend.resize(cname, hi)
+                self._backend.write(cname, lo, full[lo:hi])
+            self._backend.flush()
+            self._commit()
+        for cname, full in fulls.items():
             # keep the write buffer consistent with what is now on disk
             buf = self._row_bufs.get(cname)
             ch = self._row_chunk(cname)
@@ -1267,8 +1333,6 @@ class Store:
                 if buf.start < self._disk_end:
                     nb.append(full[buf.start : self._disk_end])
                 self._row_bufs[cname] = nb
-        self._backend.flush()
-        self._commit()
         self._coord_cache = {}
 
     # ---------------------------------------------------------------- views
@@ -1277,7 +1341,7 @@ class Store:
         """A string that changes whenever committed rows or coordinates change."""
         self._sync_reader()
         attrs_uuid = self._backend.read_attrs().get("store_uuid", self.path)
-        state = sorted((r.region, r.seq, r.n) for r in self._records.values())
+        state = sorted((r.region, r.visible_seq, r.n) for r in self._records.values())
         return hashlib.sha1(json.dumps([attrs_uuid, state]).encode()).hexdigest()[:16]
 
     def _xr_coords(self, sub: np.ndarray | None = None) -> dict[str, tuple[str, np.ndarray]]:
@@ -1704,8 +1768,7 @@ class Store:
             "kinds": kinds,
             "default_index": list(df.index.names) == [None] and isinstance(df.index, pd.RangeIndex),
         }
-        self._backend.write_table(name, columns, meta)
-        self._backend.flush()
+        transaction.write_table(self._backend, name, columns, meta)
 
     def read_table(self, name: str) -> pd.DataFrame:
         """Read a table written by :meth:`write_table`.
@@ -1716,7 +1779,7 @@ class Store:
             No table of that name (the message lists the tables).
         """
         self._check_open()
-        got = self._backend.read_table(name)
+        got = transaction.read_table(self._backend, name)
         if got is None:
             raise UnknownVariableError(f"no table {name!r} in {self.path!r}; tables: {self.tables}")
         cols, meta = got
@@ -1735,7 +1798,7 @@ class Store:
     def tables(self) -> list[str]:
         """Names of stored tables."""
         self._check_open()
-        return [t for t in self._backend.list_tables() if not t.startswith("_")]
+        return [t for t in transaction.list_tables(self._backend) if not t.startswith("_")]
 
     def write_blob(self, name: str, data: bytes) -> None:
         """Store bytes under a name (e.g. a serialised FAISS index)."""
@@ -1743,13 +1806,18 @@ class Store:
         self._check_table_name(name)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ValidationError(f"write_blob needs bytes; got {type(data).__name__}")
-        self._backend.write_blob(name, bytes(data))
-        self._backend.flush()
+        transaction.write_blob(self._backend, name, bytes(data))
 
     def read_blob(self, name: str) -> bytes | None:
-        """Bytes stored by :meth:`write_blob`, or None."""
+        """Bytes stored by :meth:`write_blob`, or None.
+
+        Raises
+        ------
+        DamagedStoreError
+            The stored bytes fail their SHA-256 check (changed on disk).
+        """
         self._check_open()
-        return self._backend.read_blob(name)
+        return transaction.read_blob(self._backend, name)
 
     def record_skipped(self, ids: Sequence[Any], reasons: str | Sequence[str]) -> None:
         """Remember rows that could not be extracted (e.g. unreadable images).
@@ -1769,23 +1837,34 @@ class Store:
         if len(reasons) != len(ids):
             raise ShapeMismatchError(f"record_skipped got {len(ids)} ids but {len(reasons)} reasons")
         new = pd.DataFrame({"id": np.asarray(ids), "reason": reasons})
-        old = self.skipped
-        df = pd.concat([old, new], ignore_index=True) if len(old) else new
+        # one table per writer region: region writers never rewrite each other's records
+        own = "_skipped" if self._region == MAIN_REGION else f"_skipped.{self._region}"
+        got = transaction.read_table(self._backend, own)
+        old = pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]}) if got is not None else None
+        df = pd.concat([old, new], ignore_index=True) if old is not None and len(old) else new
         if df["id"].dtype == object:
             df["id"] = df["id"].astype(str)
-        self._backend.write_table("_skipped", {"id": df["id"].to_numpy(), "reason": df["reason"].to_numpy().astype(str)},
-                                  {"columns": ["id", "reason"], "index": [], "kinds": {}, "default_index": True})
-        self._backend.flush()
+        transaction.write_table(
+            self._backend, own, {"id": df["id"].to_numpy(), "reason": df["reason"].to_numpy().astype(str)},
+            {"columns": ["id", "reason"], "index": [], "kinds": {}, "default_index": True},
+        )
 
     @property
     def skipped(self) -> pd.DataFrame:
         """Rows recorded by :meth:`record_skipped`: columns ``id`` and ``reason``."""
         self._check_open()
-        got = self._backend.read_table("_skipped")
-        if got is None:
+        parts = []
+        for t in transaction.list_tables(self._backend):
+            if t == "_skipped" or t.startswith("_skipped."):
+                got = transaction.read_table(self._backend, t)
+                if got is not None:
+                    parts.append(pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]}))
+        if not parts:
             return pd.DataFrame({"id": pd.Series([], dtype=object), "reason": pd.Series([], dtype=object)})
-        cols, _meta = got
-        return pd.DataFrame({"id": cols["id"], "reason": cols["reason"]})
+        df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        if len(parts) > 1 and df["id"].dtype == object:
+            df["id"] = df["id"].astype(str)
+        return df
 
     # ----------------------------------------------------------------- repr
     def __repr__(self) -> str:

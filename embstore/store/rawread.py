@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from . import faults
+
 __all__ = ["RawZarrArray"]
 
 _EMPTY = 2**64 - 1
@@ -107,6 +109,9 @@ class RawZarrArray:
         self._dot_tail = ".0" * (self.ndim - 1)
         self._index_extra = 0
         self._made_dirs: set[str] = set()
+        #: raise DamagedStoreError for a missing chunk file instead of reading fill values
+        #: (set for arrays whose every committed row has a chunk: variables, ids)
+        self.strict = False
 
     @classmethod
     def open(cls, path: str) -> RawZarrArray | None:
@@ -233,6 +238,15 @@ class RawZarrArray:
         try:
             fd = self._open_chunk(c, cdir)
         except FileNotFoundError:
+            if self.strict:
+                from ..errors import DamagedStoreError
+
+                cr = self.chunk_rows
+                raise DamagedStoreError(
+                    f"chunk file {self._chunk_file(c)} of array {os.path.basename(self.path)!r} is missing: "
+                    f"rows {c * cr + runs[0][0]}..{c * cr + runs[-1][1] - 1} cannot be read (other rows can). "
+                    "Run `embstore check` to list the damage; restore the file from a backup or re-extract those rows"
+                ) from None
             for _r0, _r1, dst in runs:
                 self._fill_rows(dst)
             return
@@ -241,7 +255,12 @@ class RawZarrArray:
                 rb = self.row_bytes
                 for r0, _r1, dst in runs:
                     if not self._read_into(fd, r0 * rb, dst):
-                        raise OSError(f"chunk file {self._chunk_file(c)} is shorter than expected")
+                        from ..errors import DamagedStoreError
+
+                        raise DamagedStoreError(
+                            f"chunk file {self._chunk_file(c)} of array {os.path.basename(self.path)!r} is shorter "
+                            f"than expected (rows {c * self.chunk_rows + r0}.. cannot be read); run `embstore check`"
+                        )
                 return
             index = self._shard_index(fd)
             ir = self.inner_rows
@@ -380,8 +399,10 @@ class RawZarrArray:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
             tmp = f"{path}.{os.getpid()}.tmp"
+            faults.step("write")
             with open(tmp, "wb", buffering=0) as fh:
                 _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
                 if tail:
                     _write_in_pieces(fh, memoryview(tail))
+            faults.step("rename")
             os.replace(tmp, path)

@@ -100,6 +100,20 @@ class Backend(abc.ABC):
     supports_regions: bool = False
     path: str
 
+    # -- guarantees the commit protocol relies on (see ARCHITECTURE.md) ---
+    #: ``write_record`` publishes a record whole or not at all and never
+    #: overwrites one (``FileExistsError``): an unreadable record is damage,
+    #: not a write cut short by a kill.
+    atomic_records: bool = False
+    #: Arrays can be created under ``_embstore/stage/`` (hidden from plain
+    #: readers) and deleted with :meth:`delete_array`: coordinate updates are
+    #: staged there and made visible by one commit record. Without it,
+    #: ``set_coords`` writes in place (old/new mix possible on a kill).
+    staged_arrays: bool = False
+    #: Names of arrays whose every committed row has a chunk written (dense
+    #: variables, ids): a missing chunk raises instead of reading fill values.
+    strict_arrays: set[str] = set()
+
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     @abc.abstractmethod
@@ -260,6 +274,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def read_blob(self, name: str) -> bytes | None:
         """Bytes of blob ``name`` (None if absent)."""
+
+    def list_blobs(self) -> list[str]:
+        """Names of stored blobs (physical names; default: unknown, empty)."""
+        return []
+
+    def delete_table(self, name: str) -> None:
+        """Delete a superseded table version (default: kept; the space is not reclaimed)."""
+
+    def delete_blob(self, name: str) -> None:
+        """Delete a superseded blob version (default: kept; the space is not reclaimed)."""
+
+    def delete_array(self, name: str) -> None:
+        """Delete an array (staged coordinate versions; needed when :attr:`staged_arrays`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete arrays")
+
+    def list_staged(self) -> list[str]:
+        """Physical names of the arrays under ``_embstore/stage/``."""
+        return []
 
     # -- locking -----------------------------------------------------------
     @abc.abstractmethod

@@ -23,12 +23,12 @@ import json
 import os
 import re
 import shutil
-import threading
 from typing import Any
 
 import numpy as np
 
 from ...errors import NotAStoreError, StoreExistsError, StoreNotFoundError
+from .. import atomic, faults
 from ..fsspec_utils import ObjectLock, fresh_exists, list_names, put_new
 from ..lock import FileLock
 from .base import Backend, fill_value_for
@@ -59,6 +59,8 @@ class ZarrBackend(Backend):
 
     kind = "zarr"
     supports_regions = True
+    atomic_records = True
+    staged_arrays = True
 
     def __init__(
         self, path: str, group: Any, storage_options: dict[str, Any] | None, mode: str = "a"
@@ -70,6 +72,7 @@ class ZarrBackend(Backend):
         self.storage_options = storage_options or {}
         self._arrays: dict[str, Any] = {}
         self._raw_cache: dict[str, Any] = {}
+        self.strict_arrays: set[str] = set()
         if _is_local(path):
             self.fs = None
             self.root = _local_path(path).rstrip("/")
@@ -187,7 +190,34 @@ class ZarrBackend(Backend):
         return dict(self.group.attrs.asdict())
 
     def write_attrs(self, attrs: dict[str, Any]) -> None:
+        if self.fs is None and self._write_node_json(None, {"attributes": attrs}):
+            self._group = None  # its cached attributes are stale
+            return
         self.group.attrs.put(attrs)
+
+    def _write_node_json(self, name: str | None, update: dict[str, Any], merge_attrs: bool = False) -> bool:
+        """Rewrite a local node's ``zarr.json`` atomically (temp file + rename).
+
+        zarr rewrites metadata in place, so a kill in the middle would leave a
+        torn ``zarr.json`` and an unopenable store or array. Returns False
+        when the file cannot be read (then zarr's own writer is used).
+        """
+        p = os.path.join(self.root, name, "zarr.json") if name else os.path.join(self.root, "zarr.json")
+        try:
+            with open(p) as fh:
+                meta = json.load(fh)
+        except (OSError, ValueError):
+            return False
+        for k, v in update.items():
+            if merge_attrs and k == "attributes":
+                meta.setdefault("attributes", {}).update(v)
+            else:
+                meta[k] = v
+        atomic.write_replace(p, json.dumps(meta, indent=2).encode())
+        if name:
+            self._arrays.pop(name, None)
+            self._meta_cache.pop(name, None)
+        return True
 
     # -- arrays ------------------------------------------------------------
     def _arr(self, name: str) -> Any:
@@ -262,6 +292,8 @@ class ZarrBackend(Backend):
         self._arrays[name] = arr
 
     def set_array_attrs(self, name: str, attrs: dict[str, Any]) -> None:
+        if self.fs is None and self._write_node_json(name, {"attributes": attrs}, merge_attrs=True):
+            return
         self._arr(name).attrs.update(attrs)
 
     def array_info(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -309,10 +341,7 @@ class ZarrBackend(Backend):
         if old == n:
             return True
         meta["shape"] = [int(n)] + shape[1:]
-        tmp = f"{p}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(meta, fh, indent=2)
-        os.replace(tmp, p)
+        atomic.write_replace(p, json.dumps(meta, indent=2).encode())
         if n < old:  # drop chunks wholly beyond the new shape
             flat = (cke.get("configuration") or {}).get("separator", "/") == "."
             cdir = os.path.join(self.root, name) if flat else os.path.join(self.root, name, "c")
@@ -335,7 +364,7 @@ class ZarrBackend(Backend):
                         shutil.rmtree(q, ignore_errors=True)
                     else:
                         try:
-                            os.remove(q)
+                            atomic.remove(q)
                         except OSError:
                             pass
         self._arrays.pop(name, None)
@@ -373,7 +402,10 @@ class ZarrBackend(Backend):
         if name not in self._raw_cache:
             from ..rawread import RawZarrArray
 
-            self._raw_cache[name] = RawZarrArray.open(os.path.join(self.root, name))
+            raw = RawZarrArray.open(os.path.join(self.root, name))
+            if raw is not None:
+                raw.strict = name in self.strict_arrays
+            self._raw_cache[name] = raw
         return self._raw_cache[name]
 
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
@@ -431,8 +463,7 @@ class ZarrBackend(Backend):
         p = f"{self._rec_dir(region)}/{seq:012d}.json"
         if self.fs is None:
             os.makedirs(self._rec_dir(region), exist_ok=True)
-            with open(p, "xb") as fh:  # never overwrite an existing record
-                fh.write(payload)
+            atomic.write_new(p, payload)  # whole or absent; never overwrites an existing record
         else:
             put_new(self.fs, p, payload)  # never overwrite an existing record
 
@@ -440,7 +471,7 @@ class ZarrBackend(Backend):
         p = f"{self._rec_dir(region)}/{seq:012d}.json"
         try:
             if self.fs is None:
-                os.remove(p)
+                atomic.remove(p)
             else:
                 self.fs.rm_file(p)
         except (FileNotFoundError, OSError):
@@ -503,6 +534,43 @@ class ZarrBackend(Backend):
             return None
         return np.asarray(a[:], dtype=np.uint8).tobytes()
 
+    def list_blobs(self) -> list[str]:
+        try:
+            return sorted(self.group["_blobs"].array_keys())
+        except KeyError:
+            return []
+
+    def _delete_node(self, key: str) -> None:
+        if self.fs is None:
+            p = os.path.join(self.root, key)
+            if os.path.isdir(p):
+                faults.step("delete")
+                shutil.rmtree(p, ignore_errors=True)
+        else:
+            try:
+                self.fs.rm(f"{self.root}/{key}", recursive=True)
+            except FileNotFoundError:
+                pass
+        self._arrays.pop(key, None)
+        self._raw_cache.pop(key, None)
+        self._meta_cache.pop(key, None)
+        self._group = None if self.fs is None else self._group
+
+    def delete_table(self, name: str) -> None:
+        self._delete_node(f"_tables/{name}")
+
+    def delete_blob(self, name: str) -> None:
+        self._delete_node(f"_blobs/{name}")
+
+    def delete_array(self, name: str) -> None:
+        self._delete_node(name)
+
+    def list_staged(self) -> list[str]:
+        try:
+            return sorted(f"_embstore/stage/{k}" for k in self.group["_embstore/stage"].array_keys())
+        except KeyError:
+            return []
+
     # -- locking -----------------------------------------------------------
     def remove_temp_files(self, pid: int) -> int:
         """Delete the ``*.<pid>.tmp`` / ``*.<pid>.<thread>.tmp`` files of a killed writer (local stores).
@@ -525,6 +593,12 @@ class ZarrBackend(Backend):
                     except FileNotFoundError:  # pragma: no cover - raced with another cleaner
                         pass
         return removed
+
+    def list_locks(self) -> list[str]:
+        """Regions whose append lock (claim) exists."""
+        base = f"{self.root}/_embstore/locks"
+        names = (os.listdir(base) if os.path.isdir(base) else []) if self.fs is None else list_names(self.fs, base)
+        return sorted(n[: -len(".lock")] for n in names if n.endswith(".lock"))
 
     def make_lock(self, region: str) -> Any:
         what = f"store {self.path!r} (region {region})"
