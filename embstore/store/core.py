@@ -323,15 +323,20 @@ class Store:
         region: tuple[int, int] | None = None,
         force: bool = False,
         write_chunks: int = 4,
+        **create_kw: Any,
     ) -> Store:
-        """Open an existing store.
+        """Open a store (or create one, with ``mode="a"``, ``"w"`` or ``"w-"``).
 
         Parameters
         ----------
         path : str or pathlib.Path
             Store location (``.h5``/``.hdf5`` -> HDF5, else Zarr).
-        mode : {"r", "a"}
-            Read-only, or append (takes the append lock of the region).
+        mode : {"r", "r+", "a", "w", "w-"}
+            ``"r"`` read-only; ``"r+"`` write to an existing store (takes
+            the append lock of the region); ``"a"`` the same, but an absent
+            store is created from the create arguments, and an existing one
+            is checked against them; ``"w"`` create, replacing; ``"w-"``
+            create, failing if it exists. See :mod:`embstore.store.modes`.
         storage_options : dict, optional
             fsspec options for URLs.
         region : (int, int), optional
@@ -343,6 +348,10 @@ class Store:
             a dead process on the same host is taken over automatically).
         write_chunks : int
             Whole chunks gathered before one write call.
+        **create_kw
+            Arguments of :meth:`create` (``variables=``, ``ragged=``,
+            ``dtypes=``, ``row_dim=``, ``id_name=``, ``chunk_rows=``...) for
+            the creating modes, and the schema that ``"a"`` checks.
 
         Returns
         -------
@@ -366,10 +375,22 @@ class Store:
         ...
         embstore.errors.StoreNotFoundError: no store at 'does-not-exist.zarr'; check the path or create one with Store.create
         """
-        if mode not in ("r", "a"):
-            raise ValidationError(f"mode={mode!r} is not supported; use 'r' (read-only) or 'a' (append)")
+        from .modes import CREATE_ARGS, check_mode, schema_mismatch
+
+        mode = check_mode(mode)
+        unknown = sorted(set(create_kw) - set(CREATE_ARGS))
+        if unknown:
+            raise ValidationError(f"Store.open got unexpected arguments {unknown}; create arguments are {list(CREATE_ARGS)}")
         path = str(path)
         bcls = backend_class(path)
+        if mode in ("w", "w-") or (mode == "a" and create_kw and not bcls.exists(path, storage_options)):
+            if region is not None:
+                raise ValidationError(f"region= needs an existing preallocated store; mode={mode!r} creates one")
+            return cls.create(path, overwrite=mode == "w", storage_options=storage_options, write_chunks=write_chunks,
+                              **create_kw)
+        if create_kw and mode != "a":
+            raise ValidationError(f"create arguments {sorted(create_kw)} are for mode 'a', 'w' or 'w-'; got mode={mode!r}")
+        mode = "a" if mode == "r+" else mode
         backend = bcls.open(path, mode, storage_options)
         try:
             attrs = backend.read_attrs()
@@ -380,6 +401,12 @@ class Store:
                     f"{path!r} has no embstore schema in its attributes; it was not made by Store.create"
                 )
             schema = Schema.from_json(attrs["embstore"], repr(path))
+            diff = schema_mismatch(schema, create_kw) if create_kw else []
+            if diff:
+                raise ValidationError(
+                    f"{path!r} exists with another schema ({'; '.join(diff)}); resume with the same arguments, "
+                    "or pass mode='w' to replace it"
+                )
             if region is not None:
                 region = cls._check_region(schema, backend, region, mode)
             return cls(backend, schema, mode, region=region, force=force, write_chunks=write_chunks)
@@ -1191,6 +1218,10 @@ class Store:
             self._coord_cache[name] = self._read_rows(name)
         return self._coord_cache[name]
 
+    def _has_coord(self, name: str) -> bool:
+        """Whether coordinate ``name`` has stored values (its array, or a committed staged version)."""
+        return self._backend.has_array(name) or any(name in r.staged for r in self._records.values())
+
     @property
     def coord_names(self) -> list[str]:
         """Names of the metadata coordinates (without the id)."""
@@ -1213,7 +1244,7 @@ class Store:
         6            2
         """
         ids = self.ids
-        names = [c for c in self.coord_names if self._backend.has_array(c)]
+        names = [c for c in self.coord_names if self._has_coord(c)]
         df = pd.DataFrame({c: self._coord_values(c) for c in names}, index=pd.Index(ids, name=self.id_name))
         return df
 
@@ -1348,7 +1379,7 @@ class Store:
         """Row coordinates (optionally only the rows at indices ``sub`` of the committed rows)."""
         out = {self.id_name: (self.row_dim, self.ids)}
         for c in self.coord_names:
-            if self._backend.has_array(c):
+            if self._has_coord(c):
                 out[c] = (self.row_dim, self._coord_values(c))
         if sub is not None:
             out = {k: (d, v[sub]) for k, (d, v) in out.items()}
