@@ -127,7 +127,7 @@ def verify(path, path_name, states, tokens, ref_emb):
     """Assert the store is in one of the reference states; return j."""
     import xarray as xr
 
-    for mode in ("r", "a", "r"):  # read as left, then after a writer took over (recovery), then again
+    for mode in ("r", "a"):  # read as left, then after a writer took over (and finished or cleaned up)
         with Store.open(path, mode=mode) as st:
             got = state(st, path_name)
             assert got in states, f"{path_name}: state after kill matches no call boundary: {got!r}"
@@ -180,11 +180,10 @@ def test_kill_at_every_io_step(tmp_path, path_name):
     assert len(seen) >= 3  # kills landed before, between and after calls
 
 
-def test_kill_set_coords_and_table_quick(tmp_path):
-    """Every 3rd step of set_coords and write_table (a fast subset of the sweep)."""
-    for name in ("set_coords", "write_table"):
-        kills, _ = sweep(tmp_path, name, every=3)
-        assert kills >= 5
+def test_kill_set_coords_quick(tmp_path):
+    """Every 7th step of set_coords (a fast subset of the sweep, run without ``-m slow``)."""
+    kills, seen = sweep(tmp_path, "set_coords", every=7)
+    assert kills >= 4 and len(seen) >= 2
 
 
 def _child_timed(path, path_name, ready):

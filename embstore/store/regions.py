@@ -18,7 +18,6 @@ the region writers have closed (as ``extract_distributed`` does).
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
 
@@ -51,7 +50,7 @@ def _live(owner: dict[str, Any] | None) -> bool:
     if owner.get("host") != socket.gethostname():
         return True  # cannot tell: assume alive (force=True on open takes over)
     try:
-        return pid_alive(int(owner.get("pid", -1))) and int(owner.get("pid", -1)) != os.getpid()
+        return pid_alive(int(owner.get("pid", -1)))
     except (TypeError, ValueError):
         return True
 

@@ -1,0 +1,149 @@
+"""Damage is loud and never destructive; region claims; copy-on-write leftovers.
+
+See also tests/test_store_kills.py (SIGKILL at every I/O step of every write path).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embstore import Store
+from embstore.cli import main as cli_main
+from embstore.errors import DamagedStoreError, StoreLockedError, ValidationError
+from embstore.store.integrity import check, repair
+
+
+def _files(path):
+    return sorted(os.path.relpath(os.path.join(d, f), path) for d, _s, fs in os.walk(path) for f in fs)
+
+
+@pytest.fixture
+def store(tmp_path):
+    p = str(tmp_path / "s.zarr")
+    with Store.create(p, variables={"emb": ("h",)}, dtypes={"emb": "float32"}, chunk_rows=4) as st:
+        st.append(list(range(12)), {"emb": np.arange(48, dtype=np.float32).reshape(12, 4)},
+                  coords={"tag": list(range(12))})
+        st.write_blob("idx", b"0123456789" * 100)
+    return p
+
+
+def test_missing_chunk_raises_naming_variable_and_rows(store):
+    os.remove(os.path.join(store, "emb", "c.1.0"))  # rows 4..7
+    before = _files(store)
+    with Store.open(store) as st:
+        with pytest.raises(DamagedStoreError, match=r"'emb'.*rows 4\.\.7"):
+            st.emb.values
+        np.testing.assert_array_equal(st.read("emb", ids=[0, 9]), [[0, 1, 2, 3], [36, 37, 38, 39]])  # undamaged rows
+    with Store.open(store, mode="a"):
+        pass
+    assert _files(store) == before  # opening as a writer deleted nothing
+    rep = check(store)
+    assert not rep.ok and any("emb" in p and "4..7" in p for p in rep.problems)
+    assert cli_main(["check", store]) == 1
+
+
+def test_tampered_blob_raises(store):
+    with Store.open(store) as st:
+        assert st.read_blob("idx") == b"0123456789" * 100
+        key = [k for k in os.listdir(os.path.join(store, "_blobs")) if k.startswith("idx@")]
+    assert len(key) == 1
+    chunk = os.path.join(store, "_blobs", key[0], "c", "0")
+    raw = bytearray(open(chunk, "rb").read())
+    raw[5] ^= 0xFF
+    open(chunk, "wb").write(bytes(raw))
+    with Store.open(store) as st, pytest.raises(DamagedStoreError, match="SHA-256"):
+        st.read_blob("idx")
+    assert not check(store).ok
+
+
+def test_lost_commit_records_raise_and_repair_rebuilds(store):
+    import shutil
+
+    shutil.rmtree(os.path.join(store, "_embstore", "commits", "main"))
+    before = _files(store)
+    for mode in ("r", "a"):
+        with pytest.raises(DamagedStoreError, match="repair"):
+            Store.open(store, mode=mode)
+    assert _files(store) == before
+    rep = repair(store)
+    assert rep.ok, rep.lines()
+    with Store.open(store) as st:
+        assert st.ids.tolist() == list(range(12))
+        assert st.coords["tag"].tolist() == list(range(12))
+
+
+def test_check_and_repair_clean_store_and_orphans(store):
+    with Store.open(store, mode="a") as st:
+        st.write_table("t", pd.DataFrame({"a": [1]}))
+        st.write_table("t", pd.DataFrame({"a": [2, 3]}))  # old version removed after the commit
+        st._backend.write_table("t@999999-deadbeef", {"a": np.array([9])}, {"columns": ["a"]})  # an orphan
+    assert [k for k in os.listdir(os.path.join(store, "_tables")) if k.startswith("t@")].__len__() == 2
+    rep = check(store)
+    assert rep.ok and rep.orphans == ["_tables/t@999999-deadbeef"]
+    assert cli_main(["repair", store]) == 0
+    assert len([k for k in os.listdir(os.path.join(store, "_tables")) if k.startswith("t@")]) == 1
+    with Store.open(store) as st:
+        assert st.tables == ["t"] and st.read_table("t")["a"].tolist() == [2, 3]
+
+
+@pytest.fixture
+def prealloc(tmp_path):
+    p = str(tmp_path / "p.zarr")
+    Store.create(p, variables={"emb": ("h",)}, shapes={"emb": (2,)}, chunk_rows=4, n_rows=16).close()
+    return p
+
+
+def test_overlapping_region_claim_refused(prealloc):
+    with Store.open(prealloc, mode="a", region=(0, 8)):
+        with pytest.raises(StoreLockedError, match="overlaps"):
+            Store.open(prealloc, mode="a", region=(4, 12))
+        with pytest.raises(StoreLockedError):
+            Store.open(prealloc, mode="a")  # a plain writer overlaps every region
+        with Store.open(prealloc, mode="a", region=(8, 16)):  # disjoint: fine
+            pass
+    with Store.open(prealloc, mode="a", region=(4, 12)):  # the first writer closed: fine now
+        pass
+
+
+def test_region_set_coords_touches_only_its_rows(prealloc):
+    a = Store.open(prealloc, mode="a", region=(0, 8))
+    b = Store.open(prealloc, mode="a", region=(8, 16))
+    a.append(list(range(8)), {"emb": np.zeros((8, 2))})
+    b.append(list(range(8, 16)), {"emb": np.ones((8, 2))})
+    a.flush(), b.flush()
+    a.set_coords({"tag": ["a"] * 8})
+    b.refresh()
+    b.set_coords({"tag": ["b"] * 8})
+    a.refresh()
+    with pytest.raises(ValidationError, match="another region"):
+        a.set_coords({"tag": ["x"]}, ids=[9])
+    a.close(), b.close()
+    with Store.open(prealloc) as st:
+        assert st.coords["tag"].tolist() == ["a"] * 8 + ["b"] * 8
+
+
+def _skip_child(path, region, ids):
+    with Store.open(path, mode="a", region=region) as st:
+        for i in ids:
+            st.record_skipped([i], f"bad {i}")
+    os._exit(0)
+
+
+def test_record_skipped_from_four_region_writers_at_once(prealloc):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_skip_child, args=(prealloc, (4 * k, 4 * k + 4), range(10 * k, 10 * k + 3)))
+             for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with Store.open(prealloc) as st:
+        got = sorted(int(i) for i in st.skipped["id"])
+    assert got == sorted(10 * k + j for k in range(4) for j in range(3))
+    assert check(prealloc).ok
