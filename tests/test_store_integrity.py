@@ -147,3 +147,21 @@ def test_record_skipped_from_four_region_writers_at_once(prealloc):
         got = sorted(int(i) for i in st.skipped["id"])
     assert got == sorted(10 * k + j for k in range(4) for j in range(3))
     assert check(prealloc).ok
+
+
+def test_flipped_bytes_in_a_chunk_raise(store):
+    chunk = os.path.join(store, "emb", "c.2.0")  # rows 8..11
+    raw = bytearray(open(chunk, "rb").read())
+    assert len(raw) == 4 * 4 * 4 + 4  # raw rows + crc32c
+    raw[3] ^= 0x10
+    open(chunk, "wb").write(bytes(raw))
+    with Store.open(store) as st:
+        with pytest.raises(DamagedStoreError, match=r"crc32c.*rows 8\.\.11"):
+            st.emb.values
+        np.testing.assert_array_equal(st.read("emb", ids=[1]), [[4, 5, 6, 7]])
+    rep = check(store)
+    assert any("crc32c" in p for p in rep.problems)
+    import xarray as xr
+
+    with pytest.raises(Exception):  # plain zarr readers verify the checksum too
+        xr.open_zarr(store, consolidated=False)["emb"].values

@@ -159,6 +159,14 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                         be.read(name, slice(lo, hi))
                     except Exception as exc:  # every failure is a finding
                         rep.problems.append(f"array {name!r} rows {lo}..{hi - 1}: {exc}")
+            raw = be._raw(name) if hasattr(be, "_raw") else None
+            if raw is not None:  # every chunk file whole, with its crc32c (also the last, partial one)
+                cr = raw.chunk_rows
+                chunks = sorted({c for a, b in rs for c in range(a // cr, -(-b // cr))})
+                for c in chunks:
+                    msg = raw.verify_chunk(c)
+                    if msg and msg not in " ".join(rep.problems):
+                        rep.problems.append(msg)
         for var in schema.ragged:
             if not be.has_array(var):
                 continue

@@ -112,6 +112,8 @@ class RawZarrArray:
         #: raise DamagedStoreError for a missing chunk file instead of reading fill values
         #: (set for arrays whose every committed row has a chunk: variables, ids)
         self.strict = False
+        #: chunk files end with a crc32c of their bytes (zarr's ``crc32c`` codec)
+        self.crc = False
 
     @classmethod
     def open(cls, path: str) -> RawZarrArray | None:
@@ -141,6 +143,10 @@ class RawZarrArray:
             if len(shape) == 0 or chunk[1:] != shape[1:]:
                 return None
             codecs = meta["codecs"]
+            if len(codecs) == 2 and _plain_bytes_codec(codecs[0]) and codecs[1].get("name") == "crc32c":
+                obj = cls(path, meta, None)  # raw rows + a 4-byte crc32c of them
+                obj.crc = True
+                return obj
             if len(codecs) != 1:
                 return None
             c = codecs[0]
@@ -253,6 +259,9 @@ class RawZarrArray:
         try:
             if self.inner_rows is None:
                 rb = self.row_bytes
+                if self.crc and len(runs) == 1 and runs[0][0] == 0 and runs[0][1] == self.chunk_rows:
+                    self._read_verified(fd, c, runs[0][2])  # a whole chunk: check its crc32c on the way
+                    return
                 for r0, _r1, dst in runs:
                     if not self._read_into(fd, r0 * rb, dst):
                         from ..errors import DamagedStoreError
@@ -279,6 +288,51 @@ class RawZarrArray:
                         ):
                             raise OSError(f"shard {self._chunk_file(c)} has an unexpected inner chunk size")
                     r = k_end
+        finally:
+            os.close(fd)
+
+    def _read_verified(self, fd: int, c: int, dst: np.ndarray) -> None:
+        """Read a whole chunk into ``dst`` and check its trailing crc32c."""
+        import google_crc32c
+
+        trailer = bytearray(4)
+        view = memoryview(dst.reshape(-1).view(np.uint8))
+        n = os.preadv(fd, [view, trailer], 0) if hasattr(os, "preadv") else None
+        if n is None:  # pragma: no cover - non-POSIX
+            n = self._read_into(fd, 0, dst) and len(view)
+            trailer = bytearray(os.pread(fd, 4, len(view)))
+            n += len(trailer)
+        if n != len(view) + 4 or int(google_crc32c.value(dst.reshape(-1).view(np.uint8))) != int.from_bytes(trailer, "little"):
+            self._damaged(c, "fails its crc32c checksum" if n == len(view) + 4 else "is shorter than expected")
+
+    def _damaged(self, c: int, what: str) -> None:
+        from ..errors import DamagedStoreError
+
+        cr = self.chunk_rows
+        raise DamagedStoreError(
+            f"chunk file {self._chunk_file(c)} of array {os.path.basename(self.path)!r} {what}: rows "
+            f"{c * cr}..{min(self.shape[0], (c + 1) * cr) - 1} cannot be read (other rows can). Run `embstore check` "
+            "to list the damage; restore the file from a backup or re-extract those rows"
+        )
+
+    def verify_chunk(self, c: int) -> str | None:
+        """Check chunk file ``c`` whole (size and crc32c); a message when damaged, None when fine or absent."""
+        from ..errors import DamagedStoreError
+
+        try:
+            fd = self._open_chunk(c, None)
+        except FileNotFoundError:
+            return None
+        try:
+            if self.inner_rows is None:
+                buf = np.empty((self.chunk_rows,) + self.shape[1:], dtype=self.dtype)
+                if self.crc:
+                    self._read_verified(fd, c, buf)
+                elif not self._read_into(fd, 0, buf):
+                    self._damaged(c, "is shorter than expected")
+            return None
+        except DamagedStoreError as exc:
+            return str(exc)
         finally:
             os.close(fd)
 
@@ -386,6 +440,8 @@ class RawZarrArray:
         cr = self.chunk_rows
         tail = self._shard_tail() if self.inner_rows is not None else b""
         values = np.ascontiguousarray(values, dtype=self.dtype)
+        if self.crc:
+            import google_crc32c
         for k in range(0, len(values), cr):
             block = values[k : k + cr]
             if len(block) < cr:
@@ -398,6 +454,8 @@ class RawZarrArray:
             if parent not in self._made_dirs:  # a chunk's directories are made once per writer
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
+            if self.crc:
+                tail = int(google_crc32c.value(block.reshape(-1).view(np.uint8))).to_bytes(4, "little")
             tmp = f"{path}.{os.getpid()}.tmp"
             faults.step("write")
             with open(tmp, "wb", buffering=0) as fh:

@@ -61,6 +61,8 @@ class ZarrBackend(Backend):
     supports_regions = True
     atomic_records = True
     staged_arrays = True
+    #: new numeric arrays get zarr's ``crc32c`` codec (not sharded ones: their index has one)
+    chunk_checksums = True
 
     def __init__(
         self, path: str, group: Any, storage_options: dict[str, Any] | None, mode: str = "a"
@@ -267,6 +269,8 @@ class ZarrBackend(Backend):
         compressors: Any = None
         if compressor == "zstd":
             compressors = zarr.codecs.ZstdCodec(level=3)
+        if self.chunk_checksums and shards is None:  # crc32c of every chunk (verified by zarr and rawread)
+            compressors = [compressors, zarr.codecs.Crc32cCodec()] if compressors is not None else [zarr.codecs.Crc32cCodec()]
         kw: dict[str, Any] = {}
         if zdtype is not str:
             kw["compressors"] = compressors
