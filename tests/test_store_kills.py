@@ -176,6 +176,7 @@ def sweep(tmp_path, path_name, every=1):
 @pytest.mark.parametrize("path_name", list(PATHS))
 def test_kill_at_every_io_step(tmp_path, path_name):
     kills, seen = sweep(tmp_path, path_name)
+    print(f"KILLS {path_name}: {kills} injected kills, states seen {sorted(seen)}")
     assert kills >= 20, f"{path_name}: only {kills} injection points"
     assert len(seen) >= 3  # kills landed before, between and after calls
 
@@ -223,4 +224,5 @@ def test_kill_at_random_times(tmp_path, path_name):
             killed += 1
         proc.join()
         verify(path, path_name, states, tokens, ref_emb)
+    print(f"RANDOM {path_name}: {killed} random-time kills of 8 runs")
     assert killed >= 3
