@@ -165,3 +165,49 @@ def test_flipped_bytes_in_a_chunk_raise(store):
 
     with pytest.raises(Exception):  # plain zarr readers verify the checksum too
         xr.open_zarr(store, consolidated=False)["emb"].values
+
+
+def test_stores_without_catalog_still_read_and_upgrade(tmp_path):
+    """Tables and blobs written before the catalog (under their own names) stay readable."""
+    p = str(tmp_path / "old.zarr")
+    with Store.create(p, variables={"emb": ("h",)}) as st:
+        st.append([1], {"emb": np.zeros((1, 2))})
+        be = st._backend  # the pre-catalog layout: _tables/<name>, _blobs/<name>, no catalog record
+        be.write_table("people", {"a": np.array([1, 2])}, {"columns": ["a"], "index": [], "kinds": {"a": "i"},
+                                                           "default_index": True})
+        be.write_blob("idx", b"old")
+        be.write_table("_skipped", {"id": np.array(["7"]), "reason": np.array(["bad"])},
+                       {"columns": ["id", "reason"], "index": [], "kinds": {}, "default_index": True})
+    with Store.open(p) as st:
+        assert st.tables == ["people"] and st.read_table("people")["a"].tolist() == [1, 2]
+        assert st.read_blob("idx") == b"old" and st.skipped["id"].tolist() == ["7"]
+    with Store.open(p, mode="a") as st:
+        st.write_blob("idx", b"new")
+        st.write_table("people", pd.DataFrame({"a": [3]}))
+        st.record_skipped([8], "worse")
+    with Store.open(p) as st:
+        assert st.read_blob("idx") == b"new" and st.read_table("people")["a"].tolist() == [3]
+        assert st.skipped["id"].tolist() == ["7", "8"]
+    blobs = [b for b in os.listdir(os.path.join(p, "_blobs")) if b != "zarr.json"]
+    assert len(blobs) == 1 and blobs[0].startswith("idx@")  # the old version is gone
+    assert check(p).ok
+
+
+def test_open_modes(tmp_path):
+    p = str(tmp_path / "m.zarr")
+    with pytest.raises(Exception):
+        Store.open(p, mode="r+")  # absent
+    with Store.open(p, mode="a", variables={"emb": ("h",)}) as st:  # created
+        st.append([1], {"emb": np.zeros((1, 2))})
+    with Store.open(p, mode="a", variables={"emb": ("h",)}) as st:  # resumed after the schema check
+        assert len(st) == 1 and st.mode == "a"
+    with pytest.raises(ValidationError, match="another schema"):
+        Store.open(p, mode="a", variables={"other": ("h",)})
+    with pytest.raises(Exception, match="exists"):
+        Store.open(p, mode="w-", variables={"emb": ("h",)})
+    with Store.open(p, mode="r+") as st:
+        st.append([2], {"emb": np.zeros((1, 2))})
+    with Store.open(p, mode="w", variables={"emb": ("h",)}) as st:
+        assert len(st) == 0
+    with pytest.raises(ValidationError, match="mode"):
+        Store.open(p, mode="x")
