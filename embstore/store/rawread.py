@@ -380,8 +380,15 @@ class RawZarrArray:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "wb", buffering=0) as fh:
-                _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
-                if tail:
-                    _write_in_pieces(fh, memoryview(tail))
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb", buffering=0) as fh:
+                    _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
+                    if tail:
+                        _write_in_pieces(fh, memoryview(tail))
+                os.replace(tmp, path)
+            except BaseException:  # disk full, interrupted: leave no temporary file behind
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+                raise
