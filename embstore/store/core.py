@@ -20,6 +20,7 @@ committed row intact and nothing half-written visible.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import functools
@@ -1002,8 +1003,14 @@ class Store:
         nothing of this write is committed, so the committed rows stay as
         they were, and the rows stay buffered (a later flush retries).
         """
-        try:
+        with self._disk_full_guard():
             self._write_rows(final)
+
+    @contextlib.contextmanager
+    def _disk_full_guard(self) -> Iterator[None]:
+        """Turn ``ENOSPC``/``EDQUOT`` raised inside into :class:`DiskFullError`."""
+        try:
+            yield
         except OSError as exc:
             if isinstance(exc, StoreError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -1041,6 +1048,8 @@ class Store:
         new_ids = idb.block(end)[self._disk_end - idb.start :].copy()
         for name in names:
             buf = self._row_bufs[name]
+            if buf.start >= end:  # written by an earlier try that failed further on (disk full)
+                continue
             block = buf.block(end)
             self._ensure_array(name, tuple(block.shape[1:]), self._schema.n_prealloc, dtype=block.dtype)
             if self._region == MAIN_REGION:
@@ -1120,10 +1129,11 @@ class Store:
         if self.mode != "a":
             return
         self._write(final=True)
-        attrs = self._backend.read_attrs()
-        attrs["updated"] = _now()
-        self._backend.write_attrs(attrs)
-        self._backend.flush()
+        with self._disk_full_guard():
+            attrs = self._backend.read_attrs()
+            attrs["updated"] = _now()
+            self._backend.write_attrs(attrs)
+            self._backend.flush()
 
     @_synchronized
     def close(self) -> None:
@@ -1133,8 +1143,9 @@ class Store:
         try:
             if self.mode == "a":
                 self.flush()
-                self._trim()
-                self._backend.flush()
+                with self._disk_full_guard():
+                    self._trim()
+                    self._backend.flush()
         finally:
             if self._lock is not None:
                 self._lock.release()

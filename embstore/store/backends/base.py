@@ -211,9 +211,9 @@ class Backend(abc.ABC):
         """Rows at ``positions`` (any order, repeats allowed).
 
         Increasing positions are read straight into the result. Other orders
-        are read sorted, in blocks of at most a quarter of the result (and at
+        are read sorted, in blocks of at most an eighth of the result (and at
         most 64 MiB), each scattered into the preallocated result: peak memory
-        stays near 1.25x the result (reading all sorted rows first and then
+        stays below 1.25x the result (reading all sorted rows first and then
         reordering took 3x).
         """
         positions = np.asarray(positions, dtype=np.int64)
@@ -227,7 +227,7 @@ class Backend(abc.ABC):
         order = np.argsort(positions, kind="stable")
         sorted_pos = positions[order]
         row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize)
-        step = max(1, min(-(-n // 4), (64 << 20) // row_bytes))
+        step = max(1, min(-(-n // 8), (64 << 20) // row_bytes))
         for a in range(0, n, step):
             blk = sorted_pos[a : a + step]
             uniq, inv = np.unique(blk, return_inverse=True)
