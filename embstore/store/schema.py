@@ -197,6 +197,13 @@ class Schema:
                     raise ValidationError(
                         f"ragged variable {name!r} needs at least 2 dims, e.g. ('token', 'hidden'); got {dims}"
                     )
+        for name in ragged:  # each ragged variable also stores <name>_offset, _n, _h, _w arrays
+            clash = sorted(seen & {name + sfx for sfx in ("_offset", "_n", "_h", "_w")})
+            if clash:
+                raise ValidationError(
+                    f"variable names {clash} clash with the bookkeeping arrays of ragged variable {name!r}; "
+                    "rename them"
+                )
         out_dtypes: dict[str, str] = {}
         for name in list(variables) + list(ragged):
             out_dtypes[name] = default_dtype(name)
