@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..errors import (
     DiskFullError,
+    EmbstoreError,
     DTypeMismatchError,
     DuplicateIdError,
     ReadOnlyStoreError,
@@ -1011,8 +1012,13 @@ class Store:
         """Turn ``ENOSPC``/``EDQUOT`` raised inside into :class:`DiskFullError`."""
         try:
             yield
-        except OSError as exc:
-            if isinstance(exc, StoreError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except (OSError, RuntimeError) as exc:  # h5py raises RuntimeError, errno only in the text
+            text = str(exc)
+            code = getattr(exc, "errno", None)
+            full = code in (errno.ENOSPC, errno.EDQUOT) or (
+                code is None and ("No space left" in text or "errno = 28," in text or "errno = 122," in text)
+            )
+            if isinstance(exc, EmbstoreError) or not full:
                 raise
             raise DiskFullError(
                 f"the disk holding {self.path!r} is full ({exc}); rows buffered since the last commit were not "
