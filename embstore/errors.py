@@ -147,3 +147,22 @@ class DamagedStoreError(StoreError, OSError):
 
 
 __all__ += ["DamagedStoreError"]
+
+
+class InvalidNameError(ValidationError):
+    """A variable, coordinate, table or blob name breaks the naming rule.
+
+    The message names the value and the rule (see
+    :func:`embstore.store.validation.check_name`).
+    """
+
+
+class DiskFullError(StoreError, OSError):
+    """The disk (or quota) filled up while writing; committed rows are intact.
+
+    Rows buffered since the last commit were not committed; free space and
+    append them again (or resume the extraction).
+    """
+
+
+__all__ += ["InvalidNameError", "DiskFullError"]

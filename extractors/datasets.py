@@ -582,14 +582,48 @@ class ImageDataset:
                                        kind=self.kind, source=self.source)
 
 
+def _file_key(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of what ``path`` points to (None if it cannot be read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _scan_images(root: Path, extensions: Sequence[str]) -> list[Path]:
+    """Image files under ``root``, sorted, each real file once.
+
+    Symlinked directories are followed, but a directory already visited (a
+    symlink loop such as ``a/loop -> ..``, or two links to one folder) is
+    entered only once, and a file reached through several paths (symlinks,
+    hard links) is listed once, at the first path in sorted walk order.
+    """
     exts = {e.lower() for e in extensions}
     found: list[Path] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    root_key = _file_key(str(root))
+    if root_key is not None:
+        seen_dirs.add(root_key)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
+        keep = []
+        for d in sorted(dirnames):
+            key = _file_key(os.path.join(dirpath, d))
+            if key is None or key in seen_dirs:
+                continue  # a loop back to a visited directory, or a second link to one
+            seen_dirs.add(key)
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             if os.path.splitext(name)[1].lower() in exts:
-                found.append(Path(dirpath) / name)
+                path = os.path.join(dirpath, name)
+                key = _file_key(path)
+                if key is not None:
+                    if key in seen_files:
+                        continue
+                    seen_files.add(key)
+                found.append(Path(path))
     return found
 
 
@@ -604,7 +638,8 @@ def folder_dataset(
     Parameters
     ----------
     root : str or path-like
-        Directory to scan (symlinked directories are followed).
+        Directory to scan (symlinked directories are followed; symlink loops
+        are detected and every file is listed once).
     extensions : sequence of str
         File extensions to include (case-insensitive).
     ids : {"auto", "path"}

@@ -53,6 +53,7 @@ import numpy as np
 
 from .._optional import attempt_import
 from ..errors import DatasetError, StoreExistsError, ValidationError
+from ._finite import count_nonfinite
 
 __all__ = ["ImportReport", "KNOWN_DIMS", "RAGGED_KEYS", "import_detr_dir", "export_detr_dir",
            "load_pt", "read_metadata", "pt_filename"]
@@ -94,6 +95,9 @@ class ImportReport:
         Wall time.
     store : str or None
         The store path.
+    nonfinite : list of (str, int)
+        ``(file, count)`` for imported files holding NaN/Inf values (they are
+        imported as they are, and reported here and in the log).
     """
 
     imported: int = 0
@@ -102,6 +106,7 @@ class ImportReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     store: str | None = None
+    nonfinite: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def files_per_s(self) -> float:
@@ -123,6 +128,7 @@ class ImportReport:
             "seconds": self.seconds,
             "files_per_s": self.files_per_s,
             "store": self.store,
+            "nonfinite": [list(u) for u in self.nonfinite],
         }
 
     def __str__(self) -> str:
@@ -131,6 +137,7 @@ class ImportReport:
             f"imported {self.imported} of {total} files ({len(self.unreadable)} unreadable, "
             f"{len(self.missing)} missing"
             + (f", {self.already_present} already in the store" if self.already_present else "")
+            + (f", {len(self.nonfinite)} with NaN/Inf values" if self.nonfinite else "")
             + f") in {self.seconds:.1f} s ({self.files_per_s:.1f} files/s)"
         )
 
@@ -442,6 +449,9 @@ def import_detr_dir(
                 skipped_ids.append(iid)
                 skipped_reasons.append(f"unreadable: {reason}")
                 continue
+            bad = count_nonfinite(arrays[k] for k in keys)
+            if bad:
+                report.nonfinite.append((str(path), bad))
             rows.append((iid, {k: arrays[k] for k in keys}))
             if len(rows) >= batch_rows:
                 write_rows()
@@ -461,6 +471,11 @@ def import_detr_dir(
     report.seconds = time.perf_counter() - t0
     for path, reason in report.unreadable:
         logger.warning("not imported: %s (%s)", path, reason)
+    if report.nonfinite:
+        logger.warning(
+            "%d imported files hold NaN/Inf values, e.g. %s (%d values)", len(report.nonfinite),
+            report.nonfinite[0][0], report.nonfinite[0][1],
+        )
     if report.missing:
         logger.warning("%d listed files are missing, e.g. %s", len(report.missing), report.missing[0][1])
     return report

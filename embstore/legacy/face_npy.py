@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, StoreExistsError, ValidationError
+from ._finite import count_nonfinite
 
 __all__ = ["export_face_npy", "import_face_npy", "find_face_npy", "DEFAULT_SPLIT_THRESHOLD"]
 
@@ -280,7 +281,9 @@ def import_face_npy(
     Returns
     -------
     dict
-        ``rows``, ``parts``, ``normalized``, ``seconds``.
+        ``rows``, ``parts``, ``normalized``, ``nonfinite`` (list of
+        ``(file, rows)``: rows holding NaN/Inf values, imported as they are),
+        ``seconds``.
 
     Raises
     ------
@@ -308,6 +311,7 @@ def import_face_npy(
     else:
         st = store
     rows = 0
+    nonfinite: list[tuple[str, int]] = []
     try:
         offset = 0
         for emb_path, fp_path, ix_path in parts:
@@ -329,15 +333,23 @@ def import_face_npy(
                     f"{emb_path} has {n} rows but its paths/indices files have "
                     f"{len(fpaths)}/{len(indices)}; the files do not belong together"
                 )
+            bad_rows = 0
             for b in range(0, n, int(block_rows)):
                 e = min(n, b + int(block_rows))
-                st.append(indices[b:e], {"embedding": np.asarray(emb[b:e])},
+                block = np.asarray(emb[b:e])
+                if count_nonfinite(block):
+                    bad_rows += int(np.count_nonzero(~np.isfinite(block).all(axis=1)))
+                st.append(indices[b:e], {"embedding": block},
                           coords={"path": fpaths[b:e].astype(str)}, allow_nonfinite=True)
                 rows += e - b
+            if bad_rows:
+                nonfinite.append((str(emb_path), bad_rows))
+                logger.warning("%s: %d of %d rows hold NaN/Inf values (imported as they are)",
+                               emb_path, bad_rows, n)
             offset += n
         st.flush()
     finally:
         if own:
             st.close()
-    return {"rows": rows, "parts": len(parts), "normalized": normalized,
+    return {"rows": rows, "parts": len(parts), "normalized": normalized, "nonfinite": nonfinite,
             "seconds": time.perf_counter() - t0}

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, StoreExistsError, ValidationError
+from ._finite import count_nonfinite
 
 __all__ = ["export_siglip_cache", "import_siglip_cache", "cache_filename", "TSV_NAME", "TSV_HEADER"]
 
@@ -217,7 +218,8 @@ def import_siglip_cache(
     -------
     dict
         ``rows``, ``missing`` (list of paths), ``unreadable`` (list of
-        ``(path, reason)``), ``seconds``.
+        ``(path, reason)``), ``nonfinite`` (list of ``(path, count)`` for
+        imported files holding NaN/Inf values), ``seconds``.
 
     Raises
     ------
@@ -235,6 +237,7 @@ def import_siglip_cache(
     index = _read_index(d)
     missing: list[str] = []
     unreadable: list[tuple[str, str]] = []
+    nonfinite: list[tuple[str, int]] = []
     skipped_ids: list[int] = []
     skipped_reasons: list[str] = []
     st = None
@@ -298,6 +301,9 @@ def import_siglip_cache(
                     )
                 else:
                     st = store
+            bad = count_nonfinite(vec)
+            if bad:
+                nonfinite.append((str(path), bad))
             buf_ids.append(iid)
             buf_vecs.append(vec)
             buf_img.append(image_id)
@@ -318,5 +324,8 @@ def import_siglip_cache(
             st.close()
     for p, r in unreadable:
         logger.warning("not imported: %s (%s)", p, r)
-    return {"rows": rows, "missing": missing, "unreadable": unreadable,
+    if nonfinite:
+        logger.warning("%d imported files hold NaN/Inf values, e.g. %s (%d values)", len(nonfinite),
+                       nonfinite[0][0], nonfinite[0][1])
+    return {"rows": rows, "missing": missing, "unreadable": unreadable, "nonfinite": nonfinite,
             "seconds": time.perf_counter() - t0}

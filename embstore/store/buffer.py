@@ -12,8 +12,9 @@ writes (the partial chunk left after a write moves to its front). Fresh large
 allocations are slow on many machines (page faults on every new page: a copy
 into new memory ran at 0.35 GB/s here, several times slower than into
 reused memory), so reusing the gather array makes appends of many small
-batches cheaper. One batch that already covers the rows to write is written
-as it is, without a copy.
+batches cheaper. :meth:`ChunkBuffer.append` keeps the arrays it is given
+(callers pass arrays they own); :meth:`ChunkBuffer.append_cast` always
+copies, so a caller may reuse its input array for the next batch.
 
 Batches that need a dtype conversion (float32 input into a float16 store)
 are cast straight into the gather array by :meth:`ChunkBuffer.append_cast`:
@@ -76,8 +77,10 @@ class ChunkBuffer:
     def append_cast(self, arr: np.ndarray, dtype: np.dtype | str) -> None:
         """Add rows at the end, cast to ``dtype`` straight into the gather array.
 
-        The rows are copied now (later changes to ``arr`` do not show). An
-        array already of ``dtype`` is kept by reference, as :meth:`append` does.
+        The rows are always copied now, also when ``arr`` already has
+        ``dtype``: later changes to ``arr`` (a caller reusing one buffer for
+        every batch) never show in buffered rows. The copy goes into the
+        reused gather array, which the buffered rows need to reach anyway.
 
         Parameters
         ----------
@@ -98,8 +101,8 @@ class ChunkBuffer:
         from .schema import fast_cast
 
         dtype = np.dtype(dtype)
-        if arr.dtype == dtype or dtype.kind not in "fiub" or arr.dtype.kind not in "fiub":
-            self.append(arr if arr.dtype == dtype else arr.astype(dtype))
+        if dtype.kind not in "fiub" or arr.dtype.kind not in "fiub":
+            self.append(arr.astype(dtype))  # astype copies
             return
         if not len(arr):
             return

@@ -20,7 +20,9 @@ committed row intact and nothing half-written visible.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import functools
 import hashlib
 import json
@@ -36,6 +38,8 @@ import pandas as pd
 
 from ..errors import (
     DamagedStoreError,
+    DiskFullError,
+    EmbstoreError,
     DTypeMismatchError,
     DuplicateIdError,
     ReadOnlyStoreError,
@@ -53,6 +57,7 @@ from .catalog import CATALOG
 from .commit import MAIN_REGION, CommitRecord, region_name
 from .ragged import flat_dims, from_tokens, pad_rows, to_tokens
 from .schema import FORMAT_VERSION, Schema, check_numeric, coerce_coord, ragged_layout
+from .validation import check_attrs, check_chunk_rows, check_ids, check_name, check_table_frame
 
 __all__ = ["Store"]
 
@@ -288,10 +293,7 @@ class Store:
                 raise ValidationError(
                     f"n_rows={n_rows} must be a multiple of chunk_rows={schema.chunk_rows}"
                 )
-        try:
-            json.dumps(dict(attrs or {}))
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"attrs must be JSON-serialisable ({exc}); convert values to str/int/float/list/dict") from exc
+        check_attrs(attrs or {})
         now = _now()
         all_attrs: dict[str, Any] = dict(attrs or {})
         all_attrs.update(
@@ -748,18 +750,8 @@ class Store:
         as the list of per-row token arrays.
         """
         sch = self._schema
-        id_arr = np.asarray(ids)
-        if id_arr.ndim != 1:
-            raise ShapeMismatchError(f"ids must be 1-D (one id per row); got shape {id_arr.shape}")
+        id_arr = check_ids(ids)  # a new int64 or str array: no reference to the caller's
         n = len(id_arr)
-        if id_arr.dtype.kind in "iu":
-            id_arr = id_arr.astype(np.int64)
-        elif id_arr.dtype.kind in "UT" or (id_arr.dtype.kind == "O" and all(isinstance(v, str) for v in id_arr)):
-            id_arr = id_arr.astype(str)
-        else:
-            raise DTypeMismatchError(
-                f"ids must be ints or strings; got dtype {id_arr.dtype} (e.g. {id_arr[:2].tolist()!r})"
-            )
         stored_id = self._trailing_dtype(sch.id_name)
         if stored_id is not None and (stored_id.kind in "iu") != (id_arr.dtype.kind in "iu"):
             raise DTypeMismatchError(
@@ -873,12 +865,10 @@ class Store:
             rows[var + "_h"] = np.asarray(hs, dtype=np.int64)
             rows[var + "_w"] = np.asarray(ws, dtype=np.int64)
         reserved = set(self._row_array_names()) | declared | {sch.row_dim}
+        if coords is not None and not isinstance(coords, Mapping):
+            raise ValidationError(f"coords must be a dict {{name: values}}; got {type(coords).__name__}")
         for cname, values in (coords or {}).items():
-            if not isinstance(cname, str) or cname.startswith("_") or cname in reserved - set(self._coords_known):
-                raise ValidationError(
-                    f"coordinate name {cname!r} is reserved or invalid (variables, id and ragged bookkeeping "
-                    "names cannot be coordinates); rename it"
-                )
+            check_name("coordinate", cname, reserved - set(self._coords_known))
             arr = coerce_coord(cname, values, n)
             stored = self._trailing_dtype(cname)
             if stored is not None and not _kind_compatible(stored, arr.dtype):
@@ -952,6 +942,11 @@ class Store:
         n = len(id_arr)
         if n == 0:
             return
+        if self._schema.chunk_rows is not None:  # a chunk of any new array must stay <= 512 MiB
+            for name, trailing in new_trailing.items():
+                if name in self._schema.variables:
+                    row_bytes = int(np.prod(trailing)) * np.dtype(self._schema.dtypes[name]).itemsize
+                    check_chunk_rows("chunk_rows", self._schema.chunk_rows, row_bytes)
         if self._rstop is not None:
             end = self._row_end() + n
             if end > self._rstop:
@@ -1058,7 +1053,35 @@ class Store:
         self._trailing[name] = tuple(trailing)
 
     def _write(self, final: bool) -> None:
-        """Write buffered whole chunks (all rows when ``final``), then commit."""
+        """Write buffered whole chunks (all rows when ``final``), then commit.
+
+        A full disk (``ENOSPC``/``EDQUOT``) raises :class:`DiskFullError`;
+        nothing of this write is committed, so the committed rows stay as
+        they were, and the rows stay buffered (a later flush retries).
+        """
+        with self._disk_full_guard():
+            self._write_rows(final)
+
+    @contextlib.contextmanager
+    def _disk_full_guard(self) -> Iterator[None]:
+        """Turn ``ENOSPC``/``EDQUOT`` raised inside into :class:`DiskFullError`."""
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:  # h5py raises RuntimeError, errno only in the text
+            text = str(exc)
+            code = getattr(exc, "errno", None)
+            full = code in (errno.ENOSPC, errno.EDQUOT) or (
+                code is None and ("No space left" in text or "errno = 28," in text or "errno = 122," in text)
+            )
+            if isinstance(exc, EmbstoreError) or not full:
+                raise
+            raise DiskFullError(
+                f"the disk holding {self.path!r} is full ({exc}); rows buffered since the last commit were not "
+                f"written and committed rows are intact ({self._disk_end} rows). Free space, then flush() or "
+                "close() again, or resume the run"
+            ) from exc
+
+    def _write_rows(self, final: bool) -> None:
         idb = self._row_bufs.get(self.id_name)
         if idb is None:
             return
@@ -1086,6 +1109,8 @@ class Store:
         new_ids = idb.block(end)[self._disk_end - idb.start :].copy()
         for name in names:
             buf = self._row_bufs[name]
+            if buf.start >= end:  # written by an earlier try that failed further on (disk full)
+                continue
             block = buf.block(end)
             self._ensure_array(name, tuple(block.shape[1:]), self._schema.n_prealloc, dtype=block.dtype)
             if self._region == MAIN_REGION:
@@ -1173,10 +1198,11 @@ class Store:
         if self.mode != "a":
             return
         self._write(final=True)
-        attrs = self._backend.read_attrs()
-        attrs["updated"] = _now()
-        self._backend.write_attrs(attrs)
-        self._backend.flush()
+        with self._disk_full_guard():
+            attrs = self._backend.read_attrs()
+            attrs["updated"] = _now()
+            self._backend.write_attrs(attrs)
+            self._backend.flush()
 
     @_synchronized
     def close(self) -> None:
@@ -1186,8 +1212,9 @@ class Store:
         try:
             if self.mode == "a":
                 self.flush()
-                self._trim()
-                self._backend.flush()
+                with self._disk_full_guard():
+                    self._trim()
+                    self._backend.flush()
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -1304,8 +1331,7 @@ class Store:
             reserved |= {var + s for s in _RAGGED_SUFFIXES}
         prepared = {}
         for cname, vals in values.items():
-            if not isinstance(cname, str) or cname.startswith("_") or cname in reserved:
-                raise ValidationError(f"coordinate name {cname!r} is reserved or invalid; rename it")
+            check_name("coordinate", cname, reserved)
             arr = coerce_coord(cname, vals, len(pos))
             stored = self._trailing_dtype(cname)
             if stored is not None and not _kind_compatible(stored, arr.dtype):
@@ -1746,10 +1772,7 @@ class Store:
         bad = {"embstore", "store_uuid", "format_version"} & set(kv)
         if bad:
             raise ValidationError(f"attributes {sorted(bad)} are managed by embstore; use other names")
-        try:
-            json.dumps(kv)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"attribute values must be JSON-serialisable ({exc})") from exc
+        check_attrs(kv)
         a = self._backend.read_attrs()
         a.update(kv)
         a["updated"] = _now()
@@ -1757,9 +1780,7 @@ class Store:
         self._backend.flush()
 
     def _check_table_name(self, name: Any) -> str:
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-            raise ValidationError(f"table/blob name {name!r} is invalid; use a plain non-empty string")
-        return name
+        return check_name("table/blob", name)
 
     def write_table(self, name: str, df: pd.DataFrame) -> None:
         """Store a DataFrame (replacing a table of the same name).
@@ -1776,8 +1797,7 @@ class Store:
         """
         self._check_writable()
         self._check_table_name(name)
-        if not isinstance(df, pd.DataFrame):
-            raise ValidationError(f"write_table needs a pandas.DataFrame; got {type(df).__name__}")
+        check_table_frame(df)
         flat = df.reset_index()
         index_cols = [c for c in flat.columns if c not in df.columns]
         columns: dict[str, np.ndarray] = {}

@@ -162,7 +162,9 @@ class ObjectLock:
     def _owner(self) -> dict[str, Any] | None:
         try:
             self.fs.invalidate_cache(self.path)
-            return json.loads(bytes(self.fs.cat_file(self.path)).decode())
+            from .lock import parse_owner
+
+            return parse_owner(bytes(self.fs.cat_file(self.path)))
         except (FileNotFoundError, ValueError, UnicodeDecodeError):
             return None
 

@@ -20,9 +20,39 @@ from pathlib import Path
 
 from ..errors import StoreLockedError
 
-__all__ = ["FileLock", "pid_alive"]
+__all__ = ["FileLock", "pid_alive", "parse_owner"]
 
 log = logging.getLogger(__name__)
+
+
+def parse_owner(raw: bytes | str) -> dict[str, object] | None:
+    """Owner of a lock from the lock file's bytes; None for garbage.
+
+    A lock file that is not a JSON object (truncated, empty, written by
+    something else) or whose ``pid`` is not an integer gives None or a pid of
+    -1 (never alive), so garbage never raises a raw ``ValueError``,
+    ``TypeError`` or ``AttributeError``.
+
+    Examples
+    --------
+    >>> parse_owner('{"host": "h", "pid": 12}')["pid"]
+    12
+    >>> parse_owner("[1, 2]") is None, parse_owner('{"pid": "x"}')["pid"]
+    (True, -1)
+    """
+    try:
+        owner = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(owner, dict):
+        return None
+    pid = owner.get("pid", -1)
+    try:
+        owner["pid"] = int(pid) if not isinstance(pid, bool) else -1
+    except (TypeError, ValueError, OverflowError):
+        owner["pid"] = -1
+    owner["host"] = str(owner.get("host", ""))
+    return owner
 
 
 def pid_alive(pid: int) -> bool:
@@ -76,8 +106,8 @@ class FileLock:
 
     def _owner(self) -> dict[str, object] | None:
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            return parse_owner(self.path.read_bytes())
+        except OSError:
             return None
 
     def acquire(self, force: bool = False) -> None:
@@ -111,7 +141,13 @@ class FileLock:
                     if owner is None:
                         age = time.time() - self.path.stat().st_mtime if self.path.exists() else 0
                         if age > 5:
-                            self.path.unlink(missing_ok=True)
+                            try:
+                                self.path.unlink(missing_ok=True)
+                            except OSError as exc:
+                                raise StoreLockedError(
+                                    f"the lock {self.path} of {self.what} is unreadable and cannot be removed "
+                                    f"({exc}); remove it by hand once no writer runs"
+                                ) from exc
                             continue
                 if owner is not None and owner.get("host") == me["host"] and not pid_alive(int(owner.get("pid", -1))):
                     log.warning(

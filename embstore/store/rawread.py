@@ -457,10 +457,17 @@ class RawZarrArray:
             if self.crc:
                 tail = int(google_crc32c.value(block.reshape(-1).view(np.uint8))).to_bytes(4, "little")
             tmp = f"{path}.{os.getpid()}.tmp"
-            faults.step("write")
-            with open(tmp, "wb", buffering=0) as fh:
-                _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
-                if tail:
-                    _write_in_pieces(fh, memoryview(tail))
-            faults.step("rename")
-            os.replace(tmp, path)
+            try:
+                faults.step("write")
+                with open(tmp, "wb", buffering=0) as fh:
+                    _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
+                    if tail:
+                        _write_in_pieces(fh, memoryview(tail))
+                faults.step("rename")
+                os.replace(tmp, path)
+            except BaseException:  # disk full, interrupted: leave no temporary file behind
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+                raise
