@@ -42,7 +42,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Journal", "read_journal", "fault_point", "set_fault_hook", "is_disk_full", "fsync_path", "fsync_dir"]
+__all__ = ["Journal", "read_journal", "fault_point", "set_fault_hook", "is_disk_full", "fsync_path", "fsync_dir", "ensure_space"]
 
 _MAGIC = b"EJ01"
 _HEAD = struct.Struct("<4sIQI")
@@ -79,6 +79,27 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     msg = str(exc)
     return isinstance(exc, (OSError, RuntimeError)) and ("No space left" in msg or "errno = 28" in msg)
+
+
+#: Free bytes kept in reserve: HDF5 writes metadata at close, and a failure
+#: inside HDF5 is messier than a refusal before anything is written.
+SPACE_MARGIN = 1 << 20
+
+
+def ensure_space(path: str, nbytes: int) -> None:
+    """Raise ``OSError(ENOSPC)`` unless ``nbytes`` plus a margin are free beside ``path``.
+
+    Checked before each write so a full disk is met *between* operations,
+    never inside an HDF5 call.
+    """
+    fault_point("space")
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:  # pragma: no cover - no statvfs: let the write itself fail
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < nbytes + SPACE_MARGIN:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free, {nbytes + SPACE_MARGIN} needed)")
 
 
 def fsync_path(path: str) -> None:

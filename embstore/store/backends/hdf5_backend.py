@@ -82,7 +82,7 @@ from ...errors import (
 )
 from ..lock import FileLock, pid_alive
 from .base import Backend, fill_value_for
-from .h5journal import Journal, fault_point, fsync_dir, fsync_path, is_disk_full, read_journal
+from .h5journal import Journal, ensure_space, fault_point, fsync_dir, fsync_path, is_disk_full, read_journal
 
 __all__ = ["HDF5Backend"]
 
@@ -143,6 +143,7 @@ class HDF5Backend(Backend):
         self._journal: Journal | None = None
         self._work: str | None = None
         self._broken: str | None = None
+        self._work_ok = True  # every operation in the journal was fully applied to the working copy
 
     # -- files -------------------------------------------------------------
     @classmethod
@@ -294,6 +295,7 @@ class HDF5Backend(Backend):
         tmp = cls._tmp(path, "recover")
         applied = 0
         try:
+            ensure_space(path, os.path.getsize(path) + os.path.getsize(wal))
             fault_point("copy")
             shutil.copyfile(path, tmp)
             nc = cls._open_nc(tmp, "a")
@@ -310,6 +312,7 @@ class HDF5Backend(Backend):
                                     path, applied, header.get("op"), exc)
                         break
                     applied += 1
+                b._trim_to_last_record()
             finally:
                 nc.close()
             fsync_path(tmp)
@@ -331,6 +334,32 @@ class HDF5Backend(Backend):
         log.warning("recovered %d journaled operations of a writer of %s that did not close", applied, path)
         return True
 
+    def _trim_to_last_record(self) -> None:
+        """Cut row arrays grown ahead of the last commit (as a clean close does); best effort."""
+        from ..commit import MAIN_REGION, CommitRecord
+
+        try:
+            schema = self.read_attrs().get("embstore") or {}
+            if schema.get("n_prealloc"):
+                return
+            rec = None
+            for seq in reversed(self.list_records(MAIN_REGION)):
+                rec = CommitRecord.decode(self.read_record(MAIN_REGION, seq))
+                if rec is not None:
+                    break
+            if rec is None:
+                return
+            n = rec.start + rec.n
+            for name, var in list(self.nc.variables.items()):
+                if var.dimensions and var.dimensions[0] == schema["row_dim"] and self.h5[name].shape[0] > n:
+                    self._do_resize(name, n)
+            for name in schema.get("ragged", {}):
+                tot = int(rec.ragged.get(name, 0))
+                if self.has_array(name) and self.h5[name].shape[0] > tot:
+                    self._do_resize(name, tot)
+        except Exception as exc:  # noqa: BLE001 - the next writer trims too
+            log.warning("could not trim %s to its last commit (%s)", self.path, exc)
+
     def _begin(self) -> None:
         """Start a writer session: working copy + journal (first mutation only)."""
         if self._journal is not None:
@@ -349,6 +378,7 @@ class HDF5Backend(Backend):
                 gen = self._generation(nc._h5file)
             finally:
                 nc.close()
+            ensure_space(path, os.path.getsize(path))
             fault_point("copy")
             shutil.copyfile(path, work)
             wnc = self._open_nc(work, "a")
@@ -384,8 +414,10 @@ class HDF5Backend(Backend):
             return
         journal, work = self._journal, self._work
         assert work is not None
-        if self._broken is None:
+        if self._broken is None or self._work_ok:
             try:
+                if self._broken is not None:  # the Store's own trim did not run
+                    self._trim_to_last_record()
                 self.nc.close()
                 if journal.n_ops:
                     fsync_path(work)
@@ -401,6 +433,7 @@ class HDF5Backend(Backend):
                 return
             except (OSError, RuntimeError) as exc:
                 self._broken = f"closing failed ({exc})"
+                self._work_ok = False
                 log.warning("consolidating %s failed (%s); recovering from its journal", self.path, exc)
         self._abort()
 
@@ -420,6 +453,7 @@ class HDF5Backend(Backend):
         except StoreError as exc:
             log.warning("%s; the journal %s stays and is folded in at the next open", exc, self._wal(self.path))
         self._broken = None
+        self._work_ok = True
         self._reopen_committed(close_current=False)
 
     def flush(self) -> None:
@@ -442,8 +476,9 @@ class HDF5Backend(Backend):
         return self._remove_dead_tmp(self.path, pid)
 
     # -- the one write path -------------------------------------------------
-    def _fail(self, exc: BaseException) -> StoreError:
+    def _fail(self, exc: BaseException, work_ok: bool = False) -> StoreError:
         self._broken = str(exc)
+        self._work_ok = self._work_ok and work_ok
         if is_disk_full(exc):
             return _disk_full(self.path, exc)
         return StoreError(
@@ -457,16 +492,21 @@ class HDF5Backend(Backend):
             self._apply(header, payload)
             return
         if self._broken is not None:
+            what = "the disk is full" if "No space left" in self._broken else "an earlier write failed"
             raise StoreError(
-                f"an earlier write to {self.path!r} failed ({self._broken}); close the store and reopen it "
+                f"{what} ({self._broken}): this writer of {self.path!r} stops. Close the store and reopen it "
                 "(committed rows are safe)"
             )
         self._begin()
         assert self._journal is not None
         try:
+            ensure_space(self.path, 2 * len(payload))  # journal + working copy
+        except OSError as exc:  # refused before anything was written: the working copy stays whole
+            raise self._fail(exc, work_ok=True) from exc
+        try:
             self._journal.append(header, payload)
         except OSError as exc:
-            raise self._fail(exc) from exc
+            raise self._fail(exc, work_ok=True) from exc
         try:
             fault_point("h5-write")
             self._apply(header, payload)
@@ -476,7 +516,7 @@ class HDF5Backend(Backend):
             except OSError:  # pragma: no cover - then recovery stops before it
                 pass
             if isinstance(exc, EmbstoreError):
-                self._broken = str(exc)
+                self._broken, self._work_ok = str(exc), False
                 raise
             raise self._fail(exc) from exc
 
