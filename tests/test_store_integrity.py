@@ -211,3 +211,24 @@ def test_open_modes(tmp_path):
         assert len(st) == 0
     with pytest.raises(ValidationError, match="mode"):
         Store.open(p, mode="x")
+
+
+def test_tampered_faiss_index_raises_instead_of_wrong_neighbours(tmp_path):
+    pytest.importorskip("faiss")
+    from embstore import EmbeddingAnalyzer
+
+    p = str(tmp_path / "f.zarr")
+    rng = np.random.default_rng(0)
+    with Store.create(p, variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"}) as st:
+        st.append(list(range(60)), {"embedding": rng.normal(size=(60, 8)).astype(np.float32)})
+        EmbeddingAnalyzer(st).build_index("embedding", kind="flat")
+    bdir = os.path.join(p, "_blobs")
+    key = [b for b in os.listdir(bdir) if b.startswith("faiss_") and ".json@" not in b and b != "zarr.json"]
+    assert len(key) == 1
+    chunk = os.path.join(bdir, key[0], "c", "0")
+    raw = bytearray(open(chunk, "rb").read())
+    raw[-40] ^= 0x01  # one bit of a stored vector
+    open(chunk, "wb").write(bytes(raw))
+    with Store.open(p, mode="a") as st:
+        with pytest.raises(DamagedStoreError, match="SHA-256"):
+            EmbeddingAnalyzer(st).build_index("embedding", kind="flat")

@@ -162,12 +162,10 @@ def remove_orphans(store: Any, pid: int | None = None) -> list[str]:
             be.delete_array(s)
             removed.append(s)
     for t in be.list_tables():
-        if t not in tables and mine(t):
-            be.delete_table(t)
+        if t not in tables and mine(t) and be.delete_table(t):
             removed.append(f"_tables/{t}")
     for b in be.list_blobs():
-        if b not in blobs and mine(b):
-            be.delete_blob(b)
+        if b not in blobs and mine(b) and be.delete_blob(b):
             removed.append(f"_blobs/{b}")
     return removed
 

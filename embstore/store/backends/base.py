@@ -296,11 +296,13 @@ class Backend(abc.ABC):
         """Names of stored blobs (physical names; default: unknown, empty)."""
         return []
 
-    def delete_table(self, name: str) -> None:
-        """Delete a superseded table version (default: kept; the space is not reclaimed)."""
+    def delete_table(self, name: str) -> bool:
+        """Delete a superseded table version; False where it is kept (default: the space is not reclaimed)."""
+        return False
 
-    def delete_blob(self, name: str) -> None:
-        """Delete a superseded blob version (default: kept; the space is not reclaimed)."""
+    def delete_blob(self, name: str) -> bool:
+        """Delete a superseded blob version; False where it is kept (default: the space is not reclaimed)."""
+        return False
 
     def delete_array(self, name: str) -> None:
         """Delete an array (staged coordinate versions; needed when :attr:`staged_arrays`)."""

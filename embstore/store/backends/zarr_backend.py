@@ -560,11 +560,13 @@ class ZarrBackend(Backend):
         self._meta_cache.pop(key, None)
         self._group = None if self.fs is None else self._group
 
-    def delete_table(self, name: str) -> None:
+    def delete_table(self, name: str) -> bool:
         self._delete_node(f"_tables/{name}")
+        return True
 
-    def delete_blob(self, name: str) -> None:
+    def delete_blob(self, name: str) -> bool:
         self._delete_node(f"_blobs/{name}")
+        return True
 
     def delete_array(self, name: str) -> None:
         self._delete_node(name)
