@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import (
-    DiskFullError,
-    EmbstoreError,
     DTypeMismatchError,
+    DiskFullError,
     DuplicateIdError,
+    EmbstoreError,
     ReadOnlyStoreError,
     SelectionError,
     ShapeMismatchError,
