@@ -449,3 +449,57 @@ def test_garbage_lock_json_never_raises_raw():
         owner = parse_owner(junk)
         assert owner is None or owner["pid"] == -1, junk
     assert json.loads('{"pid": 5}') and parse_owner('{"pid": 5, "host": "h"}')["pid"] == 5
+
+
+# ------------------------------------------------- legacy non-finite files
+def test_legacy_importers_report_nonfinite_files(tmp_path, caplog):
+    import logging
+
+    from embstore.legacy import import_detr_dir, import_face_npy, import_siglip_cache
+    from embstore.legacy._finite import count_nonfinite
+
+    torch = pytest.importorskip("torch")
+    from embstore.legacy.detr_pt import pt_filename
+
+    assert count_nonfinite(np.array([1, np.nan, -np.inf, 2], dtype=np.float16)) == 2
+    assert count_nonfinite([np.full((2, 2), np.nan, dtype=np.float32), np.arange(3)]) == 4
+    assert count_nonfinite(np.ones(5, dtype=np.float16)) == 0
+    caplog.set_level(logging.WARNING)
+    # DETR .pt: file 2 is all NaN, file 3 holds one Inf
+    src = tmp_path / "detr"
+    src.mkdir()
+    for iid in (1, 2, 3):
+        q = torch.ones(4, 8) * iid
+        if iid == 2:
+            q[:] = float("nan")
+        if iid == 3:
+            q[0, 0] = float("inf")
+        torch.save({"query_embeddings": q}, src / pt_filename(iid))
+    (src / "metadata.json").write_text(json.dumps({"image_ids": [1, 2, 3], "num_images": 3}))
+    rep = import_detr_dir(src, tmp_path / "d.zarr", variables=["query_embeddings"])
+    assert rep.imported == 3
+    assert sorted((os.path.basename(p), n) for p, n in rep.nonfinite) == [
+        (pt_filename(2), 32), (pt_filename(3), 1)]
+    assert "2 with NaN/Inf values" in str(rep) and rep.to_dict()["nonfinite"]
+    assert "NaN/Inf" in caplog.text
+    # face npy: 2 of 5 rows non-finite
+    npy = tmp_path / "npy"
+    npy.mkdir()
+    emb = np.ones((5, 4), dtype=np.float32)
+    emb[1, 2] = np.nan
+    emb[4] = np.inf
+    np.save(npy / "final_embs.npy", emb)
+    res = import_face_npy(npy, tmp_path / "f.zarr")
+    assert res["rows"] == 5 and res["nonfinite"] == [(str(npy / "final_embs.npy"), 2)]
+    # SigLIP cache: one all-NaN vector file
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    lines = ["image_id\tsegment_id\tfeat_file"]
+    for img, seg in ((1, 1), (2, 1)):
+        v = np.full(6, np.nan if img == 2 else 0.5, dtype=np.float16)
+        np.save(cache / f"{img:012d}_{seg}.npy", v)
+        lines.append(f"{img:012d}\t{seg}\t{img:012d}_{seg}.npy")
+    (cache / "inst2feat.tsv").write_text("\n".join(lines) + "\n")
+    res = import_siglip_cache(cache, tmp_path / "s.zarr")
+    assert res["rows"] == 2 and [(os.path.basename(p), n) for p, n in res["nonfinite"]] == [
+        ("000000000002_1.npy", 6)]

@@ -38,10 +38,10 @@ import pandas as pd
 
 from ..errors import (
     DamagedStoreError,
-    DiskFullError,
-    EmbstoreError,
     DTypeMismatchError,
+    DiskFullError,
     DuplicateIdError,
+    EmbstoreError,
     ReadOnlyStoreError,
     SelectionError,
     ShapeMismatchError,
