@@ -91,6 +91,9 @@ log = logging.getLogger(__name__)
 
 _META = "_embstore"
 _GEN = "generation"
+#: Writer sessions of this process, by real path: a reader opened in the
+#: writer's own process reads the working copy (and sees every commit).
+_SESSIONS: dict[str, HDF5Backend] = {}
 _TMP_RE = re.compile(r"\.(work|init|recover)\.(\d+)\.tmp$")
 
 
@@ -158,6 +161,7 @@ class HDF5Backend(Backend):
         self._raw: dict[str, RawH5Rows | None] = {}
         self._mut = 0  # operations applied (raw readers are rebuilt after a change)
         self._raw_mut = 0
+        self._shared = False  # reads the working copy of a writer in this process (through its HDF5 cache)
 
     # -- files -------------------------------------------------------------
     @classmethod
@@ -253,6 +257,16 @@ class HDF5Backend(Backend):
     def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> HDF5Backend:
         if not os.path.exists(path):
             raise StoreNotFoundError(f"no store at {path!r}; check the path or create one with Store.create")
+        live = _SESSIONS.get(os.path.realpath(path))
+        if mode == "r" and live is not None and live._work is not None:
+            import h5py
+
+            try:  # HDF5 shares the file with the writer: its committed rows are visible
+                b = cls(path, _PlainH5(h5py.File(live._work, "r")), "r")
+                b._shared = True
+                return b
+            except OSError:  # pragma: no cover - fall back to the committed file
+                pass
         cls._recover_at_open(path)
         return cls(path, cls._open_committed(path), "r" if mode == "r" else "a")
 
@@ -418,6 +432,7 @@ class HDF5Backend(Backend):
             raise
         self.nc, self.h5, self._work = wnc, wnc._h5file, work
         self._drop_raw()
+        _SESSIONS[os.path.realpath(path)] = self
 
     def _reopen_committed(self, close_current: bool = True) -> None:
         if close_current:
@@ -435,6 +450,8 @@ class HDF5Backend(Backend):
             return
         journal, work = self._journal, self._work
         assert work is not None
+        if _SESSIONS.get(os.path.realpath(self.path)) is self:
+            del _SESSIONS[os.path.realpath(self.path)]
         if self._broken is None or self._work_ok:
             try:
                 if self._broken is not None:  # the Store's own trim did not run
@@ -723,7 +740,7 @@ class HDF5Backend(Backend):
 
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
         ds = self.h5[name]
-        if ds.dtype.kind != "O":
+        if ds.dtype.kind != "O" and not self._shared:
             raw = self._raw_reader(name)
             if raw is not None:
                 if isinstance(sel, slice):
