@@ -45,16 +45,33 @@ coordinate whose heap is unreadable. The backend therefore never modifies
 So at every instant ``run.h5`` is a complete, closed HDF5 file that plain
 ``xarray.open_dataset(path, engine="h5netcdf")`` and ``h5dump`` read: the state
 of the last clean close. Rows committed since then are in the journal and
-appear in ``run.h5`` at ``close()`` or at the next open after a crash.
+appear in ``run.h5`` at ``close()`` or at the next open after a crash. A
+``Store.open(mode="r")`` in the writer's own process reads the working copy
+(HDF5 shares the open file), so it sees every commit at once, as before; other
+processes see the last close (and never get "open by another process").
+A truncated or overwritten ``run.h5`` raises
+:class:`~embstore.errors.NotAStoreError` saying the file is damaged.
+
+Tests: ``tests/test_hdf5_crash.py`` (SIGKILL at 20+ injected steps, torn
+journal entries, random times, during recovery; full tmpfs; injected ENOSPC).
 
 Cost: appended bytes are written twice (journal + working copy), plus one
 fdatasync per commit; a commit costs O(rows committed), independent of the
-store size. Opening an existing store for appending copies the file once
-(O(store size), at the first mutation, e.g. about 1 s per GiB on a local SSD);
-a store created and filled in one session is never copied. ``close()`` is
-a rename. Disk use during a session: up to twice the store plus the rows
-appended. A full disk raises :class:`~embstore.errors.StoreError` saying so;
-the committed file and the journal's committed entries stay intact and the
+store size. Opening an existing store for appending copies the file once (at
+the first mutation: O(store size)); a store created and filled in one session
+is never copied. ``close()`` fsyncs the copy (the pages written in the
+session, the copy included) and renames it. Measured with
+``bench/hdf5_commit.py`` (one 8 MiB chunk per commit, shared 2-core VM)::
+
+    store     first commit   commit    close
+    32 MiB    0.41 s         0.21 s    0.43 s
+    128 MiB   0.94 s         0.35 s    0.65 s
+    512 MiB   1.44 s         0.18 s    1.56 s
+
+Disk use during a session: up to twice the store plus the rows appended.
+A full disk raises :class:`~embstore.errors.StoreError` saying so (free space
+is checked before each write, so HDF5 itself rarely meets the full disk); the
+committed file and the journal's committed entries stay intact and the
 working copy is removed.
 """
 
