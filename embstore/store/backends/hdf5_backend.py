@@ -100,7 +100,16 @@ from ...errors import (
 from ..lock import FileLock, pid_alive
 from .base import Backend, fill_value_for
 from .h5raw import RawH5Rows
-from .h5journal import Journal, ensure_space, fault_point, fsync_dir, fsync_path, is_disk_full, read_journal
+from .h5journal import (
+    Journal,
+    ensure_space,
+    fault_point,
+    fsync_dir,
+    fsync_path,
+    is_disk_full,
+    json_default,
+    read_journal,
+)
 
 __all__ = ["HDF5Backend"]
 
@@ -630,7 +639,7 @@ class HDF5Backend(Backend):
         return out
 
     def write_attrs(self, attrs: dict[str, Any]) -> None:
-        self._mutate({"op": "attrs"}, json.dumps(attrs).encode())
+        self._mutate({"op": "attrs"}, json.dumps(attrs, default=json_default).encode())
 
     def _do_write_attrs(self, attrs: dict[str, Any]) -> None:
         json_keys = []
