@@ -42,7 +42,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Journal", "read_journal", "fault_point", "set_fault_hook", "is_disk_full", "fsync_path", "fsync_dir", "ensure_space"]
+__all__ = ["Journal", "read_journal", "fault_point", "set_fault_hook", "is_disk_full", "fsync_path", "fsync_dir", "ensure_space", "json_default"]
 
 _MAGIC = b"EJ01"
 _HEAD = struct.Struct("<4sIQI")
@@ -172,7 +172,7 @@ class Journal:
         On failure (e.g. a full disk) the file is cut back to its valid
         prefix before the error propagates.
         """
-        hb = json.dumps(header, separators=(",", ":")).encode()
+        hb = json.dumps(header, separators=(",", ":"), default=json_default).encode()
         pv = memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload
         crc = zlib.crc32(pv, zlib.crc32(hb))
         head = _HEAD.pack(_MAGIC, len(hb), len(pv), crc)
@@ -216,7 +216,7 @@ class Journal:
         """fdatasync the journal if anything was appended since the last sync."""
         if self._dirty:
             fault_point("fsync")
-            os.fdatasync(self._fd)
+            getattr(os, "fdatasync", os.fsync)(self._fd)
             self._dirty = False
 
     def close(self) -> None:
@@ -224,6 +224,21 @@ class Journal:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps`` hook: NumPy scalars and arrays (attribute values) as plain JSON.
+
+    Examples
+    --------
+    >>> import json, numpy as np
+    >>> json.dumps({"a": np.int64(3), "b": np.arange(2)}, default=json_default)
+    '{"a": 3, "b": [0, 1]}'
+    """
+    for conv in ("tolist",):  # a NumPy scalar's tolist() is its Python value
+        if hasattr(o, conv):
+            return getattr(o, conv)()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
 def _entries(fh: Any) -> Iterator[tuple[dict[str, Any], bytes]]:

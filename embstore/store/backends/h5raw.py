@@ -70,6 +70,8 @@ class RawH5Rows:
     def build(cls, ds: Any, filename: str | None = None) -> RawH5Rows | None:
         """Reader for ``ds`` (in file ``filename``), or None when it is not a plain row-chunked numeric dataset."""
         dt = ds.dtype
+        if not hasattr(os, "preadv"):  # pragma: no cover - Windows: h5py reads
+            return None
         if ds.chunks is None or dt.kind not in "biuf" or dt.byteorder == ">" or len(ds.shape) == 0:
             return None
         if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):

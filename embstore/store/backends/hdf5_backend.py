@@ -45,16 +45,33 @@ coordinate whose heap is unreadable. The backend therefore never modifies
 So at every instant ``run.h5`` is a complete, closed HDF5 file that plain
 ``xarray.open_dataset(path, engine="h5netcdf")`` and ``h5dump`` read: the state
 of the last clean close. Rows committed since then are in the journal and
-appear in ``run.h5`` at ``close()`` or at the next open after a crash.
+appear in ``run.h5`` at ``close()`` or at the next open after a crash. A
+``Store.open(mode="r")`` in the writer's own process reads the working copy
+(HDF5 shares the open file), so it sees every commit at once, as before; other
+processes see the last close (and never get "open by another process").
+A truncated or overwritten ``run.h5`` raises
+:class:`~embstore.errors.NotAStoreError` saying the file is damaged.
+
+Tests: ``tests/test_hdf5_crash.py`` (SIGKILL at 20+ injected steps, torn
+journal entries, random times, during recovery; full tmpfs; injected ENOSPC).
 
 Cost: appended bytes are written twice (journal + working copy), plus one
 fdatasync per commit; a commit costs O(rows committed), independent of the
-store size. Opening an existing store for appending copies the file once
-(O(store size), at the first mutation, e.g. about 1 s per GiB on a local SSD);
-a store created and filled in one session is never copied. ``close()`` is
-a rename. Disk use during a session: up to twice the store plus the rows
-appended. A full disk raises :class:`~embstore.errors.StoreError` saying so;
-the committed file and the journal's committed entries stay intact and the
+store size. Opening an existing store for appending copies the file once (at
+the first mutation: O(store size)); a store created and filled in one session
+is never copied. ``close()`` fsyncs the copy (the pages written in the
+session, the copy included) and renames it. Measured with
+``bench/hdf5_commit.py`` (one 8 MiB chunk per commit, shared 2-core VM)::
+
+    store     first commit   commit    close
+    32 MiB    0.41 s         0.21 s    0.43 s
+    128 MiB   0.94 s         0.35 s    0.65 s
+    512 MiB   1.44 s         0.18 s    1.56 s
+
+Disk use during a session: up to twice the store plus the rows appended.
+A full disk raises :class:`~embstore.errors.StoreError` saying so (free space
+is checked before each write, so HDF5 itself rarely meets the full disk); the
+committed file and the journal's committed entries stay intact and the
 working copy is removed.
 """
 
@@ -83,7 +100,16 @@ from ...errors import (
 from ..lock import FileLock, pid_alive
 from .base import Backend, fill_value_for
 from .h5raw import RawH5Rows
-from .h5journal import Journal, ensure_space, fault_point, fsync_dir, fsync_path, is_disk_full, read_journal
+from .h5journal import (
+    Journal,
+    ensure_space,
+    fault_point,
+    fsync_dir,
+    fsync_path,
+    is_disk_full,
+    json_default,
+    read_journal,
+)
 
 __all__ = ["HDF5Backend"]
 
@@ -91,6 +117,9 @@ log = logging.getLogger(__name__)
 
 _META = "_embstore"
 _GEN = "generation"
+#: Writer sessions of this process, by real path: a reader opened in the
+#: writer's own process reads the working copy (and sees every commit).
+_SESSIONS: dict[str, HDF5Backend] = {}
 _TMP_RE = re.compile(r"\.(work|init|recover)\.(\d+)\.tmp$")
 
 
@@ -158,6 +187,7 @@ class HDF5Backend(Backend):
         self._raw: dict[str, RawH5Rows | None] = {}
         self._mut = 0  # operations applied (raw readers are rebuilt after a change)
         self._raw_mut = 0
+        self._shared = False  # reads the working copy of a writer in this process (through its HDF5 cache)
 
     # -- files -------------------------------------------------------------
     @classmethod
@@ -253,6 +283,16 @@ class HDF5Backend(Backend):
     def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> HDF5Backend:
         if not os.path.exists(path):
             raise StoreNotFoundError(f"no store at {path!r}; check the path or create one with Store.create")
+        live = _SESSIONS.get(os.path.realpath(path))
+        if mode == "r" and live is not None and live._work is not None:
+            import h5py
+
+            try:  # HDF5 shares the file with the writer: its committed rows are visible
+                b = cls(path, _PlainH5(h5py.File(live._work, "r")), "r")
+                b._shared = True
+                return b
+            except OSError:  # pragma: no cover - fall back to the committed file
+                pass
         cls._recover_at_open(path)
         return cls(path, cls._open_committed(path), "r" if mode == "r" else "a")
 
@@ -418,6 +458,7 @@ class HDF5Backend(Backend):
             raise
         self.nc, self.h5, self._work = wnc, wnc._h5file, work
         self._drop_raw()
+        _SESSIONS[os.path.realpath(path)] = self
 
     def _reopen_committed(self, close_current: bool = True) -> None:
         if close_current:
@@ -435,6 +476,8 @@ class HDF5Backend(Backend):
             return
         journal, work = self._journal, self._work
         assert work is not None
+        if _SESSIONS.get(os.path.realpath(self.path)) is self:
+            del _SESSIONS[os.path.realpath(self.path)]
         if self._broken is None or self._work_ok:
             try:
                 if self._broken is not None:  # the Store's own trim did not run
@@ -596,7 +639,7 @@ class HDF5Backend(Backend):
         return out
 
     def write_attrs(self, attrs: dict[str, Any]) -> None:
-        self._mutate({"op": "attrs"}, json.dumps(attrs).encode())
+        self._mutate({"op": "attrs"}, json.dumps(attrs, default=json_default).encode())
 
     def _do_write_attrs(self, attrs: dict[str, Any]) -> None:
         json_keys = []
@@ -723,7 +766,7 @@ class HDF5Backend(Backend):
 
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
         ds = self.h5[name]
-        if ds.dtype.kind != "O":
+        if ds.dtype.kind != "O" and not self._shared:
             raw = self._raw_reader(name)
             if raw is not None:
                 if isinstance(sel, slice):
