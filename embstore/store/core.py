@@ -1094,6 +1094,14 @@ class Store:
         for seq in listed:
             if seq <= rec.seq - _KEEP_RECORDS:
                 self._backend.delete_record(self._region, seq)
+        self._consolidate()
+
+    def _consolidate(self) -> None:
+        """Zarr consolidated metadata of the committed rows, for plain readers (xarray.open_zarr)."""
+        from .backends.consolidate import write_consolidated
+
+        ends = [r.start + r.n for r in self._records.values()]
+        write_consolidated(self._backend, max(ends, default=0), self.row_dim)
 
     @_synchronized
     def flush(self) -> None:
@@ -1114,6 +1122,7 @@ class Store:
         attrs["updated"] = _now()
         self._backend.write_attrs(attrs)
         self._backend.flush()
+        self._consolidate()  # writing the attrs dropped it
 
     @_synchronized
     def close(self) -> None:
@@ -1365,9 +1374,15 @@ class Store:
         ds = xr.Dataset(
             {n: ((self.row_dim,) + dims, self._lazy(n, sub)) for n, dims in self._schema.variables.items()},
             coords=self._xr_coords(sub),
-            attrs=self.attrs,
+            attrs=self._view_attrs(),
         )
         return self._attach(ds, self.row_dim)
+
+    def _view_attrs(self) -> dict[str, Any]:
+        """Store attributes for an xarray view: nested values as JSON strings (netCDF-safe)."""
+        from .xrio import ROW_DIM_KEY, encode_attrs
+
+        return encode_attrs({**self.attrs, ROW_DIM_KEY: self.row_dim})
 
     @property
     def dataset(self) -> Any:
@@ -1664,6 +1679,7 @@ class Store:
         a["updated"] = _now()
         self._backend.write_attrs(a)
         self._backend.flush()
+        self._consolidate()  # writing the attrs dropped it
 
     def _check_table_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
