@@ -303,20 +303,31 @@ class StoreBackendArray(BackendArray):
         return out.astype(self.dtype, copy=False)
 
     def _getitem(self, key: tuple[Any, ...]) -> np.ndarray:
+        """Outer (orthogonal) indexing: the row key picks storage positions (any
+        order, repeats allowed), read in one call; trailing keys apply per axis."""
         k0, rest = key[0], tuple(key[1:])
         pos = self.positions[k0]
         scalar = np.ndim(pos) == 0
         out = self.read(np.atleast_1d(pos))
-        if scalar:
-            out = out[0]
-        if rest and not all(isinstance(k, slice) and k == slice(None) for k in rest):
-            out = out[((slice(None),) if not scalar else ()) + rest]
-        return out
+        ax = 1
+        for k in rest:
+            if isinstance(k, (int, np.integer)):
+                out = np.take(out, int(k), axis=ax)  # drops the axis
+            elif isinstance(k, slice):
+                if k != slice(None):
+                    out = out[(slice(None),) * ax + (k,)]
+                ax += 1
+            else:
+                out = np.take(out, np.asarray(k), axis=ax)
+                ax += 1
+        return out[0] if scalar else out
 
     def __getitem__(self, key: Any) -> np.ndarray:
         from xarray.core import indexing
 
-        return indexing.explicit_indexing_adapter(
+        if isinstance(key, (indexing.BasicIndexer, indexing.OuterIndexer)):
+            return self._getitem(tuple(key.tuple))
+        return indexing.explicit_indexing_adapter(  # vectorized (point-wise) indexing
             key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._getitem
         )
 
