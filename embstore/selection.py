@@ -85,6 +85,7 @@ __all__ = [
     "row_mask",
     "row_positions",
     "row_coord_names",
+    "shared_row_coords",
 ]
 
 log = logging.getLogger(__name__)
@@ -820,6 +821,61 @@ def detach_row_index(obj: T_Xarray) -> T_Xarray:
     """
     names = [n for n, idx in obj.xindexes.items() if isinstance(idx, RowIndex)]
     return obj.drop_indexes(names) if names else obj
+
+
+def shared_row_coords(*objs: T_Xarray, row_dim: Hashable | None = None) -> list[T_Xarray]:
+    """Restrict objects to the row coordinates they all have, ready to merge or align.
+
+    xarray aligns two objects only when their indexes cover the same
+    coordinate names; stores from different models often carry different
+    row coordinates (a SigLIP store has ``category``, a DETR store does not).
+    This keeps, in every object, the row coordinates common to all of them
+    (in the first object's order) under one :class:`RowIndex`, so
+    ``xr.merge(shared_row_coords(a, b), join="inner", compat="override")``
+    matches rows by id whatever their order.
+
+    Parameters
+    ----------
+    *objs : xarray.DataArray or xarray.Dataset
+        Objects sharing a row dimension and an id coordinate.
+    row_dim : str, optional
+        The row dimension (default: the dimension of the first object's
+        first RowIndex).
+
+    Returns
+    -------
+    list
+        The objects, each with only the shared row coordinates.
+
+    Raises
+    ------
+    ValidationError
+        No object has a row index and no ``row_dim`` was given.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = attach_row_index(xr.Dataset({"x": ("image", [1.0, 2.0])},
+    ...     coords={"id": ("image", [7, 8]), "skin": ("image", [1, 2])}), "image")
+    >>> b = attach_row_index(xr.Dataset({"y": ("image", [9.0, 8.0])},
+    ...     coords={"id": ("image", [8, 7]), "cat": ("image", ["p", "q"])}), "image")
+    >>> m = xr.merge(shared_row_coords(a, b), join="inner", compat="override")
+    >>> m.y.values.tolist(), list(m.coords)
+    ([8.0, 9.0], ['id'])
+    """
+    if row_dim is None:
+        found = [i.dim for o in objs for i in o.xindexes.values() if isinstance(i, RowIndex)]
+        if not found:
+            raise ValidationError("no RowIndex found; pass row_dim=... (e.g. 'image').")
+        row_dim = found[0]
+    names = [row_coord_names(o, row_dim) for o in objs]
+    common = [n for n in names[0] if all(n in other for other in names[1:])]
+    out = []
+    for obj, have in zip(objs, names):
+        extra = [n for n in have if n not in common]
+        plain = detach_row_index(obj).drop_vars(extra)
+        out.append(attach_row_index(plain, row_dim))
+    return out
 
 
 def select_rows(obj: T_Xarray, row_dim: Hashable, **labels: Any) -> T_Xarray:
