@@ -130,3 +130,18 @@ def test_readme_and_quickstart_commands_run(docs_dir, monkeypatch, capsys):
         rc = main(shlex.split(cmd)[1:])
         out = capsys.readouterr()
         assert rc == 0, f"{cmd!r} exited {rc}: {out.err[-2000:]}"
+
+
+def test_demo_store_records_run_metadata(docs_dir, tmp_path):
+    """A DETR store made with extract_type="all" records it (legacy metadata and export too)."""
+    import json
+
+    from embstore import EmbeddingAnalyzer, Store
+    from embstore.legacy.detr_pt import export_detr_dir
+
+    st = Store.open(docs_dir / "facet_detr.zarr")
+    assert st.attrs["extract_type"] == "all"
+    assert st.attrs["default_variable"] == "query_embeddings"
+    assert EmbeddingAnalyzer(st).metadata["extract_type"] == "all"
+    export_detr_dir(st, tmp_path / "old", ids=[int(st.ids[0])], variables=["query_embeddings"])
+    assert json.loads((tmp_path / "old" / "metadata.json").read_text())["extract_type"] == "all"

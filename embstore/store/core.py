@@ -1097,7 +1097,13 @@ class Store:
         self._consolidate()
 
     def _consolidate(self) -> None:
-        """Zarr consolidated metadata of the committed rows, for plain readers (xarray.open_zarr)."""
+        """Zarr consolidated metadata of the committed rows, for plain readers (xarray.open_zarr).
+
+        Only the main writer writes it: region writers of a preallocated store
+        run concurrently and would race on the root ``zarr.json``.
+        """
+        if self._region != MAIN_REGION:
+            return
         from .backends.consolidate import write_consolidated
 
         ends = [r.start + r.n for r in self._records.values()]
