@@ -276,6 +276,17 @@ def test_open_zarr_consolidated_committed_rows(tmp_path):
     assert len(Store.open(path)) == 8
 
 
+def test_open_zarr_ragged_committed_tokens(tmp_path):
+    path = str(tmp_path / "r.zarr")
+    with Store.create(path, variables={"q": ("query", "hidden")}, ragged={"enc": ("token", "hidden")}) as st:
+        st.append([1, 2], {"q": np.ones((2, 3, 4)), "enc": [np.ones((5, 4)), np.full((7, 4), 2.0)]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(path)
+    assert ds.sizes["image"] == 2 and ds["enc"].shape == (12, 4)
+    assert ds["enc_n"].values.tolist() == [5, 7] and float(ds["enc"].sum()) == 5 * 4 + 7 * 4 * 2
+
+
 # --------------------------------------------------------------- fast path
 def test_lazy_selection_reads_only_selected_rows(tmp_path, ext, monkeypatch):
     path = str(tmp_path / f"r.{ext}")

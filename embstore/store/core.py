@@ -1107,7 +1107,8 @@ class Store:
         from .backends.consolidate import write_consolidated
 
         ends = [r.start + r.n for r in self._records.values()]
-        write_consolidated(self._backend, max(ends, default=0), self.row_dim)
+        tokens = dict(self._own.ragged) if len(self._records) <= 1 else {}
+        write_consolidated(self._backend, max(ends, default=0), self.row_dim, tokens)
 
     @_synchronized
     def flush(self) -> None:

@@ -54,7 +54,9 @@ def _nodes(root: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_consolidated(backend: Any, rows: int | None = None, row_dim: str | None = None) -> bool:
+def write_consolidated(
+    backend: Any, rows: int | None = None, row_dim: str | None = None, lengths: dict[str, int] | None = None
+) -> bool:
     """Write consolidated metadata into the root ``zarr.json`` of a local Zarr store.
 
     Parameters
@@ -66,6 +68,8 @@ def write_consolidated(backend: Any, rows: int | None = None, row_dim: str | Non
         with at most this length.
     row_dim : str, optional
         The row dimension.
+    lengths : dict, optional
+        Array name -> committed length of its first axis (ragged token arrays).
 
     Returns
     -------
@@ -97,6 +101,10 @@ def write_consolidated(backend: Any, rows: int | None = None, row_dim: str | Non
             shape = m.get("shape")
             if m.get("node_type") == "array" and names and names[0] == row_dim and shape:
                 shape[0] = min(int(shape[0]), int(rows))
+    for name, n in (lengths or {}).items():
+        m = nodes.get(name)
+        if m is not None and m.get("node_type") == "array" and m.get("shape"):
+            m["shape"][0] = min(int(m["shape"][0]), int(n))
     meta["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": nodes}
     tmp = f"{top}.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(tmp, "w") as fh:
