@@ -196,6 +196,14 @@ def test_drop_and_reset_one_coordinate(tmp_path):
 
 
 # ---------------------------------------------------------------------- pickle
+def test_views_read_after_the_store_is_closed(tmp_path, ext):
+    path = str(tmp_path / f"r.{ext}")
+    _ids, ref = _make(path)
+    with Store.open(path) as st:
+        view = st.query_embeddings.sel(skin=2)
+    np.testing.assert_array_equal(view.values, ref[1::4])  # reopened read-only
+
+
 def _values_in_child(blob):
     return pickle.loads(blob).values
 

@@ -363,7 +363,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable : str, default "query_embeddings"
+        variable : str, optional
+            Default: the store's default variable (:func:`~embstore.analysis.defaults.resolve_variable`).
             Variable to pool; ``(row, query, hidden)`` or, with ``layer``,
             ``(row, layer, query, hidden)``. Ragged variables
             (``encoder_output``, ``backbone_features``) pool over their
@@ -456,7 +457,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable : str, default "query_embeddings"
+        variable : str, optional
+            Default: the store's default variable (:func:`~embstore.analysis.defaults.resolve_variable`).
             Variable to read.
         pool : str or None, default "mean"
             ``None`` keeps every query (vectors are ``(row, query)`` pairs,
@@ -683,7 +685,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable : str, default "query_embeddings"
+        variable : str, optional
+            Default: the store's default variable (:func:`~embstore.analysis.defaults.resolve_variable`).
             Variable to read.
         pool : str or None, default None
             ``None`` keeps every query (``[N * Q, D]``, like the old

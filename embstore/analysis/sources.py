@@ -208,8 +208,10 @@ class DatasetSource:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        """Provenance attributes."""
-        return dict(self.dataset.attrs)
+        """Provenance attributes (nested values of store views decoded from JSON)."""
+        from ..store.xrio import decode_attrs
+
+        return decode_attrs(dict(self.dataset.attrs))
 
     def dataarray(self, name: str) -> xr.DataArray:
         """Dense variable ``name`` as a dask-backed DataArray ``(row, ...)``, no coords."""

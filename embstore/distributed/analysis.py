@@ -634,7 +634,7 @@ def cluster(
     >>> cluster(an, 0.7, k=100, variable="embedding", client=client)   # doctest: +SKIP
     """
     res = threshold_groups(analyzer, threshold, k, **kwargs)
-    labels = analyzer.labels(kwargs.get("variable", "query_embeddings"), pool=kwargs.get("pool", "mean"),
+    labels = analyzer.labels(kwargs.get("variable"), pool=kwargs.get("pool", "mean"),
                              layer=kwargs.get("layer"))
     out = labels.copy()
     out["cluster"] = res.labels

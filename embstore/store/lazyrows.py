@@ -217,6 +217,17 @@ def decoded_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
+def _closed(backend: Any) -> bool:
+    """Whether an HDF5 backend's file was closed (Zarr backends read files directly)."""
+    h5 = getattr(backend, "h5", None)
+    if h5 is None:
+        return False
+    try:
+        return not bool(h5.id.valid)
+    except Exception:  # noqa: BLE001 - any failure means the handle is unusable
+        return True
+
+
 class _BackendRef:
     """A picklable handle of a store's backend: reopens read-only after unpickling."""
 
@@ -226,6 +237,8 @@ class _BackendRef:
         self.storage_options = getattr(backend, "storage_options", None)
 
     def get(self) -> Any:
+        if self.backend is not None and _closed(self.backend):  # the store was closed: reopen
+            self.backend = None
         if self.backend is None:
             from .backends import backend_class
 
