@@ -22,11 +22,18 @@ coordinate along the row dimension. Its selection rules are:
   :class:`~embstore.errors.SelectionError` (a :class:`KeyError`) naming the
   coordinate and the values present.
 
-Selection turns into positional indexing, so lazy (dask) data stays lazy.
+A list of labels on a coordinate with unique values (an id) returns the
+rows in the order of the list, as xarray does (``.sel(image_id=[3, 1, 2])``);
+lists on other coordinates keep the row order.
+
+Selection turns into positional indexing, so lazy data stays lazy.
 ``isel``, slicing, ``concat``, ``groupby``, ``roll``, ``rename``, pickling and
-``equals`` keep a valid index. Objects whose rows differ cannot be aligned
-(arithmetic between ``da.sel(skin=1)`` and ``da.sel(skin=2)`` raises
-:class:`~embstore.errors.ValidationError`).
+``equals`` keep a valid index. Objects whose rows differ are aligned on the
+first coordinate with unique values (the id), like xarray aligns on labels:
+``xr.merge``, ``xr.align``, ``reindex_like`` and arithmetic match rows by
+id (``join="inner"`` keeps the common ids). Both objects need the same row
+coordinates; otherwise alignment raises (xarray compares indexes by their
+coordinate names).
 
 Two xarray rules apply to every multi-coordinate index, RowIndex included:
 
@@ -76,7 +83,9 @@ __all__ = [
     "detach_row_index",
     "select_rows",
     "row_mask",
+    "row_positions",
     "row_coord_names",
+    "shared_row_coords",
 ]
 
 log = logging.getLogger(__name__)
@@ -240,6 +249,57 @@ def _mask(
             "select fewer coordinates or other values."
         )
     return mask
+
+
+def _ordered_positions(
+    columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any], mask: np.ndarray
+) -> np.ndarray:
+    """Positions of the True rows of ``mask``; in the requested order when
+    ``labels`` is one list on a coordinate with unique values (an id), as
+    xarray's ``.sel(x=[3, 1, 2])`` does. Otherwise rows keep their order."""
+    pos = np.flatnonzero(mask)
+    if len(labels) != 1:
+        return pos
+    (name, label), = labels.items()
+    label = _label_values(label)
+    if isinstance(label, slice) or not _is_list_like(label):
+        return pos
+    index = pd.Index(columns[name])
+    if not index.is_unique:
+        return pos
+    wanted = [_label_values(w) for w in label]
+    got = index.get_indexer(pd.Index(wanted, dtype=object) if index.dtype == object else wanted)
+    return got[got >= 0].astype(np.intp)
+
+
+def row_positions(
+    columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]
+) -> np.ndarray:
+    """Positions of the rows matching ``labels`` (the order of ``.sel``).
+
+    Like :func:`row_mask`, but a list of labels on a coordinate with unique
+    values (an id) returns the rows in the order of the list.
+
+    Parameters
+    ----------
+    columns : mapping of str to numpy.ndarray
+        Row coordinates.
+    labels : mapping of str to label
+        As in :func:`row_mask`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer positions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cols = {"id": np.array([1, 2, 3]), "skin": np.array([5, 6, 5])}
+    >>> row_positions(cols, {"id": [3, 1]}).tolist(), row_positions(cols, {"skin": [6, 5]}).tolist()
+    ([2, 0], [0, 1, 2])
+    """
+    return _ordered_positions(columns, labels, row_mask(columns, labels))
 
 
 def row_mask(
@@ -416,7 +476,7 @@ class RowIndex(Index):
             if name not in self._cache:
                 self._cache[name] = _Column(self.columns[name])
         mask = _mask({k: self._cache[k] for k in labels}, labels, len(self))
-        return IndexSelResult({self.dim: np.flatnonzero(mask)})
+        return IndexSelResult({self.dim: _ordered_positions(self.columns, labels, mask)})
 
     def isel(
         self, indexers: Mapping[Any, int | slice | np.ndarray | Variable]
@@ -509,34 +569,77 @@ class RowIndex(Index):
             columns = {k: v[inverse] for k, v in columns.items()}
         return cls(columns, dim)
 
+    def key(self) -> Hashable | None:
+        """The coordinate rows are aligned on: the first one with unique values.
+
+        For a store view this is the id coordinate. ``None`` when no
+        coordinate is unique (such objects align only when equal).
+
+        Returns
+        -------
+        str or None
+        """
+        if "_key" not in self.__dict__:
+            self._key = next(
+                (k for k, v in self.columns.items() if pd.Index(v).is_unique), None
+            )
+        return self._key
+
+    def _check_key(self, other: RowIndex, what: str) -> Hashable:
+        key = self.key()
+        if key is None or key != other.key() or list(self.columns) != list(other.columns):
+            raise ValidationError(
+                f"cannot {what} objects whose rows along {self.dim!r} differ: rows are "
+                f"matched by a unique coordinate (the id), and the two row indexes "
+                f"have coordinates {list(self.columns)} and {list(other.columns)} "
+                f"(unique: {key!r} and {other.key()!r}). Give both the same row "
+                "coordinates (e.g. detach_row_index, drop or add coordinates, "
+                "attach_row_index), or select the same rows first with "
+                ".sel(<id>=other.<id>.values)."
+            )
+        return key
+
     def join(self, other: RowIndex, how: str = "inner") -> RowIndex:
-        """Alignment: only identical row indexes can be combined.
+        """Join two row indexes on their id (unique) coordinate, as xarray joins labels.
 
         Parameters
         ----------
         other : RowIndex
-            The other index.
-        how : str
-            Join method (unused: the indexes must be equal).
+            The other index (same coordinates).
+        how : {"inner", "outer"}
+            ``"inner"``: this index's rows whose id is in ``other`` (this
+            order); ``"outer"``: this index's rows, then ``other``'s new ones.
 
         Returns
         -------
         RowIndex
+
+        Raises
+        ------
+        ValidationError
+            The indexes have different coordinates or no unique coordinate.
         """
         if self.equals(other):
             return self
-        raise ValidationError(
-            f"cannot align objects whose rows along {self.dim!r} differ; select the "
-            "same rows first (e.g. with .sel on the id coordinate) or use .values."
-        )
+        key = self._check_key(other, "align")
+        mine = pd.Index(self.columns[key])
+        theirs = pd.Index(other.columns[key])
+        if how == "inner":
+            return self.isel({self.dim: np.flatnonzero(mine.isin(theirs))})  # type: ignore[return-value]
+        new = np.flatnonzero(~theirs.isin(mine))
+        columns = {
+            k: np.concatenate([self.columns[k], other.columns[k][new]]) for k in self.columns
+        }
+        return type(self)(columns, self.dim)
 
     def reindex_like(self, other: RowIndex) -> dict[Hashable, Any]:
-        """Positional indexer mapping ``other`` onto this index (must be equal).
+        """Positional indexer putting this index's rows in ``other``'s id order.
 
         Parameters
         ----------
         other : RowIndex
-            The index to align with.
+            The (joined) index to align with; ids it has and this one has not
+            get ``-1`` (filled with NaN by xarray).
 
         Returns
         -------
@@ -544,10 +647,8 @@ class RowIndex(Index):
         """
         if self.equals(other):
             return {self.dim: np.arange(len(self), dtype=np.intp)}
-        raise ValidationError(
-            f"cannot reindex rows along {self.dim!r} on a different RowIndex; select "
-            "matching rows explicitly."
-        )
+        key = self._check_key(other, "reindex")
+        return {self.dim: pd.Index(self.columns[key]).get_indexer(other.columns[key])}
 
     def roll(self, shifts: Mapping[Any, int]) -> RowIndex:
         """Roll the rows like :func:`numpy.roll`.
@@ -720,6 +821,61 @@ def detach_row_index(obj: T_Xarray) -> T_Xarray:
     """
     names = [n for n, idx in obj.xindexes.items() if isinstance(idx, RowIndex)]
     return obj.drop_indexes(names) if names else obj
+
+
+def shared_row_coords(*objs: T_Xarray, row_dim: Hashable | None = None) -> list[T_Xarray]:
+    """Restrict objects to the row coordinates they all have, ready to merge or align.
+
+    xarray aligns two objects only when their indexes cover the same
+    coordinate names; stores from different models often carry different
+    row coordinates (a SigLIP store has ``category``, a DETR store does not).
+    This keeps, in every object, the row coordinates common to all of them
+    (in the first object's order) under one :class:`RowIndex`, so
+    ``xr.merge(shared_row_coords(a, b), join="inner", compat="override")``
+    matches rows by id whatever their order.
+
+    Parameters
+    ----------
+    *objs : xarray.DataArray or xarray.Dataset
+        Objects sharing a row dimension and an id coordinate.
+    row_dim : str, optional
+        The row dimension (default: the dimension of the first object's
+        first RowIndex).
+
+    Returns
+    -------
+    list
+        The objects, each with only the shared row coordinates.
+
+    Raises
+    ------
+    ValidationError
+        No object has a row index and no ``row_dim`` was given.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = attach_row_index(xr.Dataset({"x": ("image", [1.0, 2.0])},
+    ...     coords={"id": ("image", [7, 8]), "skin": ("image", [1, 2])}), "image")
+    >>> b = attach_row_index(xr.Dataset({"y": ("image", [9.0, 8.0])},
+    ...     coords={"id": ("image", [8, 7]), "cat": ("image", ["p", "q"])}), "image")
+    >>> m = xr.merge(shared_row_coords(a, b), join="inner", compat="override")
+    >>> m.y.values.tolist(), list(m.coords)
+    ([8.0, 9.0], ['id'])
+    """
+    if row_dim is None:
+        found = [i.dim for o in objs for i in o.xindexes.values() if isinstance(i, RowIndex)]
+        if not found:
+            raise ValidationError("no RowIndex found; pass row_dim=... (e.g. 'image').")
+        row_dim = found[0]
+    names = [row_coord_names(o, row_dim) for o in objs]
+    common = [n for n in names[0] if all(n in other for other in names[1:])]
+    out = []
+    for obj, have in zip(objs, names):
+        extra = [n for n in have if n not in common]
+        plain = detach_row_index(obj).drop_vars(extra)
+        out.append(attach_row_index(plain, row_dim))
+    return out
 
 
 def select_rows(obj: T_Xarray, row_dim: Hashable, **labels: Any) -> T_Xarray:

@@ -119,7 +119,8 @@ def format_summary(store: Any) -> str:
     for name, dims in store.variables.items():
         array = dataset[name]
         shape = " x ".join(f"{dim}={size}" for dim, size in zip(array.dims, array.shape))
-        lines.append(f"  {name:<22} {shape}  {array.dtype}")
+        stored = getattr(store, "dtypes", {}).get(name, str(array.dtype))  # views decode float16
+        lines.append(f"  {name:<22} {shape}  {stored}")
     for name, dims in getattr(store, "ragged_variables", {}).items():
         lines.append(f"  {name:<22} ragged ({', '.join(dims)})")
     coords = store.coords

@@ -97,7 +97,8 @@ class StoreSuite:
         assert st.ids.tolist() == list(range(10))
         assert len(st) == 10
         q = st.query_embeddings
-        assert isinstance(q.data, dask.array.Array)
+        assert q.chunks is None and q.dtype == np.float32  # lazily indexed (xarray backend array), not dask
+        assert isinstance(q.chunk().data, dask.array.Array)
         assert q.dims == ("image", "query", "hidden")
         assert q.dtype == np.float32
         assert st.pred_logits.dtype == np.float32
@@ -113,7 +114,9 @@ class StoreSuite:
         exp = self.fill(path)
         with Store.open(path) as st:
             q = st.query_embeddings
-            assert q.dtype == np.float16
+            assert st.dtypes["query_embeddings"] == "float16"  # stored as float16 ...
+            assert q.dtype == np.float32  # ... decoded to float32 in the view
+            assert st.read("query_embeddings").dtype == np.float16
             ref = np.stack([exp[i]["query_embeddings"] for i in range(10)])
             np.testing.assert_allclose(q.values.astype(np.float32), ref, rtol=1e-3, atol=1e-3)
 

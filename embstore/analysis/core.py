@@ -37,6 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SelectionError, UnknownVariableError, ValidationError
+from .defaults import resolve_variable
 from .compat import LegacyAPIMixin
 from .plots import PlotMixin
 from .pooling import parse_pool, pool_dataarray
@@ -349,7 +350,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
     # --------------------------------------------------------------- pooling
     def pool(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         over: str | Sequence[str] = "query",
         method: str = "mean",
         k: int | None = None,
@@ -362,7 +363,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable : str, default "query_embeddings"
+        variable : str, optional
+            Default: the store's default variable (:func:`~embstore.analysis.defaults.resolve_variable`).
             Variable to pool; ``(row, query, hidden)`` or, with ``layer``,
             ``(row, layer, query, hidden)``. Ragged variables
             (``encoder_output``, ``backbone_features``) pool over their
@@ -403,6 +405,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         >>> an.pool(method="topk", k=5)                       # doctest: +SKIP
         >>> an.pool("decoder_output", layer=2)                # doctest: +SKIP
         """
+        variable = resolve_variable(self, variable)
         method_, k = parse_pool(method, k)
         if method_ is None:
             raise ValidationError(
@@ -445,7 +448,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
     def vectors(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         **pool_kwargs: Any,
@@ -454,7 +457,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable : str, default "query_embeddings"
+        variable : str, optional
+            Default: the store's default variable (:func:`~embstore.analysis.defaults.resolve_variable`).
             Variable to read.
         pool : str or None, default "mean"
             ``None`` keeps every query (vectors are ``(row, query)`` pairs,
@@ -478,6 +482,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         >>> an.vectors(pool=None).shape                       # doctest: +SKIP
         (200, 256)
         """
+        variable = resolve_variable(self, variable)
         method, k = parse_pool(pool, pool_kwargs.pop("k", None))
         is_ragged = variable in self.ragged_variables and variable not in self.variables
         if is_ragged:
@@ -527,7 +532,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
     def labels(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         **pool_kwargs: Any,
@@ -552,6 +557,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         0         1      0     3
         1         1      1     3
         """
+        variable = resolve_variable(self, variable)
         method, _ = parse_pool(pool, pool_kwargs.get("k"))
         base = self.coords.reset_index()
         base = base.rename(columns={base.columns[0]: self.id_name}).reset_index(drop=True)
@@ -626,7 +632,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
     def iter_vectors(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         block_rows: int = 65536,
@@ -662,12 +668,13 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         >>> for start, block in an.iter_vectors(pool=None, block_rows=4096):
         ...     pass                                          # doctest: +SKIP
         """
+        variable = resolve_variable(self, variable)
         arr = self.vectors(variable, pool=pool, layer=layer, **pool_kwargs)
         return self._iter_dataarray(arr, block_rows, progress)
 
     def matrix(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = None,
         layer: int | None = None,
         *,
@@ -678,7 +685,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable : str, default "query_embeddings"
+        variable : str, optional
+            Default: the store's default variable (:func:`~embstore.analysis.defaults.resolve_variable`).
             Variable to read.
         pool : str or None, default None
             ``None`` keeps every query (``[N * Q, D]``, like the old
@@ -703,6 +711,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         >>> m.shape, list(lab.columns)                         # doctest: +SKIP
         ((200, 256), ['image_id', 'query', 'skin'])
         """
+        variable = resolve_variable(self, variable)
         arr = self.vectors(variable, pool=pool, layer=layer, **dict(pool_kwargs))
         out = np.empty(arr.shape, dtype=np.float32)
         for start, block in self._iter_dataarray(arr, block_rows):

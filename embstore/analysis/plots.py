@@ -18,6 +18,7 @@ import xarray as xr
 
 from .._optional import attempt_import
 from ..errors import ValidationError
+from .defaults import resolve_variable
 
 __all__ = ["pca_projection", "tsne_projection", "scatter_projection", "PlotMixin"]
 
@@ -195,7 +196,7 @@ class PlotMixin:
 
     def project(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         method: str = "pca",
         n_components: int = 2,
@@ -238,6 +239,7 @@ class PlotMixin:
         --------
         >>> an.project(pool="mean", color_by="skin", save_path="pca.png")  # doctest: +SKIP
         """
+        variable = resolve_variable(self, variable)
         if method not in ("pca", "tsne"):
             raise ValidationError(f"method must be 'pca' or 'tsne', got {method!r}")
         vec = self.vectors(variable, pool=pool, layer=layer, **pool_kwargs)  # type: ignore[attr-defined]

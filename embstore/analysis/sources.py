@@ -39,12 +39,14 @@ __all__ = ["StoreSource", "DatasetSource", "open_source", "LegacyDirSource"]
 _DEFAULT_CHUNK_ROWS = 4096
 
 
-def _as_dask(arr: xr.DataArray, row_dim: str) -> xr.DataArray:
-    """``arr`` without coordinates, dask-backed (chunked along rows if needed)."""
-    import dask.array as da
+def _as_dask(arr: xr.DataArray, row_dim: str, rows: int | None = None) -> xr.DataArray:
+    """``arr`` without coordinates, dask-backed (chunked along rows if needed).
 
-    if not isinstance(arr.data, da.Array):
-        arr = arr.chunk({row_dim: _DEFAULT_CHUNK_ROWS})
+    Store views are lazily indexed (not dask): they are chunked like the
+    storage (``rows`` rows a block), so each block reads its own rows once.
+    """
+    if arr.chunks is None:  # (reading .data would load a lazily indexed array)
+        arr = arr.chunk({row_dim: rows or _DEFAULT_CHUNK_ROWS})
     return xr.DataArray(arr.data, dims=arr.dims, name=arr.name, attrs=dict(arr.attrs))
 
 
@@ -103,7 +105,7 @@ class StoreSource:
                 f"variable {name!r} is not a dense variable of the store; "
                 f"dense: {sorted(self.variables)}, ragged: {sorted(self.ragged_variables)}"
             )
-        return _as_dask(self.store[name], self.row_dim)
+        return _as_dask(self.store[name], self.row_dim, getattr(self.store, "chunk_rows", None))
 
     def get_ragged(self, name: str, row_id: Any) -> np.ndarray:
         """One row of ragged variable ``name`` as NumPy, in its declared layout."""
@@ -206,8 +208,10 @@ class DatasetSource:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        """Provenance attributes."""
-        return dict(self.dataset.attrs)
+        """Provenance attributes (nested values of store views decoded from JSON)."""
+        from ..store.xrio import decode_attrs
+
+        return decode_attrs(dict(self.dataset.attrs))
 
     def dataarray(self, name: str) -> xr.DataArray:
         """Dense variable ``name`` as a dask-backed DataArray ``(row, ...)``, no coords."""

@@ -26,7 +26,7 @@ __all__ = ["register"]
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="path or URL of the store")
-    p.add_argument("--variable", default="query_embeddings", help="variable to search (default: %(default)s)")
+    p.add_argument("--variable", default=None, help="variable to search (default: the store's default variable)")
     p.add_argument(
         "--pool", default="mean",
         help="pooling over queries: mean, max, confidence, topk:K, or none (default: %(default)s)",

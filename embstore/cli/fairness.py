@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--by", action="append", required=True, metavar="COORD",
                    help="grouping coordinate; repeat for intersections (--by skin --by lighting)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--variable", default="query_embeddings", help="embedding variable (default: %(default)s)")
+    p.add_argument("--variable", default=None, help="embedding variable (default: the store's default variable)")
     p.add_argument("--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)")
     p.add_argument("--layer", type=int, default=None, help="layer of a layered variable")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")

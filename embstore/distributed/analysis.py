@@ -42,6 +42,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SelectionError, ValidationError
+from ..analysis.defaults import resolve_variable
 from ..search.source import positions_of_ids
 
 __all__ = [
@@ -116,7 +117,7 @@ class VectorBlocks:
 
 def vector_blocks(
     analyzer: Any,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     block_rows: int | None = None,
@@ -148,6 +149,7 @@ def vector_blocks(
     SelectionError
         No vectors.
     """
+    variable = resolve_variable(analyzer, variable)
     import dask.array as da
 
     block_rows = DEFAULT_BLOCK_ROWS if block_rows is None else block_rows
@@ -219,7 +221,7 @@ def _tree(delayed_parts: list[Any], combine: Any, fan_in: int = 8) -> Any:
 
 def vector_stats(
     analyzer: Any,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     by: str | Sequence[str] | None = None,
@@ -262,6 +264,7 @@ def vector_stats(
     >>> ds = vector_stats(an, pool="mean", by="skin")            # doctest: +SKIP
     >>> ds["mean_norm"].to_series()                              # doctest: +SKIP
     """
+    variable = resolve_variable(analyzer, variable)
     import dask
 
     blocks, labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
@@ -344,7 +347,7 @@ def knn_search(
     k: int = 10,
     *,
     ids: Any = None,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     metric: str = "cosine",
@@ -395,6 +398,7 @@ def knn_search(
     --------
     >>> knn_search(an, ids=[42], k=5, client=client)              # doctest: +SKIP
     """
+    variable = resolve_variable(analyzer, variable)
     import dask
 
     from ..search.index import check_metric, higher_is_closer, prepare_vectors, scores_from_faiss
@@ -495,7 +499,7 @@ def knn_self(
     analyzer: Any,
     k: int = 100,
     *,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     metric: str = "cosine",
@@ -528,6 +532,7 @@ def knn_self(
     -------
     embstore.search.results.KnnResult
     """
+    variable = resolve_variable(analyzer, variable)
     from ..search.index import check_metric
     from ..search.results import KnnResult
 
@@ -544,7 +549,7 @@ def threshold_groups(
     threshold: float,
     k: int = 100,
     *,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     metric: str = "cosine",
@@ -581,6 +586,7 @@ def threshold_groups(
         Deterministic group ids (0 = largest), ``keep`` marks each group's
         first vector.
     """
+    variable = resolve_variable(analyzer, variable)
     from ..search.graph import StreamingComponents
     from ..search.index import check_metric
     from ..search.results import GroupResult, Pairs
@@ -628,7 +634,7 @@ def cluster(
     >>> cluster(an, 0.7, k=100, variable="embedding", client=client)   # doctest: +SKIP
     """
     res = threshold_groups(analyzer, threshold, k, **kwargs)
-    labels = analyzer.labels(kwargs.get("variable", "query_embeddings"), pool=kwargs.get("pool", "mean"),
+    labels = analyzer.labels(kwargs.get("variable"), pool=kwargs.get("pool", "mean"),
                              layer=kwargs.get("layer"))
     out = labels.copy()
     out["cluster"] = res.labels
@@ -639,7 +645,7 @@ def cluster(
 def write_vectors(
     analyzer: Any,
     path: str,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     *,
@@ -676,6 +682,7 @@ def write_vectors(
     zarr.Array
         The written array, ``(n, D)``.
     """
+    variable = resolve_variable(analyzer, variable)
     import dask.array as da
     import zarr
 

@@ -26,6 +26,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ..errors import UnknownVariableError, ValidationError
+from ..analysis.defaults import resolve_variable
 from .detection import PERSON_CLASS, DetectionStats, detection_statistics, match_persons
 from .stats import GroupStats, group_distance_matrix, group_statistics
 
@@ -57,7 +58,7 @@ class FairnessMixin:
     # ------------------------------------------------------------- embeddings
     def fairness_stats(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         by: Sequence[str] | str = ("skin",),
         pool: str | None = "mean",
         layer: int | None = None,
@@ -96,6 +97,7 @@ class FairnessMixin:
         -------
         GroupStats
         """
+        variable = resolve_variable(self, variable)
         by = _as_list(by)
         if persons is not None:
             X, labels = self.matched_embeddings(persons, variable, layer)
@@ -107,7 +109,7 @@ class FairnessMixin:
 
     def group_stats(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         by: Sequence[str] | str = ("skin",),
         pool: str | None = "mean",
         layer: int | None = None,
@@ -143,6 +145,7 @@ class FairnessMixin:
         --------
         >>> an.group_stats(by=["skin", "lighting"], n_boot=200)   # doctest: +SKIP
         """
+        variable = resolve_variable(self, variable)
         return self.fairness_stats(
             variable, by, pool, layer, persons=persons, n_boot=n_boot, seed=seed,
             alpha=alpha, min_count=min_count, **options,
@@ -150,7 +153,7 @@ class FairnessMixin:
 
     def group_distances(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         by: Sequence[str] | str = ("skin",),
         pool: str | None = "mean",
         layer: int | None = None,
@@ -174,6 +177,7 @@ class FairnessMixin:
         xarray.DataArray
             dims ``("group", "other")`` labeled with readable group names.
         """
+        variable = resolve_variable(self, variable)
         if persons is not None:
             X, labels = self.matched_embeddings(persons, variable, layer)
         else:
@@ -308,7 +312,7 @@ class FairnessMixin:
     def matched_embeddings(
         self,
         persons: pd.DataFrame,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         layer: int | None = None,
     ) -> tuple[np.ndarray, pd.DataFrame]:
         """Embeddings of the queries matched to detected people.
@@ -329,6 +333,7 @@ class FairnessMixin:
         labels : pandas.DataFrame
             The detected people's rows of ``persons``.
         """
+        variable = resolve_variable(self, variable)
         need = [c for c in ("row", "query", "detected") if c not in persons.columns]
         if need:
             raise UnknownVariableError(

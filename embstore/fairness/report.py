@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
+from ..analysis.defaults import resolve_variable
 from .detection import DetectionStats
 from .disparity import group_label
 from .stats import GroupStats
@@ -263,7 +264,7 @@ def write_fairness_report(
     by: Sequence[str] | str,
     out_dir: str | os.PathLike,
     *,
-    variable: str = "query_embeddings",
+    variable: str | None = None,
     pool: str | None = "mean",
     layer: int | None = None,
     n_boot: int = 1000,
@@ -328,6 +329,7 @@ def write_fairness_report(
     ValidationError
         If ``by`` is empty.
     """
+    variable = resolve_variable(analyzer, variable)
     from ..errors import EmbstoreError
     from . import plots
 

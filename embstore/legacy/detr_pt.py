@@ -581,7 +581,7 @@ def export_detr_dir(
         meta = {
             "image_ids": [_jsonable(i) for i in row_ids],
             "num_images": len(row_ids),
-            "extract_type": extract_type or legacy.get("extract_type", "custom"),
+            "extract_type": extract_type or legacy.get("extract_type") or st.attrs.get("extract_type") or "custom",
             "embedding_keys": names,
         }
         (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

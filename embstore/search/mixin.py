@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadOnlyStoreError, SelectionError, ValidationError
+from ..analysis.defaults import resolve_variable
 from .export import export_training_labels as _export_labels
 from .export import save_group_previews as _save_previews
 from .results import GroupResult, Pairs, search_frame
@@ -249,7 +250,7 @@ class SearchMixin:
     # ------------------------------------------------------------ indexes
     def build_index(
         self,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         kind: str = "flat",
         metric: str = "cosine",
@@ -299,6 +300,7 @@ class SearchMixin:
         SearchIndex
             Positions in it are vector positions (rows of :meth:`labels`).
         """
+        variable = resolve_variable(self, variable)
         from .index import build_index as _build
         from .index import check_metric
 
@@ -329,7 +331,7 @@ class SearchMixin:
         k: int = 10,
         *,
         ids: Any = None,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -370,6 +372,7 @@ class SearchMixin:
             ``rank``, ``neighbor`` (vector position), the neighbour's labels
             (id, ``query`` when unpooled, coordinates) and ``score``.
         """
+        variable = resolve_variable(self, variable)
         from .index import check_metric
         from .knn import knn_search
 
@@ -392,7 +395,7 @@ class SearchMixin:
         threshold: float = 0.9,
         *,
         ids: Any = None,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -419,6 +422,7 @@ class SearchMixin:
             Same columns as :meth:`search`; ``rank`` orders each query's hits
             best first.
         """
+        variable = resolve_variable(self, variable)
         from .index import check_metric, higher_is_closer
         from .knn import range_search_blocks
 
@@ -471,7 +475,7 @@ class SearchMixin:
         threshold: float = 0.90,
         k: int | None = 100,
         *,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -486,6 +490,7 @@ class SearchMixin:
         See :meth:`find_duplicates` for the parameters; returns the
         :class:`~embstore.search.results.GroupResult` (labels, pairs, keep mask).
         """
+        variable = resolve_variable(self, variable)
         res, _ = self._groups(threshold, k, variable, pool, layer, metric, kind, batch,
                               memory_budget, device, progress, keep_pairs=True)
         return res
@@ -495,7 +500,7 @@ class SearchMixin:
         threshold: float = 0.90,
         k: int | None = 100,
         *,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -538,6 +543,7 @@ class SearchMixin:
             positions, ``i < j``), ``score`` and the labels of both ends
             (suffixes ``_i``, ``_j``).
         """
+        variable = resolve_variable(self, variable)
         res, labels = self._groups(threshold, k, variable, pool, layer, metric, kind, batch,
                                    memory_budget, device, progress, keep_pairs=True)
         pairs = res.pairs if res.pairs is not None else Pairs.empty()
@@ -552,7 +558,7 @@ class SearchMixin:
         threshold: float = 0.90,
         k: int | None = 100,
         *,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -577,6 +583,7 @@ class SearchMixin:
             ``analyzer`` on the kept rows, ``kept_ids``, ``removed_ids``,
             ``n_removed`` (also logged) and the ``groups``.
         """
+        variable = resolve_variable(self, variable)
         labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
         if len(labels) != len(self.ids):  # type: ignore[attr-defined]
             raise ValidationError(
@@ -600,7 +607,7 @@ class SearchMixin:
         k: int | None = 100,
         batch: int | None = None,
         *,
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -633,6 +640,7 @@ class SearchMixin:
         -------
         ClusterResult
         """
+        variable = resolve_variable(self, variable)
         res, labels = self._groups(threshold, k, variable, pool, layer, metric, kind, batch,
                                    memory_budget, device, progress, keep_pairs=False)
         frame = res.to_frame(labels, column=coord or "cluster")
@@ -686,7 +694,7 @@ class SearchMixin:
         k: int = 100,
         *,
         kind: str = "ivf",
-        variable: str = "query_embeddings",
+        variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
         metric: str = "cosine",
@@ -713,6 +721,7 @@ class SearchMixin:
         -------
         RecallReport
         """
+        variable = resolve_variable(self, variable)
         from .recall import pair_recall as _recall
 
         idx = self.build_index(variable, pool, kind, metric, device, layer=layer)

@@ -1182,6 +1182,21 @@ class Store:
         for seq in listed:
             if seq <= rec.seq - _KEEP_RECORDS:
                 self._backend.delete_record(self._region, seq)
+        self._consolidate()
+
+    def _consolidate(self) -> None:
+        """Zarr consolidated metadata of the committed rows, for plain readers (xarray.open_zarr).
+
+        Only the main writer writes it: region writers of a preallocated store
+        run concurrently and would race on the root ``zarr.json``.
+        """
+        if self._region != MAIN_REGION:
+            return
+        from .backends.consolidate import write_consolidated
+
+        ends = [r.start + r.n for r in self._records.values()]
+        tokens = dict(self._own.ragged) if len(self._records) <= 1 else {}
+        write_consolidated(self._backend, max(ends, default=0), self.row_dim, tokens)
 
     @_synchronized
     def flush(self) -> None:
@@ -1203,6 +1218,7 @@ class Store:
             attrs["updated"] = _now()
             self._backend.write_attrs(attrs)
             self._backend.flush()
+            self._consolidate()  # writing the attrs dropped it
 
     @_synchronized
     def close(self) -> None:
@@ -1412,19 +1428,23 @@ class Store:
         return out
 
     def _lazy(self, name: str, sub: np.ndarray | None = None) -> Any:
-        """Lazy dask array of a dense variable over committed rows (or a subset of them)."""
+        """Lazily indexed array of a dense variable over committed rows (or a subset of them).
+
+        Indexing it only composes indexers; reading the result is one call of
+        the backend's point reader with the selected rows (see
+        :class:`~embstore.store.lazyrows.StoreBackendArray`). float16 storage is
+        decoded to float32.
+        """
+        from .lazyrows import decoded_dtype, lazy_variable
+
         dims = self._schema.variables[name]
         if not self._backend.has_array(name):
-            return np.zeros((0,) * (1 + len(dims)), dtype=self._schema.dtypes[name])
+            return np.zeros((0,) * (1 + len(dims)), dtype=decoded_dtype(self._schema.dtypes[name]))
         pos = self._positions()
         if sub is not None:
             pos = pos[sub]
-        # one dask block per storage chunk: blocks line up across variables (the
-        # chunk size is shared and sized for the largest one, ~8 MiB), so dask
-        # work such as pooling streams chunk by chunk with bounded memory. Eager
-        # reads (.values, Store.read) do not go through the blocks at all.
-        block = self._schema.chunk_rows or 1024
-        return self._backend.lazy_rows(name, pos, block)
+        shape, dtype, _rows = self._backend.array_info(name)
+        return lazy_variable(self._backend, name, pos, tuple(shape[1:]), dtype)
 
     @staticmethod
     def _attach(obj: Any, row_dim: str) -> Any:
@@ -1437,12 +1457,13 @@ class Store:
     def __getitem__(self, name: str) -> Any:
         """Lazy :class:`xarray.DataArray` of a dense variable (committed rows).
 
-        The data is a dask array (:class:`~embstore.store.lazyrows.RowArray`):
-        dask operations stay lazy and stream block by block, while eager reads
-        take a short cut around the dask graph: ``.values`` reads the rows
-        straight into one array, and selecting rows (``.sel(skin=1)``,
-        ``.isel(image=...)``) keeps a view that later reads only those rows.
-        :meth:`read` returns NumPy without building the xarray object.
+        The data is lazily indexed, like ``xarray.open_dataset`` without
+        ``chunks``: selecting (``.sel(skin=1)``, ``.isel(image=...)``, slicing)
+        stays lazy and ``.values`` reads only the selected rows, through the
+        same fast reader as :meth:`read`. Reductions and other computations
+        load the (selected) data into memory; call ``.chunk()`` first for
+        dask (block-wise, bounded memory). Stored float16 is shown (and
+        computed on) as float32: ``.dtype`` says float32.
         """
         import xarray as xr
 
@@ -1481,9 +1502,15 @@ class Store:
         ds = xr.Dataset(
             {n: ((self.row_dim,) + dims, self._lazy(n, sub)) for n, dims in self._schema.variables.items()},
             coords=self._xr_coords(sub),
-            attrs=self.attrs,
+            attrs=self._view_attrs(),
         )
         return self._attach(ds, self.row_dim)
+
+    def _view_attrs(self) -> dict[str, Any]:
+        """Store attributes for an xarray view: nested values as JSON strings (netCDF-safe)."""
+        from .xrio import ROW_DIM_KEY, encode_attrs
+
+        return encode_attrs({**self.attrs, ROW_DIM_KEY: self.row_dim})
 
     @property
     def dataset(self) -> Any:
@@ -1524,11 +1551,10 @@ class Store:
             return ds.sel(**other) if other else ds
         columns = {k: v for k, (_d, v) in self._xr_coords().items()}
         try:
-            from ..selection import row_mask
+            from ..selection import row_positions
         except ImportError:  # pragma: no cover
             return self._mask_select(self._dataset(), labels)
-        mask = row_mask(columns, row_labels)
-        ds = self._dataset(np.nonzero(mask)[0])
+        ds = self._dataset(row_positions(columns, row_labels))
         return ds.sel(**other) if other else ds
 
     def read(self, var: str, ids: Sequence[Any] | None = None, mask: Any = None, **labels: Any) -> np.ndarray:
@@ -1778,6 +1804,7 @@ class Store:
         a["updated"] = _now()
         self._backend.write_attrs(a)
         self._backend.flush()
+        self._consolidate()  # writing the attrs dropped it
 
     def _check_table_name(self, name: Any) -> str:
         return check_name("table/blob", name)

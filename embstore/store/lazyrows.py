@@ -46,6 +46,7 @@ import dask.array as da
 import numpy as np
 
 from dask.highlevelgraph import HighLevelGraph
+from xarray.backends import BackendArray
 
 try:  # dask >= 2024.12: tasks as objects (tuples still work, but are converted)
     from dask._task_spec import Task as _Task
@@ -66,7 +67,7 @@ def _read_block(read: Callable[[np.ndarray], np.ndarray], pos: np.ndarray, rest:
         return np.zeros((0,) + rest, dtype=dtype)
     return read(pos)
 
-__all__ = ["RowArray", "row_array"]
+__all__ = ["RowArray", "row_array", "StoreBackendArray", "lazy_variable", "decoded_dtype"]
 
 
 def _is_full(k: Any) -> bool:
@@ -194,3 +195,173 @@ def row_array(
     out._es_block = block
     out._es_token = token
     return out
+
+
+# --------------------------------------------------------------------------- #
+# xarray lazily indexed views (what Store.__getitem__ / Store.dataset hand out)
+# --------------------------------------------------------------------------- #
+def decoded_dtype(dtype: Any) -> np.dtype:
+    """The dtype a view shows for a stored dtype: float16 is decoded to float32.
+
+    Reductions over many float16 values overflow (the largest float16 is
+    65504) and lose precision, so views decode float16 storage to float32,
+    as xarray's CF decoding unpacks packed integers to floats. Other dtypes
+    are shown as stored.
+
+    Examples
+    --------
+    >>> decoded_dtype("float16"), decoded_dtype("float32"), decoded_dtype("int64")
+    (dtype('float32'), dtype('float32'), dtype('int64'))
+    """
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def _closed(backend: Any) -> bool:
+    """Whether an HDF5 backend's file was closed (Zarr backends read files directly)."""
+    h5 = getattr(backend, "h5", None)
+    if h5 is None:
+        return False
+    try:
+        return not bool(h5.id.valid)
+    except Exception:  # noqa: BLE001 - any failure means the handle is unusable
+        return True
+
+
+class _BackendRef:
+    """A picklable handle of a store's backend: reopens read-only after unpickling."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.path = str(backend.path)
+        self.storage_options = getattr(backend, "storage_options", None)
+
+    def get(self) -> Any:
+        if self.backend is not None and _closed(self.backend):  # the store was closed: reopen
+            self.backend = None
+        if self.backend is None:
+            from .backends import backend_class
+
+            self.backend = backend_class(self.path).open(self.path, "r", self.storage_options)
+        return self.backend
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.backend = None
+        self.path = state["path"]
+        self.storage_options = state["storage_options"]
+
+
+class StoreBackendArray(BackendArray):
+    """The stored rows of one dense variable as an xarray lazily indexed array.
+
+    Wrapped in :class:`xarray.core.indexing.LazilyIndexedArray` (as xarray's
+    own backends do), indexing a view only composes indexers: ``.sel``,
+    ``.isel`` and slicing stay lazy, and ``.values`` of the result makes ONE
+    call of the backend's point reader (the fast reader of
+    :meth:`embstore.Store.read`) with exactly the selected rows. Stored
+    float16 is decoded to float32 (:func:`decoded_dtype`). ``.chunk()`` turns a
+    view into dask; each dask block then reads its own rows the same way.
+
+    The array pickles (the store is reopened read-only on the other side),
+    so views go to ``multiprocessing`` workers and dask's process scheduler.
+
+    Parameters
+    ----------
+    backend : embstore.store.backends.Backend
+        The open backend.
+    name : str
+        Stored array name.
+    positions : numpy.ndarray
+        Storage row positions of the view's rows, in view order.
+    rest : tuple of int
+        Trailing shape of one row.
+    dtype : numpy.dtype
+        Stored element dtype.
+    """
+
+    def __init__(self, backend: Any, name: str, positions: np.ndarray, rest: tuple[int, ...], dtype: Any) -> None:
+        self._ref = backend if isinstance(backend, _BackendRef) else _BackendRef(backend)
+        self.name = name
+        self.positions = np.ascontiguousarray(positions, dtype=np.int64)
+        self.storage_dtype = np.dtype(dtype)
+        self.dtype = decoded_dtype(self.storage_dtype)
+        self.shape = (len(self.positions),) + tuple(int(r) for r in rest)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __dask_tokenize__(self) -> Any:
+        h = hashlib.sha1(self.positions.tobytes()).hexdigest()
+        return ("embstore-rows", self._ref.path, self.name, self.shape, str(self.storage_dtype), h)
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """Rows at storage ``positions`` (any order), decoded."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return np.zeros((0,) + self.shape[1:], dtype=self.dtype)
+        out = self._ref.get().read_points(self.name, positions)
+        return out.astype(self.dtype, copy=False)
+
+    def _getitem(self, key: tuple[Any, ...]) -> np.ndarray:
+        """Outer (orthogonal) indexing: the row key picks storage positions (any
+        order, repeats allowed), read in one call; trailing keys apply per axis."""
+        k0, rest = key[0], tuple(key[1:])
+        pos = self.positions[k0]
+        scalar = np.ndim(pos) == 0
+        out = self.read(np.atleast_1d(pos))
+        ax = 1
+        for k in rest:
+            if isinstance(k, (int, np.integer)):
+                out = np.take(out, int(k), axis=ax)  # drops the axis
+            elif isinstance(k, slice):
+                if k != slice(None):
+                    out = out[(slice(None),) * ax + (k,)]
+                ax += 1
+            else:
+                out = np.take(out, np.asarray(k), axis=ax)
+                ax += 1
+        return out[0] if scalar else out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from xarray.core import indexing
+
+        if isinstance(key, (indexing.BasicIndexer, indexing.OuterIndexer)):
+            return self._getitem(tuple(key.tuple))
+        return indexing.explicit_indexing_adapter(  # vectorized (point-wise) indexing
+            key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._getitem
+        )
+
+    def __repr__(self) -> str:
+        return f"StoreBackendArray({self._ref.path!r}, {self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def lazy_variable(
+    backend: Any, name: str, positions: np.ndarray, rest: tuple[int, ...], dtype: Any
+) -> Any:
+    """A lazily indexed array (for an xarray Variable) of the rows at ``positions``.
+
+    Parameters
+    ----------
+    backend, name, positions, rest, dtype
+        As in :class:`StoreBackendArray`.
+
+    Returns
+    -------
+    xarray.core.indexing.LazilyIndexedArray
+    """
+    from xarray.core import indexing
+
+    return indexing.LazilyIndexedArray(StoreBackendArray(backend, name, positions, rest, dtype))

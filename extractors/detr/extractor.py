@@ -104,6 +104,18 @@ _AUTOCAST = {"fp16": "float16", "float16": "float16", "half": "float16",
              "bf16": "bfloat16", "bfloat16": "bfloat16"}
 
 
+def extract_type_name(names: Iterable[str]) -> str:
+    """The ``extract_type`` whose variables are ``names``, else ``"custom"``.
+
+    Examples
+    --------
+    >>> extract_type_name(EXTRACT_TYPES["all"]), extract_type_name(["pred_boxes"])
+    ('all', 'custom')
+    """
+    wanted = set(names)
+    return next((k for k, v in EXTRACT_TYPES.items() if set(v) == wanted), "custom")
+
+
 def resolve_variables(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     """Turn an extract type or a list of names into a tuple of variable names.
 
@@ -356,6 +368,8 @@ class DetrExtractor:
                 "padding": "zeros bottom/right to batch max",
             },
             "extract_variables": list(self.output_names),
+            "extract_type": extract_type_name(self.output_names),
+            "default_variable": "query_embeddings" if "query_embeddings" in self.output_names else None,
             "autocast": self.autocast,
         }
         attrs.update(self.info)

@@ -320,6 +320,7 @@ class FaceExtractor(HookExtractor):
             "num_features": self.num_features,
             "l2_norm": self.l2_norm,
             "preprocessing": "RGB, PIL bilinear resize 112x112, (x/255-0.5)/0.5",
+            "default_variable": "embedding",
         }
 
     # -- inference ----------------------------------------------------------------

@@ -269,7 +269,7 @@ class SiglipExtractor(HookExtractor):
         pp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.preprocess_cfg.items()}
         return {"model": f"open_clip:{self.model_name}", "pretrained": self.pretrained,
                 "pretrained_sha256": file_sha256(self.pretrained) if self.pretrained else None,
-                "preprocess": pp}
+                "preprocess": pp, "default_variable": "embedding"}
 
     def extract_batch(self, batch: Any) -> dict[str, Any]:
         """Encode a preprocessed batch; L2-normalised float32 device tensors.

@@ -102,6 +102,8 @@ class ZarrBackend(Backend):
     def _open_group(cls, path: str, mode: str, storage_options: dict[str, Any] | None, **kw: Any) -> Any:
         import zarr
 
+        if mode != "w":  # consolidated metadata is for plain readers (consolidate.py), never for embstore
+            kw.setdefault("use_consolidated", False)
         if _is_local(path):
             return zarr.open_group(_local_path(path), mode=mode, zarr_format=3, **kw)
         return zarr.open_group(path, mode=mode, zarr_format=3, storage_options=storage_options or {}, **kw)
