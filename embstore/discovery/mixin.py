@@ -1,0 +1,212 @@
+"""Discovery methods on :class:`embstore.EmbeddingAnalyzer`.
+
+:class:`DiscoveryMixin` is mixed into the analyzer. Each method is a thin
+labeled wrapper over a free function of this package and uses only the
+analyzer contract (``iter_vectors``, ``labels``, ``sel``, ``ids``, ``store``,
+``id_name``) plus :meth:`SearchMixin.build_index` for indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ReadOnlyStoreError, ValidationError
+from ._common import resolve_variable
+
+__all__ = ["DiscoveryMixin"]
+
+logger = logging.getLogger(__name__)
+
+_METHODS = ("knn",)
+
+
+class DiscoveryMixin:
+    """Outliers, cross-split leaks, exports and galleries on an analyzer.
+
+    Examples
+    --------
+    >>> an = EmbeddingAnalyzer("faces.zarr")                          # doctest: +SKIP
+    >>> an.outliers(k=10).head()                                       # doctest: +SKIP
+    >>> an.sel(split="test").leaks(an.sel(split="train"), 0.95)        # doctest: +SKIP
+    """
+
+    # ------------------------------------------------------------ helpers
+    def _discovery_source(self, variable: str, pool: Any, layer: Any, n: int, memory_budget: Any) -> Any:
+        from ..search.source import BlockSource
+
+        make = getattr(self, "_vector_source", None)
+        if make is not None:
+            return make(variable, pool, layer, n=n, memory_budget=memory_budget)
+
+        def factory(rows: int) -> Any:  # pragma: no cover - analyzer without SearchMixin
+            return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
+
+        return BlockSource(factory, n=n)  # pragma: no cover
+
+    def _outlier_scores(
+        self, variable: str, pool: Any, layer: Any, k: int, metric: str, kind: str,
+        nprobe: int | None, memory_budget: Any, device: str, progress: Any,
+    ) -> np.ndarray:
+        from .outliers import AUTO_NPROBE, IVF_ROWS, outlier_scores
+
+        labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
+        n = len(labels)
+        src = self._discovery_source(variable, pool, layer, n, memory_budget)
+        kd = str(kind).lower()
+        if kd == "auto":
+            kd = "ivf" if n >= IVF_ROWS else "exact"
+            if kd == "ivf" and nprobe is None:
+                nprobe = AUTO_NPROBE
+        index = None
+        if kd != "exact":
+            index = self.build_index(  # type: ignore[attr-defined]
+                variable, pool, kd, metric, device, layer=layer, save=False, progress=progress
+            )
+            if nprobe is not None:
+                index.set_search_params(nprobe=int(nprobe))
+        return outlier_scores(
+            src, k, metric, index=index, memory_budget=memory_budget, device=device, progress=progress
+        )
+
+    # ------------------------------------------------------------ outliers
+    def outliers(
+        self,
+        k: int = 10,
+        *,
+        variable: str | None = None,
+        method: str = "knn",
+        by: str | list[str] | None = None,
+        pool: str | None = "mean",
+        layer: int | None = None,
+        metric: str = "cosine",
+        kind: str = "auto",
+        nprobe: int | None = None,
+        coord: str | None = None,
+        memory_budget: int | None = None,
+        device: str = "auto",
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Outlier (uniqueness) score of every vector, most unusual first.
+
+        The score is the mean cosine distance (``1 - cosine``) to the ``k``
+        nearest other vectors (:func:`embstore.discovery.outliers.outlier_scores`):
+        streamed block by block with the same kNN machinery as
+        :meth:`find_duplicates`, so memory stays bounded.
+
+        Parameters
+        ----------
+        k : int
+            Neighbours averaged (the row itself excluded).
+        variable : str, optional
+            Variable to score (default: the store's obvious embedding variable).
+        method : {"knn"}
+            Scoring method.
+        by : str or list of str, optional
+            Per-group view: score each row against the rows of its own group
+            (e.g. ``"skin"`` or ``["skin", "lighting"]``) only. Rows whose group
+            value is missing get NaN.
+        pool, layer
+            Which vectors (as in :meth:`search`).
+        metric : {"cosine", "ip", "l2"}
+            ``"l2"`` scores are mean Euclidean distances.
+        kind : str
+            ``"auto"`` (exact below 1M vectors, IVF with ``nprobe=16`` from
+            1M on), ``"exact"``, or an index kind of :meth:`build_index`
+            (``"ivf"``, ``"hnsw"``, ``"flat"``).
+        nprobe : int, optional
+            IVF lists probed per query.
+        coord : str, optional
+            Write the scores to the store as this coordinate (needs one
+            vector per row and a store opened with ``mode="a"``).
+        memory_budget : int, optional
+            Bytes for the exact scan's batches.
+        device : {"auto", "cpu", "cuda"}
+            Where faiss computes.
+        progress : bool, optional
+            tqdm bar.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The labels of every vector (id, coordinates) plus ``score`` and
+            ``rank`` (0 = most unusual; within the group when ``by`` is
+            given), sorted by descending score; the index is the vector
+            position.
+
+        Examples
+        --------
+        >>> an.outliers(k=10, variable="embedding").head(3)            # doctest: +SKIP
+        >>> an.outliers(k=10, by="skin")                               # doctest: +SKIP
+        """
+        from ..search.index import check_metric
+
+        if method not in _METHODS:
+            raise ValidationError(f"method={method!r} is not supported; use one of {list(_METHODS)}.")
+        metric = check_metric(metric)
+        variable = resolve_variable(self, variable)
+        labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
+        common = dict(k=k, metric=metric, kind=kind, nprobe=nprobe, memory_budget=memory_budget,
+                      device=device, progress=progress)
+        if by is None:
+            scores = self._outlier_scores(variable, pool, layer, **common)
+            group_key = None
+        else:
+            cols = [by] if isinstance(by, str) else list(by)
+            missing = [c for c in cols if c not in labels.columns]
+            if missing:
+                raise ValidationError(
+                    f"by={missing} is not a coordinate; coordinates: {list(labels.columns)}."
+                )
+            scores = np.full(len(labels), np.nan, np.float32)
+            keys = labels[cols]
+            groups = keys.dropna().drop_duplicates()
+            for _, row in groups.iterrows():
+                values = {c: row[c] for c in cols}
+                mask = np.ones(len(labels), bool)
+                for c, v in values.items():
+                    mask &= (keys[c] == v).to_numpy()
+                sub = self.sel(**{c: [v] for c, v in values.items()})  # type: ignore[attr-defined]
+                part = sub._outlier_scores(variable, pool, layer, **common)
+                if part.size != int(mask.sum()):  # pragma: no cover - selection semantics changed
+                    raise ValidationError(f"group {values} selected {part.size} rows, expected {int(mask.sum())}.")
+                scores[mask] = part
+            group_key = cols
+        out = labels.copy()
+        out["score"] = scores
+        if group_key is None:
+            order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+            out = out.iloc[order]
+            out["rank"] = np.arange(len(out))
+        else:
+            out = out.sort_values("score", ascending=False, kind="stable", na_position="last")
+            out["rank"] = out.groupby(group_key, dropna=False, sort=False).cumcount()
+        if coord is not None:
+            self._write_scores(coord, scores, len(labels))
+        return out
+
+    def _write_scores(self, coord: str, scores: np.ndarray, n_vectors: int) -> None:
+        store = self.store  # type: ignore[attr-defined]
+        if store is None:
+            raise ValidationError(f"coord={coord!r}: this analyzer has no store to write to.")
+        ids = np.asarray(self.ids)  # type: ignore[attr-defined]
+        if n_vectors != ids.size:
+            raise ValidationError(
+                f"coord={coord!r} needs one vector per row ({n_vectors} vectors for {ids.size} rows); "
+                "pass pool='mean' or coord=None."
+            )
+        token = getattr(self, "_store_token", None)
+        old = token() if token is not None else None
+        try:
+            store.set_coords({coord: scores}, ids=ids)
+        except PermissionError as exc:
+            raise ReadOnlyStoreError(
+                f"cannot write coordinate {coord!r}: the store is read-only; "
+                "open it with Store.open(path, mode='a')."
+            ) from exc
+        refresh = getattr(self, "_refresh_tokens", None)
+        if refresh is not None:
+            refresh(old)
