@@ -138,3 +138,16 @@ def test_selection_and_errors(store):
         an.outliers(method="lof")
     with pytest.raises(ValidationError, match="not a coordinate"):
         an.outliers(by="nope")
+
+
+def test_outliers_cli(store, tmp_path, capsys):
+    from embstore.cli import main
+
+    p, x, is_out = store
+    out = tmp_path / "o.csv"
+    assert main(["outliers", str(p), "-k", "10", "--top", "3", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert set(df.head(is_out.sum())["image_id"]) == set(np.arange(100, 100 + len(x))[is_out])
+    assert "wrote" in capsys.readouterr().out
+    assert main(["outliers", str(p), "-k", "3", "--coord", "oscore", "--by", "skin"]) == 0
+    assert "oscore" in Store.open(p).coords.columns

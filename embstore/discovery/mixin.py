@@ -210,3 +210,99 @@ class DiscoveryMixin:
         refresh = getattr(self, "_refresh_tokens", None)
         if refresh is not None:
             refresh(old)
+
+    # ------------------------------------------------------------ leaks
+    def _same_store(self, other: Any) -> bool:
+        a, b = self.store, other.store  # type: ignore[attr-defined]
+        if a is None or b is None:
+            return False
+        if a is b:
+            return True
+        try:
+            return str(a.path) == str(b.path)
+        except AttributeError:  # pragma: no cover
+            return False
+
+    def leaks(
+        self,
+        other: Any,
+        threshold: float = 0.95,
+        k: int | None = None,
+        *,
+        variable: str | None = None,
+        pool: str | None = "mean",
+        layer: int | None = None,
+        metric: str = "cosine",
+        kind: str | None = None,
+        row_batch: int | None = None,
+        block_rows: int | None = None,
+        device: str = "auto",
+    ) -> pd.DataFrame:
+        """Pairs between this selection and ``other`` whose score passes ``threshold``.
+
+        The typical use is finding test images that are near copies of
+        training images: ``an.sel(split="test").leaks(an.sel(split="train"))``.
+        ``other`` may be another selection of the same store or another store.
+
+        Parameters
+        ----------
+        other : EmbeddingAnalyzer, Store or path
+            The set searched (e.g. the training split).
+        threshold : float
+            Minimum cosine similarity (maximum distance for ``"l2"``).
+        k : int, optional
+            Keep at most ``k`` matches per query row; ``None`` (default) is
+            an exhaustive, exact range search.
+        variable, pool, layer
+            Which vectors, on both sides (as in :meth:`search`).
+        metric : {"cosine", "ip", "l2"}
+            Metric.
+        kind : str, optional
+            With ``k``: search an index of this kind built on ``other``
+            (e.g. ``"ivf"``) instead of the exact scan.
+        row_batch, block_rows : int, optional
+            Query rows per batch and rows of ``other`` per streamed block.
+        device : {"auto", "cpu", "cuda"}
+            Where faiss computes.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per pair, best score first: ``i`` / ``j`` (vector
+            positions on this side / in ``other``), ``score``, then the
+            labels (id and coordinates) of both sides with suffixes
+            ``_query`` and ``_against``. Within one store, a row is never
+            paired with itself.
+
+        Examples
+        --------
+        >>> an.sel(split="test").leaks(an.sel(split="train"), threshold=0.95)  # doctest: +SKIP
+        """
+        from ..search.index import check_metric
+        from .leaks import cross_pairs
+
+        if not hasattr(other, "iter_vectors"):
+            other = type(self)(other)  # type: ignore[call-arg]
+        if kind is not None and k is None:
+            raise ValidationError(f"kind={kind!r} needs k= (an index returns the top k only).")
+        metric = check_metric(metric)
+        variable = resolve_variable(self, variable)
+        qlab = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
+        dlab = other.labels(variable, pool=pool, layer=layer)
+        qsrc = self._discovery_source(variable, pool, layer, len(qlab), None)
+        dsrc = other._discovery_source(variable, pool, layer, len(dlab), None)
+        index = None
+        if kind is not None:
+            index = other.build_index(variable, pool, kind, metric, device, layer=layer, save=False)
+        pairs = cross_pairs(qsrc, dsrc, threshold, metric, k=k, index=index, row_batch=row_batch,
+                            block_rows=block_rows, device=device)
+        id_name = self.id_name  # type: ignore[attr-defined]
+        if self._same_store(other) and len(pairs) and id_name in qlab and id_name in dlab:
+            keep = qlab[id_name].to_numpy()[pairs.i] != dlab[id_name].to_numpy()[pairs.j]
+            pairs = type(pairs)(pairs.i[keep], pairs.j[keep], pairs.score[keep])
+        df = pd.DataFrame({"i": pairs.i, "j": pairs.j, "score": pairs.score})
+        li = qlab.iloc[pairs.i].reset_index(drop=True).add_suffix("_query")
+        lj = dlab.iloc[pairs.j].reset_index(drop=True).add_suffix("_against")
+        df = pd.concat([df, li, lj], axis=1)
+        ascending = metric == "l2"
+        return df.sort_values(["score", "i", "j"], ascending=[ascending, True, True], kind="stable").reset_index(drop=True)

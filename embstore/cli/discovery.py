@@ -1,0 +1,126 @@
+"""``embstore leaks``, ``outliers``, ``gallery``, ``explore`` and ``export`` (discovery).
+
+Examples
+--------
+.. code-block:: console
+
+    $ embstore leaks run.zarr --query split=test --against split=train --threshold 0.95
+    $ embstore outliers run.zarr -k 10 --by skin --out outliers.csv
+
+faiss is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _vectors(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="path or URL of the store")
+    p.add_argument("--variable", default=None, help="variable (default: the store's embedding variable)")
+    p.add_argument("--pool", default="mean", help="pooling over queries (default: %(default)s)")
+    p.add_argument("--layer", type=int, default=None, help="layer of decoder_output")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the discovery subcommands.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The top-level subparsers of ``embstore``.
+    """
+    lk = subparsers.add_parser(
+        "leaks", help="pairs across two selections (or stores) above a threshold",
+        description="Find rows of one selection (e.g. the test split) that are near copies of rows "
+        "of another selection or store (e.g. the training split). Exhaustive and exact unless -k is given.",
+    )
+    _vectors(lk)
+    lk.add_argument("--query", nargs="*", default=[], metavar="KEY=VALUE", help="the query side (e.g. split=test)")
+    lk.add_argument("--against", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="the searched side (e.g. split=train)")
+    lk.add_argument("--against-store", default=None, help="search this other store instead of STORE")
+    lk.add_argument("--threshold", type=float, default=0.95, help="default: %(default)s")
+    lk.add_argument("-k", type=int, default=None, help="at most K matches per query row (default: all)")
+    lk.add_argument("--kind", default=None, help="with -k: index kind on the searched side (e.g. ivf)")
+    lk.add_argument("--out", default=None, help="write the pairs to this CSV file")
+    lk.set_defaults(func=_leaks)
+
+    ol = subparsers.add_parser(
+        "outliers", help="outlier score per row (mean cosine distance to the k nearest neighbours)",
+        description="Score every row by its mean cosine distance to its k nearest neighbours; "
+        "print the most unusual ones (or save all as CSV / as a coordinate).",
+    )
+    _vectors(ol)
+    ol.add_argument("-k", type=int, default=10, help="neighbours (default: %(default)s)")
+    ol.add_argument("--by", nargs="*", default=None, help="score within each group of these coordinates")
+    ol.add_argument("--sel", nargs="*", default=[], metavar="KEY=VALUE", help="analyse only matching rows")
+    ol.add_argument("--kind", default="auto", help="auto (exact < 1M rows, else IVF), exact, ivf, hnsw")
+    ol.add_argument("--coord", default=None, help="write the scores to the store as this coordinate")
+    ol.add_argument("--top", type=int, default=20, help="rows printed (default: %(default)s)")
+    ol.add_argument("--out", default=None, help="write every score to this CSV file")
+    ol.set_defaults(func=_outliers)
+
+
+def _pool(args: argparse.Namespace) -> Any:
+    return None if str(args.pool).lower() in ("none", "null", "") else args.pool
+
+
+def _select(an: Any, tokens: list[str], store: Any) -> Any:
+    if not tokens:
+        return an
+    from ..summary import parse_selection
+
+    return an.sel(**parse_selection(tokens, store.coords))
+
+
+def _leaks(args: argparse.Namespace) -> int:
+    from ..analysis import EmbeddingAnalyzer
+    from ..store import Store
+
+    store = Store.open(args.store)
+    other_store = Store.open(args.against_store) if args.against_store else store
+    try:
+        query = _select(EmbeddingAnalyzer(store), args.query, store)
+        against = _select(EmbeddingAnalyzer(other_store), args.against, other_store)
+        df = query.leaks(against, args.threshold, args.k, variable=args.variable, pool=_pool(args),
+                         layer=args.layer, metric=args.metric, kind=args.kind, device=args.device)
+        n_query = len(query)
+    finally:
+        store.close()
+        if other_store is not store:
+            other_store.close()
+    n_rows = df["i"].nunique()
+    print(f"{len(df)} leaking pairs (score >= {args.threshold}) involving {n_rows} of {n_query} query rows")
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    elif len(df):
+        print(df.head(50).to_string(index=False))
+    return 0
+
+
+def _outliers(args: argparse.Namespace) -> int:
+    from ..analysis import EmbeddingAnalyzer
+    from ..store import Store
+
+    store = Store.open(args.store, mode="a" if args.coord else "r")
+    try:
+        an = _select(EmbeddingAnalyzer(store), args.sel, store)
+        df = an.outliers(args.k, variable=args.variable, by=args.by or None, pool=_pool(args),
+                         layer=args.layer, metric=args.metric, kind=args.kind, coord=args.coord,
+                         device=args.device)
+    finally:
+        store.close()
+    print(df.head(args.top).to_string(index=False))
+    if args.coord:
+        print(f"scores written to coordinate {args.coord!r}")
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {len(df)} scores to {args.out}")
+    return 0
