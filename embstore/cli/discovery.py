@@ -66,6 +66,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ol.add_argument("--out", default=None, help="write every score to this CSV file")
     ol.set_defaults(func=_outliers)
 
+    ex = subparsers.add_parser(
+        "export", help="export ids, coordinates and vectors to Parquet or a Hugging Face dataset",
+        description="Write one row per store row (ids, every coordinate, one list column per "
+        "variable) to a Parquet file or a Hugging Face dataset folder (datasets.load_from_disk).",
+    )
+    ex.add_argument("store", help="path or URL of the store")
+    ex.add_argument("--format", required=True, choices=["parquet", "hf"])
+    ex.add_argument("--out", required=True, help="output .parquet file or dataset folder")
+    ex.add_argument("--variables", nargs="*", default=None, help="variables (default: per-row vectors)")
+    ex.add_argument("--pool", default="mean", help="pooling of multi-vector variables, or none")
+    ex.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    ex.add_argument("--sel", nargs="*", default=[], metavar="KEY=VALUE", help="export only matching rows")
+    ex.set_defaults(func=_export)
+
 
 def _pool(args: argparse.Namespace) -> Any:
     return None if str(args.pool).lower() in ("none", "null", "") else args.pool
@@ -123,4 +137,30 @@ def _outliers(args: argparse.Namespace) -> int:
     if args.out:
         df.to_csv(args.out, index=False)
         print(f"wrote {len(df)} scores to {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ..analysis import EmbeddingAnalyzer
+    from ..store import Store
+
+    store = Store.open(args.store)
+    try:
+        an = _select(EmbeddingAnalyzer(store), args.sel, store)
+        n = len(an)
+        if args.format == "parquet":
+            out = an.to_parquet(args.out, args.variables, _pool(args), normalize=args.normalize)
+        else:
+            with tempfile.TemporaryDirectory(prefix="embstore-hf-") as tmp:
+                ds = an.to_hf_dataset(args.variables, _pool(args), normalize=args.normalize,
+                                      path=Path(tmp) / "data.arrow")
+                ds.save_to_disk(args.out)
+                del ds
+            out = Path(args.out)
+    finally:
+        store.close()
+    print(f"wrote {n} rows to {out} ({args.format})")
     return 0

@@ -306,3 +306,67 @@ class DiscoveryMixin:
         df = pd.concat([df, li, lj], axis=1)
         ascending = metric == "l2"
         return df.sort_values(["score", "i", "j"], ascending=[ascending, True, True], kind="stable").reset_index(drop=True)
+
+    # ------------------------------------------------------------ exports
+    def to_parquet(
+        self,
+        path: Any,
+        variables: Any = None,
+        pool: str | None = "mean",
+        *,
+        normalize: bool = False,
+        block_rows: int = 16384,
+    ) -> Any:
+        """Write the analysed rows (ids, coordinates, vectors) to a Parquet file.
+
+        Parameters
+        ----------
+        path : path
+            Output ``.parquet`` file.
+        variables : str or list of str, optional
+            Variables (default: every one-vector-per-row variable).
+        pool : str or None
+            Pooling of multi-vector variables; ``None`` keeps nested lists.
+        normalize : bool
+            L2-normalise the vectors.
+        block_rows : int
+            Rows per row group (streamed: one block in memory).
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .export import write_parquet
+
+        return write_parquet(self, path, variables, pool, normalize=normalize, block_rows=block_rows)
+
+    def to_hf_dataset(
+        self,
+        variables: Any = None,
+        pool: str | None = "mean",
+        *,
+        normalize: bool = False,
+        path: Any = None,
+        block_rows: int = 16384,
+    ) -> Any:
+        """The analysed rows as a Hugging Face :class:`datasets.Dataset`.
+
+        Columns: the id, every coordinate, one float32 list column per
+        variable. With ``normalize=True``, ``ds.add_faiss_index(column,
+        metric_type=faiss.METRIC_INNER_PRODUCT)`` ranks by cosine and
+        ``get_nearest_examples`` returns the neighbours of :meth:`search`.
+
+        Parameters
+        ----------
+        variables, pool, normalize, block_rows
+            As in :meth:`to_parquet`.
+        path : path, optional
+            The backing ``.arrow`` file (default: in a new temporary folder).
+
+        Returns
+        -------
+        datasets.Dataset
+        """
+        from .export import to_hf_dataset
+
+        return to_hf_dataset(self, variables, pool, normalize=normalize, path=path, block_rows=block_rows)
