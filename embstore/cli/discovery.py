@@ -66,6 +66,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ol.add_argument("--out", default=None, help="write every score to this CSV file")
     ol.set_defaults(func=_outliers)
 
+    ga = subparsers.add_parser(
+        "gallery", help="captioned HTML gallery of duplicates, clusters, outliers, neighbours or leaks",
+        description="Write a self-contained, paginated HTML gallery (thumbnails embedded) with captions "
+        "(id, file name, group, score, skin, lighting).",
+    )
+    _vectors(ga)
+    ga.add_argument("--kind", required=True, choices=["duplicates", "clusters", "outliers", "neighbors", "leaks"])
+    ga.add_argument("--image-root", default=None, help="folder relative image paths are resolved against")
+    ga.add_argument("--path-coord", default=None, help="coordinate holding image paths")
+    ga.add_argument("--out", required=True, help="output folder (index.html is the first page)")
+    ga.add_argument("--threshold", type=float, default=None, help="duplicates 0.9, clusters 0.7, leaks 0.95")
+    ga.add_argument("-k", type=int, default=None, help="neighbours searched")
+    ga.add_argument("--ids", nargs="*", default=None, help="query ids for --kind neighbors")
+    ga.add_argument("--sel", "--query", dest="sel", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="show only matching rows (the query side of leaks)")
+    ga.add_argument("--against", nargs="*", default=[], metavar="KEY=VALUE", help="searched side of leaks")
+    ga.add_argument("--n-groups", type=int, default=50)
+    ga.add_argument("--per-group", type=int, default=12)
+    ga.add_argument("--per-page", type=int, default=300)
+    ga.add_argument("--thumb", type=int, default=160, help="thumbnail box in pixels")
+    ga.set_defaults(func=_gallery)
+
     ex = subparsers.add_parser(
         "export", help="export ids, coordinates and vectors to Parquet or a Hugging Face dataset",
         description="Write one row per store row (ids, every coordinate, one list column per "
@@ -163,4 +185,28 @@ def _export(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"wrote {n} rows to {out} ({args.format})")
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from ..analysis import EmbeddingAnalyzer
+    from ..store import Store
+
+    store = Store.open(args.store)
+    try:
+        base = EmbeddingAnalyzer(store)
+        an = _select(base, args.sel, store)
+        against = _select(base, args.against, store) if args.kind == "leaks" else None
+        ids = None
+        if args.ids:
+            from .analysis import _ids
+
+            ids = _ids(args.ids, store)
+        page = an.gallery(args.kind, args.out, image_root=args.image_root, path_coord=args.path_coord,
+                          variable=args.variable, pool=_pool(args), threshold=args.threshold, k=args.k,
+                          ids=ids, against=against, n_groups=args.n_groups, per_group=args.per_group,
+                          per_page=args.per_page, thumb=args.thumb, device=args.device)
+    finally:
+        store.close()
+    print(f"wrote {page}")
     return 0

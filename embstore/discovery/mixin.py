@@ -370,3 +370,71 @@ class DiscoveryMixin:
         from .export import to_hf_dataset
 
         return to_hf_dataset(self, variables, pool, normalize=normalize, path=path, block_rows=block_rows)
+
+    # ------------------------------------------------------------ galleries
+    def gallery(
+        self,
+        kind: str,
+        out_dir: Any,
+        *,
+        image_root: Any = None,
+        path_coord: str | None = None,
+        variable: str | None = None,
+        pool: str | None = "mean",
+        threshold: float | None = None,
+        k: int | None = None,
+        ids: Any = None,
+        against: Any = None,
+        n_groups: int = 50,
+        per_group: int = 12,
+        per_page: int = 300,
+        thumb: int = 160,
+        captions: Any = ("skin", "lighting"),
+        device: str = "auto",
+    ) -> Any:
+        """Write a captioned, self-contained HTML gallery of duplicates, clusters, outliers...
+
+        Parameters
+        ----------
+        kind : {"duplicates", "clusters", "outliers", "neighbors", "leaks"}
+            What to show (see :func:`embstore.discovery.gallery_views.build_groups`).
+        out_dir : path
+            Output folder; ``index.html`` is the first page.
+        image_root : path, optional
+            Folder that relative image paths are resolved against.
+        path_coord : str, optional
+            Coordinate holding image paths (default: ``path``, ``filename``...).
+        variable, pool
+            Which vectors.
+        threshold, k, ids, against
+            Parameters of the analysis behind ``kind``.
+        n_groups, per_group : int
+            Groups shown and images per group.
+        per_page : int
+            Images per HTML page (pages are linked).
+        thumb : int
+            Thumbnail box in pixels (aspect ratio kept).
+        captions : sequence of str
+            Coordinates added to each caption when present.
+        device : str
+            faiss device.
+
+        Returns
+        -------
+        pathlib.Path
+            The first page.
+
+        Examples
+        --------
+        >>> an.gallery("duplicates", "dups/", image_root="photos/")    # doctest: +SKIP
+        """
+        from .gallery import write_gallery
+        from .gallery_views import build_groups
+
+        groups, summary = build_groups(
+            self, kind, variable=variable, pool=pool, image_root=image_root, path_coord=path_coord,
+            threshold=threshold, k=k, ids=ids, against=against, n_groups=n_groups,
+            per_group=per_group, captions=tuple(captions), device=device,
+        )
+        return write_gallery(groups, out_dir, title=f"embstore {kind}", thumb=thumb, per_page=per_page,
+                             summary=summary, first_is_query=kind in ("neighbors", "leaks"))
