@@ -210,3 +210,14 @@ def _gallery(args: argparse.Namespace) -> int:
         store.close()
     print(f"wrote {page}")
     return 0
+
+
+def query_search(args: argparse.Namespace, an: Any, store: Any) -> Any:
+    """``embstore search --text/--image``: search with the store's recorded extractor."""
+    variable = args.variable
+    if variable == "query_embeddings" and variable not in store.variables:
+        variable = None  # the search command's default: use the store's embedding variable
+    kw = dict(variable=variable, weights=args.weights, kind=args.kind, device=args.device)
+    if args.text:
+        return an.search_text(args.text, args.k, **kw)
+    return an.search_images(args.image, args.k, **kw)

@@ -114,7 +114,7 @@ class DiscoveryMixin:
         metric : {"cosine", "ip", "l2"}
             ``"l2"`` scores are mean Euclidean distances.
         kind : str
-            ``"auto"`` (exact below 1M vectors, IVF with ``nprobe=16`` from
+            ``"auto"`` (exact below 1M vectors, IVF with ``nprobe=8`` from
             1M on), ``"exact"``, or an index kind of :meth:`build_index`
             (``"ivf"``, ``"hnsw"``, ``"flat"``).
         nprobe : int, optional
@@ -438,3 +438,106 @@ class DiscoveryMixin:
         )
         return write_gallery(groups, out_dir, title=f"embstore {kind}", thumb=thumb, per_page=per_page,
                              summary=summary, first_is_query=kind in ("neighbors", "leaks"))
+
+    # ------------------------------------------------------------ text and image queries
+    def _query_extractor(self, extractor: Any, weights: Any, device: str) -> Any:
+        if extractor is not None:
+            return extractor
+        from .queries import extractor_from_store
+
+        cache = self.__dict__.setdefault("_embstore_query_extractors", {})
+        key = (str(weights), device)
+        if key not in cache:
+            cache[key] = extractor_from_store(self.store, weights=weights,  # type: ignore[attr-defined]
+                                              device="cpu" if device == "auto" else device)
+        return cache[key]
+
+    def search_text(
+        self,
+        texts: Any,
+        k: int = 10,
+        *,
+        extractor: Any = None,
+        variable: str | None = None,
+        weights: Any = None,
+        kind: str | None = None,
+        device: str = "auto",
+    ) -> pd.DataFrame:
+        """Rows whose embeddings best match text queries (text-to-image search).
+
+        Parameters
+        ----------
+        texts : str or list of str
+            Queries, e.g. ``"a person in dim light"``.
+        k : int
+            Rows per query.
+        extractor : object, optional
+            An extractor with ``extract_texts`` (e.g. a
+            :class:`~extractors.siglip.SiglipExtractor`); by default the one
+            recorded in the store's provenance is rebuilt (model name and
+            local weights, checked by SHA-256).
+        variable : str, optional
+            Variable searched (default: the store's embedding variable).
+        weights : path, optional
+            The weights file when it moved since extraction.
+        kind : str, optional
+            Search with this index kind (see :meth:`search`).
+        device : str
+            Where the model and faiss run.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (text, rank): ``text``, ``rank``, ``neighbor``, the
+            row's id and coordinates, ``score`` (cosine).
+
+        Raises
+        ------
+        CheckpointError
+            If the recorded weights are missing (the message names them) or differ.
+        """
+        from .queries import search_frame_for
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        ex = self._query_extractor(extractor, weights, device)
+        q = np.asarray(ex.extract_texts(texts), np.float32)
+        variable = resolve_variable(self, variable)
+        df = self.search(q, k, variable=variable, kind=kind, device=device)  # type: ignore[attr-defined]
+        return search_frame_for(texts, "text", df)
+
+    def search_images(
+        self,
+        paths: Any,
+        k: int = 10,
+        *,
+        extractor: Any = None,
+        variable: str | None = None,
+        weights: Any = None,
+        kind: str | None = None,
+        device: str = "auto",
+    ) -> pd.DataFrame:
+        """Rows most similar to new image files, embedded with the store's extractor.
+
+        Parameters
+        ----------
+        paths : path or list of paths
+            Query images.
+        k, extractor, variable, weights, kind, device
+            As in :meth:`search_text` (the extractor needs ``extract_images``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (image, rank): ``image`` (the path), ``rank``,
+            ``neighbor``, the row's id and coordinates, ``score``.
+        """
+        from .queries import load_query_images, search_frame_for
+
+        items = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
+        images = load_query_images(items)
+        ex = self._query_extractor(extractor, weights, device)
+        out = ex.extract_images(images)
+        q = np.asarray(out["embedding"] if isinstance(out, dict) else out, np.float32)
+        variable = resolve_variable(self, variable)
+        df = self.search(q, k, variable=variable, kind=kind, device=device)  # type: ignore[attr-defined]
+        return search_frame_for(items, "image", df)

@@ -29,7 +29,7 @@ __all__ = ["outlier_scores", "scores_from_neighbors", "IVF_ROWS"]
 IVF_ROWS = 1_000_000
 
 #: Lists probed per query by ``kind="auto"`` at scale (see ``bench/outliers.py``).
-AUTO_NPROBE = 16
+AUTO_NPROBE = 8
 
 
 def _check_k(k: Any) -> int:
