@@ -28,6 +28,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "pyarrow.parquet": ("export", "pyarrow"),
     "datasets": ("export", "datasets"),
     "plotly": ("explore", "plotly"),
+    "plotly.graph_objects": ("explore", "plotly"),
 }
 
 

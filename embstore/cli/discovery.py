@@ -88,6 +88,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ga.add_argument("--thumb", type=int, default=160, help="thumbnail box in pixels")
     ga.set_defaults(func=_gallery)
 
+    xp = subparsers.add_parser(
+        "explore", help="standalone interactive HTML explorer of a 2-D projection",
+        description="Write one HTML file (plotly.js inlined, opens from disk) with a PCA (or UMAP) "
+        "projection coloured by a coordinate; hover shows the image and coordinates, lasso/box "
+        "selection lists the ids. Stores above --max-points rows are subsampled.",
+    )
+    _vectors(xp)
+    xp.add_argument("--color", default="skin", help="coordinate that colours the points (default: %(default)s)")
+    xp.add_argument("--method", default="pca", choices=["pca", "umap"])
+    xp.add_argument("--image-root", default=None, help="folder relative image paths are resolved against")
+    xp.add_argument("--path-coord", default=None, help="coordinate holding image paths")
+    xp.add_argument("--sel", nargs="*", default=[], metavar="KEY=VALUE", help="show only matching rows")
+    xp.add_argument("--max-points", type=int, default=100_000, help="subsample above this (default: %(default)s)")
+    xp.add_argument("--out", required=True, help="output .html file")
+    xp.set_defaults(func=_explore)
+
     ex = subparsers.add_parser(
         "export", help="export ids, coordinates and vectors to Parquet or a Hugging Face dataset",
         description="Write one row per store row (ids, every coordinate, one list column per "
@@ -221,3 +237,22 @@ def query_search(args: argparse.Namespace, an: Any, store: Any) -> Any:
     if args.text:
         return an.search_text(args.text, args.k, **kw)
     return an.search_images(args.image, args.k, **kw)
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from ..analysis import EmbeddingAnalyzer
+    from ..store import Store
+
+    store = Store.open(args.store)
+    try:
+        an = _select(EmbeddingAnalyzer(store), args.sel, store)
+        color = args.color if args.color and args.color.lower() != "none" else None
+        if color == "skin" and "skin" not in store.coords.columns:
+            color = None  # the default colour coordinate is optional
+        info = an.explore(args.out, color=color, variable=args.variable, pool=_pool(args), method=args.method,
+                          image_root=args.image_root, path_coord=args.path_coord, max_points=args.max_points)
+    finally:
+        store.close()
+    print(info["note"])
+    print(f"wrote {info['path']}")
+    return 0

@@ -541,3 +541,45 @@ class DiscoveryMixin:
         variable = resolve_variable(self, variable)
         df = self.search(q, k, variable=variable, kind=kind, device=device)  # type: ignore[attr-defined]
         return search_frame_for(items, "image", df)
+
+    # ------------------------------------------------------------ explorer
+    def explore(
+        self,
+        out: Any,
+        *,
+        color: str | None = "skin",
+        variable: str | None = None,
+        pool: str | None = "mean",
+        method: str = "pca",
+        image_root: Any = None,
+        path_coord: str | None = None,
+        max_points: int = 100_000,
+        max_thumbs: int = 3000,
+        thumb: int = 128,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Write a standalone interactive HTML explorer (2-D projection, Plotly).
+
+        Points are coloured by ``color``; hovering shows the thumbnail and the
+        coordinates; the lasso or box tool lists the selected ids in a text
+        box to copy. The page inlines plotly.js and opens from disk with no
+        server. See :func:`embstore.discovery.explorer.write_explorer`.
+
+        Parameters
+        ----------
+        out : path
+            Output ``.html`` file.
+        color, variable, pool, method, image_root, path_coord, max_points, max_thumbs, thumb, seed
+            See :func:`~embstore.discovery.explorer.write_explorer`.
+
+        Returns
+        -------
+        dict
+            ``path``, ``n_rows``, ``n_shown``, ``subsampled``, ``method``,
+            ``explained``, ``note``.
+        """
+        from .explorer import write_explorer
+
+        return write_explorer(self, out, color=color, variable=variable, pool=pool, method=method,
+                              image_root=image_root, path_coord=path_coord, max_points=max_points,
+                              max_thumbs=max_thumbs, thumb=thumb, seed=seed)
