@@ -47,10 +47,9 @@ MAX_THUMBS = 3000
 
 _JS = r"""
 (function () {
+ function init() {
   var gd = document.getElementById('{div}');
   var meta = {meta};
-  var errors = document.getElementById('embstore-errors');
-  window.addEventListener('error', function (e) { errors.textContent += (e.message || 'error') + '\n'; });
   var tip = document.getElementById('embstore-tip');
   var box = document.getElementById('embstore-selected');
   var count = document.getElementById('embstore-count');
@@ -83,6 +82,9 @@ _JS = r"""
   if (h.indexOf('#select=') === 0) { select(h.slice(8).split(',').filter(String).map(Number)); }
   if (h.indexOf('#hover=') === 0) { showRow(Number(h.slice(7)), 100, 100); }
   document.body.setAttribute('data-embstore-ready', String(meta.ids.length));
+ }
+ // plotly runs this after drawing, possibly before the rest of the page is parsed
+ if (document.readyState === 'loading') { document.addEventListener('DOMContentLoaded', init); } else { init(); }
 })();
 """
 
@@ -100,7 +102,13 @@ h1 {{ font-size: 1.2em; margin: 0 0 0.3em; }}
 #embstore-tip img {{ max-width: {thumb}px; max-height: {thumb}px; display: block; }}
 #embstore-tip pre {{ margin: 2px 0 0; font-size: 11px; white-space: pre-wrap; }}
 #embstore-errors {{ display: none; }}
-</style></head><body>
+</style>
+<script>
+// script errors are collected and shown in #embstore-errors (checked by the browser test)
+window.embstoreErrors = [];
+window.addEventListener('error', function (e) {{ window.embstoreErrors.push(String(e.message || e)); }});
+window.addEventListener('unhandledrejection', function (e) {{ window.embstoreErrors.push(String(e.reason)); }});
+</script></head><body>
 <h1>{title}</h1>
 <p class="note">{note}</p>
 <div id="wrap"><div id="plot">{plot}</div>
@@ -108,6 +116,11 @@ h1 {{ font-size: 1.2em; margin: 0 0 0.3em; }}
 <textarea id="embstore-selected" readonly placeholder="ids of selected points"></textarea><br>
 <button id="embstore-copy">Copy ids</button></div></div>
 <div id="embstore-tip"></div><pre id="embstore-errors"></pre>
+<script>
+window.addEventListener('load', function () {{
+  document.getElementById('embstore-errors').textContent = window.embstoreErrors.join('\\n');
+}});
+</script>
 </body></html>
 """
 
