@@ -9,6 +9,13 @@ accepts; :class:`DiscoveryMixin` (:mod:`.mixin`) attaches them to
   neighbours, streamed through the search package's block-wise kNN.
 - :func:`cross_pairs` (:mod:`.leaks`): every pair across two sets of vectors
   above a threshold.
+- :func:`~.gallery.write_gallery` (:mod:`.gallery`, groups from
+  :mod:`.gallery_views`): captioned, paginated, self-contained HTML galleries.
+- :func:`~.explorer.write_explorer` (:mod:`.explorer`): the interactive
+  Plotly page (streamed PCA, hover thumbnails, lasso ids).
+- :mod:`.export`: Parquet files and Hugging Face datasets.
+- :mod:`.queries`: rebuild a store's extractor from its provenance for
+  text and image queries.
 
 Nothing here imports faiss, torch or matplotlib at import time.
 """
