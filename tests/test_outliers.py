@@ -151,3 +151,15 @@ def test_outliers_cli(store, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["outliers", str(p), "-k", "3", "--coord", "oscore", "--by", "skin"]) == 0
     assert "oscore" in Store.open(p).coords.columns
+
+
+def test_auto_switches_to_ivf_at_scale(store, monkeypatch):
+    import embstore.discovery.outliers as mod
+
+    p, _, is_out = store
+    monkeypatch.setattr(mod, "IVF_ROWS", 100)  # pretend 306 rows is "at scale"
+    an = EmbeddingAnalyzer(p)
+    df = an.outliers(k=5)
+    kinds = [key.split(".")[-2] for key in an._search_cache()["indexes"]]
+    assert kinds == ["ivf"]  # an IVF index was built (and the exact scan skipped)
+    assert df.head(is_out.sum())["outlier_truth"].sum() == is_out.sum()
