@@ -23,7 +23,12 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "distributed": ("dask", "distributed"),
     "dask.distributed": ("dask", "distributed"),
     "s3fs": ("s3", "s3fs"),
-    "umap": ("plot", "umap-learn"),
+    "umap": ("explore", "umap-learn"),
+    "pyarrow": ("export", "pyarrow"),
+    "pyarrow.parquet": ("export", "pyarrow"),
+    "datasets": ("export", "datasets"),
+    "plotly": ("explore", "plotly"),
+    "plotly.graph_objects": ("explore", "plotly"),
 }
 
 

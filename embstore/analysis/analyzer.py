@@ -33,7 +33,16 @@ except ImportError as _exc:  # pragma: no cover - depends on the build state
         """Stand-in until :mod:`embstore.fairness.mixin` is available."""
 
 
-class EmbeddingAnalyzer(SearchMixin, FairnessMixin, AnalyzerCore):
+try:
+    from ..discovery.mixin import DiscoveryMixin
+except ImportError as _exc:  # pragma: no cover - depends on the build state
+    logger.debug("discovery mixin unavailable: %s", _exc)
+
+    class DiscoveryMixin:  # type: ignore[no-redef]
+        """Stand-in until :mod:`embstore.discovery.mixin` is available."""
+
+
+class EmbeddingAnalyzer(DiscoveryMixin, SearchMixin, FairnessMixin, AnalyzerCore):
     """Analyse the embeddings of a store (or of an old per-image directory).
 
     Selection by coordinates, pooling over queries, labeled vectors and

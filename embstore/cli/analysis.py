@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = s.add_mutually_exclusive_group(required=True)
     q.add_argument("--ids", nargs="+", help="row ids whose vectors are the queries")
     q.add_argument("--vectors", help=".npy file of query vectors (n, dim)")
+    q.add_argument("--text", nargs="+", help="text queries, embedded with the store's recorded model")
+    q.add_argument("--image", nargs="+", help="query image files, embedded with the store's recorded model")
+    s.add_argument("--weights", default=None, help="model weights for --text/--image if moved since extraction")
     s.add_argument("-k", type=int, default=10, help="neighbours per query (default: %(default)s)")
     s.add_argument("--threshold", type=float, default=None, help="range search: all neighbours within it")
     s.add_argument("--save-index", action="store_true", help="build the --kind index and save it with the store")
@@ -139,7 +142,11 @@ def _search(args: argparse.Namespace) -> int:
                            layer=args.layer, progress=None if not args.no_progress else False)
         queries = np.load(args.vectors) if args.vectors else None
         ids = _ids(args.ids, store) if args.ids else None
-        if args.threshold is not None:
+        if args.text or args.image:
+            from .discovery import query_search
+
+            df = query_search(args, an, store)
+        elif args.threshold is not None:
             df = an.range_search(queries, args.threshold, ids=ids, kind=args.kind, **kw)
         else:
             df = an.search(queries, args.k, ids=ids, kind=args.kind, **kw)

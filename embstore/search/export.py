@@ -151,7 +151,10 @@ def save_group_previews(
 
     For group ``g`` (largest first) writes ``group_{g:04d}/{i:02d}.png``
     thumbnails (``size`` x ``size``) of up to ``per_group`` members, in row
-    order, and ``group_{g:04d}.png``, the same tiles in one row.
+    order, and ``group_{g:04d}.png``, the same tiles in one row; plus
+    ``index.html``, the same groups as a captioned gallery
+    (:func:`embstore.discovery.gallery.write_gallery`: aspect ratio kept,
+    labeled placeholders for missing files).
 
     Parameters
     ----------
@@ -187,6 +190,7 @@ def save_group_previews(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    html_groups = []  # the same groups as a captioned HTML gallery (embstore.discovery.gallery)
     rank = 0
     for gi in order:
         if rank >= n_groups or counts[gi] < min_size:
@@ -202,6 +206,12 @@ def save_group_previews(
         gpath = out / f"group_{rank:04d}.png"
         grid.save(gpath)
         written.append(gpath)
+        html_groups.append((f"group {rank} (size {int(counts[gi])})", members))
         rank += 1
+    if html_groups:
+        from ..discovery.gallery import Group, Item, write_gallery
+
+        write_gallery([Group(t, [Item(int(r), str(paths[r])) for r in m]) for t, m in html_groups], out,
+                      title="embstore group previews", thumb=max(size, 112))
     logger.info("wrote %d group previews to %s", len(written), out)
     return written

@@ -1774,6 +1774,16 @@ class Store:
             raise SelectionError(f"no rows to pad for {var!r}; the store or the id list is empty")
         return pad_rows(rows, layout, fill)
 
+    def to_parquet(self, path: Any, variables: Any = None, pool: str | None = "mean", **kwargs: Any) -> Any:
+        """Write ids, coordinates and vectors to a Parquet file (streamed in row groups).
+
+        See :meth:`embstore.discovery.mixin.DiscoveryMixin.to_parquet` (``normalize``,
+        ``block_rows``); ``pool`` reduces multi-vector variables, ``None`` keeps them nested.
+        """
+        from ..analysis import EmbeddingAnalyzer
+
+        return EmbeddingAnalyzer(self).to_parquet(path, variables, pool, **kwargs)
+
     # ---------------------------------------------------- attrs and extras
     @property
     def attrs(self) -> dict[str, Any]:

@@ -315,6 +315,117 @@ class SiglipExtractor(HookExtractor):
         batch = torch.stack([self.transform(to_rgb(im)) for im in images])
         return {k: to_numpy(v) for k, v in self.extract_batch(batch).items()}
 
+    def extract_texts(self, texts: Sequence[str] | str, batch_size: int = 256) -> np.ndarray:
+        """Embed texts with the model's text tower (for text-to-image search).
+
+        Tokenises with the model's own open_clip tokenizer
+        (``open_clip.get_tokenizer(model_name)``) and returns
+        ``encode_text(tokens)`` L2-normalised, in float32.
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+            Queries such as ``"a person in dim light"``.
+        batch_size : int, default 256
+            Texts encoded at once.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``float32 [n, embed_dim]``, unit rows.
+
+        Raises
+        ------
+        ValidationError
+            If ``texts`` is empty.
+        CheckpointError
+            If the model's tokenizer cannot be built (e.g. a Hugging Face
+            tokenizer that is not in the local cache).
+        """
+        torch = attempt_import("torch")
+        texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        if not texts:
+            raise ValidationError("extract_texts got no texts; pass at least one string")
+        tokenizer = self.__dict__.get("_tokenizer")
+        if tokenizer is None:
+            open_clip = attempt_import("open_clip")
+            try:
+                tokenizer = open_clip.get_tokenizer(self.model_name)
+            except (ImportError, OSError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(
+                    f"could not build the tokenizer of {self.model_name!r} ({exc}); SigLIP tokenizers need "
+                    "the transformers package and their files in the local Hugging Face cache "
+                    "(nothing is downloaded)"
+                ) from exc
+            self._tokenizer = tokenizer
+        model = self.clip_model
+        device = self.device
+        if not self.__dict__.get("_text_on_device"):
+            model.to(device)  # the text tower follows the visual tower's device
+            self._text_on_device = True
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), int(batch_size)):
+                tokens = tokenizer(texts[start : start + int(batch_size)]).to(device)
+                emb = model.encode_text(tokens).float()
+                out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    @classmethod
+    def from_provenance(
+        cls, attrs: dict[str, Any], weights: str | os.PathLike | None = None, device: str = "cpu"
+    ) -> SiglipExtractor:
+        """Rebuild the extractor recorded in a store's attributes.
+
+        Parameters
+        ----------
+        attrs : dict
+            ``Store.attrs`` of a store written by this extractor (``model``,
+            ``pretrained``, ``pretrained_sha256``, ``preprocess``).
+        weights : path, optional
+            Use this weights file instead of the recorded path (its SHA-256
+            must still match the recorded one).
+        device : str, default "cpu"
+            Device of the rebuilt model.
+
+        Returns
+        -------
+        SiglipExtractor
+
+        Raises
+        ------
+        CheckpointError
+            If the store does not record an open_clip model, the weights file
+            is missing (the message names it and its SHA-256), or its hash
+            differs from the recorded one.
+        """
+        model = str(attrs.get("model") or "")
+        if not model.startswith("open_clip:"):
+            raise CheckpointError(
+                f"the store records model {model or None!r}, not an open_clip model; pass extractor="
+            )
+        name = model.split(":", 1)[1]
+        path = os.fspath(weights) if weights is not None else attrs.get("pretrained")
+        sha = attrs.get("pretrained_sha256")
+        if not path:
+            raise CheckpointError(
+                f"the store records no weights file for {name!r} (random weights?); pass weights=PATH "
+                "or extractor="
+            )
+        if not os.path.isfile(path):
+            raise CheckpointError(
+                f"weights file {path!r} recorded for {name!r} (sha256 {sha}) was not found; copy it there "
+                "or pass weights=PATH to its new location"
+            )
+        if sha and file_sha256(path) != sha:
+            raise CheckpointError(
+                f"weights file {path!r} has a different sha256 than the one recorded for the store "
+                f"({sha}); pass the checkpoint the store was extracted with"
+            )
+        pp = dict(attrs.get("preprocess") or {})
+        return cls(name, pretrained=path, device=device, image_mean=pp.get("mean"), image_std=pp.get("std"),
+                   interpolation=pp.get("interpolation"), resize_mode=pp.get("resize_mode"))
+
     def extract_panoptic(
         self,
         data_path: str | os.PathLike,

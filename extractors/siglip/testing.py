@@ -34,7 +34,8 @@ TINY_CONFIG: dict[str, Any] = {
     "embed_dim": 32,
     "init_logit_bias": -10,
     "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1,
+    # vocab_size covers open_clip's default SimpleTokenizer (the ids extract_texts feeds it)
+    "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
                  "no_causal_mask": True},
 }
 

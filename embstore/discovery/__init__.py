@@ -1,0 +1,47 @@
+"""Discovery and curation: outliers, cross-split leaks, exports, galleries.
+
+Free functions work on anything :func:`embstore.search.as_block_source`
+accepts; :class:`DiscoveryMixin` (:mod:`.mixin`) attaches them to
+:class:`embstore.EmbeddingAnalyzer` as ``outliers``, ``leaks``,
+``to_hf_dataset`` ...
+
+- :func:`outlier_scores` (:mod:`.outliers`): mean distance to the k nearest
+  neighbours, streamed through the search package's block-wise kNN.
+- :func:`cross_pairs` (:mod:`.leaks`): every pair across two sets of vectors
+  above a threshold.
+- :func:`~.gallery.write_gallery` (:mod:`.gallery`, groups from
+  :mod:`.gallery_views`): captioned, paginated, self-contained HTML galleries.
+- :func:`~.explorer.write_explorer` (:mod:`.explorer`): the interactive
+  Plotly page (streamed PCA, hover thumbnails, lasso ids).
+- :mod:`.export`: Parquet files and Hugging Face datasets.
+- :mod:`.queries`: rebuild a store's extractor from its provenance for
+  text and image queries.
+
+Nothing here imports faiss, torch or matplotlib at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["DiscoveryMixin", "outlier_scores", "cross_pairs"]
+
+_WHERE = {
+    "DiscoveryMixin": "mixin",
+    "outlier_scores": "outliers",
+    "cross_pairs": "leaks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'embstore.discovery' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,142 @@
+"""Outlier (uniqueness) scores: mean distance to the k nearest neighbours.
+
+The score of a vector is the mean cosine distance (``1 - cosine``) to its
+``k`` nearest *other* vectors (Euclidean distance for ``metric="l2"``);
+higher means more unusual. This is fastdup's outlier score and the kNN form
+of FiftyOne's ``compute_uniqueness``.
+
+The neighbours come from :func:`embstore.search.knn.iter_knn_self`, the
+block-wise search the duplicate finder uses: the data is streamed in blocks,
+only one query batch, one database block and the ``(batch, k + 1)`` result
+heaps are in memory, and an index (IVF at scale) can replace the exact scan.
+Only the ``(n,)`` score vector is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+
+__all__ = ["outlier_scores", "scores_from_neighbors", "IVF_ROWS"]
+
+#: From this many vectors on, ``kind="auto"`` searches an IVF index instead of
+#: scanning exactly (exact self-kNN is O(n^2): ~64 s at 100k x 512 here, so
+#: ~1.8 h at 1M; IVF with a small nprobe takes minutes and, since outliers are
+#: far from everything, approximate neighbours barely change their rank).
+IVF_ROWS = 1_000_000
+
+#: Lists probed per query by ``kind="auto"`` at scale (see ``bench/outliers.py``).
+AUTO_NPROBE = 8
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValidationError(f"k must be a positive integer (neighbours per row), got {k!r}.")
+    return int(k)
+
+
+def scores_from_neighbors(
+    start: int, scores: np.ndarray, ids: np.ndarray, k: int, metric: str = "cosine"
+) -> np.ndarray:
+    """Outlier scores of one batch from its ``(m, k + 1)`` self-kNN result.
+
+    The row itself is dropped wherever it appears (exact duplicates may rank
+    it below rank 0), then the first ``k`` remaining neighbours are averaged.
+
+    Parameters
+    ----------
+    start : int
+        Position of the batch's first row (``ids`` are global positions).
+    scores, ids : numpy.ndarray
+        ``(m, k + 1)`` similarities (cosine/ip) or distances (l2), best
+        first, and neighbour positions (``-1`` pads).
+    k : int
+        Neighbours averaged.
+    metric : {"cosine", "ip", "l2"}
+        How ``scores`` turn into distances (``1 - s`` or ``s``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m,)`` float32 mean distances; NaN for a row without neighbours.
+
+    Examples
+    --------
+    >>> s = np.array([[1.0, 0.9, 0.5]], np.float32); i = np.array([[0, 4, 2]])
+    >>> scores_from_neighbors(0, s, i, k=2).round(3).tolist()
+    [0.3]
+    """
+    rows = np.arange(start, start + ids.shape[0])[:, None]
+    valid = (ids >= 0) & (ids != rows)
+    take = valid & (np.cumsum(valid, axis=1) <= k)
+    dist = scores.astype(np.float64) if metric == "l2" else 1.0 - scores.astype(np.float64)
+    n = take.sum(axis=1)
+    total = np.where(take, dist, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return out.astype(np.float32)
+
+
+def outlier_scores(
+    data: Any,
+    k: int = 10,
+    metric: str = "cosine",
+    *,
+    index: Any = None,
+    row_batch: int | None = None,
+    block_rows: int | None = None,
+    memory_budget: int | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Mean distance of every vector to its ``k`` nearest other vectors.
+
+    Parameters
+    ----------
+    data : array_like, callable or BlockSource
+        The vectors (see :func:`embstore.search.as_block_source`); a callable
+        returning a fresh iterator of ``(start, block)`` streams a store.
+    k : int
+        Neighbours averaged (the vector itself excluded).
+    metric : {"cosine", "ip", "l2"}
+        ``"cosine"`` scores are ``1 - cosine`` (0 .. 2).
+    index : SearchIndex, optional
+        Search this index (e.g. IVF) holding ``data`` in order instead of
+        the exact block-wise scan.
+    row_batch, block_rows, memory_budget, device, progress
+        As in :func:`embstore.search.knn.iter_knn_self`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` float32 scores, in the order of ``data``.
+
+    Examples
+    --------
+    >>> x = np.array([[1, 0], [0.99, 0.1], [0.98, 0.2], [0, 1]], np.float32)
+    >>> int(np.argmax(outlier_scores(x, k=2, device="cpu")))
+    3
+    """
+    from ..search.index import check_metric
+    from ..search.knn import iter_knn_self
+    from ..search.source import as_block_source
+
+    k = _check_k(k)
+    src = as_block_source(data)
+    metric = check_metric(index.metric if index is not None else metric)
+    n = src.n
+    parts: list[tuple[int, np.ndarray]] = []
+    for start, d, i in iter_knn_self(
+        src, k + 1, metric, index=index, row_batch=row_batch, block_rows=block_rows,
+        memory_budget=memory_budget, device=device, progress=progress,
+    ):
+        parts.append((start, scores_from_neighbors(start, d, i, k, metric)))
+    if n is None:
+        n = sum(p.size for _, p in parts)
+    out = np.full(int(n), np.nan, np.float32)
+    for start, p in parts:
+        out[start : start + p.size] = p
+    return out
