@@ -252,3 +252,22 @@ def test_search_frame_equals_the_concat_reference(with_q, extra):
     pd.testing.assert_frame_equal(search_frame(fs, fi, lab, ql3, lims=lims),
                                   _old_search_frame(fs, fi, lab, ql3, lims=lims))
     pd.testing.assert_frame_equal(search_frame(scores, ids), _old_search_frame(scores, ids))
+
+
+def test_search_by_id_on_a_plain_dataset_equals_search_by_vector():
+    import xarray as xr
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, Q, D)).astype(np.float32)
+    ds = xr.Dataset({"query_embeddings": (("image", "query", "hidden"), x)},
+                    coords={"image_id": ("image", np.arange(60) + 500), "skin": ("image", np.arange(60) % 2)})
+    an = EmbeddingAnalyzer(ds)
+    assert an.store is None
+    got = row_vectors(an, "query_embeddings", "mean", None, np.array([7, 3]))
+    np.testing.assert_array_equal(got, _streamed(an, "query_embeddings", "mean", None)[[7, 3]])
+    df = an.search(ids=[507, 503], k=3)
+    ref = an.search(got, k=3)
+    for c in ("neighbor", "score", "image_id", "skin"):
+        pd.testing.assert_series_equal(df[c], ref[c])
+    assert df["query_image_id"].tolist() == [507] * 3 + [503] * 3
+    np.testing.assert_array_equal(ds["query_embeddings"].values, x)  # the caller's data is untouched

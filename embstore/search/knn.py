@@ -110,7 +110,7 @@ def _search_block_heap(
     keep_max = higher_is_closer(metric)
     heap = faiss.ResultHeap(xq.shape[0], k, keep_max=keep_max)
     for start, block in src.blocks(block_rows):
-        xb = prepare_vectors(block, metric, xq.shape[1])
+        xb = prepare_vectors(block, metric, xq.shape[1], copy=not src.fresh)
         kk = min(k, xb.shape[0])
         d, i = _knn_gpu_or_cpu(xq, xb, kk, metric, dev)
         i = np.where(i >= 0, i + start, -1)
@@ -242,7 +242,7 @@ def iter_knn_self(
         if index is not None:
             d, i = index.search(xq, k)
         else:
-            xqn = prepare_vectors(xq, metric, dim)
+            xqn = prepare_vectors(xq, metric, dim, copy=not src.fresh)
             d, i = _search_block_heap(xqn, src, k, metric, block_rows, dev)
         bar.update(xq.shape[0])
         yield start, d, i

@@ -132,12 +132,19 @@ class SearchMixin:
         n: int | None = None,
         memory_budget: int | None = None,
     ) -> BlockSource:
-        def factory(rows: int) -> Any:
-            return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
+        from .queries import reads_rows_directly, stored_blocks
 
         if n is None:
-            n = len(self.labels(variable, pool=pool, layer=layer))  # type: ignore[attr-defined]
-        return BlockSource(factory, n=n, read_rows=self._read_rows(variable, n, memory_budget))
+            n = len(self._labels(variable, pool, layer))
+        direct = reads_rows_directly(self, variable)
+        per_row = n // max(len(self.ids), 1)  # type: ignore[attr-defined]
+
+        def factory(rows: int) -> Any:
+            if direct:  # Store.read of each block's rows: no dask graph over the store
+                return stored_blocks(self, variable, pool, layer, per_row, rows)
+            return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
+
+        return BlockSource(factory, n=n, read_rows=self._read_rows(variable, n, memory_budget), fresh=direct)
 
     def _read_rows(self, variable: str, n_vectors: int, memory_budget: int | None) -> int | None:
         """Vectors per store read so that one read stays within a quarter of the
@@ -355,9 +362,10 @@ class SearchMixin:
                 cache["last"] = kind
                 return idx
         src = self._vector_source(variable, pool, layer)
+        # faiss adds blocks of any size: add each read as it comes (no joining copy)
         idx = _build(
-            src, kind=kind, metric=metric, device=device, block_rows=block_rows,
-            progress=progress, **index_kwargs,
+            src, kind=kind, metric=metric, device=device,
+            block_rows=min(block_rows, src.max_read_rows or block_rows), progress=progress, **index_kwargs,
         )
         token, sel_hash, _ = self._state()
         if save:

@@ -136,6 +136,10 @@ class BlockSource:
         always joined (or split) into blocks of exactly the requested size. Use it when producing a row
         costs much more memory than its float32 vector (e.g. mean-pooling
         100 queries per row): reads stay small while search batches stay large.
+    fresh : bool
+        Whether every block is a new array that consumers may overwrite
+        (normalise in place) instead of copying; False for views of the
+        caller's data.
 
     Examples
     --------
@@ -151,8 +155,10 @@ class BlockSource:
         dim: int | None = None,
         reiterable: bool = True,
         read_rows: int | None = None,
+        fresh: bool = False,
     ) -> None:
         self._factory = factory
+        self.fresh = fresh
         self.max_read_rows = read_rows
         self.n = n
         self.dim = dim
