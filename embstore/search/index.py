@@ -588,7 +588,7 @@ def build_index(
     d = dim if dim is not None else src.dim
     if d is None:
         for _, b in it:
-            first.append(prepare_vectors(b, metric))
+            first.append(prepare_vectors(b, metric, copy=not src.fresh))
             d = b.shape[1]
             break
         else:
@@ -611,7 +611,7 @@ def build_index(
         want = train_rows or min(n_total or 10**9, max(64 * nl, 10000))
         have = sum(b.shape[0] for b in first)
         for _, b in it:
-            first.append(prepare_vectors(b, metric, d))
+            first.append(prepare_vectors(b, metric, d, copy=not src.fresh))
             have += b.shape[0]
             if have >= want:
                 break
@@ -629,7 +629,7 @@ def build_index(
         bar.update(b.shape[0])
     first.clear()
     for _, b in it:
-        index.add(prepare_vectors(b, metric, d))
+        index.add(prepare_vectors(b, metric, d, copy=not src.fresh))
         bar.update(b.shape[0])
     bar.close()
     out = SearchIndex(index, metric, str(kind), fac, dev, ngpus)

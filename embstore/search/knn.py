@@ -110,7 +110,7 @@ def _search_block_heap(
     keep_max = higher_is_closer(metric)
     heap = faiss.ResultHeap(xq.shape[0], k, keep_max=keep_max)
     for start, block in src.blocks(block_rows):
-        xb = prepare_vectors(block, metric, xq.shape[1])
+        xb = prepare_vectors(block, metric, xq.shape[1], copy=not src.fresh)
         kk = min(k, xb.shape[0])
         d, i = _knn_gpu_or_cpu(xq, xb, kk, metric, dev)
         i = np.where(i >= 0, i + start, -1)
@@ -220,6 +220,7 @@ def iter_knn_self(
     if index is not None:
         metric = index.metric
     metric = check_metric(metric)
+    explicit_batch = row_batch is not None
     if memory_budget is not None:
         rb, br = plan_batches(int(dim or 512), k, memory_budget)
         row_batch = row_batch or rb
@@ -232,15 +233,81 @@ def iter_knn_self(
             "returning a fresh iterator of blocks, not a one-shot iterator."
         )
     dev = resolve_device(device)[0] if index is None else index.device
+    if index is None and _fits_in_memory(src.n, dim, row_batch, block_rows, memory_budget):
+        yield from _knn_self_in_memory(src, k, metric, int(dim), row_batch if explicit_batch else None, dev,
+                                       progress)
+        return
     bar = _progress(src.n, "kNN exact" if index is None else f"kNN {index.factory}", progress)
     for start, xq in src.blocks(row_batch):
         if index is not None:
             d, i = index.search(xq, k)
         else:
-            xqn = prepare_vectors(xq, metric, dim)
+            xqn = prepare_vectors(xq, metric, dim, copy=not src.fresh)
             d, i = _search_block_heap(xqn, src, k, metric, block_rows, dev)
         bar.update(xq.shape[0])
         yield start, d, i
+    bar.close()
+
+
+#: Query rows per batch of the in-memory self-kNN: results take 12 * k bytes per
+#: row (about 20 MB at k=100), and faiss's BLAS path tiles queries by 4096 anyway.
+IN_MEMORY_QUERY_ROWS = 16384
+
+
+def _fits_in_memory(
+    n: int | None, dim: int | None, row_batch: int, block_rows: int, memory_budget: int | None
+) -> bool:
+    """Whether the exact self-kNN should hold the whole database once, as float32.
+
+    Streaming holds a query batch and a database block, each with a
+    normalised copy, and re-reads the database for every query batch. When
+    the whole database takes no more than that (or, with ``memory_budget``,
+    half of the budget), reading it once is both faster and smaller.
+    """
+    if n is None or dim is None or n == 0:
+        return False
+    need = int(n) * int(dim) * 4
+    if memory_budget is not None:
+        return need <= (int(memory_budget) - 24 * 2**20) // 2
+    return need <= 2 * 4 * int(dim) * (int(row_batch) + int(block_rows))
+
+
+def _knn_self_in_memory(
+    src: BlockSource, k: int, metric: str, dim: int, row_batch: int | None, dev: str, progress: bool | None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Exact self-kNN with the database read once into one normalised float32 matrix.
+
+    Peak memory is the matrix, one streamed read and one batch of results
+    (the queries are views of the matrix): about the floor of faiss's own
+    exact search, which also holds every vector once, in its index.
+    """
+    n = int(src.n)  # type: ignore[arg-type]
+    db = np.empty((n, dim), dtype=np.float32)
+    filled = 0
+    # small reads: each is copied into the matrix at once, so a read's float32
+    # block (and the stored rows behind it) is the only transient (~8 MiB)
+    load_rows = max(256, min(int(src.max_read_rows or DEFAULT_BLOCK_ROWS), 2**23 // (4 * dim)))
+    for start, block in src.blocks(load_rows):
+        part = db[start : start + block.shape[0]]
+        part[...] = block
+        del block
+        prepare_vectors(part, metric, dim, copy=False)  # normalised in place (cosine)
+        filled += part.shape[0]
+    if filled != n:
+        raise ValidationError(f"the vector source yielded {filled} rows, expected {n}.")
+    keep_max = higher_is_closer(metric)
+    kk = min(k, n)
+    batch = int(row_batch or IN_MEMORY_QUERY_ROWS)
+    bar = _progress(n, "kNN exact", progress)
+    for start in range(0, n, batch):
+        xq = db[start : start + batch]
+        d, i = _knn_gpu_or_cpu(xq, db, kk, metric, dev)
+        if kk < k:  # pad as the streaming heap does: id -1, worst possible distance
+            worst = -np.finfo(np.float32).max if keep_max else np.finfo(np.float32).max
+            d = np.hstack([d, np.full((d.shape[0], k - kk), worst, np.float32)])
+            i = np.hstack([i, np.full((i.shape[0], k - kk), -1, i.dtype)])
+        bar.update(xq.shape[0])
+        yield start, scores_from_faiss(d, metric), i
     bar.close()
 
 

@@ -133,12 +133,19 @@ class SearchMixin:
         n: int | None = None,
         memory_budget: int | None = None,
     ) -> BlockSource:
-        def factory(rows: int) -> Any:
-            return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
+        from .queries import reads_rows_directly, stored_blocks
 
         if n is None:
-            n = len(self.labels(variable, pool=pool, layer=layer))  # type: ignore[attr-defined]
-        return BlockSource(factory, n=n, read_rows=self._read_rows(variable, n, memory_budget))
+            n = len(self._labels(variable, pool, layer))
+        direct = reads_rows_directly(self, variable)
+        per_row = n // max(len(self.ids), 1)  # type: ignore[attr-defined]
+
+        def factory(rows: int) -> Any:
+            if direct:  # Store.read of each block's rows: no dask graph over the store
+                return stored_blocks(self, variable, pool, layer, per_row, rows)
+            return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
+
+        return BlockSource(factory, n=n, read_rows=self._read_rows(variable, n, memory_budget), fresh=direct)
 
     def _read_rows(self, variable: str, n_vectors: int, memory_budget: int | None) -> int | None:
         """Vectors per store read so that one read stays within a quarter of the
@@ -217,9 +224,41 @@ class SearchMixin:
             return False
         return True
 
+    def _state(self) -> tuple[str | None, str, dict[str, Any]]:
+        """``(version_token, selection hash, per-state memo)``, recomputed only when the token changes.
+
+        The token changes with every commit and coordinate write, so while it
+        stays the same the selection, labels and indexes are still valid and
+        nothing is re-read or re-hashed (one small read of the commit state
+        per call). Without a store (token None) nothing is memoised.
+        """
+        cache = self._search_cache()
+        token = self._store_token()
+        state = cache.get("state")
+        if token is None or state is None or state[0] != token:
+            state = (token, self._selection_hash(), {})
+            if token is not None:
+                cache["state"] = state
+        return state
+
+    def _labels(self, variable: str, pool: Any, layer: Any) -> pd.DataFrame:
+        """:meth:`labels` of ``variable``, memoised while the store is unchanged."""
+        memo = self._state()[2]
+        key = ("labels", variable, repr(pool), layer)
+        if key not in memo:
+            memo[key] = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
+        return memo[key]
+
+    def _row_index(self) -> pd.Index:
+        """Unique ids of the analysed rows (memoised with :meth:`_labels`)."""
+        memo = self._state()[2]
+        if "row_index" not in memo:
+            memo["row_index"] = pd.Index(np.asarray(self.ids))  # type: ignore[attr-defined]
+        return memo["row_index"]
+
     def _find_index(self, variable: str, pool: Any, layer: Any, metric: str, kind: str | None) -> Any:
         cache = self._search_cache()
-        token, sel_hash = self._store_token(), self._selection_hash()
+        token, sel_hash, _ = self._state()
         kinds = [kind] if kind is not None else ["flat", "ivf", "hnsw"]
         last = cache["last"]
         if kind is None and last is not None:
@@ -237,15 +276,27 @@ class SearchMixin:
 
     def _query_vectors(
         self, queries: Any, ids: Any, variable: str, pool: Any, layer: Any
-    ) -> tuple[np.ndarray, pd.DataFrame | None, BlockSource, pd.DataFrame]:
-        labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
-        src = self._vector_source(variable, pool, layer, n=len(labels))
+    ) -> tuple[np.ndarray, pd.DataFrame | None, pd.DataFrame]:
+        """Query vectors, their labels (for ``ids=``) and the labels of all vectors.
+
+        For ``ids=`` only the query rows are read (:func:`.queries.row_vectors`);
+        positions come from a hash lookup per id.
+        """
+        from .queries import id_positions, row_vectors
+
         if (queries is None) == (ids is None):
             raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
-        if ids is not None:
+        labels = self._labels(variable, pool, layer)
+        if ids is None:
+            return np.asarray(queries), None, labels
+        index = self._row_index()
+        if not index.is_unique:  # a plain dataset may repeat ids: match them all
             pos = positions_of_ids(labels, self.id_name, ids)  # type: ignore[attr-defined]
-            return src.read_rows(pos), labels.iloc[pos], src, labels
-        return np.asarray(queries), None, src, labels
+            return self._vector_source(variable, pool, layer, n=len(labels)).read_rows(pos), labels.iloc[pos], labels
+        per_row = len(labels) // max(len(index), 1)
+        pos = id_positions(index, ids, per_row)
+        rows = pos[::per_row] // per_row
+        return row_vectors(self, variable, pool, layer, rows), labels.iloc[pos], labels
 
     # ------------------------------------------------------------ indexes
     def build_index(
@@ -313,12 +364,12 @@ class SearchMixin:
                 cache["last"] = kind
                 return idx
         src = self._vector_source(variable, pool, layer)
+        # faiss adds blocks of any size: add each read as it comes (no joining copy)
         idx = _build(
-            src, kind=kind, metric=metric, device=device, block_rows=block_rows,
-            progress=progress, **index_kwargs,
+            src, kind=kind, metric=metric, device=device,
+            block_rows=min(block_rows, src.max_read_rows or block_rows), progress=progress, **index_kwargs,
         )
-        sel_hash = self._selection_hash()
-        token = self._store_token()
+        token, sel_hash, _ = self._state()
         if save:
             self._persist(key, idx, {"variable": variable, "pool": pool, "layer": layer}, sel_hash)
         cache["indexes"][key] = (idx, token, sel_hash)
@@ -377,7 +428,7 @@ class SearchMixin:
         from .knn import knn_search
 
         metric = check_metric(metric)
-        xq, qlabels, src, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
@@ -386,6 +437,7 @@ class SearchMixin:
         if idx is not None:
             scores, nbrs = idx.search(xq, k)
         else:
+            src = self._vector_source(variable, pool, layer, n=len(labels))
             scores, nbrs = knn_search(src, xq, k, metric, block_rows=block_rows, device=device)
         return search_frame(scores, nbrs, labels, qlabels)
 
@@ -427,7 +479,7 @@ class SearchMixin:
         from .knn import range_search_blocks
 
         metric = check_metric(metric)
-        xq, qlabels, src, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
@@ -436,6 +488,7 @@ class SearchMixin:
         if idx is not None:
             lims, scores, nbrs = idx.range_search(xq, threshold)
         else:
+            src = self._vector_source(variable, pool, layer, n=len(labels))
             lims, scores, nbrs = range_search_blocks(src, xq, threshold, metric, block_rows=block_rows)
         return search_frame(scores, nbrs, labels, qlabels, lims=lims,
                             higher_is_better=higher_is_closer(metric))

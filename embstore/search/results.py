@@ -317,13 +317,32 @@ def search_frame(
         starts = np.repeat(lims[:-1], counts)
         rank = np.arange(nb.size) - starts
     valid = nb >= 0
-    q, rank, nb, sc = q[valid], rank[valid], nb[valid], sc[valid]
+    if not valid.all():
+        q, rank, nb, sc = q[valid], rank[valid], nb[valid], sc[valid]
+    # one column at a time, gathered with NumPy take (a join on positions):
+    # several times faster than iloc + reset_index + concat of frames
+    cols: list[tuple[str, Any]] = []
     if query_labels is not None:
-        qdf = query_labels.iloc[q].reset_index(drop=True).add_prefix("query_")
+        cols += [(f"query_{c}", _take(query_labels.iloc[:, j], q)) for j, c in enumerate(query_labels.columns)]
     else:
-        qdf = pd.DataFrame({"query_index": q})
-    df = pd.concat([qdf, pd.DataFrame({"rank": rank, "neighbor": nb})], axis=1)
+        cols.append(("query_index", q))
+    cols += [("rank", rank), ("neighbor", nb)]
     if db_labels is not None:
-        df = pd.concat([df, db_labels.iloc[nb].reset_index(drop=True)], axis=1)
-    df["score"] = sc
-    return df
+        cols += [(c, _take(db_labels.iloc[:, j], nb)) for j, c in enumerate(db_labels.columns)]
+    if any(c == "score" for c, _ in cols):  # a "score" label is overwritten in place, as pandas would
+        cols = [(c, sc if c == "score" else v) for c, v in cols]
+    else:
+        cols.append(("score", sc))
+    names = [c for c, _ in cols]
+    if len(set(names)) < len(names):  # a repeated column name (e.g. a "score" label): keep both
+        out = pd.concat([pd.Series(v) for _, v in cols], axis=1)
+        out.columns = names
+        return out
+    return pd.DataFrame(dict(cols), copy=False)
+
+
+def _take(col: pd.Series, pos: np.ndarray) -> Any:
+    """Values of ``col`` at positions ``pos``, keeping its dtype (categorical, string...)."""
+    if isinstance(col.dtype, np.dtype):
+        return col.to_numpy()[pos]
+    return col.array.take(pos)

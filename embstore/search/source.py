@@ -55,18 +55,21 @@ def positions_of_ids(labels: Any, id_name: str, ids: Any) -> np.ndarray:
     >>> positions_of_ids(pd.DataFrame({"image_id": [7, 3, 9]}), "image_id", [9, 7]).tolist()
     [2, 0]
     """
-    want = list(np.atleast_1d(np.asarray(ids, dtype=object)).tolist())
+    from .queries import unique_ids
+
+    want = unique_ids(ids)  # a repeated id counts once, at its last occurrence
     col = labels[id_name]
     present = pd.Index(col.unique())
-    absent = [v for v in want if v not in present]
-    if absent:
+    absent = want[present.get_indexer(want) < 0] if len(want) else want
+    if len(absent):
         raise SelectionError(
-            f"ids {absent[:5]} are not in the analysed rows ({len(present)} ids, "
+            f"ids {absent[:5].tolist()} are not in the analysed rows ({len(present)} ids, "
             f"e.g. {present[:3].tolist()}); check the id values and the selection."
         )
-    order = {v: r for r, v in enumerate(want)}
-    pos = np.flatnonzero(col.isin(want).to_numpy())
-    return pos[np.argsort([order[v] for v in col.to_numpy()[pos]], kind="stable")]
+    # vectorised join: rank of each labelled vector's id among the wanted ids
+    rank = pd.Index(want).get_indexer(col.to_numpy())
+    pos = np.flatnonzero(rank >= 0)
+    return pos[np.argsort(rank[pos], kind="stable")]
 
 def as_float32_matrix(x: Any, dim: int | None = None, name: str = "vectors") -> np.ndarray:
     """Return ``x`` as a C-contiguous 2-D ``float32`` array.
@@ -133,6 +136,10 @@ class BlockSource:
         always joined (or split) into blocks of exactly the requested size. Use it when producing a row
         costs much more memory than its float32 vector (e.g. mean-pooling
         100 queries per row): reads stay small while search batches stay large.
+    fresh : bool
+        Whether every block is a new array that consumers may overwrite
+        (normalise in place) instead of copying; False for views of the
+        caller's data.
 
     Examples
     --------
@@ -148,8 +155,10 @@ class BlockSource:
         dim: int | None = None,
         reiterable: bool = True,
         read_rows: int | None = None,
+        fresh: bool = False,
     ) -> None:
         self._factory = factory
+        self.fresh = fresh
         self.max_read_rows = read_rows
         self.n = n
         self.dim = dim
