@@ -1257,8 +1257,17 @@ class Store:
         values : dict
             Coordinate name -> one value per selected row.
         ids : sequence, optional
-            Rows to set (default: every committed row, in :attr:`ids` order).
-            Rows not listed keep their value (fill value for a new coordinate).
+            Rows to set (default: every committed row, in :attr:`ids` order;
+            for a region writer, the rows of its region). Rows not listed keep
+            their value (fill value for a new coordinate). A region writer may
+            only set rows of its own region.
+
+        Notes
+        -----
+        Copy-on-write: the new values are written to a hidden array and made
+        visible by one commit record, so a writer killed at any point leaves
+        every coordinate entirely old or entirely new (see
+        :mod:`embstore.store.transaction`).
 
         Raises
         ------
@@ -1859,6 +1868,11 @@ class Store:
             Ids that were skipped.
         reasons : str or sequence of str
             One reason for all, or one per id.
+
+        Notes
+        -----
+        Each writer region keeps its own table, replaced copy-on-write (see
+        :mod:`embstore.store.catalog`); :attr:`skipped` joins them.
         """
         self._check_writable()
         ids = list(ids)
