@@ -151,7 +151,7 @@ class Store:
                 if region is not None or schema.n_prealloc:
                     from .regions import check_claims
 
-                    check_claims(backend, self._region, schema.n_prealloc)
+                    check_claims(backend, self._region, schema.n_prealloc, force)
                 stale = getattr(self._lock, "stale_pid", None)
                 if stale is not None:  # its writer was killed: drop its half-written temporary files
                     backend.remove_temp_files(stale)
