@@ -232,3 +232,27 @@ def test_tampered_faiss_index_raises_instead_of_wrong_neighbours(tmp_path):
     with Store.open(p, mode="a") as st:
         with pytest.raises(DamagedStoreError, match="SHA-256"):
             EmbeddingAnalyzer(st).build_index("embedding", kind="flat")
+
+
+def test_copy_on_write_on_fsspec_store():
+    """The same protocol through fsspec (no local renames): memory:// here, S3 in production."""
+    import uuid
+
+    url = f"memory://cow-{uuid.uuid4().hex}.zarr"
+    with Store.create(url, variables={"emb": ("h",)}, chunk_rows=4) as st:
+        st.append(list(range(6)), {"emb": np.zeros((6, 2))}, coords={"tag": list(range(6))})
+        for j in (1, 2):
+            st.set_coords({"tag": [10 * j + i for i in range(6)], "label": [f"v{j}"] * 6})
+            st.write_table("t", pd.DataFrame({"a": [j] * j}))
+            st.write_blob("b", bytes([j]) * 10)
+        st.record_skipped([99], "bad")
+        token = st.version_token
+    with Store.open(url) as st:
+        assert st.coords["tag"].tolist() == [20 + i for i in range(6)]
+        assert st.coords["label"].tolist() == ["v2"] * 6
+        assert st.read_table("t")["a"].tolist() == [2, 2] and st.read_blob("b") == b"\x02" * 10
+        assert st.skipped["id"].tolist() == [99] and st.version_token == token
+        be = st._backend
+        assert be.list_staged() == []  # staged versions removed after their commit
+        assert [t for t in be.list_tables() if t.startswith("t@")].__len__() == 1
+        assert [b for b in be.list_blobs() if b.startswith("b@")].__len__() == 1

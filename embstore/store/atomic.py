@@ -39,8 +39,15 @@ def _tmp(path: str) -> str:
 def _write_tmp(path: str, data: bytes) -> str:
     tmp = _tmp(path)
     faults.step("write")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    except BaseException:  # e.g. a full disk: leave no temporary file behind
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
     return tmp
 
 
@@ -48,7 +55,14 @@ def write_replace(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (temp file + rename)."""
     tmp = _write_tmp(path, data)
     faults.step("rename")
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def write_new(path: str, data: bytes) -> None:

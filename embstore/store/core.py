@@ -156,7 +156,7 @@ class Store:
                 if region is not None or schema.n_prealloc:
                     from .regions import check_claims
 
-                    check_claims(backend, self._region, schema.n_prealloc)
+                    check_claims(backend, self._region, schema.n_prealloc, force)
                 stale = getattr(self._lock, "stale_pid", None)
                 if stale is not None:  # its writer was killed: drop its half-written temporary files
                     backend.remove_temp_files(stale)
@@ -1300,8 +1300,17 @@ class Store:
         values : dict
             Coordinate name -> one value per selected row.
         ids : sequence, optional
-            Rows to set (default: every committed row, in :attr:`ids` order).
-            Rows not listed keep their value (fill value for a new coordinate).
+            Rows to set (default: every committed row, in :attr:`ids` order;
+            for a region writer, the rows of its region). Rows not listed keep
+            their value (fill value for a new coordinate). A region writer may
+            only set rows of its own region.
+
+        Notes
+        -----
+        Copy-on-write: the new values are written to a hidden array and made
+        visible by one commit record, so a writer killed at any point leaves
+        every coordinate entirely old or entirely new (see
+        :mod:`embstore.store.transaction`).
 
         Raises
         ------
@@ -1916,6 +1925,11 @@ class Store:
             Ids that were skipped.
         reasons : str or sequence of str
             One reason for all, or one per id.
+
+        Notes
+        -----
+        Each writer region keeps its own table, replaced copy-on-write (see
+        :mod:`embstore.store.catalog`); :attr:`skipped` joins them.
         """
         self._check_writable()
         ids = list(ids)

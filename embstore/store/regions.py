@@ -44,18 +44,18 @@ def region_bounds(region: str, n_prealloc: int) -> tuple[int, float]:
     return int(a), int(b)
 
 
-def _live(owner: dict[str, Any] | None) -> bool:
+def _live(owner: dict[str, Any] | None, force: bool = False) -> bool:
     if owner is None:
         return True  # being written right now
     if owner.get("host") != socket.gethostname():
-        return True  # cannot tell: assume alive (force=True on open takes over)
+        return not force  # cannot tell: assume alive, unless the caller vouches (force=True)
     try:
         return pid_alive(int(owner.get("pid", -1)))
     except (TypeError, ValueError):
         return True
 
 
-def check_claims(backend: Any, region: str, n_prealloc: int) -> None:
+def check_claims(backend: Any, region: str, n_prealloc: int, force: bool = False) -> None:
     """Raise StoreLockedError if a live writer holds an overlapping claim.
 
     Parameters
@@ -66,6 +66,10 @@ def check_claims(backend: Any, region: str, n_prealloc: int) -> None:
         The claim just taken (``"main"`` or a region name).
     n_prealloc : int
         Preallocated rows of the store.
+    force : bool
+        The caller vouches that writers on other hosts are gone (their
+        claims are ignored); claims of live processes on this host still
+        refuse.
     """
     lister = getattr(backend, "list_locks", None)
     if lister is None:
@@ -81,7 +85,7 @@ def check_claims(backend: Any, region: str, n_prealloc: int) -> None:
         if not (a < hi and lo < b):
             continue
         owner = backend.make_lock(other)._owner()
-        if _live(owner):
+        if _live(owner, force):
             what = "the plain appender" if other == MAIN_REGION else f"region ({a}, {b})"
             raise StoreLockedError(
                 f"store {backend.path!r}: {what} is open for writing by {owner}, and it overlaps "
