@@ -4,7 +4,8 @@ Writes an N x 512 float16 store of L2-normalised vectors: identities of
 exactly ``--per-id`` photos (centre + noise, cosine ~0.8 between photos of
 one identity) plus 0.1% planted outliers (random directions, far from every
 identity). Then runs ``an.outliers(k)`` (``kind="auto"``: exact scan below
-1M vectors, IVF with nprobe=8 from 1M on) and reports
+1M vectors, IVF with nprobe=8 from 1M on, then the top 0.5% (>= 1000)
+approximate scores re-scored exactly) and reports
 
 - wall time (store writing is not counted), CPU time and peak RSS;
 - recall of the planted outliers: the share of them among the top-m scores

@@ -163,3 +163,19 @@ def test_auto_switches_to_ivf_at_scale(store, monkeypatch):
     kinds = [key.split(".")[-2] for key in an._search_cache()["indexes"]]
     assert kinds == ["ivf"]  # an IVF index was built (and the exact scan skipped)
     assert df.head(is_out.sum())["outlier_truth"].sum() == is_out.sum()
+
+
+def test_ivf_scores_only_overestimate_and_refine_restores_the_exact_top(store):
+    p, x, is_out = store
+    an = EmbeddingAnalyzer(p)
+    exact = brute_scores(x, 5)
+    raw = an.outliers(k=5, kind="ivf", nprobe=1, refine=0).sort_index()["score"].to_numpy()
+    assert np.all(raw >= exact - 1e-5)  # an index can only miss neighbours
+    assert np.abs(raw - exact).max() > 1e-3  # nprobe=1 does miss some here
+    ref = an.outliers(k=5, kind="ivf", nprobe=1, refine=40)
+    got = ref.sort_index()["score"].to_numpy()
+    cand = np.argsort(-raw, kind="stable")[:40]  # the 40 highest approximate scores...
+    np.testing.assert_allclose(got[cand], exact[cand], rtol=1e-4, atol=1e-5)  # ...re-scored exactly
+    rest = np.setdiff1d(np.arange(len(x)), cand)
+    np.testing.assert_array_equal(got[rest], raw[rest])
+    assert set(ref.head(is_out.sum()).index) == set(np.flatnonzero(is_out))

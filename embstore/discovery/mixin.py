@@ -49,7 +49,7 @@ class DiscoveryMixin:
 
     def _outlier_scores(
         self, variable: str, pool: Any, layer: Any, k: int, metric: str, kind: str,
-        nprobe: int | None, memory_budget: Any, device: str, progress: Any,
+        nprobe: int | None, memory_budget: Any, device: str, progress: Any, refine: int | None = None,
     ) -> np.ndarray:
         from .outliers import AUTO_NPROBE, IVF_ROWS, outlier_scores
 
@@ -69,7 +69,8 @@ class DiscoveryMixin:
             if nprobe is not None:
                 index.set_search_params(nprobe=int(nprobe))
         return outlier_scores(
-            src, k, metric, index=index, memory_budget=memory_budget, device=device, progress=progress
+            src, k, metric, index=index, memory_budget=memory_budget, device=device, progress=progress,
+            refine=refine,
         )
 
     # ------------------------------------------------------------ outliers
@@ -85,6 +86,7 @@ class DiscoveryMixin:
         metric: str = "cosine",
         kind: str = "auto",
         nprobe: int | None = None,
+        refine: int | None = None,
         coord: str | None = None,
         memory_budget: int | None = None,
         device: str = "auto",
@@ -119,6 +121,10 @@ class DiscoveryMixin:
             (``"ivf"``, ``"hnsw"``, ``"flat"``).
         nprobe : int, optional
             IVF lists probed per query.
+        refine : int, optional
+            With an index: re-score this many top candidates exactly
+            (default 0.5% of the rows, at least 1000; 0: off). The index
+            can only overestimate scores, so this restores the exact top.
         coord : str, optional
             Write the scores to the store as this coordinate (needs one
             vector per row and a store opened with ``mode="a"``).
@@ -150,7 +156,7 @@ class DiscoveryMixin:
         variable = resolve_variable(self, variable)
         labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
         common = dict(k=k, metric=metric, kind=kind, nprobe=nprobe, memory_budget=memory_budget,
-                      device=device, progress=progress)
+                      device=device, progress=progress, refine=refine)
         if by is None:
             scores = self._outlier_scores(variable, pool, layer, **common)
             group_key = None
