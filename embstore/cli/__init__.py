@@ -32,6 +32,7 @@ SUBCOMMAND_MODULES = (
     "embstore.cli.legacy",
     "embstore.cli.analysis",
     "embstore.cli.fairness",
+    "embstore.cli.layers",
 )
 
 
