@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from .core import AnalyzerCore
+from .attention import AttentionMixin
 from .layers import LayersMixin
 
 __all__ = ["EmbeddingAnalyzer"]
@@ -34,7 +35,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the build state
         """Stand-in until :mod:`embstore.fairness.mixin` is available."""
 
 
-class EmbeddingAnalyzer(LayersMixin, SearchMixin, FairnessMixin, AnalyzerCore):
+class EmbeddingAnalyzer(LayersMixin, AttentionMixin, SearchMixin, FairnessMixin, AnalyzerCore):
     """Analyse the embeddings of a store (or of an old per-image directory).
 
     Selection by coordinates, pooling over queries, labeled vectors and
