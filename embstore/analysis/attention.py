@@ -196,6 +196,12 @@ class AttentionMixin:
 
     def _image_path(self, image_id: Any, image_root: str | os.PathLike | None) -> str:
         row = self.coords.loc[image_id]  # type: ignore[attr-defined]
+        if image_root is None:
+            # extraction runs record their image folder in the store attributes
+            dataset = (self.store.attrs or {}).get("dataset") or {}  # type: ignore[attr-defined]
+            folder = dataset.get("images") if isinstance(dataset, dict) else None
+            if isinstance(folder, str) and os.path.isdir(folder):
+                image_root = folder
         for col in ("path", "file_name", "filename"):
             if col in row.index and isinstance(row[col], str) and row[col]:
                 p = row[col]
@@ -236,7 +242,8 @@ class AttentionMixin:
         layer : int, optional
             Decoder layer (default: last).
         image_root : str or os.PathLike, optional
-            Folder that ``file_name`` coordinates are relative to.
+            Folder that ``file_name`` coordinates are relative to (default:
+            the image folder recorded by the extraction run, when it exists).
         k : int, optional
             Number of queries for ``"top"``.
         path : str or os.PathLike, optional

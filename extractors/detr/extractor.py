@@ -16,9 +16,9 @@ pred_boxes           ``[B, Q, 4]``           ``(cx, cy, w, h)`` in ``[0, 1]``,
 encoder_output       list of ``[h*w, D]``    encoder memory on the image's
                                              unpadded feature cells, row-major
 backbone_features    list of ``[C, h, w]``   last ResNet stage, unpadded cells
-decoder_attention    list of ``[L, Q, h, w]`` decoder cross-attention weights
+decoder_attention    list ``[L, Q, h, w]``   decoder cross-attention weights
                                              averaged over heads (opt-in)
-encoder_attention    list of ``[E, P, h, w]`` encoder self-attention of ``P``
+encoder_attention    list ``[E, P, h, w]``   encoder self-attention of ``P``
                                              chosen cells (opt-in)
 feature_hw           ``[B, 2]``              ``(h, w)`` of each feature grid
 input_hw             ``[B, 2]``              ``(H, W)`` of each resized image
@@ -82,6 +82,7 @@ if TYPE_CHECKING:  # torch is imported only when a model is built or loaded
 
 __all__ = [
     "EXTRACT_TYPES",
+    "ATTENTION_NAMES",
     "VARIABLE_DIMS",
     "RAGGED_DIMS",
     "resolve_variables",
