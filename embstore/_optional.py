@@ -24,6 +24,8 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "dask.distributed": ("dask", "distributed"),
     "s3fs": ("s3", "s3fs"),
     "umap": ("plot", "umap-learn"),
+    "timm": ("models", "timm"),
+    "transformers": ("models", "transformers"),
 }
 
 

@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = (
     "embstore.cli.analysis",
     "embstore.cli.fairness",
     "embstore.cli.layers",
+    "embstore.cli.models",
 )
 
 
