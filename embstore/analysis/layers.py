@@ -405,10 +405,10 @@ def plot_cka_matrix(matrix: xr.DataArray, path: str | os.PathLike, title: str | 
     if matrix.ndim != 2:
         raise ValidationError(f"a CKA matrix is 2-D, got dims {list(matrix.dims)!r}.")
     d0, d1 = matrix.dims
-    fig = _figure(1.2 + 0.6 * matrix.shape[1], 1.0 + 0.6 * matrix.shape[0])
+    fig = _figure(3.0 + 0.8 * matrix.shape[1], 2.2 + 0.6 * matrix.shape[0])
     ax = fig.subplots()
     im = ax.imshow(matrix.values, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(matrix.shape[1]), [str(v) for v in matrix[d1].values])
+    ax.set_xticks(range(matrix.shape[1]), [str(v) for v in matrix[d1].values], rotation=45, ha="right")
     ax.set_yticks(range(matrix.shape[0]), [str(v) for v in matrix[d0].values])
     ax.set_xlabel(str(d1))
     ax.set_ylabel(str(d0))
@@ -418,7 +418,7 @@ def plot_cka_matrix(matrix: xr.DataArray, path: str | os.PathLike, title: str | 
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if v > 0.6 else "white")
     fig.colorbar(im, ax=ax, label="linear CKA")
-    ax.set_title(title or f"linear CKA ({matrix.attrs.get('variable', '')})")
+    ax.set_title(title or f"linear CKA ({matrix.attrs.get('variable', '')})", fontsize=9)
     return _save(fig, path)
 
 
