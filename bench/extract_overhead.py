@@ -11,6 +11,7 @@ Usage::
 
     python bench/extract_overhead.py                       # tiny DETR on CPU, ~1-2 min
     python bench/extract_overhead.py --config r50 --min-size 800 --device cuda --n 256
+    python bench/extract_overhead.py --extract-type decoder,attention   # attention maps, goal >= 0.9
 
 Weights are random (no download); images are scikit-image's bundled photos,
 repeated with distinct ids.
@@ -56,7 +57,10 @@ def main() -> int:
     ap.add_argument("--max-size", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--num-workers", type=int, default=1)
-    ap.add_argument("--extract-type", default="decoder")
+    ap.add_argument("--extract-type", default="decoder",
+                    help="extract type(s), comma-separated (decoder,attention stores attention maps)")
+    ap.add_argument("--encoder-attention-points", default=None, metavar="Y,X;Y,X",
+                    help="also store encoder self-attention of these relative points")
     ap.add_argument("--dtype", default="float16")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=4)
@@ -74,9 +78,13 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cfg = json.loads((REPO / "tests" / "data" / "detr" / "configs.json").read_text())[args.config]
     torch.manual_seed(0)
-    detr = DetrExtractor.from_config(cfg, device=args.device, extract_type=args.extract_type,
+    types = [t for t in args.extract_type.split(",") if t]
+    detr = DetrExtractor.from_config(cfg, device=args.device, extract_type=types,
                                      min_size=args.min_size, max_size=args.max_size,
-                                     storage_dtype=args.dtype)
+                                     storage_dtype=args.dtype,
+                                     encoder_attention_points=args.encoder_attention_points)
+    # attention maps are L*Q values per feature cell: the writer has more to copy and compress
+    goal = 0.9 if {"decoder_attention", "encoder_attention"} & set(detr.output_names) else 0.95
     ex = DetrPipelineExtractor(detr)
     work = Path(tempfile.mkdtemp(prefix="embstore-bench-"))
     try:
@@ -129,7 +137,7 @@ def main() -> int:
         print(f"pipeline only (without Store.create/close): median {statistics.median(run_t):.2f} s; "
               f"ratio = {ratio_run:.3f}")
         print(f"ratio (with writes / without, end to end) = {ratio:.3f}  "
-              f"(goal >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
+              f"(goal >= {goal}: {'met' if ratio >= goal else 'NOT met'})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

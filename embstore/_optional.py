@@ -29,6 +29,8 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "datasets": ("export", "datasets"),
     "plotly": ("explore", "plotly"),
     "plotly.graph_objects": ("explore", "plotly"),
+    "timm": ("models", "timm"),
+    "transformers": ("models", "transformers"),
 }
 
 

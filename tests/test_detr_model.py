@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 
 from embstore.errors import DeviceUnavailableError, UnknownVariableError, ValidationError  # noqa: E402
 from extractors.detr import DetrExtractor, EXTRACT_TYPES  # noqa: E402
-from extractors.detr.extractor import RAGGED_DIMS, VARIABLE_DIMS, resolve_variables  # noqa: E402
+from extractors.detr.extractor import ATTENTION_NAMES, RAGGED_DIMS, VARIABLE_DIMS, resolve_variables  # noqa: E402
 from extractors.detr.model import build_detr  # noqa: E402
 from extractors.detr.preprocess import (  # noqa: E402
     DetrTransform,
@@ -174,7 +174,8 @@ def test_backbone_only_skips_transformer():
 
 def test_extract_types_and_store_schema():
     assert EXTRACT_TYPES["decoder"] == ["query_embeddings", "decoder_output", "pred_logits", "pred_boxes"]
-    assert set(EXTRACT_TYPES["all"]) == set(VARIABLE_DIMS) | set(RAGGED_DIMS)
+    # attention maps are opt-in (large), never part of "all"
+    assert set(EXTRACT_TYPES["all"]) == (set(VARIABLE_DIMS) | set(RAGGED_DIMS)) - set(ATTENTION_NAMES)
     for kind, names in EXTRACT_TYPES.items():
         assert set(resolve_variables(kind)) == set(names)
     ext = _make_extractor("small", extract_type="encoder", storage_dtype="float16")

@@ -14,8 +14,13 @@ plots
     PCA / t-SNE projections and PNG scatter plots.
 sources
     Adapters over a Store, a Dataset or an old directory.
+similarity
+    Linear CKA between representations (:func:`cka`).
+layers
+    Layer-wise group metrics and CKA between layers.
 """
 
 from .analyzer import EmbeddingAnalyzer
+from .similarity import cka
 
-__all__ = ["EmbeddingAnalyzer"]
+__all__ = ["EmbeddingAnalyzer", "cka"]

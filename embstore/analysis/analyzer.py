@@ -1,48 +1,27 @@
-"""The public :class:`EmbeddingAnalyzer`: core + search + fairness methods.
+"""The public :class:`EmbeddingAnalyzer`: the core plus its method groups.
 
-The search and fairness mixins are written in their own packages; until a
-mixin module exists (or when it fails to import) an empty stand-in is used,
-so the analyzer always works with the core features.
+Each method group (search, fairness, discovery, layer-wise analysis,
+attention maps) is written in its own module as a mixin over
+:class:`~embstore.analysis.core.AnalyzerCore`; they are imported directly,
+so a broken module fails loudly at import instead of silently dropping
+methods.
 """
 
 from __future__ import annotations
 
-import logging
-
+from ..discovery.mixin import DiscoveryMixin
+from ..fairness.mixin import FairnessMixin
+from ..search.mixin import SearchMixin
+from .attention import AttentionMixin
 from .core import AnalyzerCore
+from .layers import LayersMixin
 
 __all__ = ["EmbeddingAnalyzer"]
 
-logger = logging.getLogger(__name__)
 
-try:
-    from ..search.mixin import SearchMixin
-except ImportError as _exc:  # pragma: no cover - depends on the build state
-    logger.debug("search mixin unavailable: %s", _exc)
-
-    class SearchMixin:  # type: ignore[no-redef]
-        """Stand-in until :mod:`embstore.search.mixin` is available."""
-
-
-try:
-    from ..fairness.mixin import FairnessMixin
-except ImportError as _exc:  # pragma: no cover - depends on the build state
-    logger.debug("fairness mixin unavailable: %s", _exc)
-
-    class FairnessMixin:  # type: ignore[no-redef]
-        """Stand-in until :mod:`embstore.fairness.mixin` is available."""
-
-
-try:
-    from ..discovery.mixin import DiscoveryMixin
-except ImportError as _exc:  # pragma: no cover - depends on the build state
-    logger.debug("discovery mixin unavailable: %s", _exc)
-
-    class DiscoveryMixin:  # type: ignore[no-redef]
-        """Stand-in until :mod:`embstore.discovery.mixin` is available."""
-
-
-class EmbeddingAnalyzer(DiscoveryMixin, SearchMixin, FairnessMixin, AnalyzerCore):
+class EmbeddingAnalyzer(
+    LayersMixin, AttentionMixin, DiscoveryMixin, SearchMixin, FairnessMixin, AnalyzerCore
+):
     """Analyse the embeddings of a store (or of an old per-image directory).
 
     Selection by coordinates, pooling over queries, labeled vectors and

@@ -34,6 +34,8 @@ SUBCOMMAND_MODULES = (
     "embstore.cli.fairness",
     "embstore.cli.integrity",
     "embstore.cli.discovery",
+    "embstore.cli.layers",
+    "embstore.cli.models",
 )
 
 

@@ -16,6 +16,7 @@ EXTRACTOR_CLI_MODULES = (
     "extractors.detr.cli",
     "extractors.face.cli",
     "extractors.siglip.cli",
+    "extractors.models.cli",
 )
 
 

@@ -49,8 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "--output_dir", "--output-dir", dest="out", required=True, metavar="STORE",
                    help="output store (.zarr directory, .h5 file or URL); an existing store is resumed")
     p.add_argument("--extract-type", "--extract_type", dest="extract_type", default="decoder",
-                   choices=["decoder", "all", "encoder", "backbone"],
-                   help="what to keep (default: decoder = query embeddings, decoder output, predictions)")
+                   type=_extract_type, metavar="TYPE[,TYPE]",
+                   help="what to keep: decoder, all, encoder, backbone, attention, or several joined "
+                   "by commas (default: decoder = query embeddings, decoder output, predictions; "
+                   "attention = decoder cross-attention maps, large, never part of all)")
+    p.add_argument("--encoder-attention-points", dest="encoder_attention_points", default=None,
+                   metavar="Y,X;Y,X",
+                   help="also store the encoder self-attention of these relative feature-grid "
+                   "positions (in [0, 1]), e.g. '0.5,0.5;0.25,0.75'")
     p.add_argument("--variables", nargs="+", metavar="NAME",
                    help="explicit variables instead of --extract-type (e.g. query_embeddings pred_boxes)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
@@ -92,6 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _extract_type(value: str) -> Any:
+    """``--extract-type`` value: one type, or several joined by commas (a list)."""
+    from .extractor import EXTRACT_TYPES
+
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in parts if v not in EXTRACT_TYPES]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(
+            f"unknown extract type(s) {bad or value!r}; choose from {sorted(EXTRACT_TYPES)}, "
+            "several joined by commas (decoder,attention)"
+        )
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _command_line(args: argparse.Namespace) -> str:
     from .run import format_command
 
@@ -100,6 +120,8 @@ def _command_line(args: argparse.Namespace) -> str:
         if key in ("func", "command", "model", "verbose", "no_aux_loss") or value in (None, False):
             continue
         flag = "--" + key.replace("_", "-")
+        if key == "extract_type" and isinstance(value, list):
+            value = ",".join(value)
         if value is True:
             argv.append(flag)
         elif isinstance(value, list):
@@ -140,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         extractor_factory=functools.partial(
             DetrExtractor.from_checkpoint, args.checkpoint, extract_type=list(args.variables or []) or args.extract_type,
             min_size=args.min_size, max_size=args.max_size, autocast=args.autocast, storage_dtype=args.dtype,
-            **overrides,
+            encoder_attention_points=args.encoder_attention_points, **overrides,
         ),
         dataset=lambda: open_dataset(args.images, args.annotations, skin=args.skin, light=args.light,
                                      limit=args.limit),
@@ -181,5 +203,6 @@ def _run_local(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
         progress=args.progress,
         flush_interval=args.commit_every,
         command_line=_command_line(args),
+        encoder_attention_points=args.encoder_attention_points,
         **overrides,
     )

@@ -16,6 +16,10 @@ pred_boxes           ``[B, Q, 4]``           ``(cx, cy, w, h)`` in ``[0, 1]``,
 encoder_output       list of ``[h*w, D]``    encoder memory on the image's
                                              unpadded feature cells, row-major
 backbone_features    list of ``[C, h, w]``   last ResNet stage, unpadded cells
+decoder_attention    list ``[L, Q, h, w]``   decoder cross-attention weights
+                                             averaged over heads (opt-in)
+encoder_attention    list ``[E, P, h, w]``   encoder self-attention of ``P``
+                                             chosen cells (opt-in)
 feature_hw           ``[B, 2]``              ``(h, w)`` of each feature grid
 input_hw             ``[B, 2]``              ``(H, W)`` of each resized image
 ==================== ======================= ===================================
@@ -28,7 +32,19 @@ old files hold the same variables):
   pred_boxes;
 * ``"encoder"``: encoder_output, pred_logits, pred_boxes;
 * ``"backbone"``: backbone_features, pred_logits, pred_boxes;
-* ``"all"``: all six.
+* ``"all"``: all six;
+* ``"attention"``: decoder_attention, pred_logits, pred_boxes (never part of
+  ``"all"``: ``L * Q`` maps per image are large; combine types in a list,
+  ``["decoder", "attention"]``). ``encoder_attention`` is added when the
+  extractor is given ``encoder_attention_points``.
+
+Attention maps are what ``nn.MultiheadAttention`` returns as its second
+output (``need_weights=True``, weights averaged over heads) in the official
+model, ``transformer.decoder.layers[i].multihead_attn`` (cross-attention of
+every query over the encoder memory) and ``transformer.encoder.layers[i].
+self_attn``, captured with forward hooks (the DETR hands-on notebook's
+method), cropped to each image's unpadded feature grid. Padded cells get
+weight 0, so each cropped map still sums to 1 over ``(h, w)``.
 
 An explicit list of names is accepted too; the model runs only as far as the
 requested names need (``["backbone_features"]`` never runs the transformer,
@@ -66,6 +82,7 @@ if TYPE_CHECKING:  # torch is imported only when a model is built or loaded
 
 __all__ = [
     "EXTRACT_TYPES",
+    "ATTENTION_NAMES",
     "VARIABLE_DIMS",
     "RAGGED_DIMS",
     "resolve_variables",
@@ -81,7 +98,11 @@ EXTRACT_TYPES: dict[str, list[str]] = {
     "decoder": ["query_embeddings", "decoder_output", "pred_logits", "pred_boxes"],
     "encoder": ["encoder_output", "pred_logits", "pred_boxes"],
     "backbone": ["backbone_features", "pred_logits", "pred_boxes"],
+    "attention": ["decoder_attention", "pred_logits", "pred_boxes"],
 }
+
+#: Opt-in variables, never part of ``"all"``.
+ATTENTION_NAMES = ("decoder_attention", "encoder_attention")
 
 #: Dense variables -> trailing dims (after the row dim) for ``Store.create``.
 VARIABLE_DIMS: dict[str, tuple[str, ...]] = {
@@ -95,9 +116,13 @@ VARIABLE_DIMS: dict[str, tuple[str, ...]] = {
 RAGGED_DIMS: dict[str, tuple[str, ...]] = {
     "encoder_output": ("token", "hidden"),
     "backbone_features": ("channel", "y", "x"),
+    # stored as h*w tokens of (layer, query) / (encoder_layer, point) values, row-major over (y, x)
+    "decoder_attention": ("token", "layer", "query"),
+    "encoder_attention": ("token", "encoder_layer", "point"),
 }
 
 _ALL_NAMES = tuple(EXTRACT_TYPES["all"])
+_KNOWN_NAMES = _ALL_NAMES + ATTENTION_NAMES
 _DECODER_NAMES = {"query_embeddings", "decoder_output", "pred_logits", "pred_boxes"}
 
 _AUTOCAST = {"fp16": "float16", "float16": "float16", "half": "float16",
@@ -153,13 +178,13 @@ def resolve_variables(spec: str | Iterable[str] | None) -> tuple[str, ...]:
         names = set()
         for item in spec:
             names.update(EXTRACT_TYPES.get(item, [item]))
-    bad = sorted(names - set(_ALL_NAMES))
+    bad = sorted(names - set(_KNOWN_NAMES))
     if bad or not names:
         raise UnknownVariableError(
             f"unknown DETR variable(s) {bad or list(names)}; use an extract type "
-            f"{sorted(EXTRACT_TYPES)} or a list of {list(_ALL_NAMES)}."
+            f"{sorted(EXTRACT_TYPES)} or a list of {list(_KNOWN_NAMES)}."
         )
-    return tuple(n for n in _ALL_NAMES if n in names)
+    return tuple(n for n in _KNOWN_NAMES if n in names)
 
 
 def _autocast_dtype(autocast: Optional[str]):
@@ -204,6 +229,10 @@ class DetrExtractor:
         (``float16`` halves the bytes; logits and boxes always stay float32).
     info : dict, optional
         Provenance (checkpoint path, SHA-256 ...) merged into :attr:`store_attrs`.
+    encoder_attention_points : str or sequence of (float, float), optional
+        Relative ``(y, x)`` feature-grid positions in ``[0, 1]`` (``"y,x;y,x"``
+        accepted) whose encoder self-attention is extracted as
+        ``encoder_attention`` (see :mod:`extractors.detr.attention`).
 
     Examples
     --------
@@ -219,8 +248,11 @@ class DetrExtractor:
     def __init__(self, model: DETR, device: Any = "cpu", *, extract_type: str | Sequence[str] = "all",
                  min_size: int = 800, max_size: Optional[int] = 1333,
                  autocast: Optional[str] = None, storage_dtype: str = "float16",
-                 info: Optional[Mapping[str, Any]] = None) -> None:
+                 info: Optional[Mapping[str, Any]] = None,
+                 encoder_attention_points: Any = None) -> None:
         import torch
+
+        from .attention import parse_points
 
         if not isinstance(model, torch.nn.Module):
             raise ValidationError(
@@ -233,6 +265,19 @@ class DetrExtractor:
         self._runner = data_parallel(self.model, self.devices)
         self.config: Optional[DetrConfig] = getattr(model, "config", None)
         self.output_names = resolve_variables(extract_type)
+        self.encoder_attention_points = parse_points(encoder_attention_points)
+        if self.encoder_attention_points and "encoder_attention" not in self.output_names:
+            self.output_names = resolve_variables(list(self.output_names) + ["encoder_attention"])
+        if "encoder_attention" in self.output_names and not self.encoder_attention_points:
+            raise ValidationError(
+                "encoder_attention needs encoder_attention_points, e.g. '0.5,0.5;0.25,0.75' "
+                "(relative y,x positions of the feature grid)."
+            )
+        if set(ATTENTION_NAMES) & set(self.output_names) and len(self.devices) > 1:
+            raise ValidationError(
+                f"attention maps are captured with hooks on one model; got devices "
+                f"{[str(d) for d in self.devices]}: pass one device (e.g. 'cuda:0')."
+            )
         self.transform = DetrTransform(min_size, max_size)
         _autocast_dtype(autocast)
         self.autocast = autocast
@@ -249,6 +294,7 @@ class DetrExtractor:
                         extract_type: str | Sequence[str] = "all", min_size: int = 800,
                         max_size: Optional[int] = 1333, autocast: Optional[str] = None,
                         storage_dtype: str = "float16", weights_only: bool = True,
+                        encoder_attention_points: Any = None,
                         **overrides: Any) -> "DetrExtractor":
         """Load an official-format DETR checkpoint (strict).
 
@@ -262,6 +308,8 @@ class DetrExtractor:
             See :class:`DetrExtractor`.
         weights_only : bool
             Safe unpickling (default); False only for trusted files.
+        encoder_attention_points : str or sequence of (float, float), optional
+            See :class:`DetrExtractor`.
         **overrides
             :class:`~extractors.detr.model.DetrConfig` fields that the state
             dict cannot tell (``nheads``, ``dilation``), winning over the
@@ -289,7 +337,8 @@ class DetrExtractor:
         load_state_dict_strict(model, state_dict, source=os.fspath(path_or_url))
         logger.info("loaded DETR %s from %s", config, path_or_url)
         return cls(model, device, extract_type=extract_type, min_size=min_size, max_size=max_size,
-                   autocast=autocast, storage_dtype=storage_dtype, info=info)
+                   autocast=autocast, storage_dtype=storage_dtype, info=info,
+                   encoder_attention_points=encoder_attention_points)
 
     @classmethod
     def from_config(cls, config: DetrConfig | Mapping[str, Any], device: Any = "cpu", *,
@@ -372,15 +421,19 @@ class DetrExtractor:
             "default_variable": "query_embeddings" if "query_embeddings" in self.output_names else None,
             "autocast": self.autocast,
         }
+        if self.encoder_attention_points:
+            attrs["encoder_attention_points"] = [list(p) for p in self.encoder_attention_points]
         attrs.update(self.info)
         return attrs
 
     @staticmethod
     def ragged_hw(outputs: Mapping[str, Any]) -> dict[str, list[tuple[int, int]]]:
-        """``{"encoder_output": [(h, w), ...]}`` for ``Store.append(ragged_hw=)``."""
-        if "encoder_output" not in outputs:
-            return {}
-        return {"encoder_output": [(int(h), int(w)) for h, w in np.asarray(outputs["feature_hw"])]}
+        """``{"encoder_output": [(h, w), ...]}`` for ``Store.append(ragged_hw=)``.
+
+        Also for the attention variables (stored as ``h * w`` tokens).
+        """
+        hw = [(int(h), int(w)) for h, w in np.asarray(outputs.get("feature_hw", np.zeros((0, 2))))]
+        return {n: hw for n in ("encoder_output",) + ATTENTION_NAMES if n in outputs}
 
     # ------------------------------------------------------------ compute
     def preprocess(self, images: Sequence[Any], min_size: Optional[int] = None,
@@ -406,9 +459,9 @@ class DetrExtractor:
     collate = staticmethod(pad_batch)
 
     def _stage(self, names: Sequence[str]) -> str:
-        if _DECODER_NAMES.intersection(names):
+        if _DECODER_NAMES.intersection(names) or "decoder_attention" in names:
             return "decoder"
-        return "encoder" if "encoder_output" in names else "backbone"
+        return "encoder" if {"encoder_output", "encoder_attention"} & set(names) else "backbone"
 
     def forward_batch(self, pixel_values: Any, pixel_mask: Any,
                       variables: str | Sequence[str] | None = None,
@@ -441,8 +494,15 @@ class DetrExtractor:
                else contextlib.nullcontext())
         pixel_values = pixel_values.to(self.device, non_blocking=True)
         pixel_mask = pixel_mask.to(self.device, non_blocking=True)
-        with torch.inference_mode(), ctx:
+        attention: Any = contextlib.nullcontext({})
+        if set(ATTENTION_NAMES) & set(names):
+            from .attention import attention_hooks
+
+            points = self.encoder_attention_points if "encoder_attention" in names else ()
+            attention = attention_hooks(self.model, "decoder_attention" in names, points)
+        with torch.inference_mode(), ctx, attention as maps:
             raw = self._runner(pixel_values, pixel_mask, stage=self._stage(names))
+        raw = dict(raw, **maps)
         fmask = raw["feature_mask"]
         out: dict[str, Any] = {"feature_mask": fmask}
         out["feature_hw"] = torch.stack([(~fmask[:, :, 0]).sum(1), (~fmask[:, 0, :]).sum(1)], dim=1)
@@ -467,8 +527,9 @@ class DetrExtractor:
         -------
         dict
             Dense outputs as arrays with a batch axis, ``encoder_output`` as a
-            list of ``[h*w, D]`` and ``backbone_features`` as a list of
-            ``[C, h, w]`` arrays (unpadded cells only), ``feature_hw`` and
+            list of ``[h*w, D]``, ``backbone_features`` as a list of
+            ``[C, h, w]`` and the attention maps as lists of ``[L, Q, h, w]``
+            / ``[E, P, h, w]`` arrays (unpadded cells only), ``feature_hw`` and
             ``input_hw`` as ``[B, 2]`` int64.
         """
         hw = outputs["feature_hw"].cpu().numpy().astype(np.int64)
@@ -483,6 +544,8 @@ class DetrExtractor:
                     for b, (h, w) in enumerate(hw)]
             elif name == "backbone_features":
                 result[name] = [np.ascontiguousarray(arr[b, :, :h, :w]) for b, (h, w) in enumerate(hw)]
+            elif name in ATTENTION_NAMES:
+                result[name] = [np.ascontiguousarray(arr[b, :, :, :h, :w]) for b, (h, w) in enumerate(hw)]
             else:
                 result[name] = arr
         result["feature_hw"] = hw

@@ -123,6 +123,14 @@ class DetrPipelineExtractor:
         out["_coords"] = {"input_height": in_hw[:, 0], "input_width": in_hw[:, 1]}
         if "encoder_output" in out:
             out["_ragged_hw"] = {"encoder_output": [(int(h), int(w)) for h, w in feature_hw]}
+        for name in ("decoder_attention", "encoder_attention"):
+            if name in out:
+                import numpy as np
+
+                # [L, Q, h, w] per image -> h*w tokens of (L, Q), the store's ragged layout
+                out[name] = [np.ascontiguousarray(a.reshape(a.shape[0], a.shape[1], -1).transpose(2, 0, 1))
+                             for a in out[name]]
+                out.setdefault("_ragged_hw", {})[name] = [(int(h), int(w)) for h, w in feature_hw]
         return out
 
 
@@ -168,6 +176,7 @@ def extract_detr(
     progress: bool | None = None,
     flush_interval: float | None = 60.0,
     command_line: str | None = None,
+    encoder_attention_points: Any = None,
     **overrides: Any,
 ) -> Any:
     """Extract DETR embeddings of a dataset into a store (resumable).
@@ -216,6 +225,9 @@ def extract_detr(
         Seconds between commits while writing.
     command_line : str, optional
         Recorded in the store attributes (the CLI passes its own).
+    encoder_attention_points : str or sequence of (float, float), optional
+        Relative ``(y, x)`` points whose encoder self-attention is stored as
+        ``encoder_attention`` (see :mod:`extractors.detr.attention`).
     **overrides
         Architecture fields the checkpoint cannot tell (``nheads``,
         ``dilation``).
@@ -244,7 +256,7 @@ def extract_detr(
     spec: Any = list(variables) if variables else extract_type
     detr = DetrExtractor.from_checkpoint(
         checkpoint, device=device, extract_type=spec, min_size=min_size, max_size=max_size,
-        autocast=autocast, storage_dtype=dtype,
+        autocast=autocast, storage_dtype=dtype, encoder_attention_points=encoder_attention_points,
         **{k: v for k, v in overrides.items() if v is not None},
     )
     ex = DetrPipelineExtractor(detr)

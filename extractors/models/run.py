@@ -1,0 +1,138 @@
+"""``extract_model``: one model's layers for a folder of images, into a store (resumable).
+
+The Python entry behind ``embstore extract model``::
+
+    from extractors.models.run import extract_model
+    summary = extract_model("torchvision:resnet50", "r50.pth", ["layer4", "avgpool"],
+                            images="photos/", out="r50.zarr")
+
+Re-running with the same ``out`` extracts only images the store lacks; a
+store written with another model, weights, layers or pooling is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from embstore.errors import ValidationError
+
+__all__ = ["extract_model"]
+
+logger = logging.getLogger(__name__)
+
+#: Attributes that must match for a run to resume into an existing store.
+RESUME_KEYS = ("model_spec", "weights_sha256", "layers", "pool")
+
+
+def _check_resume(store: Any, attrs: dict[str, Any], out: str) -> None:
+    old = store.attrs
+    for key in RESUME_KEYS:
+        if key in old and old[key] != attrs.get(key):
+            raise ValidationError(
+                f"{out} was written with {key}={old[key]!r}, this run has {attrs.get(key)!r}; "
+                "use another --out or --overwrite."
+            )
+
+
+def extract_model(
+    spec: str,
+    weights: str | os.PathLike | None,
+    layers: Sequence[str] | str,
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    pool: str | None = None,
+    annotations: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "auto",
+    dtype: str = "float16",
+    limit: int | None = None,
+    autocast: str | None = None,
+    overwrite: bool = False,
+    retry_skipped: bool = False,
+    progress: bool | None = None,
+    flush_interval: float | None = 60.0,
+    command_line: str | None = None,
+    **load_options: Any,
+) -> Any:
+    """Extract the ``layers`` of a model for every image into a store.
+
+    Parameters
+    ----------
+    spec : str
+        Model spec (see :mod:`extractors.models.sources`).
+    weights : str or os.PathLike or None
+        Local weights file (None: random weights, logged).
+    layers : sequence of str or str
+        Module names (comma-separated string accepted).
+    images : str or os.PathLike
+        Image folder (recursive) or a text file of paths.
+    out : str or os.PathLike
+        The store; an existing one is resumed.
+    pool : {None, "mean", "max", "cls"}, optional
+        Pooling of spatial / token outputs (see :mod:`extractors.models.extractor`).
+    annotations : str or os.PathLike, optional
+        FACET CSV or COCO JSON for row coordinates.
+    batch_size, num_workers, device, dtype, limit, autocast, overwrite, retry_skipped, progress, flush_interval
+        As in :func:`extractors.detr.run.extract_detr`.
+    command_line : str, optional
+        Recorded in the store attributes.
+    **load_options
+        ``num_classes``, ``transform_weights``.
+
+    Returns
+    -------
+    extractors.pipeline.ExtractionSummary
+    """
+    from embstore import Store
+
+    from ..datasets import open_dataset
+    from ..detr.run import _clean_table, _merge_persons, _store_exists
+    from ..pipeline import run_extraction
+    from .extractor import ModelExtractor
+
+    dataset = open_dataset(images, annotations, limit=limit)
+    ex = ModelExtractor(spec, layers, weights, pool=pool, device=device, dtype=dtype, autocast=autocast,
+                        **{k: v for k, v in load_options.items() if v is not None})
+    attrs = dict(ex.store_attrs)
+    attrs["dataset"] = {"kind": dataset.kind, "images": os.fspath(images),
+                        "annotations": os.fspath(annotations) if annotations else None, "limit": limit}
+    attrs["command_line"] = command_line or ""
+    out_s = os.fspath(out)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if _store_exists(out_s):
+        if overwrite:
+            store = Store.create(out_s, row_dim="image", id_name="image_id", variables=ex.variables,
+                                 ragged=ex.ragged, dtypes=ex.dtypes, overwrite=True, attrs=attrs)
+        else:
+            store = Store.open(out_s, mode="a")
+            try:
+                _check_resume(store, attrs, out_s)
+            except BaseException:
+                store.close()
+                raise
+    else:
+        store = Store.create(out_s, row_dim="image", id_name="image_id", variables=ex.variables,
+                             ragged=ex.ragged, dtypes=ex.dtypes, attrs=attrs)
+    with store:
+        if dataset.persons is not None:
+            store.write_table("persons", _merge_persons(store, _clean_table(dataset.persons)))
+        summary = None
+        try:
+            summary = run_extraction(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
+                                     retry_skipped=retry_skipped, progress=progress,
+                                     flush_interval=flush_interval)
+        finally:
+            runs = list(store.attrs.get("runs", []) or [])
+            runs.append({"command_line": command_line or "", "started": now,
+                         "summary": summary.to_dict() if summary is not None else "interrupted or failed"})
+            try:
+                store.update_attrs(runs=runs)
+            except Exception:  # noqa: BLE001 - never mask the run's own error
+                logger.exception("could not record the run in the store attributes")
+    return summary
