@@ -267,7 +267,7 @@ def _ordered_positions(
     index = pd.Index(columns[name])
     if not index.is_unique:
         return pos
-    wanted = [_label_values(w) for w in label]
+    wanted = list(dict.fromkeys(_label_values(w) for w in label))  # a repeated label selects once (OR)
     got = index.get_indexer(pd.Index(wanted, dtype=object) if index.dtype == object else wanted)
     return got[got >= 0].astype(np.intp)
 

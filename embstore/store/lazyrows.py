@@ -1,7 +1,16 @@
-"""Lazy dask arrays of stored rows with an eager fast path (:class:`RowArray`).
+"""Lazy arrays of stored rows: xarray views (:class:`StoreBackendArray`) and dask (:class:`RowArray`).
 
-A Store hands out its dense variables as dask-backed xarray objects, so data
-stays lazy and streams block by block. Most *eager* reads, however, are one
+A Store hands out its dense variables as xarray objects backed by
+:class:`StoreBackendArray`, an xarray lazily indexed backend array (as
+xarray's own backends use): selections compose without reading, and
+``.values`` reads exactly the selected rows with one call of the backend's
+point reader; stored float16 is decoded to float32 (:func:`decoded_dtype`).
+``.chunk()`` turns such a view into dask.
+
+:class:`RowArray` below is the earlier dask-array view with an eager short
+cut; it is kept for :meth:`Backend.lazy_rows
+<embstore.store.backends.base.Backend.lazy_rows>` (plain dask graphs whose
+tasks read rows with the point reader). Most *eager* reads, however, are one
 call: ``st.query_embeddings.values``, ``st.sel(skin=1).query_embeddings.values``
 or ``st.query_embeddings.sel(skin=1).values``. Computing those through the
 dask graph costs a scheduler round trip per block (threads, queues: several
