@@ -18,8 +18,7 @@ Booleans are stored as ``int8`` with the attribute ``dtype="bool"`` (the
 convention xarray decodes). An HDF5 file takes one writer process at a time
 (no region writers).
 
-Crash safety: the committed file is never written in place
------------------------------------------------------------
+**Crash safety: the committed file is never written in place.**
 HDF5 updates its metadata (B-trees, heaps, superblock) in place, so a process
 killed inside a write can leave a file that no longer opens, or a string
 coordinate whose heap is unreadable. The backend therefore never modifies
@@ -789,7 +788,7 @@ class HDF5Backend(Backend):
         if ds.dtype.kind == "O":
             vals = ds.asstr()[sel]
             return np.array(list(vals), dtype=str) if len(vals) else np.zeros(0, dtype="<U1")
-        out = ds[sel]
+        out = ds[sel] if isinstance(sel, slice) or not ds.chunks else _read_spans(ds, sel)
         if ds.attrs.get("dtype") in ("bool", b"bool"):
             out = out.astype(bool)
         return np.asarray(out)
@@ -887,6 +886,22 @@ class HDF5Backend(Backend):
     # -- locking -----------------------------------------------------------
     def make_lock(self, region: str) -> Any:
         return _SessionLock(self.path + ".lock", f"store {self.path!r}", self)
+
+
+def _read_spans(ds: Any, pos: np.ndarray) -> np.ndarray:
+    """Sorted rows of a dataset the direct reader cannot read (e.g. compressed).
+
+    One slice read per chunk holding selected rows, then a take: 3x faster
+    than h5py's point selection (``ds[list]``) at a 10% selection, and faster
+    than a full read plus a mask below ~50% (``bench/hdf5_read.py``).
+    """
+    cr = int(ds.chunks[0])
+    out = np.empty((len(pos),) + tuple(ds.shape[1:]), dtype=ds.dtype)
+    brk = np.flatnonzero(np.diff(pos // cr) != 0) + 1
+    for s, e in zip(np.concatenate(([0], brk)).tolist(), np.concatenate((brk, [len(pos)])).tolist()):
+        a, b = int(pos[s]), int(pos[e - 1]) + 1
+        out[s:e] = ds[a:b][pos[s:e] - a]
+    return out
 
 
 def _chain(first: Any, rest: Any) -> Any:
