@@ -67,7 +67,8 @@ session, the copy included) and renames it. Measured with
     128 MiB   0.94 s         0.35 s    0.65 s
     512 MiB   1.44 s         0.18 s    1.56 s
 
-Disk use during a session: up to twice the store plus the rows appended.
+A whole write (2,000 rows of 100 x 256 float16, batches of 64) took 1.22x
+the time of the former in-place writer. Disk use during a session: up to twice the store plus the rows appended.
 A full disk raises :class:`~embstore.errors.StoreError` saying so (free space
 is checked before each write, so HDF5 itself rarely meets the full disk); the
 committed file and the journal's committed entries stay intact and the
