@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -437,3 +438,28 @@ def test_injected_disk_full(tmp_path, where):
         _check_disk_full(path, None)
     finally:
         h5journal.set_fault_hook(None)
+
+
+def test_plain_xarray_and_store_readers_mix_in_one_process(tmp_path):
+    """Plain xarray beside embstore readers and a writer, in one process and from another."""
+    path = str(tmp_path / "m.h5")
+    _start_store(path)
+    r = Store.open(path)
+    assert plain_ids(path) == list(range(8))  # plain xarray while an embstore reader is open
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    with Store.open(path) as r2:
+        assert len(r2) == 8
+    st = Store.open(path, mode="a")
+    ids = [8, 9]
+    st.append(ids, {"emb": np.stack([row(i)[0] for i in ids]), "tokens": [row(i)[1] for i in ids]},
+              coords={"skin": [3, 4], "name": ["img8", "img9"]}, ragged_hw={"tokens": [(row(i)[2], 2) for i in ids]})
+    st.flush()
+    live = Store.open(path)  # in the writer's process: sees the commit; kept open past the writer's close
+    assert len(live) == 10
+    st.close()
+    code = f"import xarray as xr; print(xr.open_dataset({path!r}, engine='h5netcdf')['image_id'].size)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "10", res.stderr[-500:]  # no lock of the still-open reader blocks another process
+    assert ds["image_id"].size == 8  # the old file, still open, is intact
+    ds.close(), r.close(), live.close()
+    assert plain_ids(path) == list(range(10))

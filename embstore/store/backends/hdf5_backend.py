@@ -211,8 +211,15 @@ class HDF5Backend(Backend):
             if mode == "r":  # committed files are never written in place: no lock needed to read
                 import h5py
 
-                return _PlainH5(h5py.File(path, "r", locking=False))  # reads need no netCDF layer (11 ms/open)
-            return h5netcdf.File(path, mode)
+                try:  # reads need no netCDF layer (it costs 11 ms per open)
+                    return _PlainH5(h5py.File(path, "r"))  # HDF5's default locking, as xarray's readers
+                except OSError as exc:  # this process still has the file open from a writer's unlocked copy
+                    if "locking flag" not in str(exc):
+                        raise
+                    return _PlainH5(h5py.File(path, "r", locking=False))
+            # private working copies and temporary files: no HDF5 file lock (the append lock guards
+            # them), so the file renamed into place carries no lock of a reader still open in this process
+            return h5netcdf.File(path, mode, locking=False)
         except (BlockingIOError, OSError) as exc:
             msg = str(exc).lower()
             if "unable to lock file" in msg or isinstance(exc, BlockingIOError):
@@ -288,7 +295,7 @@ class HDF5Backend(Backend):
             import h5py
 
             try:  # HDF5 shares the file with the writer: its committed rows are visible
-                b = cls(path, _PlainH5(h5py.File(live._work, "r")), "r")
+                b = cls(path, _PlainH5(h5py.File(live._work, "r", locking=False)), "r")
                 b._shared = True
                 return b
             except OSError:  # pragma: no cover - fall back to the committed file
@@ -482,6 +489,7 @@ class HDF5Backend(Backend):
             try:
                 if self._broken is not None:  # the Store's own trim did not run
                     self._trim_to_last_record()
+                self.h5.flush()  # the whole file, even while a reader in this process keeps it open
                 self.nc.close()
                 if journal.n_ops:
                     fsync_path(work)
