@@ -215,6 +215,7 @@ def test_injected_kills_during_appends_and_close(tmp_path, ref):
         del snap
 
 
+@pytest.mark.slow
 def test_injected_kills_at_every_torn_journal_entry_kind(tmp_path, ref):
     """A kill between the two halves of a journal entry (a torn write), at many entries."""
     for k in (1, 3, 9, 20, 41):
@@ -256,6 +257,7 @@ def _random_child(path, progress, ready):
     os._exit(0)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_times(tmp_path, ref):
     """Kill at random times during appends, commits and close (each run resumes a closed store)."""
     warm = str(tmp_path / "warm.h5")
