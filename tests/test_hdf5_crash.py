@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -214,6 +215,7 @@ def test_injected_kills_during_appends_and_close(tmp_path, ref):
         del snap
 
 
+@pytest.mark.slow
 def test_injected_kills_at_every_torn_journal_entry_kind(tmp_path, ref):
     """A kill between the two halves of a journal entry (a torn write), at many entries."""
     for k in (1, 3, 9, 20, 41):
@@ -255,42 +257,36 @@ def _random_child(path, progress, ready):
     os._exit(0)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_times(tmp_path, ref):
-    """Kill at random times during appends and close; resume each time."""
-    path = str(tmp_path / "run.h5")
-    create(path)
+    """Kill at random times during appends, commits and close (each run resumes a closed store)."""
     warm = str(tmp_path / "warm.h5")
-    create(warm)
+    _start_store(warm)
     t0 = time.perf_counter()
     writer(warm)
-    per_batch = (time.perf_counter() - t0) / (N_IDS / BATCH)
+    duration = time.perf_counter() - t0
     rng = np.random.default_rng(3)
     kills = partial = 0
-    for _ in range(12):
-        progress, ready = CTX.Value("i", 0), CTX.Event()
-        before = len(plain_ids(path))
+    for i in range(12):
+        path = str(tmp_path / f"run{i}.h5")
+        _start_store(path)
+        progress, ready = CTX.Value("i", 8), CTX.Event()
         proc = CTX.Process(target=_random_child, args=(path, progress, ready))
         proc.start()
         assert ready.wait(30)
-        # after 0..1 committed batches, plus a random part of one more (append, commit or close)
-        target = len(plain_ids(path)) + BATCH * int(rng.integers(0, 2))
-        deadline = time.monotonic() + 30
-        while progress.value < target and proc.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.0005)
-        proc.join(float(rng.uniform(0.0, per_batch)))
+        proc.join(float(rng.uniform(0.0, duration)))
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.join()
-        snap = _check_after_kill(path, ref, progress.value, before)
-        partial += 0 < len(snap["ids"]) < N_IDS
-        if len(snap["ids"]) == N_IDS:
-            break
-    assert kills >= 3 and partial >= 2
-    writer(path)
-    final = snapshot(path)
-    assert final["ids"] == list(range(N_IDS))
-    assert_rows_match(final, ref)
+        snap = _check_after_kill(path, ref, progress.value, 8)
+        partial += 8 < len(snap["ids"]) < N_IDS
+        if i % 4 == 0:  # resuming gives the uninterrupted result
+            writer(path)
+            final = snapshot(path)
+            assert final["ids"] == list(range(N_IDS))
+            assert_rows_match(final, ref)
+    assert kills >= 6 and partial >= 2, (kills, partial)
 
 
 def _count_rows(path, out):
@@ -403,7 +399,7 @@ def small_tmpfs(tmp_path):
     try:
         yield str(mnt)
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)  # lazy: also when a failed test left a file open
 
 
 def test_disk_full_on_small_tmpfs(small_tmpfs):
@@ -437,3 +433,28 @@ def test_injected_disk_full(tmp_path, where):
         _check_disk_full(path, None)
     finally:
         h5journal.set_fault_hook(None)
+
+
+def test_plain_xarray_and_store_readers_mix_in_one_process(tmp_path):
+    """Plain xarray beside embstore readers and a writer, in one process and from another."""
+    path = str(tmp_path / "m.h5")
+    _start_store(path)
+    r = Store.open(path)
+    assert plain_ids(path) == list(range(8))  # plain xarray while an embstore reader is open
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    with Store.open(path) as r2:
+        assert len(r2) == 8
+    st = Store.open(path, mode="a")
+    ids = [8, 9]
+    st.append(ids, {"emb": np.stack([row(i)[0] for i in ids]), "tokens": [row(i)[1] for i in ids]},
+              coords={"skin": [3, 4], "name": ["img8", "img9"]}, ragged_hw={"tokens": [(row(i)[2], 2) for i in ids]})
+    st.flush()
+    live = Store.open(path)  # in the writer's process: sees the commit; kept open past the writer's close
+    assert len(live) == 10
+    st.close()
+    code = f"import xarray as xr; print(xr.open_dataset({path!r}, engine='h5netcdf')['image_id'].size)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "10", res.stderr[-500:]  # no lock of the still-open reader blocks another process
+    assert ds["image_id"].size == 8  # the old file, still open, is intact
+    ds.close(), r.close(), live.close()
+    assert plain_ids(path) == list(range(10))
