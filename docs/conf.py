@@ -8,7 +8,10 @@ sys.path.insert(0, os.path.abspath(".."))
 project = "embstore"
 author = "embstore developers"
 copyright = "2026, embstore developers"
-release = "0.1.0"
+import embstore  # noqa: E402
+
+release = embstore.__version__
+version = release
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -23,7 +23,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "distributed": ("dask", "distributed"),
     "dask.distributed": ("dask", "distributed"),
     "s3fs": ("s3", "s3fs"),
-    "umap": ("plot", "umap-learn"),
+    "umap": ("viz", "umap-learn"),
 }
 
 
