@@ -336,6 +336,7 @@ class SearchMixin:
         kind: str | None = None,
         device: str = "auto",
         block_rows: int = DEFAULT_BLOCK_ROWS,
+        exact: bool = False,
     ) -> pd.DataFrame:
         """k nearest neighbours of query vectors or of stored rows.
 
@@ -362,6 +363,9 @@ class SearchMixin:
             Device of a scan / new index.
         block_rows : int
             Vectors per streamed block.
+        exact : bool, default False
+            Ignore saved and cached indexes and scan every vector (exact
+            results); cannot be combined with ``kind``.
 
         Returns
         -------
@@ -369,22 +373,28 @@ class SearchMixin:
             ``query_<label>`` columns (or ``query_index``: the query position),
             ``rank``, ``neighbor`` (vector position), the neighbour's labels
             (id, ``query`` when unpooled, coordinates) and ``score``.
+            ``frame.attrs["index"]`` says what answered: ``"exact scan"`` or
+            the index (e.g. ``"hnsw index (HNSW32,Flat), approximate"``).
         """
         from .index import check_metric
         from .knn import knn_search
 
         metric = check_metric(metric)
         xq, qlabels, src, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        if exact and kind is not None:
+            raise ValidationError(f"exact=True scans without an index; drop kind={kind!r} (or exact).")
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
-            else self._find_index(variable, pool, layer, metric, None)
+            else None if exact else self._find_index(variable, pool, layer, metric, None)
         )
         if idx is not None:
             scores, nbrs = idx.search(xq, k)
         else:
             scores, nbrs = knn_search(src, xq, k, metric, block_rows=block_rows, device=device)
-        return search_frame(scores, nbrs, labels, qlabels)
+        frame = search_frame(scores, nbrs, labels, qlabels)
+        frame.attrs["index"] = _describe_index(idx)
+        return frame
 
     def range_search(
         self,
@@ -399,6 +409,7 @@ class SearchMixin:
         kind: str | None = None,
         device: str = "auto",
         block_rows: int = DEFAULT_BLOCK_ROWS,
+        exact: bool = False,
     ) -> pd.DataFrame:
         """Every neighbour within ``threshold`` of query vectors or stored rows.
 
@@ -410,31 +421,35 @@ class SearchMixin:
             Minimum cosine similarity / inner product, or maximum l2 distance.
         ids : scalar or list, optional
             Row ids whose vectors are the queries.
-        variable, pool, layer, metric, kind, device, block_rows
+        variable, pool, layer, metric, kind, device, block_rows, exact
             As in :meth:`search`.
 
         Returns
         -------
         pandas.DataFrame
             Same columns as :meth:`search`; ``rank`` orders each query's hits
-            best first.
+            best first; ``frame.attrs["index"]`` as in :meth:`search`.
         """
         from .index import check_metric, higher_is_closer
         from .knn import range_search_blocks
 
         metric = check_metric(metric)
         xq, qlabels, src, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        if exact and kind is not None:
+            raise ValidationError(f"exact=True scans without an index; drop kind={kind!r} (or exact).")
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
-            else self._find_index(variable, pool, layer, metric, None)
+            else None if exact else self._find_index(variable, pool, layer, metric, None)
         )
         if idx is not None:
             lims, scores, nbrs = idx.range_search(xq, threshold)
         else:
             lims, scores, nbrs = range_search_blocks(src, xq, threshold, metric, block_rows=block_rows)
-        return search_frame(scores, nbrs, labels, qlabels, lims=lims,
-                            higher_is_better=higher_is_closer(metric))
+        frame = search_frame(scores, nbrs, labels, qlabels, lims=lims,
+                             higher_is_better=higher_is_closer(metric))
+        frame.attrs["index"] = _describe_index(idx)
+        return frame
 
     # ------------------------------------------------------ groups
     def _groups(
@@ -789,6 +804,7 @@ class SearchMixin:
         n_groups: int = 50,
         per_group: int = 10,
         size: int = 112,
+        image_root: str | os.PathLike | None = None,
     ) -> list:
         """Preview grids of the largest groups (needs an image-path coordinate).
 
@@ -803,6 +819,10 @@ class SearchMixin:
             Coordinate holding image paths.
         n_groups, per_group, size
             See :func:`embstore.search.export.save_group_previews`.
+        image_root : path, optional
+            Folder that relative image paths are relative to (default: the
+            current directory). Missing images become grey tiles and are
+            counted in a warning.
 
         Returns
         -------
@@ -817,4 +837,19 @@ class SearchMixin:
                     f"{len(res)} group labels for {len(labels_df)} rows; pass the ClusterResult instead."
                 )
         paths = self._paths(labels_df, path_coord, required=True)
+        if image_root is not None:
+            paths = [p if os.path.isabs(p) else os.path.join(os.fspath(image_root), p) for p in map(str, paths)]
+        n_missing = sum(not os.path.exists(p) for p in map(str, paths))
+        if n_missing:
+            logger.warning("%d of %d image paths do not exist (e.g. %s); their previews are grey - "
+                           "give the folder they are relative to (image_root=, --image-root)",
+                           n_missing, len(paths), next(p for p in map(str, paths) if not os.path.exists(p)))
         return _save_previews(res, paths, out_dir, n_groups=n_groups, per_group=per_group, size=size)
+
+
+def _describe_index(idx: Any) -> str:
+    """What answered a search: ``"exact scan"`` or the index kind and factory."""
+    if idx is None:
+        return "exact scan"
+    how = "exact" if idx.exact else "approximate"
+    return f"{idx.kind} index ({idx.factory}, {idx.ntotal} vectors), {how}"
