@@ -75,6 +75,7 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "show_memory": False,
     "min_reported_time": 1e9,
+    "write_computation_times": False,
 }
 
 # ------------------------------------------------------------------ HTML theme
@@ -84,14 +85,16 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"embstore {release}"
 html_static_path = ["_static"]
 html_css_files = ["embstore.css"]
+html_js_files = ["cutoff-check.js"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,
     "navigation_with_keys": False,
-    "header_links_before_dropdown": 6,
+    "header_links_before_dropdown": 4,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"index": [], "cli_reference": ["sidebar-nav-bs"]}
+# the section navigation only where it helps (the API pages); elsewhere the text gets the width
+html_sidebars = {"*": [], "api": ["sidebar-nav-bs"], "generated/*": ["sidebar-nav-bs"]}
 html_show_sourcelink = False
