@@ -4,7 +4,9 @@ sphinx-gallery needs a reST title in each script's first docstring and a
 ``README.txt`` in the folder. The scripts in ``examples/`` are plain programs
 (``python examples/x.py``), so they are copied into ``docs/_gallery_src``,
 and a script whose docstring starts with a one-line summary gets that line as
-its title. Examples added later appear in the gallery without changes here.
+its title. sphinx-gallery runs scripts inside the Sphinx process, where a
+final ``raise SystemExit(main())`` / ``sys.exit(main())`` would end the whole
+build: in the staged copy it becomes a plain ``main()`` call. Examples added later appear in the gallery without changes here.
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ def titled(source: str, name: str) -> str:
     return source[: m.start(2)] + doc + source[m.end():]
 
 
+def no_exit(source: str) -> str:
+    r"""Replace indented ``raise SystemExit(x)`` / ``sys.exit(x)`` lines by ``x``.
+
+    Parameters
+    ----------
+    source : str
+        The script.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> no_exit("if __name__ == '__main__':\n    raise SystemExit(main())\n")
+    "if __name__ == '__main__':\n    main()\n"
+    """
+    return re.sub(r"(?m)^(\s+)(?:raise SystemExit|sys\.exit)\((.*)\)[ \t]*$", r"\1\2", source)
+
+
 def stage_examples(src: str | Path, dst: str | Path) -> list[Path]:
     """Copy the example scripts into ``dst`` with titles and a README.
 
@@ -76,6 +98,6 @@ def stage_examples(src: str | Path, dst: str | Path) -> list[Path]:
     out = []
     for script in sorted(src.glob("*.py")):
         target = dst / script.name
-        target.write_text(titled(script.read_text(), script.stem))
+        target.write_text(no_exit(titled(script.read_text(), script.stem)))
         out.append(target)
     return out

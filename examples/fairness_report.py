@@ -41,7 +41,7 @@ def build_report(out: Path, n_images: int = 200, n_boot: int = 200, seed: int = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Fairness report of a synthetic FACET-like store.")
     parser.add_argument("--out", default=None,
                         help="output folder (default: $EMBSTORE_EXAMPLE_OUT or ./embstore-fairness)")
     parser.add_argument("--n-images", type=int, default=200)
