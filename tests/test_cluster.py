@@ -228,7 +228,8 @@ def test_cli_cluster_pipeline(tmp_path, capsys):
     st_.flush()
     st_.close()
     rc = main(["cluster", str(tmp_path / "f.zarr"), "--variable", "embedding", "--remove-duplicates",
-               "--duplicate-thresh", "0.999", "--out", str(tmp_path / "out"), "--no-progress"])
+               "--duplicate-thresh", "0.999", "--out", str(tmp_path / "out"), "--no-progress",
+               "--write-labels", "--prefix", "fr_train"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "removed 10 of 200 rows" in text and "6 clusters over 190 rows" in text

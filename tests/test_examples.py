@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -19,3 +20,10 @@ def test_example_runs(script, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert result.stdout.strip(), f"{script.name} printed nothing"
+    # a report whose path an example prints is still there to open
+    for printed in re.findall(r"(\S+\.html)\b", result.stdout):
+        assert (tmp_path / printed).is_file(), f"{script.name} printed {printed} but it is gone"
+    if script.name == "demo.py":
+        assert "What was built" in result.stdout and "Next, try:" in result.stdout
+        assert result.stdout.count("\n  embstore ") == 3  # three next commands
+        assert re.search(r"recall \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", result.stdout)  # numbers with CIs

@@ -122,7 +122,7 @@ def scatter_projection(
     groups: np.ndarray | None = None,
     group_name: str | None = None,
     figsize: tuple[float, float] = (10, 8),
-    dpi: int = 300,
+    dpi: int = 150,
 ) -> Path:
     """Scatter plot of 2-D or 3-D points saved to a PNG.
 
@@ -138,13 +138,14 @@ def scatter_projection(
         One label per axis.
     groups : numpy.ndarray, optional
         One label per point; each group gets its own colour and a legend
-        entry (at most 20 groups are listed).
+        entry with its ``n=`` (at most 20 groups are listed).
     group_name : str, optional
         Legend title.
     figsize : tuple of float, default (10, 8)
         Figure size in inches.
-    dpi : int, default 300
-        Resolution.
+    dpi : int, default 150
+        Resolution of a PNG (the format follows the suffix: ``.png``,
+        ``.svg`` or ``.pdf``).
 
     Returns
     -------
@@ -176,7 +177,7 @@ def scatter_projection(
         uniq = list(dict.fromkeys(np.asarray(groups).tolist()))
         for g in uniq:
             m = np.asarray(groups) == g
-            ax.scatter(*[c[m] for c in cols], alpha=0.6, s=10, label=str(g))
+            ax.scatter(*[c[m] for c in cols], alpha=0.6, s=10, label=f"{g} (n={int(m.sum())})")
         if len(uniq) <= 20:
             ax.legend(title=group_name, markerscale=2, fontsize="small")
     labels = axis_labels or []

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import EmbstoreError
+from ._runtime import cli_message, command_options, configure_logging, silence_stdout
 
 __all__ = ["main", "build_parser"]
 
@@ -52,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract, store and analyse embeddings of image datasets.",
     )
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+        "-v", "--verbose", action="count", default=0, help="more logging, Dask's included (-vv for debug)"
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
         try:
@@ -77,19 +79,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit code: 0 on success, 2 for a usage or input error.
+        The exit code: 0 on success, 2 for a usage or input error (one line
+        on stderr naming the bad value and the flag that fixes it), 141 when
+        the reader of stdout went away (``embstore select ... | head``).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        silence_stdout()
+        return 141  # 128 + SIGPIPE, like a command killed by the closed pipe
     except EmbstoreError as exc:
-        print(f"embstore: error: {exc}", file=sys.stderr)
+        message = cli_message(str(exc), command_options(parser, args))
+        print(f"embstore: error: {type(exc).__name__}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("embstore: interrupted; committed rows are kept, re-run to resume.", file=sys.stderr)

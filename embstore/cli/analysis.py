@@ -8,7 +8,7 @@ Examples
     $ embstore dedup faces.zarr --variable embedding --threshold 0.9 --out dedup/
     $ embstore cluster faces.zarr --variable embedding --remove-duplicates \\
           --duplicate-thresh 0.9 --cluster-thresh 0.7 --topK 100 --batch 200000 \\
-          --out labels/ --save-groups 50
+          --out labels/ --save-groups 50 --image-root /data/faces
 
 faiss is imported only when a command runs.
 """
@@ -35,8 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
     p.add_argument(
         "--kind", default=None,
-        help="index kind: flat, ivf, hnsw or a faiss factory string "
-        "(default: exact block-wise search without an index)",
+        help="index kind: flat, ivf, hnsw or a faiss factory string, built if missing "
+        "(default: an index saved with the store if there is one, else an exact block-wise scan)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--sel", nargs="*", default=[], metavar="KEY=VALUE", help="analyse only matching rows")
@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--weights", default=None, help="model weights for --text/--image if moved since extraction")
     s.add_argument("-k", type=int, default=10, help="neighbours per query (default: %(default)s)")
     s.add_argument("--threshold", type=float, default=None, help="range search: all neighbours within it")
+    s.add_argument("--exact", action="store_true",
+                   help="exact scan of every vector, ignoring any saved index (not with --kind)")
     s.add_argument("--save-index", action="store_true", help="build the --kind index and save it with the store")
     s.add_argument("--out", default=None, help="write the results to this CSV file")
     s.set_defaults(func=_search)
@@ -84,9 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     c = subparsers.add_parser(
         "cluster", help="threshold clustering (union-find over the k-NN graph), labels and previews",
-        description="Cluster rows (union-find over neighbours above the threshold), write the "
-        "cluster ids into the store as a coordinate, and optionally export "
-        "fr_train_*_classes.npy / _data_list.npy and preview grids (the face pipeline).",
+        description="Cluster rows (union-find over neighbours above the threshold) and print the "
+        "cluster sizes. With --out, export <prefix>_*_classes.npy / _data_list.npy label files "
+        "(prefix fr_train for face stores, as the face training pipeline expects) and preview grids; "
+        "with --write-labels, also store the cluster ids as a coordinate.",
     )
     _common(c)
     c.add_argument("--cluster-thresh", "--threshold", dest="threshold", type=float, default=0.70,
@@ -95,12 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--batch", type=int, default=None, help="query rows per search batch")
     c.add_argument("--remove-duplicates", action="store_true", help="drop near-duplicates before clustering")
     c.add_argument("--duplicate-thresh", type=float, default=0.90, help="default: %(default)s")
-    c.add_argument("--coord", default="cluster", help="coordinate to write (default: %(default)s)")
-    c.add_argument("--no-write", action="store_true", help="do not write the coordinate into the store")
+    c.add_argument("--write-labels", action="store_true",
+                   help="write the cluster ids into the store as coordinate --coord (default: the store "
+                   "is not changed)")
+    c.add_argument("--coord", default="cluster", help="coordinate --write-labels writes (default: %(default)s)")
+    c.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
     c.add_argument("--out", default=None, help="folder for label files, previews and clustering_result.txt")
     c.add_argument("--min-size", type=int, default=1, help="drop smaller clusters from the label files")
     c.add_argument("--save-groups", type=int, default=0, help="preview the N largest clusters")
     c.add_argument("--path-coord", default=None, help="coordinate holding image paths (for previews)")
+    c.add_argument("--image-root", default=None, metavar="DIR",
+                   help="folder that relative image paths are relative to (for previews)")
+    c.add_argument("--prefix", default=None,
+                   help="file name prefix of the label files (default: fr_train for face stores, "
+                   "else <model>_clusters)")
     c.set_defaults(func=_cluster)
 
 
@@ -124,19 +135,47 @@ def _open(args: argparse.Namespace, mode: str) -> tuple[Any, Any]:
 def _ids(values: list[str], store: Any) -> list[Any]:
     import numpy as np
 
+    from ..errors import ValidationError
+
     kind = np.asarray(store.ids).dtype.kind
     if kind in "iu":
+        bad = [v for v in values if not v.lstrip("+-").isdigit()]
+        if bad:
+            raise ValidationError(
+                f"--ids {' '.join(bad)}: this store's ids ({store.id_name}) are integers, "
+                f"e.g. --ids {' '.join(str(i) for i in np.asarray(store.ids)[:2])}"
+            )
         return [int(v) for v in values]
     return list(values)
+
+
+def _model_name(store: Any) -> str:
+    attrs = store.attrs
+    return str(attrs.get("model_name") or attrs.get("model") or "embeddings")
+
+
+def _label_prefix(args: argparse.Namespace, store: Any) -> str:
+    if args.prefix:
+        return str(args.prefix)
+    model = _model_name(store)
+    if model.startswith("iresnet"):
+        return "fr_train"  # the names the face training pipeline reads
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "_", model.split(":")[-1]).strip("_").lower() + "_clusters"
 
 
 def _search(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..errors import ValidationError
+
+    if args.exact and (args.kind or args.save_index):
+        raise ValidationError("--exact scans without an index; drop --kind/--save-index (or --exact)")
     store, an = _open(args, "a" if args.save_index else "r")
     try:
         kw = dict(variable=args.variable, pool=_pool(args), layer=args.layer, metric=args.metric,
-                  device=args.device)
+                  device=args.device, exact=args.exact)
         if args.save_index and args.kind:
             an.build_index(args.variable, _pool(args), args.kind, args.metric, args.device,
                            layer=args.layer, progress=None if not args.no_progress else False)
@@ -152,6 +191,7 @@ def _search(args: argparse.Namespace) -> int:
             df = an.search(queries, args.k, ids=ids, kind=args.kind, **kw)
     finally:
         store.close()
+    print(f"searched {args.variable} with: {df.attrs.get('index', 'exact scan')}", file=sys.stderr)
     if args.out:
         df.to_csv(args.out, index=False)
         print(f"wrote {len(df)} results to {args.out}")
@@ -192,35 +232,39 @@ def _dedup(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    write = not args.no_write
+    write = bool(args.write_labels) and not args.no_write
     store, an = _open(args, "a" if write else "r")
-    lines: list[str] = []
+    lines: list[str] = [f"{args.store}: {_model_name(store)} {args.variable}, {len(an)} rows"]
     try:
         progress = False if args.no_progress else None
         common = dict(variable=args.variable, pool=_pool(args), layer=args.layer, metric=args.metric,
                       kind=args.kind, batch=args.batch, device=args.device, progress=progress)
         if args.remove_duplicates:
             dd = an.remove_duplicates(args.duplicate_thresh, args.k, **common)
-            lines.append(f"STEP 1 duplicates (>= {args.duplicate_thresh}): removed {dd.n_removed} "
+            lines.append(f"duplicates (>= {args.duplicate_thresh}): removed {dd.n_removed} "
                          f"of {len(an)} rows, {len(dd.kept_ids)} kept")
             an = dd.analyzer
         res = an.cluster(args.threshold, args.k, coord=args.coord if write else None, **common)
         st = res.stats
         lines.append(
-            f"STEP 2 clusters (>= {args.threshold}, topK {args.k}): {st['n_groups']} clusters over "
+            f"clusters (>= {args.threshold}, topK {args.k}): {st['n_groups']} clusters over "
             f"{st['n_vectors']} rows, {st['n_singletons']} singletons, largest {st['largest']}"
         )
         lines.append("size histogram (size: clusters): " + json.dumps(st["size_histogram"]))
         if res.coord:
             lines.append(f"cluster ids written to coordinate {res.coord!r}")
+        else:
+            lines.append("store unchanged (--write-labels stores the cluster ids as a coordinate)")
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            exp = an.export_training_labels(out, res, path_coord=args.path_coord, min_size=args.min_size)
-            lines.append(f"STEP 3 labels: {exp['classes'].name} / {exp['data_list'].name} "
+            exp = an.export_training_labels(out, res, path_coord=args.path_coord, min_size=args.min_size,
+                                            prefix=_label_prefix(args, store))
+            lines.append(f"labels: {exp['classes'].name} / {exp['data_list'].name} "
                          f"({exp['n_classes']} classes, {exp['n_data']} items)")
             if args.save_groups:
-                written = an.save_group_previews(out, res, path_coord=args.path_coord, n_groups=args.save_groups)
+                written = an.save_group_previews(out, res, path_coord=args.path_coord, n_groups=args.save_groups,
+                                                 image_root=args.image_root)
                 lines.append(f"previews of {len(written)} groups in {out}")
             (out / "clustering_result.txt").write_text("\n".join(lines) + "\n")
     finally:

@@ -1,7 +1,7 @@
 """``embstore fairness STORE --by skin [--by lighting] --out DIR``.
 
 Writes the fairness report of :func:`embstore.fairness.report.write_fairness_report`:
-CSV tables, PNG figures and ``report.md`` / ``report.html``.
+CSV tables, figures (150 dpi PNG, or ``--format svg|pdf``) and ``report.md`` / ``report.html``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-root", default=None, help="folder that file_name coordinates are relative to")
     p.add_argument("--no-gallery", action="store_true", help="skip the image gallery")
     p.add_argument("--no-html", action="store_true", help="write report.md only")
+    p.add_argument("--format", dest="fmt", choices=("png", "svg", "pdf"), default="png",
+                   help="file format of the figures (default: %(default)s)")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG figures (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         gallery=not args.no_gallery,
         image_root=args.image_root,
         html=not args.no_html,
+        fmt=args.fmt,
+        dpi=args.dpi,
     )
     print(f"wrote {len(rep.files)} files to {rep.out_dir}")
     print(f"report: {rep.html or rep.markdown}")

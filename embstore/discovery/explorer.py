@@ -222,7 +222,7 @@ def write_explorer(
     variable, pool
         Which vectors.
     method : {"pca", "umap"}
-        Projection (UMAP needs ``umap-learn``: ``pip install "embstore[explore]"``).
+        Projection (UMAP needs ``umap-learn``: ``pip install "embstore[viz]"``).
     image_root, path_coord
         Where the images are (see :func:`embstore.discovery.gallery_views.resolve_paths`).
     max_points : int

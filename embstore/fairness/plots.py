@@ -1,5 +1,13 @@
-"""Fairness plots saved as PNG: group bars with intervals, distance heatmaps,
-2-D projections coloured by group, and image galleries per group.
+"""Fairness plots: group bars with intervals, distance heatmaps, 2-D
+projections coloured by group, and image galleries per group.
+
+Figures are saved as 150 dpi PNG by default; a path ending in ``.svg`` or
+``.pdf`` gives that format. They stay readable at real sizes: bars of an
+intersection with many groups (10 skin tones x 4 lightings) become small
+multiples, one panel per value of the first coordinate, all panels of a
+figure on one x-scale; heatmaps grow their cells with the number of groups
+(up to :data:`MAX_FIGURE_INCHES`) and rotate their labels; projections label
+their axes (PCA: the explained variance) and every legend entry says ``n=``.
 
 matplotlib (and scikit-learn / umap for projections) are imported when a
 function runs, never at ``import embstore``. Figures are drawn on a
@@ -33,6 +41,9 @@ from ..errors import ValidationError
 from .disparity import group_label
 
 __all__ = [
+    "DEFAULT_DPI",
+    "FORMATS",
+    "MAX_FIGURE_INCHES",
     "plot_group_bars",
     "plot_distance_heatmap",
     "project_2d",
@@ -42,22 +53,121 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Resolution of PNG figures.
+DEFAULT_DPI = 150
+#: File formats a figure can be saved in (from the path's suffix).
+FORMATS = ("png", "svg", "pdf")
+#: No side of a figure grows beyond this many inches (2400 px at 150 dpi).
+MAX_FIGURE_INCHES = 16.0
+#: Bars per panel before an intersection is split into small multiples.
+MAX_BARS_PER_PANEL = 12
 
-def _figure(width: float, height: float) -> Any:
+
+def _figure(width: float, height: float, dpi: int = DEFAULT_DPI) -> Any:
     attempt_import("matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=80, layout="tight")
+    width = min(max(width, 3.0), MAX_FIGURE_INCHES)
+    height = min(max(height, 2.0), MAX_FIGURE_INCHES)
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
 def _save(fig: Any, path: str | os.PathLike) -> str:
     path = os.fspath(path)
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    if fmt not in FORMATS:
+        raise ValidationError(f"cannot save a figure as {fmt!r} ({path}); use a .png, .svg or .pdf path.")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    fig.savefig(path, format=fmt, dpi=fig.dpi)
     return path
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _panels(table: pd.DataFrame, by: Sequence[str], groupings: Sequence[str] | None) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """(title, rows, coordinates named in the bar labels) of every panel."""
+    if "grouping" not in table.columns:
+        return [("+".join(by), table, list(by))]
+    names = list(groupings) if groupings is not None else list(dict.fromkeys(table["grouping"]))
+    panels: list[tuple[str, pd.DataFrame, list[str]]] = []
+    for g in names:
+        sub = table[table["grouping"] == g]
+        coords = [c for c in str(g).split("*") if c in sub.columns] or list(by)
+        if len(sub) <= MAX_BARS_PER_PANEL or len(coords) < 2:
+            for start in range(0, max(len(sub), 1), MAX_BARS_PER_PANEL * 2):
+                part = sub.iloc[start:start + MAX_BARS_PER_PANEL * 2]
+                suffix = f" ({start + 1}-{start + len(part)} of {len(sub)})" if len(sub) > 2 * MAX_BARS_PER_PANEL else ""
+                panels.append((f"{g}{suffix}", part, coords))
+            continue
+        # small multiples: one panel per value of the first coordinate
+        first, rest = coords[0], coords[1:]
+        for value, part in sub.groupby(first, sort=False):
+            panels.append((f"{g}: {first}={_short(value)}", part, rest))
+    return panels
+
+
+def _group_bars_figure(table: pd.DataFrame, figure: str, by: Sequence[str], groupings: Sequence[str] | None,
+                       title: str | None, reference: float | None, dpi: int) -> Any:
+    panels = _panels(table, by, groupings)
+    lo_c, hi_c = f"{figure}_lo", f"{figure}_hi"
+    # one x-scale for every panel: values and interval ends, and 0 for bars
+    ends = [pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
+            for c in (figure, lo_c, hi_c) if c in table.columns]
+    finite = np.concatenate(ends)[np.isfinite(np.concatenate(ends))] if ends else np.zeros(0)
+    xmin = min(0.0, float(finite.min())) if finite.size else 0.0
+    xmax = max(0.0, float(finite.max())) if finite.size else 1.0
+    if reference is not None:
+        xmin, xmax = min(xmin, reference), max(xmax, reference)
+    pad = 0.05 * (xmax - xmin or 1.0)
+    ncols = 1 if len(panels) <= 3 else (2 if len(panels) <= 8 else 3)
+    rows = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
+    heights = [max(max(len(p[1]), 1) for p in row) for row in rows]
+    fig = _figure(1.5 + 3.6 * ncols if ncols > 1 else 7.0,
+                  1.0 + sum(0.24 * h + 0.6 for h in heights), dpi=dpi)
+    axes = fig.subplots(len(rows), ncols, squeeze=False, sharex=True,
+                        gridspec_kw={"height_ratios": [h + 1.5 for h in heights]})
+    for r, row in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r, c]
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            gname, sub, coords = row[c]
+            labels = [f"{group_label(rw, coords)} (n={int(rw['count'])})" if "count" in sub.columns
+                      else group_label(rw, coords) for _, rw in sub.iterrows()]
+            y = (heights[r] - 1) - np.arange(len(sub))  # top-aligned in the row
+            v = pd.to_numeric(sub[figure], errors="coerce").to_numpy(dtype=float)
+            ok = np.isfinite(v)
+            ax.barh(y[ok], v[ok], color="#4c72b0", height=0.7)
+            if lo_c in sub.columns and hi_c in sub.columns:
+                lo = pd.to_numeric(sub[lo_c], errors="coerce").to_numpy(dtype=float)
+                hi = pd.to_numeric(sub[hi_c], errors="coerce").to_numpy(dtype=float)
+                ci = ok & np.isfinite(lo) & np.isfinite(hi)
+                ax.errorbar(v[ci], y[ci], xerr=[np.maximum(v[ci] - lo[ci], 0), np.maximum(hi[ci] - v[ci], 0)],
+                            fmt="none", ecolor="black", capsize=2, linewidth=0.8)
+            for yy in y[~ok]:
+                ax.text(xmin, yy, "  too few rows", va="center", fontsize=7, color="grey")
+            if reference is not None:
+                ax.axvline(reference, color="grey", linestyle="--", linewidth=1)
+            ax.set_yticks(y)
+            ax.set_yticklabels(labels, fontsize=7)
+            ax.set_ylim(-0.7, max(heights[r], 1) - 0.3)
+            ax.set_title(gname, fontsize=8, loc="left")
+            ax.tick_params(axis="x", labelsize=7, labelbottom=True)
+            ax.set_xlim(xmin - pad, xmax + pad)
+            ax.grid(axis="x", linewidth=0.4, alpha=0.5)
+    for c in range(ncols):
+        axes[-1, c].set_xlabel(figure, fontsize=8)
+    n_groups = len(table)
+    fig.suptitle(title or f"{figure} by group ({n_groups} groups; bars: value, whiskers: interval)", fontsize=10)
+    return fig
 
 
 def plot_group_bars(
@@ -68,12 +178,15 @@ def plot_group_bars(
     groupings: Sequence[str] | None = None,
     title: str | None = None,
     reference: float | None = None,
+    dpi: int = DEFAULT_DPI,
 ) -> str:
     """Horizontal bars of one figure per group, with bootstrap intervals.
 
-    One panel per grouping (``skin``, ``lighting``, ``skin*lighting``...).
+    One panel per grouping (``skin``, ``lighting``, ``skin*lighting``...);
+    an intersection with more than 12 groups becomes small multiples, one
+    panel per value of its first coordinate. Every panel shares one x-scale.
     Groups without a value (below ``min_count``) are listed with their count
-    and no bar.
+    and no bar; each bar label says ``n=``.
 
     Parameters
     ----------
@@ -82,7 +195,7 @@ def plot_group_bars(
     figure : str
         Column to draw; ``<figure>_lo``/``_hi`` are used when present.
     path : str or os.PathLike
-        Output PNG.
+        Output file (``.png``, ``.svg`` or ``.pdf``).
     by : sequence of str
         The grouping coordinates (for the labels).
     groupings : sequence of str, optional
@@ -91,6 +204,8 @@ def plot_group_bars(
         Figure title (default: the figure name).
     reference : float, optional
         Draw a dashed vertical line here (e.g. 1 for a ratio).
+    dpi : int, optional
+        Resolution of a PNG.
 
     Returns
     -------
@@ -106,52 +221,32 @@ def plot_group_bars(
         raise ValidationError(
             f"figure {figure!r} is not a column of the table; choose among {list(table.columns)!r}."
         )
-    if "grouping" in table.columns:
-        names = list(groupings) if groupings is not None else list(dict.fromkeys(table["grouping"]))
-        parts = [(g, table[table["grouping"] == g]) for g in names]
-    else:
-        parts = [("+".join(by), table)]
-    heights = [max(len(p), 1) for _, p in parts]
-    fig = _figure(6.5, 0.9 + 0.28 * sum(heights) + 0.5 * len(parts))
-    axes = fig.subplots(len(parts), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
-    for ax, (gname, sub) in zip(axes, parts):
-        labels = [f"{group_label(r, by)} (n={int(r['count'])})" if "count" in sub.columns else group_label(r, by)
-                  for _, r in sub.iterrows()]
-        y = np.arange(len(sub))[::-1]
-        v = pd.to_numeric(sub[figure], errors="coerce").to_numpy(dtype=float)
-        ok = np.isfinite(v)
-        ax.barh(y[ok], v[ok], color="#4c72b0", height=0.7)
-        lo_c, hi_c = f"{figure}_lo", f"{figure}_hi"
-        if lo_c in sub.columns and hi_c in sub.columns:
-            lo = pd.to_numeric(sub[lo_c], errors="coerce").to_numpy(dtype=float)
-            hi = pd.to_numeric(sub[hi_c], errors="coerce").to_numpy(dtype=float)
-            ci = ok & np.isfinite(lo) & np.isfinite(hi)
-            ax.errorbar(
-                v[ci], y[ci], xerr=[v[ci] - lo[ci], hi[ci] - v[ci]], fmt="none", ecolor="black", capsize=3
-            )
-        for yy in y[~ok]:
-            ax.text(0, yy, "  too few rows", va="center", fontsize=8, color="grey")
-        if reference is not None:
-            ax.axvline(reference, color="grey", linestyle="--", linewidth=1)
-        ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.set_title(gname, fontsize=9, loc="left")
-    axes[-1].set_xlabel(figure)
-    fig.suptitle(title or figure, fontsize=11)
+    fig = _group_bars_figure(table, figure, by, groupings, title, reference, dpi)
     return _save(fig, path)
 
 
-def plot_distance_heatmap(distances: xr.DataArray, path: str | os.PathLike, title: str | None = None) -> str:
-    """Heatmap of a between-group distance matrix.
+def plot_distance_heatmap(
+    distances: xr.DataArray,
+    path: str | os.PathLike,
+    title: str | None = None,
+    dpi: int = DEFAULT_DPI,
+) -> str:
+    """Heatmap of a between-group distance matrix, readable up to 40 x 40.
+
+    Cells are at least 0.24 inch; labels are rotated and carry ``n=`` (from
+    the ``count`` coordinate, when present); values are written in the cells
+    up to 12 groups.
 
     Parameters
     ----------
     distances : xarray.DataArray
         Square matrix with dims ``("group", "other")`` (``GroupStats.distances``).
     path : str or os.PathLike
-        Output PNG.
+        Output file (``.png``, ``.svg`` or ``.pdf``).
     title : str, optional
         Figure title.
+    dpi : int, optional
+        Resolution of a PNG.
 
     Returns
     -------
@@ -159,15 +254,44 @@ def plot_distance_heatmap(distances: xr.DataArray, path: str | os.PathLike, titl
         The path written.
     """
     D = np.asarray(distances.values, dtype=float)
-    names = [str(v) for v in distances[distances.dims[0]].values]
+    dim = distances.dims[0]
+    names = [str(v) for v in distances[dim].values]
+    # label by the grouping coordinates' values ("3, dimly_lit"); their names go on the axes
+    cols = [str(c) for c, v in distances.coords.items() if v.dims == (dim,) and c not in (dim, "count")]
+    if cols:
+        values = [np.asarray(distances.coords[c].values) for c in cols]
+        names = [", ".join(_short(v[i]) for v in values) for i in range(len(names))]
+    short = list(names)
+    if "count" in distances.coords:
+        counts = np.asarray(distances.coords["count"].values)
+        names = [f"{nm} (n={int(c)})" for nm, c in zip(names, counts)]
     n = len(names)
-    fig = _figure(2.5 + 0.45 * n, 2.0 + 0.45 * n)
+    cell = 0.45 if n <= 12 else 0.24
+    longest = max((len(nm) for nm in names), default=4)
+    label_in = min(3.5, 0.065 * longest + 0.3)
+    fig = _figure(1.6 + label_in + cell * n, 1.0 + label_in + cell * n, dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(np.ma.masked_invalid(D), cmap="viridis")
+    im = ax.imshow(np.ma.masked_invalid(D), cmap="viridis", interpolation="nearest")
+    fontsize = 7 if n <= 24 else 6
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
-    ax.set_xticklabels(names, rotation=90, fontsize=7)
-    ax.set_yticklabels(names, fontsize=7)
+    if max((len(nm) for nm in short), default=0) > 3:
+        ax.set_xticklabels(short, rotation=60, ha="right", rotation_mode="anchor", fontsize=fontsize)
+    else:
+        ax.set_xticklabels(short, fontsize=fontsize)
+    ax.set_yticklabels(names, fontsize=fontsize)
+    if cols:
+        ax.set_xlabel(", ".join(cols), fontsize=8)
+        ax.set_ylabel(", ".join(cols), fontsize=8)
+    if len(cols) > 1:  # lines between blocks of the first coordinate
+        first = np.asarray(distances.coords[cols[0]].values)
+        for b in np.flatnonzero(first[1:] != first[:-1]) + 0.5:
+            ax.axhline(b, color="white", linewidth=1.2)
+            ax.axvline(b, color="white", linewidth=1.2)
+    ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.3)
+    ax.tick_params(which="minor", length=0)
     mid = np.nanmean([np.nanmin(D), np.nanmax(D)]) if np.isfinite(D).any() else 0.0
     if n <= 12:
         for i in range(n):
@@ -175,8 +299,10 @@ def plot_distance_heatmap(distances: xr.DataArray, path: str | os.PathLike, titl
                 if np.isfinite(D[i, j]):
                     ax.text(j, i, f"{D[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if D[i, j] < mid else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine distance")
-    ax.set_title(title or f"centroid distances ({distances.attrs.get('grouping', '')})", fontsize=10)
+    cbar = fig.colorbar(im, ax=ax, shrink=0.6)
+    cbar.set_label("cosine distance between group centroids", fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
+    ax.set_title(title or f"centroid distances ({distances.attrs.get('grouping', '')}, {n} groups)", fontsize=10)
     return _save(fig, path)
 
 
@@ -204,6 +330,11 @@ def project_2d(X: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     MissingDependencyError
         If scikit-learn (or umap for ``"umap"``) is missing.
     """
+    return _project(X, method, seed)[0]
+
+
+def _project(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, list[str]]:
+    """The projection and its two axis labels (PCA: explained variance)."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or len(X) < 3:
         raise ValidationError(f"need a 2-D matrix with at least 3 rows to project, got shape {X.shape}.")
@@ -211,15 +342,20 @@ def project_2d(X: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     if method == "pca":
         from sklearn.decomposition import PCA
 
-        return PCA(n_components=2, random_state=seed).fit_transform(X)
+        pca = PCA(n_components=2, random_state=seed)
+        P = pca.fit_transform(X)
+        ratio = pca.explained_variance_ratio_
+        return P, [f"PC{i + 1} ({ratio[i]:.1%} of variance)" for i in range(2)]
     if method == "tsne":
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (len(X) - 1) / 3)))
-        return TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(X)
+        P = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(X)
+        return P, [f"t-SNE 1 (perplexity {perplexity:.0f})", "t-SNE 2"]
     if method == "umap":
         umap = attempt_import("umap")
-        return umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(X) - 1)).fit_transform(X)
+        P = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(X) - 1)).fit_transform(X)
+        return P, ["UMAP 1", "UMAP 2"]
     raise ValidationError(f"projection method {method!r} is unknown; use 'pca', 'tsne' or 'umap'.")
 
 
@@ -231,8 +367,13 @@ def plot_projection(
     max_points: int = 5000,
     seed: int = 0,
     title: str | None = None,
+    dpi: int = DEFAULT_DPI,
 ) -> str:
     """Scatter of a 2-D projection, coloured by group.
+
+    Axes are labeled (PCA: the share of variance each component explains);
+    legend entries give ``n=`` per group; more than 10 groups put the legend
+    beside the plot.
 
     Parameters
     ----------
@@ -250,6 +391,8 @@ def plot_projection(
         Seed of the subsample and the projection.
     title : str, optional
         Figure title.
+    dpi : int, optional
+        Resolution of a PNG.
 
     Returns
     -------
@@ -264,20 +407,31 @@ def plot_projection(
     if len(X) > max_points:
         keep = np.sort(rng.choice(len(X), max_points, replace=False))
         X, groups = X[keep], groups[keep]
-    P = project_2d(X, method, seed)
-    fig = _figure(6.5, 5.0)
+    P, axis_labels = _project(X, method, seed)
+    import re
+
+    names = sorted(set(groups), key=lambda s: [(0, int(t), "") if t.isdigit() else (1, 0, t)
+                                              for t in re.split(r"(\d+)", s)])
+    wide = len(names) > 10
+    fig = _figure(9.0 if wide else 6.5, 5.5, dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
-    names = sorted(set(groups), key=lambda s: (len(s), s))
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    markers = "osD^v<>"
     for i, name in enumerate(names):
         m = groups == name
-        ax.scatter(P[m, 0], P[m, 1], s=8, alpha=0.7, color=cmap(i % cmap.N), label=f"{name} ({int(m.sum())})")
-    ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title or f"{method.upper()} projection", fontsize=10)
+        ax.scatter(P[m, 0], P[m, 1], s=8, alpha=0.7, color=cmap(i % cmap.N),
+                   marker=markers[(i // cmap.N) % len(markers)], label=f"{name} (n={int(m.sum())})")
+    if wide:
+        ax.legend(fontsize=6, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  ncols=1 if len(names) <= 24 else 2)
+    else:
+        ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
+    ax.set_xlabel(axis_labels[0], fontsize=8)
+    ax.set_ylabel(axis_labels[1], fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or f"{method.upper()} projection of {len(X)} rows", fontsize=10)
     return _save(fig, path)
 
 
@@ -287,6 +441,7 @@ def plot_gallery(
     n_per_group: int = 6,
     thumb: int = 96,
     title: str | None = None,
+    dpi: int = DEFAULT_DPI,
 ) -> str:
     """Grid of example images, one row per group.
 
@@ -302,6 +457,8 @@ def plot_gallery(
         Thumbnail size in pixels.
     title : str, optional
         Figure title.
+    dpi : int, optional
+        Resolution of a PNG.
 
     Returns
     -------
@@ -318,7 +475,7 @@ def plot_gallery(
     if not paths_by_group:
         raise ValidationError("paths_by_group is empty; give at least one group with image paths.")
     groups = list(paths_by_group)
-    fig = _figure(1.2 * n_per_group + 1.5, 1.25 * len(groups) + 0.5)
+    fig = _figure(1.2 * n_per_group + 1.5, 1.25 * len(groups) + 0.5, dpi=dpi)
     axes = fig.subplots(len(groups), n_per_group, squeeze=False)
     for r, g in enumerate(groups):
         shown = 0

@@ -210,7 +210,7 @@ class _Page:
             f"<title>{esc(self.title)}</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-            "img{max-width:100%}</style></head><body>",
+            "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#444}</style></head><body>",
             f"<h1>{esc(self.title)}</h1>",
         ]
         for kind, val in self.blocks:
@@ -220,8 +220,12 @@ class _Page:
                 out.append(f"<p>{esc(val)}</p>")
             elif kind == "table":
                 out.append(val.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0))
+            elif kind == "img" and val[0].endswith(".pdf"):
+                out.append(f'<figure><a href="{esc(val[0])}">{esc(val[0])}</a>'
+                           f"<figcaption>{esc(val[1])}</figcaption></figure>")
             elif kind == "img":
-                out.append(f'<p><img src="{esc(val[0])}" alt="{esc(val[1])}"></p>')
+                out.append(f'<figure><img src="{esc(val[0])}" alt="{esc(val[1])}">'
+                           f"<figcaption>{esc(val[1])}</figcaption></figure>")
             elif kind == "links":
                 out.append("<ul>" + "".join(f'<li><a href="{esc(r)}">{esc(t)}</a></li>' for t, r in val) + "</ul>")
         out.append("</body></html>")
@@ -280,6 +284,8 @@ def write_fairness_report(
     image_root: str | None = None,
     html: bool = True,
     person_embeddings: bool = True,
+    fmt: str = "png",
+    dpi: int = 150,
     **options: Any,
 ) -> FairnessReport:
     """Compute the fairness statistics of an analyzer and write the report.
@@ -317,6 +323,10 @@ def write_fairness_report(
     person_embeddings : bool, optional
         With detections, also analyse the matched query embedding of each
         detected person by the person's labels (``person_group_stats.csv``).
+    fmt : {"png", "svg", "pdf"}, optional
+        File format of the figures (PNG by default).
+    dpi : int, optional
+        Resolution of PNG figures (default 150).
     **options
         Other keywords of :func:`~embstore.fairness.stats.group_statistics`.
 
@@ -336,6 +346,8 @@ def write_fairness_report(
     by = [by] if isinstance(by, str) else list(by)
     if not by:
         raise ValidationError("by is empty; name at least one coordinate, e.g. by=['skin'].")
+    if fmt not in plots.FORMATS:
+        raise ValidationError(f"fmt={fmt!r} is not a figure format; use one of {plots.FORMATS}.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = FairnessReport(out_dir=str(out))
@@ -371,25 +383,29 @@ def write_fairness_report(
     page.p("Cross-validated accuracy of predicting the group from the embedding, vs the majority baseline.")
     page.table(gs.probe.reset_index())
     for fig_name, ref in EMBEDDING_BARS:
-        rel = f"bars_{fig_name}.png"
-        files[f"bars_{fig_name}"] = plots.plot_group_bars(gs.table, fig_name, out / rel, by=by, reference=ref)
-        page.img(rel, fig_name)
+        rel = f"bars_{fig_name}.{fmt}"
+        files[f"bars_{fig_name}"] = plots.plot_group_bars(gs.table, fig_name, out / rel, by=by, reference=ref,
+                                                          dpi=dpi)
+        page.img(rel, f"{fig_name} per group (bars) with {100 * (1 - alpha):.0f}% bootstrap intervals; "
+                      f"n= rows per group")
     for gname, D in gs.distances.items():
         safe = gname.replace("*", "_x_")
         csv(f"distances_{safe}.csv", D.to_pandas(), index=True)
-        rel = f"heatmap_{safe}.png"
-        files[f"heatmap_{safe}"] = plots.plot_distance_heatmap(D, out / rel)
-        page.img(rel, f"centroid distances {gname}")
+        rel = f"heatmap_{safe}.{fmt}"
+        files[f"heatmap_{safe}"] = plots.plot_distance_heatmap(D, out / rel, dpi=dpi)
+        page.img(rel, f"centroid distances {gname} ({D.sizes[D.dims[0]]} groups; n= rows per group)")
     if projections:
         X, labels = analyzer.matrix(variable, pool=pool, layer=layer)
         groups = labels[by[0]].to_numpy()
         for method in projections:
-            rel = f"projection_{method}.png"
+            rel = f"projection_{method}.{fmt}"
             try:
                 files[f"projection_{method}"] = plots.plot_projection(
-                    X, [f"{by[0]}={g}" for g in groups], out / rel, method=method, seed=seed
+                    X, [f"{by[0]}={g}" for g in groups], out / rel, method=method, seed=seed, dpi=dpi
                 )
-                page.img(rel, f"{method} projection")
+                counts = pd.Series(groups).value_counts().sort_index()
+                page.img(rel, f"{method} projection by {by[0]}; n= " +
+                         ", ".join(f"{by[0]}={g}: {int(c)}" for g, c in counts.items()))
             except (EmbstoreError, ImportError) as exc:
                 logger.warning("projection %s skipped: %s", method, exc)
 
@@ -415,9 +431,11 @@ def write_fairness_report(
         page.h2("Disparities (detection)")
         page.table(_disparity_view(det.disparity))
         for fig_name, ref in DETECTION_BARS:
-            rel = f"bars_{fig_name}.png"
-            files[f"bars_{fig_name}"] = plots.plot_group_bars(det.table, fig_name, out / rel, by=by, reference=ref)
-            page.img(rel, fig_name)
+            rel = f"bars_{fig_name}.{fmt}"
+            files[f"bars_{fig_name}"] = plots.plot_group_bars(det.table, fig_name, out / rel, by=by,
+                                                              reference=ref, dpi=dpi)
+            page.img(rel, f"{fig_name} per group with {100 * (1 - alpha):.0f}% bootstrap intervals; "
+                          f"n= people per group")
         if person_embeddings and int(persons["detected"].sum()) >= 2 * min_count:
             try:
                 pgs = analyzer.fairness_stats(
@@ -436,9 +454,10 @@ def write_fairness_report(
                 )
                 page.table(_summary_table(pgs.table, by, ["dist_to_others", "homophily_ratio",
                                                            "probe_recall", "p_value"]))
-                rel = "bars_person_dist_to_others.png"
+                rel = f"bars_person_dist_to_others.{fmt}"
                 files["bars_person_dist_to_others"] = plots.plot_group_bars(
-                    pgs.table, "dist_to_others", out / rel, by=by, title="dist_to_others (detected people)"
+                    pgs.table, "dist_to_others", out / rel, by=by, title="dist_to_others (detected people)",
+                    dpi=dpi,
                 )
                 page.img(rel, "dist_to_others of detected people")
 
@@ -446,8 +465,8 @@ def write_fairness_report(
     if gallery:
         paths = _gallery_paths(analyzer, by[0], image_root, 6, seed)
         if paths:
-            rel = "gallery.png"
-            files["gallery"] = plots.plot_gallery(paths, out / rel)
+            rel = f"gallery.{fmt}"
+            files["gallery"] = plots.plot_gallery(paths, out / rel, dpi=dpi)
             page.h2("Example images")
             page.img(rel, "examples per group")
 

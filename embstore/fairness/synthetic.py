@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 #: Number of logits per query: 91 COCO ids + "no object".
 N_LOGITS = 92
-LIGHTING = ("well_lit", "dimly_lit")
+LIGHTING = ("well_lit", "dimly_lit", "underexposed", "overexposed")
 GENDER = ("male", "female", "non_binary")
 AGE = ("younger", "middle", "older")
 
@@ -159,7 +159,8 @@ def make_synthetic_facet(
     skin_p : sequence of float, optional
         Probability of each tone (uniform by default).
     lighting_p : sequence of float, optional
-        Probabilities of ``"well_lit"`` and ``"dimly_lit"``.
+        Probabilities of the first ``len(lighting_p)`` of :data:`LIGHTING`
+        (``"well_lit"``, ``"dimly_lit"``, ``"underexposed"``, ``"overexposed"``).
     people_per_image : (int, int), optional
         Inclusive range of annotated people per image (at most ``n_queries``).
     shift_group : int or None, optional
@@ -205,7 +206,9 @@ def make_synthetic_facet(
     p = None if skin_p is None else np.asarray(skin_p, dtype=float) / np.sum(skin_p)
     img_skin = rng.choice(skins, n_images, p=p)
     lp = np.asarray(lighting_p, dtype=float)
-    img_light = np.asarray(LIGHTING)[rng.choice(2, n_images, p=lp / lp.sum())]
+    if not 1 <= len(lp) <= len(LIGHTING):
+        raise ValidationError(f"lighting_p={lighting_p!r}: give 1 to {len(LIGHTING)} probabilities ({LIGHTING}).")
+    img_light = np.asarray(LIGHTING)[rng.choice(len(lp), n_images, p=lp / lp.sum())]
     width = rng.choice([480, 640, 800], n_images)
     height = rng.choice([360, 480, 600], n_images)
     n_people = rng.integers(lo_p, hi_p + 1, n_images)

@@ -389,6 +389,7 @@ class SearchMixin:
         kind: str | None = None,
         device: str = "auto",
         block_rows: int = DEFAULT_BLOCK_ROWS,
+        exact: bool = False,
     ) -> pd.DataFrame:
         """k nearest neighbours of query vectors or of stored rows.
 
@@ -415,6 +416,9 @@ class SearchMixin:
             Device of a scan / new index.
         block_rows : int
             Vectors per streamed block.
+        exact : bool, default False
+            Ignore saved and cached indexes and scan every vector (exact
+            results); cannot be combined with ``kind``.
 
         Returns
         -------
@@ -422,6 +426,8 @@ class SearchMixin:
             ``query_<label>`` columns (or ``query_index``: the query position),
             ``rank``, ``neighbor`` (vector position), the neighbour's labels
             (id, ``query`` when unpooled, coordinates) and ``score``.
+            ``frame.attrs["index"]`` says what answered: ``"exact scan"`` or
+            the index (e.g. ``"hnsw index (HNSW32,Flat), approximate"``).
         """
         variable = resolve_variable(self, variable)
         from .index import check_metric
@@ -429,17 +435,21 @@ class SearchMixin:
 
         metric = check_metric(metric)
         xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        if exact and kind is not None:
+            raise ValidationError(f"exact=True scans without an index; drop kind={kind!r} (or exact).")
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
-            else self._find_index(variable, pool, layer, metric, None)
+            else None if exact else self._find_index(variable, pool, layer, metric, None)
         )
         if idx is not None:
             scores, nbrs = idx.search(xq, k)
         else:
             src = self._vector_source(variable, pool, layer, n=len(labels))
             scores, nbrs = knn_search(src, xq, k, metric, block_rows=block_rows, device=device)
-        return search_frame(scores, nbrs, labels, qlabels)
+        frame = search_frame(scores, nbrs, labels, qlabels)
+        frame.attrs["index"] = _describe_index(idx)
+        return frame
 
     def range_search(
         self,
@@ -454,6 +464,7 @@ class SearchMixin:
         kind: str | None = None,
         device: str = "auto",
         block_rows: int = DEFAULT_BLOCK_ROWS,
+        exact: bool = False,
     ) -> pd.DataFrame:
         """Every neighbour within ``threshold`` of query vectors or stored rows.
 
@@ -465,14 +476,14 @@ class SearchMixin:
             Minimum cosine similarity / inner product, or maximum l2 distance.
         ids : scalar or list, optional
             Row ids whose vectors are the queries.
-        variable, pool, layer, metric, kind, device, block_rows
+        variable, pool, layer, metric, kind, device, block_rows, exact
             As in :meth:`search`.
 
         Returns
         -------
         pandas.DataFrame
             Same columns as :meth:`search`; ``rank`` orders each query's hits
-            best first.
+            best first; ``frame.attrs["index"]`` as in :meth:`search`.
         """
         variable = resolve_variable(self, variable)
         from .index import check_metric, higher_is_closer
@@ -480,18 +491,22 @@ class SearchMixin:
 
         metric = check_metric(metric)
         xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        if exact and kind is not None:
+            raise ValidationError(f"exact=True scans without an index; drop kind={kind!r} (or exact).")
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
-            else self._find_index(variable, pool, layer, metric, None)
+            else None if exact else self._find_index(variable, pool, layer, metric, None)
         )
         if idx is not None:
             lims, scores, nbrs = idx.range_search(xq, threshold)
         else:
             src = self._vector_source(variable, pool, layer, n=len(labels))
             lims, scores, nbrs = range_search_blocks(src, xq, threshold, metric, block_rows=block_rows)
-        return search_frame(scores, nbrs, labels, qlabels, lims=lims,
-                            higher_is_better=higher_is_closer(metric))
+        frame = search_frame(scores, nbrs, labels, qlabels, lims=lims,
+                             higher_is_better=higher_is_closer(metric))
+        frame.attrs["index"] = _describe_index(idx)
+        return frame
 
     # ------------------------------------------------------ groups
     def _groups(
@@ -851,6 +866,7 @@ class SearchMixin:
         n_groups: int = 50,
         per_group: int = 10,
         size: int = 112,
+        image_root: str | os.PathLike | None = None,
     ) -> list:
         """Preview grids of the largest groups (needs an image-path coordinate).
 
@@ -865,6 +881,10 @@ class SearchMixin:
             Coordinate holding image paths.
         n_groups, per_group, size
             See :func:`embstore.search.export.save_group_previews`.
+        image_root : path, optional
+            Folder that relative image paths are relative to (default: the
+            current directory). Missing images become grey tiles and are
+            counted in a warning.
 
         Returns
         -------
@@ -879,4 +899,19 @@ class SearchMixin:
                     f"{len(res)} group labels for {len(labels_df)} rows; pass the ClusterResult instead."
                 )
         paths = self._paths(labels_df, path_coord, required=True)
+        if image_root is not None:
+            paths = [p if os.path.isabs(p) else os.path.join(os.fspath(image_root), p) for p in map(str, paths)]
+        n_missing = sum(not os.path.exists(p) for p in map(str, paths))
+        if n_missing:
+            logger.warning("%d of %d image paths do not exist (e.g. %s); their previews are grey - "
+                           "give the folder they are relative to (image_root=, --image-root)",
+                           n_missing, len(paths), next(p for p in map(str, paths) if not os.path.exists(p)))
         return _save_previews(res, paths, out_dir, n_groups=n_groups, per_group=per_group, size=size)
+
+
+def _describe_index(idx: Any) -> str:
+    """What answered a search: ``"exact scan"`` or the index kind and factory."""
+    if idx is None:
+        return "exact scan"
+    how = "exact" if idx.exact else "approximate"
+    return f"{idx.kind} index ({idx.factory}, {idx.ntotal} vectors), {how}"

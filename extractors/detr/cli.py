@@ -40,14 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", "--resume", dest="checkpoint", required=True, metavar="PATH_OR_URL",
                    help="official-format DETR checkpoint (.pth path or URL), e.g. detr-r50-e632da11.pth")
-    p.add_argument("--images", "--coco_path", "--coco-path", dest="images", required=True,
-                   metavar="DIR_OR_LIST",
-                   help="image folder (recursive) or text file with one path per line; a folder with "
-                   "annotations/annotations.csv (FACET) uses it automatically")
     p.add_argument("--annotations", metavar="CSV_OR_JSON",
                    help="FACET annotations.csv or COCO JSON (skin, lighting, persons)")
-    p.add_argument("--out", "--output_dir", "--output-dir", dest="out", required=True, metavar="STORE",
-                   help="output store (.zarr directory, .h5 file or URL); an existing store is resumed")
     p.add_argument("--extract-type", "--extract_type", dest="extract_type", default="decoder",
                    type=_extract_type, metavar="TYPE[,TYPE]",
                    help="what to keep: decoder, all, encoder, backbone, attention, or several joined "
@@ -59,12 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "positions (in [0, 1]), e.g. '0.5,0.5;0.25,0.75'")
     p.add_argument("--variables", nargs="+", metavar="NAME",
                    help="explicit variables instead of --extract-type (e.g. query_embeddings pred_boxes)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
-    p.add_argument("--num-workers", "--num_workers", dest="num_workers", type=int, default=None,
-                   help="DataLoader workers for decoding/resizing (default: CPUs-1, at most 8)")
-    p.add_argument("--device", default="auto",
-                   help="auto (default: all GPUs if any, else CPU), cpu, cuda, cuda:N; "
-                   "cuda without a GPU is an error")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"],
                    help="storage dtype of embeddings (logits and boxes stay float32)")
     p.add_argument("--skin", nargs="+", metavar="TONE",
@@ -84,17 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--commit-every", dest="commit_every", type=float, default=60.0, metavar="SECONDS",
                    help="commit written rows at least this often (default 60); a killed run loses "
                    "at most this much work")
-    p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
-    p.add_argument("--retry-skipped", action="store_true",
-                   help="retry images an earlier run skipped as unreadable")
-    prog = p.add_mutually_exclusive_group()
-    prog.add_argument("--progress", dest="progress", action="store_true", default=None,
-                      help="always show the progress bar (default: only on a terminal)")
-    prog.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--no_aux_loss", "--no-aux-loss", action="store_true", help=argparse.SUPPRESS)
-    from embstore.distributed.cluster import add_dask_arguments
+    from ..cli_common import add_extract_arguments
 
-    add_dask_arguments(p)  # --scheduler dask [--workers N | --address tcp://...]
+    add_extract_arguments(
+        p, image_aliases=("--coco_path", "--coco-path"), out_aliases=("--output_dir", "--output-dir"),
+        images_help="image folder (recursive) or text file with one path per line; a folder with "
+        "annotations/annotations.csv (FACET) uses it automatically",
+    )
     p.set_defaults(func=run)
 
 
@@ -144,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (skipped bad images do not fail the run).
     """
+    from ..cli_common import check_device
+
+    check_device(args)
     overrides: dict[str, Any] = {}
     if args.nheads is not None:
         overrides["nheads"] = args.nheads
@@ -179,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_local(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     """The single-process run (``--scheduler local``)."""
+    from ..cli_common import num_workers
     from .run import extract_detr
 
     return extract_detr(
@@ -189,7 +178,7 @@ def _run_local(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
         extract_type=args.extract_type,
         variables=args.variables,
         batch_size=args.batch_size,
-        num_workers=args.num_workers,
+        num_workers=num_workers(args),
         device=args.device,
         dtype=args.dtype,
         skin=args.skin,

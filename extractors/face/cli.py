@@ -7,7 +7,7 @@ Examples
 .. code-block:: console
 
     $ embstore extract face --weights backbone.pth --arch r100 \\
-          --input 5M_list.txt --out faces.zarr --l2-norm --batch-size 1024 --num-workers 8
+          --images 5M_list.txt --out faces.zarr --l2-norm --batch-size 1024 --num-workers 8
 """
 
 from __future__ import annotations
@@ -36,22 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", required=True, help="iresnet .pth state dict (arcface_torch names)")
     p.add_argument("--arch", default="r50", help="r18, r34, r50, r100 or r200 (default r50)")
-    p.add_argument("--input", required=True, help="image folder (searched recursively) or text file of paths")
-    p.add_argument("--out", required=True, help="output store (.zarr directory or .h5)")
     p.add_argument("--l2-norm", action="store_true", help="store L2-normalised embeddings")
     p.add_argument("--pre-fc", action="store_true",
                    help="also store the 25088-d flattened bn2 features (pre_fc_features)")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
-    p.add_argument("--num-workers", type=int, default=8, help="DataLoader workers (default 8)")
-    p.add_argument("--device", default="auto", help="auto (every GPU, else CPU), cpu, cuda, cuda:N")
     p.add_argument("--num-features", type=int, default=512, help="embedding size of the checkpoint")
     p.add_argument("--dtype", default="float16", help="storage dtype (float16 default, float32)")
     p.add_argument("--autocast", default=None, choices=["fp16", "bf16"], help="mixed precision")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    from embstore.distributed.cluster import add_dask_arguments
+    from ..cli_common import add_extract_arguments
 
-    add_dask_arguments(p)  # --scheduler dask [--workers N | --address tcp://...]
+    add_extract_arguments(p, image_aliases=("--input",), batch_size=1024,
+                          images_help="face image folder (searched recursively) or text file of paths")
     p.set_defaults(func=run)
 
 
@@ -72,22 +68,27 @@ def run(args: argparse.Namespace) -> int:
 
     from extractors.distributed import run_with_scheduler
 
+    from ..cli_common import check_device, num_workers
+
+    check_device(args)
     from .extractor import FaceExtractor, extract_face, face_dataset
 
     summary: Any = run_with_scheduler(
         args,
         lambda: extract_face(
-            args.weights, args.input, args.out, arch=args.arch, l2_norm=args.l2_norm, pre_fc=args.pre_fc,
-            batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+            args.weights, args.images, args.out, arch=args.arch, l2_norm=args.l2_norm, pre_fc=args.pre_fc,
+            batch_size=args.batch_size, num_workers=num_workers(args), device=args.device,
             num_features=args.num_features, dtype=args.dtype, autocast=args.autocast, limit=args.limit,
+            progress=args.progress, overwrite=args.overwrite, retry_skipped=args.retry_skipped,
         ),
         extractor_factory=functools.partial(
             FaceExtractor.from_checkpoint, args.weights, arch=args.arch, num_features=args.num_features,
             l2_norm=args.l2_norm, pre_fc=args.pre_fc, dtype=args.dtype, autocast=args.autocast,
         ),
-        dataset=lambda: face_dataset(args.input, limit=args.limit),
-        out=args.out, row_dim="image", id_name="index", attrs={"input": str(args.input)},
-        batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+        dataset=lambda: face_dataset(args.images, limit=args.limit),
+        out=args.out, row_dim="image", id_name="index", attrs={"input": str(args.images)},
+        batch_size=args.batch_size, num_workers=args.num_workers or 0, device=args.device,
+        overwrite=args.overwrite, progress=args.progress,
     )
     if args.json:
         print(json.dumps(summary.to_dict() if hasattr(summary, "to_dict") else summary, default=str))

@@ -480,6 +480,8 @@ def extract_face(
     limit: int | None = None,
     progress: bool | None = None,
     extractor: FaceExtractor | None = None,
+    overwrite: bool = False,
+    retry_skipped: bool = False,
 ) -> Any:
     """Extract face embeddings of a folder or image list into a store (resumable).
 
@@ -521,6 +523,10 @@ def extract_face(
         Progress bar (default: on a TTY only).
     extractor : FaceExtractor, optional
         Use this extractor instead of loading ``weights``.
+    overwrite : bool, default False
+        Replace an existing store at ``out`` instead of resuming it.
+    retry_skipped : bool, default False
+        Retry images an earlier run recorded as skipped (unreadable).
 
     Returns
     -------
@@ -542,7 +548,7 @@ def extract_face(
         try:
             st = Store.create(
                 out, row_dim="image", id_name="index", variables=fx.variables, dtypes=fx.dtypes,
-                attrs={**fx.provenance(), "input": os.fspath(input)},
+                attrs={**fx.provenance(), "input": os.fspath(input)}, overwrite=overwrite,
             )
         except StoreExistsError:
             st = Store.open(out, mode="a")
@@ -556,7 +562,7 @@ def extract_face(
                 ) from None
     try:
         summary = run_extraction(fx, dataset, st, batch_size=batch_size, num_workers=num_workers,
-                                 progress=progress)
+                                 progress=progress, retry_skipped=retry_skipped)
     finally:
         if own:
             st.close()

@@ -439,6 +439,7 @@ class SiglipExtractor(HookExtractor):
         limit: int | None = None,
         progress: bool | None = None,
         retry_skipped: bool = False,
+        overwrite: bool = False,
     ) -> dict[str, Any]:
         """Embed every segment of a COCO-panoptic split into a store (resumable).
 
@@ -464,6 +465,8 @@ class SiglipExtractor(HookExtractor):
             tqdm bar; default: only on a TTY.
         retry_skipped : bool, default False
             Try again segments an earlier run recorded as skipped.
+        overwrite : bool, default False
+            Replace an existing store at ``out`` instead of resuming it.
 
         Returns
         -------
@@ -473,7 +476,7 @@ class SiglipExtractor(HookExtractor):
         return extract_panoptic(
             self, data_path, split=split, out=out, bg_alpha=bg_alpha, pad_ratio=pad_ratio, fill=fill,
             batch_size=batch_size, num_workers=num_workers, limit=limit, progress=progress,
-            retry_skipped=retry_skipped,
+            retry_skipped=retry_skipped, overwrite=overwrite,
         )
 
 
@@ -522,7 +525,8 @@ def _collate_list(items: list[Any]) -> list[Any]:
     return items
 
 
-def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, Any] | None = None) -> Any:
+def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, Any] | None = None,
+                         overwrite: bool = False) -> Any:
     """Open ``out`` for appending, or create it with the instance schema.
 
     Parameters
@@ -533,6 +537,8 @@ def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, 
         Provides variables/dtypes/provenance.
     attrs : dict, optional
         Extra attributes for a new store.
+    overwrite : bool, default False
+        Replace an existing store at ``out`` instead of opening it.
 
     Returns
     -------
@@ -558,6 +564,7 @@ def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, 
             variables=dict(extractor.variables),
             dtypes=dict(extractor.dtypes),
             attrs={**extractor.provenance(), **(attrs or {})},
+            overwrite=overwrite,
         )
     except StoreExistsError:
         st = Store.open(out, mode="a")
@@ -583,6 +590,7 @@ def extract_panoptic(
     limit: int | None = None,
     progress: bool | None = None,
     retry_skipped: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Embed every segment of a COCO-panoptic split into a store (resumable).
 
@@ -622,6 +630,8 @@ def extract_panoptic(
     retry_skipped : bool, default False
         Try again segments an earlier run recorded as skipped (unreadable
         image, empty mask); by default they are not retried.
+    overwrite : bool, default False
+        Replace an existing store at ``out`` instead of resuming it.
 
     Returns
     -------
@@ -653,7 +663,7 @@ def extract_panoptic(
     images = dataset.images if limit is None else dataset.images[: int(limit)]
     run_attrs = {"dataset": "coco_panoptic", "split": split, "data_path": os.fspath(data_path),
                  "bg_alpha": float(bg_alpha), "pad_ratio": float(pad_ratio), "fill": [int(v) for v in fill]}
-    st = open_or_create_store(out, extractor, attrs=run_attrs)
+    st = open_or_create_store(out, extractor, attrs=run_attrs, overwrite=overwrite)
     own_store = isinstance(out, (str, os.PathLike))
     written = skipped_n = 0
     try:

@@ -1,0 +1,185 @@
+"""The options every ``embstore extract MODEL`` command shares.
+
+One function, :func:`add_extract_arguments`, adds them, so that every
+extractor speaks one vocabulary:
+
+``--images``
+    Image folder (searched recursively) or text file with one path per line
+    (each command may accept its old name as an alias, e.g. ``--input``).
+``--out``
+    Output store; an existing store is resumed.
+``--batch-size``, ``--num-workers``, ``--device``
+    Forward-pass size, DataLoader workers (default: the CPU count, at most
+    :data:`MAX_DEFAULT_WORKERS`) and ``auto``/``cpu``/``cuda``/``cuda:N``.
+``--overwrite``, ``--retry-skipped``, ``--progress/--no-progress``
+    Start again, retry images an earlier run skipped, progress bar.
+``--scheduler``, ``--workers``, ``--address``, ...
+    The Dask options of :func:`embstore.distributed.cluster.add_dask_arguments`.
+
+A new extractor's ``register(subparsers)`` calls
+``add_extract_arguments(parser)`` and reads the parsed values with
+:func:`num_workers`. Nothing here imports torch.
+
+Examples
+--------
+>>> import argparse
+>>> p = argparse.ArgumentParser()
+>>> add_extract_arguments(p, image_aliases=("--input",), batch_size=32)
+>>> a = p.parse_args(["--input", "photos/", "--out", "run.zarr", "--no-progress"])
+>>> a.images, a.out, a.batch_size, a.progress, a.overwrite
+('photos/', 'run.zarr', 32, False, False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+__all__ = ["MAX_DEFAULT_WORKERS", "add_extract_arguments", "check_device", "default_num_workers", "num_workers"]
+
+#: Upper bound of the default ``--num-workers`` (more rarely helps decoding).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_num_workers() -> int:
+    """The default number of DataLoader workers: the usable CPUs, at most 8.
+
+    Returns
+    -------
+    int
+        ``min(usable CPU count, MAX_DEFAULT_WORKERS)``, at least 1.
+
+    Examples
+    --------
+    >>> 1 <= default_num_workers() <= MAX_DEFAULT_WORKERS
+    True
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_WORKERS))
+
+
+def num_workers(args: argparse.Namespace) -> int:
+    """The ``--num-workers`` value with its default filled in.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser built with :func:`add_extract_arguments`.
+
+    Returns
+    -------
+    int
+        The given count, or :func:`default_num_workers` when it was not given.
+    """
+    value = getattr(args, "num_workers", None)
+    return default_num_workers() if value is None else int(value)
+
+
+def check_device(args: argparse.Namespace) -> None:
+    """Fail fast, before any weights are read, when ``--device`` is unavailable.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser built with :func:`add_extract_arguments`.
+
+    Raises
+    ------
+    embstore.errors.DeviceUnavailableError
+        ``--device cuda`` (or ``cuda:N``) on a machine without that GPU;
+        there is never a silent CPU run.
+    embstore.errors.ValidationError
+        An unknown device name.
+    """
+    if getattr(args, "scheduler", "local") == "dask":
+        return  # the device is resolved on the workers
+    from .device import resolve_devices
+
+    resolve_devices(args.device)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; use 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not allowed; use 1 or more")
+    return value
+
+
+def add_extract_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    image_aliases: Sequence[str] = (),
+    images_help: str | None = None,
+    batch_size: int = 16,
+    out_aliases: Sequence[str] = (),
+    dask: bool = True,
+) -> None:
+    """Add the options every ``embstore extract`` command shares.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    image_aliases : sequence of str, optional
+        Older names of ``--images`` still accepted (``"--input"``,
+        ``"--data-path"``, ...). They are hidden from nothing: ``--help``
+        lists them beside ``--images``.
+    images_help : str, optional
+        Model-specific help of ``--images``.
+    batch_size : int, default 16
+        Default of ``--batch-size``.
+    out_aliases : sequence of str, optional
+        Older names of ``--out``.
+    dask : bool, default True
+        Add the Dask options (``--scheduler dask --workers N`` ...).
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_extract_arguments(p)
+    >>> sorted(a.dest for a in p._actions if a.dest in ("images", "out", "device", "retry_skipped"))
+    ['device', 'images', 'out', 'retry_skipped']
+    """
+    g = parser.add_argument_group("input and output (shared by every extract command)")
+    g.add_argument("--images", *image_aliases, dest="images", required=True, metavar="DIR_OR_LIST",
+                   help=images_help or "image folder (searched recursively) or text file with one image "
+                   "path per line")
+    g.add_argument("--out", *out_aliases, dest="out", required=True, metavar="STORE",
+                   help="output store (.zarr directory, .h5 file or URL); an existing store is resumed: "
+                   "only rows it lacks are extracted")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out store instead of resuming it")
+    g.add_argument("--retry-skipped", action="store_true",
+                   help="retry images an earlier run skipped as unreadable (default: keep them skipped)")
+    r = parser.add_argument_group("running (shared by every extract command)")
+    r.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=batch_size,
+                   metavar="N", help=f"images per forward pass (default {batch_size})")
+    r.add_argument("--num-workers", "--num_workers", dest="num_workers", type=_non_negative_int, default=None,
+                   metavar="N", help="DataLoader workers that decode images (default: the CPU count, at most "
+                   f"{MAX_DEFAULT_WORKERS}; 0 decodes in the main process)")
+    r.add_argument("--device", default="auto",
+                   help="auto (default: every GPU if any, else the CPU), cpu, cuda, cuda:N; cuda without "
+                   "a GPU is an error, never a silent CPU run")
+    prog = r.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="always show the progress bar (default: only on a terminal)")
+    prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    if dask:
+        from embstore.distributed.cluster import add_dask_arguments
+
+        add_dask_arguments(parser)  # --scheduler dask [--workers N | --address tcp://...]
