@@ -22,12 +22,13 @@ from typing import Any
 
 from ..errors import UnknownVariableError
 
-__all__ = ["DEFAULT_VARIABLE_ATTR", "default_variable", "resolve_variable"]
+__all__ = ["DEFAULT_VARIABLE_ATTR", "PREFERRED_VARIABLES", "default_variable", "resolve_variable"]
 
 #: store attribute naming the default variable
 DEFAULT_VARIABLE_ATTR = "default_variable"
 
-_LEGACY_DEFAULT = "query_embeddings"
+#: tried in order when the store records no default and has several variables
+PREFERRED_VARIABLES = ("embedding", "embeddings", "query_embeddings")
 
 
 def _attrs(obj: Any) -> dict[str, Any]:
@@ -55,16 +56,23 @@ def default_variable(obj: Any) -> str | None:
     -------
     str or None
         The recorded ``default_variable`` when it is a dense variable, else
-        the only dense variable, else ``query_embeddings`` when present.
+        the only dense variable, else the first of
+        :data:`PREFERRED_VARIABLES` present, else the only variable holding
+        one vector per row.
     """
-    dense = list(getattr(obj, "variables", {}) or {})
+    variables = dict(getattr(obj, "variables", {}) or {})
+    dense = list(variables)
     recorded = _attrs(obj).get(DEFAULT_VARIABLE_ATTR)
     if isinstance(recorded, str) and recorded in dense:
         return recorded
     if len(dense) == 1:
         return dense[0]
-    if _LEGACY_DEFAULT in dense:
-        return _LEGACY_DEFAULT
+    for name in PREFERRED_VARIABLES:
+        if name in dense:
+            return name
+    per_row = [v for v, dims in variables.items() if len(dims) == 1]
+    if len(per_row) == 1:
+        return per_row[0]
     return None
 
 
