@@ -60,7 +60,9 @@ def unique_ids(ids: Any) -> np.ndarray:
 
 def _locate(index: pd.Index, want: np.ndarray, where: str) -> np.ndarray:
     try:
-        loc = index.get_indexer(want)
+        # as a typed Index (int64 for int ids): an object array against an int64
+        # index would make pandas cast the whole index to object first (O(n))
+        loc = index.get_indexer(pd.Index(want.tolist()) if len(want) else want)
     except (TypeError, ValueError):  # unorderable / unhashable mixtures: compare one by one
         loc = np.array([index.get_loc(v) if v in index else -1 for v in want.tolist()], dtype=np.int64)
     if (loc < 0).any():
