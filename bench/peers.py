@@ -262,7 +262,10 @@ def section_write(args: argparse.Namespace, work: Path, d: Detr) -> None:
 
     def setup(name: str) -> None:
         p = work / WRITERS[name][0]
-        shutil.rmtree(p, ignore_errors=True)
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():  # HDF5: one file
+            p.unlink()
         os.sync()
 
     fns = {n: (lambda n=n: WRITERS[n][1](d, work / WRITERS[n][0])) for n in names}
