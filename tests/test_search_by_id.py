@@ -271,3 +271,19 @@ def test_search_by_id_on_a_plain_dataset_equals_search_by_vector():
         pd.testing.assert_series_equal(df[c], ref[c])
     assert df["query_image_id"].tolist() == [507] * 3 + [503] * 3
     np.testing.assert_array_equal(ds["query_embeddings"].values, x)  # the caller's data is untouched
+
+
+def test_search_without_index_looks_for_saved_ones_once_per_version(tmp_path, monkeypatch):
+    st = _detr_store(str(tmp_path / "s.zarr"))
+    an = EmbeddingAnalyzer(st)
+    first = an.search(ids=[4], k=3, variable="embedding")  # no index: exact scan
+    reads = []
+    real = st.read_blob
+    monkeypatch.setattr(st, "read_blob", lambda name: reads.append(name) or real(name))
+    pd.testing.assert_frame_equal(an.search(ids=[4], k=3, variable="embedding"), first)
+    assert reads == []
+    # an index built later (same version) is found through the in-memory cache
+    an.build_index("embedding", kind="hnsw")
+    assert len(an.search(ids=[4], k=3, variable="embedding")) == 3
+    # a saved index from another analyzer is found after the next commit
+    st.close()

@@ -241,24 +241,24 @@ class SearchMixin:
                 cache["state"] = state
         return state
 
-    def _labels(self, variable: str, pool: Any, layer: Any) -> pd.DataFrame:
+    def _labels(self, variable: str, pool: Any, layer: Any, memo: dict[str, Any] | None = None) -> pd.DataFrame:
         """:meth:`labels` of ``variable``, memoised while the store is unchanged."""
-        memo = self._state()[2]
+        memo = self._state()[2] if memo is None else memo
         key = ("labels", variable, repr(pool), layer)
         if key not in memo:
             memo[key] = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
         return memo[key]
 
-    def _row_index(self) -> pd.Index:
+    def _row_index(self, memo: dict[str, Any] | None = None) -> pd.Index:
         """Unique ids of the analysed rows (memoised with :meth:`_labels`)."""
-        memo = self._state()[2]
+        memo = self._state()[2] if memo is None else memo
         if "row_index" not in memo:
             memo["row_index"] = pd.Index(np.asarray(self.ids))  # type: ignore[attr-defined]
         return memo["row_index"]
 
     def _find_index(self, variable: str, pool: Any, layer: Any, metric: str, kind: str | None) -> Any:
         cache = self._search_cache()
-        token, sel_hash, _ = self._state()
+        token, sel_hash, memo = self._state()
         kinds = [kind] if kind is not None else ["flat", "ivf", "hnsw"]
         last = cache["last"]
         if kind is None and last is not None:
@@ -268,10 +268,13 @@ class SearchMixin:
             entry = cache["indexes"].get(key)
             if entry is not None and entry[1] == token and entry[2] == sel_hash:
                 return entry[0]
+            if ("no index", key) in memo:  # looked for at this version already
+                continue
             idx = self._load_persisted(key, token, sel_hash)
             if idx is not None:
                 cache["indexes"][key] = (idx, token, sel_hash)
                 return idx
+            memo[("no index", key)] = True
         return None
 
     def _query_vectors(
@@ -286,10 +289,11 @@ class SearchMixin:
 
         if (queries is None) == (ids is None):
             raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
-        labels = self._labels(variable, pool, layer)
+        memo = self._state()[2]
+        labels = self._labels(variable, pool, layer, memo)
         if ids is None:
             return np.asarray(queries), None, labels
-        index = self._row_index()
+        index = self._row_index(memo)
         if not index.is_unique:  # a plain dataset may repeat ids: match them all
             pos = positions_of_ids(labels, self.id_name, ids)  # type: ignore[attr-defined]
             return self._vector_source(variable, pool, layer, n=len(labels)).read_rows(pos), labels.iloc[pos], labels

@@ -60,7 +60,9 @@ def unique_ids(ids: Any) -> np.ndarray:
 
 def _locate(index: pd.Index, want: np.ndarray, where: str) -> np.ndarray:
     try:
-        loc = index.get_indexer(want)
+        # as a typed Index (int64 for int ids): an object array against an int64
+        # index would make pandas cast the whole index to object first (O(n))
+        loc = index.get_indexer(pd.Index(want.tolist()) if len(want) else want)
     except (TypeError, ValueError):  # unorderable / unhashable mixtures: compare one by one
         loc = np.array([index.get_loc(v) if v in index else -1 for v in want.tolist()], dtype=np.int64)
     if (loc < 0).any():
@@ -111,7 +113,20 @@ def _store_rows(analyzer: Any, variable: str, rows: np.ndarray) -> tuple[Any, np
 
 
 def reads_rows_directly(analyzer: Any, variable: str) -> bool:
-    """Whether :func:`row_vectors` reads ``variable`` straight from the analyzer's store."""
+    """Whether :func:`row_vectors` reads ``variable`` straight from the analyzer's store.
+
+    Parameters
+    ----------
+    analyzer : EmbeddingAnalyzer
+        The analyzer.
+    variable : str
+        Variable name.
+
+    Returns
+    -------
+    bool
+        True for a dense variable of a :class:`embstore.Store`.
+    """
     return _store_rows(analyzer, variable, np.zeros(0, np.int64)) is not None
 
 
@@ -186,8 +201,14 @@ def row_vectors(analyzer: Any, variable: str, pool: Any, layer: Any, rows: np.nd
             raw = store.read(variable, ids=row_ids)
             return np.ascontiguousarray(raw.astype(np.float32, copy=False).reshape(-1, raw.shape[-1]))
         return _pooled_rows(analyzer, store, variable, pool, layer, method, row_ids)
-    sub = analyzer._derive(analyzer._source_positions()[rows])
-    return np.ascontiguousarray(np.asarray(sub.vectors(variable, pool=pool, layer=layer).values, dtype=np.float32))
+    # other sources: the analyzer restricted to these rows (sel keeps row order)
+    order = np.argsort(rows, kind="stable")
+    sub = analyzer.sel(**{analyzer.id_name: np.asarray(analyzer.ids)[rows[order]].tolist()})
+    vec = np.asarray(sub.vectors(variable, pool=pool, layer=layer).values, dtype=np.float32)
+    per_row = len(vec) // max(len(rows), 1)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return np.ascontiguousarray(vec.reshape(len(rows), per_row, -1)[back].reshape(len(vec), -1))
 
 
 def _pooled_rows(analyzer: Any, store: Any, variable: str, pool: Any, layer: Any, method: Any,

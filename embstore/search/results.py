@@ -323,12 +323,12 @@ def search_frame(
     # several times faster than iloc + reset_index + concat of frames
     cols: list[tuple[str, Any]] = []
     if query_labels is not None:
-        cols += [(f"query_{c}", _take(query_labels.iloc[:, j], q)) for j, c in enumerate(query_labels.columns)]
+        cols += [(f"query_{c}", _take(v, q)) for c, v in query_labels.items()]
     else:
         cols.append(("query_index", q))
     cols += [("rank", rank), ("neighbor", nb)]
     if db_labels is not None:
-        cols += [(c, _take(db_labels.iloc[:, j], nb)) for j, c in enumerate(db_labels.columns)]
+        cols += [(c, _take(v, nb)) for c, v in db_labels.items()]
     if any(c == "score" for c, _ in cols):  # a "score" label is overwritten in place, as pandas would
         cols = [(c, sc if c == "score" else v) for c, v in cols]
     else:
