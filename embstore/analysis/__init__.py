@@ -20,7 +20,23 @@ layers
     Layer-wise group metrics and CKA between layers.
 """
 
-from .analyzer import EmbeddingAnalyzer
-from .similarity import cka
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 __all__ = ["EmbeddingAnalyzer", "cka"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analyzer import EmbeddingAnalyzer
+    from .similarity import cka
+
+# Bound on first use: the analyzer's method groups (search, fairness, ...)
+# import leaf modules of this package (``defaults``), which must not pull the
+# analyzer in while those groups are still being imported.
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {"EmbeddingAnalyzer": "embstore.analysis.analyzer", "cka": "embstore.analysis.similarity"},
+    globals(),
+)

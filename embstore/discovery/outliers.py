@@ -69,7 +69,7 @@ def scores_from_neighbors(
     Examples
     --------
     >>> s = np.array([[1.0, 0.9, 0.5]], np.float32); i = np.array([[0, 4, 2]])
-    >>> scores_from_neighbors(0, s, i, k=2).round(3).tolist()
+    >>> print(scores_from_neighbors(0, s, i, k=2).round(3))
     [0.3]
     """
     rows = (np.arange(start, start + ids.shape[0]) if positions is None else np.asarray(positions))[:, None]

@@ -1179,10 +1179,10 @@ class Store:
         self._backend.write_record(self._region, rec.seq, rec.encode())
         self._backend.flush()
         self._records[self._region] = rec
+        self._consolidate()  # at once: plain readers lag the commit by as few I/O steps as possible
         for seq in listed:
             if seq <= rec.seq - _KEEP_RECORDS:
                 self._backend.delete_record(self._region, seq)
-        self._consolidate()
 
     def _consolidate(self) -> None:
         """Zarr consolidated metadata of the committed rows, for plain readers (xarray.open_zarr).

@@ -275,17 +275,20 @@ def extract_detr(
     })
     out_s = os.fspath(out)
     exists = _store_exists(out_s)
+    try:  # "a": create if absent, else resume after a schema check; "w": start again
+        store = Store.open(out_s, mode="w" if overwrite else "a", row_dim="image", id_name="image_id",
+                           variables=ex.variables, ragged=ex.ragged, dtypes=ex.dtypes, attrs=attrs)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"{exc}; re-run with the same --extract-type/--variables/--dtype to resume, or pass a new --out"
+        ) from None
     if exists and not overwrite:
-        store = Store.open(out_s, mode="a")
         try:
             _check_resume(store, list(ex.variables) + list(ex.ragged), attrs, out_s)
         except BaseException:
             store.close()
             raise
         logger.info("resuming into %s (%d rows present)", out_s, len(store))
-    else:
-        store = Store.create(out_s, row_dim="image", id_name="image_id", variables=ex.variables,
-                             ragged=ex.ragged, dtypes=ex.dtypes, overwrite=overwrite, attrs=attrs)
     with store:
         if dataset.persons is not None:
             store.write_table("persons", _merge_persons(store, _clean_table(dataset.persons)))

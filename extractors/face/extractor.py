@@ -534,7 +534,6 @@ def extract_face(
         Rows written, skipped, already done, images/s.
     """
     from embstore import Store
-    from embstore.errors import StoreExistsError
     from extractors.pipeline import run_extraction
 
     fx = extractor or FaceExtractor.from_checkpoint(
@@ -545,21 +544,17 @@ def extract_face(
     own = isinstance(out, (str, os.PathLike))
     st = out
     if own:
-        try:
-            st = Store.create(
-                out, row_dim="image", id_name="index", variables=fx.variables, dtypes=fx.dtypes,
-                attrs={**fx.provenance(), "input": os.fspath(input)}, overwrite=overwrite,
+        try:  # create if absent, else resume after a schema check ("w": replace)
+            st = Store.open(
+                out, mode="w" if overwrite else "a", row_dim="image", id_name="index",
+                variables=fx.variables, dtypes=fx.dtypes,
+                attrs={**fx.provenance(), "input": os.fspath(input)},
             )
-        except StoreExistsError:
-            st = Store.open(out, mode="a")
-            missing = [v for v in fx.variables if v not in st.variables]
-            if missing or st.id_name != "index":
-                st.close()
-                raise ValidationError(
-                    f"existing store {os.fspath(out)!r} (id {st.id_name!r}, variables {list(st.variables)}) "
-                    f"cannot be resumed by this face run (needs id 'index' and {list(fx.variables)}); "
-                    "choose another --out"
-                ) from None
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{exc}; this face run (id 'index', variables {list(fx.variables)}) cannot resume it: "
+                "choose another --out"
+            ) from None
     try:
         summary = run_extraction(fx, dataset, st, batch_size=batch_size, num_workers=num_workers,
                                  progress=progress, retry_skipped=retry_skipped)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from embstore._optional import attempt_import
-from embstore.errors import CheckpointError, StoreExistsError, ValidationError
+from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, to_numpy
 
 from .panoptic import PanopticDataset, masked_crop
@@ -556,24 +556,20 @@ def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, 
         raise ValidationError("out is required: pass a store path such as 'coco_val_siglip.zarr'")
     if not isinstance(out, (str, os.PathLike)):
         return out
-    try:
-        st = Store.create(
+    try:  # create if absent, else resume after a schema check
+        st = Store.open(
             out,
+            mode="w" if overwrite else "a",
             row_dim="instance",
             id_name="instance_id",
             variables=dict(extractor.variables),
             dtypes=dict(extractor.dtypes),
             attrs={**extractor.provenance(), **(attrs or {})},
-            overwrite=overwrite,
         )
-    except StoreExistsError:
-        st = Store.open(out, mode="a")
-        if st.row_dim != "instance" or "embedding" not in st.variables:
-            st.close()
-            raise ValidationError(
-                f"existing store {os.fspath(out)!r} has row_dim={st.row_dim!r} and variables "
-                f"{list(st.variables)}; resume needs a SigLIP instance store - choose another --out"
-            ) from None
+    except ValidationError as exc:
+        raise ValidationError(
+            f"{exc}; resume needs a SigLIP instance store with the same variables - choose another --out"
+        ) from None
     return st
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from typing import Any
+
+from .. import atomic
 
 __all__ = ["write_consolidated"]
 
@@ -106,8 +107,5 @@ def write_consolidated(
         if m is not None and m.get("node_type") == "array" and m.get("shape"):
             m["shape"][0] = min(int(m["shape"][0]), int(n))
     meta["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": nodes}
-    tmp = f"{top}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh, indent=2)
-    os.replace(tmp, top)
+    atomic.write_replace(top, json.dumps(meta, indent=2).encode())  # temp file + rename, never in place
     return True
