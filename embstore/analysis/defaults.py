@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_VARIABLE_ATTR", "PREFERRED_VARIABLES", "default_variable", "
 DEFAULT_VARIABLE_ATTR = "default_variable"
 
 #: tried in order when the store records no default and has several variables
-PREFERRED_VARIABLES = ("embedding", "embeddings", "query_embeddings")
+PREFERRED_VARIABLES = ("query_embeddings", "embedding", "embeddings")
 
 
 def _attrs(obj: Any) -> dict[str, Any]:
