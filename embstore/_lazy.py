@@ -31,7 +31,8 @@ def lazy_attributes(
     package : str
         Name of the package, for the error message.
     names : mapping of str to str
-        Attribute name -> module that defines it (absolute module name).
+        Attribute name -> module that defines it: an absolute name
+        (``"embstore.store"``) or one relative to ``package`` (``".mixin"``).
     namespace : mutable mapping
         The package's ``globals()``; a resolved name is cached there, so the
         module ``__getattr__`` runs once per name.
@@ -46,7 +47,7 @@ def lazy_attributes(
         module_name = names.get(name)
         if module_name is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module_name), name)
+        value = getattr(importlib.import_module(module_name, package), name)
         namespace[name] = value
         return value
 

@@ -22,26 +22,14 @@ Nothing here imports faiss, torch or matplotlib at import time.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 __all__ = ["DiscoveryMixin", "outlier_scores", "cross_pairs"]
 
 _WHERE = {
-    "DiscoveryMixin": "mixin",
-    "outlier_scores": "outliers",
-    "cross_pairs": "leaks",
+    "DiscoveryMixin": ".mixin",
+    "outlier_scores": ".outliers",
+    "cross_pairs": ".leaks",
 }
 
-
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'embstore.discovery' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())

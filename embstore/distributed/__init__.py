@@ -29,8 +29,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 __all__ = [
     "connect",
@@ -47,28 +46,17 @@ __all__ = [
 ]
 
 _LAZY = {
-    "connect": "cluster",
-    "add_dask_arguments": "cluster",
-    "client_from_args": "cluster",
-    "RegionPlan": "regions",
-    "plan_regions": "regions",
-    "ids_fingerprint": "regions",
-    "vector_stats": "analysis",
-    "knn_search": "analysis",
-    "knn_self": "analysis",
-    "threshold_groups": "analysis",
-    "write_vectors": "analysis",
+    "connect": ".cluster",
+    "add_dask_arguments": ".cluster",
+    "client_from_args": ".cluster",
+    "RegionPlan": ".regions",
+    "plan_regions": ".regions",
+    "ids_fingerprint": ".regions",
+    "vector_stats": ".analysis",
+    "knn_search": ".analysis",
+    "knn_self": ".analysis",
+    "threshold_groups": ".analysis",
+    "write_vectors": ".analysis",
 }
 
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'embstore.distributed' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"embstore.distributed.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -24,8 +24,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 __all__ = [
     "BlockSource",
@@ -49,35 +48,24 @@ __all__ = [
 ]
 
 _WHERE = {
-    "BlockSource": "source",
-    "as_block_source": "source",
-    "SearchIndex": "index",
-    "build_index": "index",
-    "knn_search": "knn",
-    "knn_self": "knn",
-    "find_duplicate_groups": "graph",
-    "dedup_and_cluster": "graph",
-    "threshold_clusters": "graph",
-    "GroupResult": "results",
-    "KnnResult": "results",
-    "Pairs": "results",
-    "RecallReport": "results",
-    "pair_recall": "recall",
-    "export_training_labels": "export",
-    "save_group_previews": "export",
-    "training_label_name": "export",
-    "SearchMixin": "mixin",
+    "BlockSource": ".source",
+    "as_block_source": ".source",
+    "SearchIndex": ".index",
+    "build_index": ".index",
+    "knn_search": ".knn",
+    "knn_self": ".knn",
+    "find_duplicate_groups": ".graph",
+    "dedup_and_cluster": ".graph",
+    "threshold_clusters": ".graph",
+    "GroupResult": ".results",
+    "KnnResult": ".results",
+    "Pairs": ".results",
+    "RecallReport": ".results",
+    "pair_recall": ".recall",
+    "export_training_labels": ".export",
+    "save_group_previews": ".export",
+    "training_label_name": ".export",
+    "SearchMixin": ".mixin",
 }
 
-
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'embstore.search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())

@@ -20,8 +20,7 @@ testing
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embstore._lazy import lazy_attributes
 
 __all__ = [
     "DetrExtractor",
@@ -36,26 +35,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DetrExtractor": "extractor",
-    "EXTRACT_TYPES": "extractor",
-    "resolve_variables": "extractor",
-    "DetrConfig": "model",
-    "DETR": "model",
-    "build_detr": "model",
-    "DetrTransform": "preprocess",
-    "pad_batch": "preprocess",
-    "infer_config": "checkpoint",
+    "DetrExtractor": ".extractor",
+    "EXTRACT_TYPES": ".extractor",
+    "resolve_variables": ".extractor",
+    "DetrConfig": ".model",
+    "DETR": ".model",
+    "build_detr": ".model",
+    "DetrTransform": ".preprocess",
+    "pad_batch": ".preprocess",
+    "infer_config": ".checkpoint",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -13,8 +13,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embstore._lazy import lazy_attributes
 
 __all__ = ["FaceExtractor", "IResNet", "iresnet", "extract_face", "preprocess_face"]
 
@@ -26,11 +25,4 @@ _LAZY = {
     "extract_face": "extractors.face.extractor",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'extractors.face' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -9,8 +9,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embstore._lazy import lazy_attributes
 
 __all__ = ["SiglipExtractor", "extract_panoptic", "PanopticDataset", "masked_crop",
            "instance_id", "split_instance_id"]
@@ -24,11 +23,4 @@ _LAZY = {
     "split_instance_id": "extractors.siglip.panoptic",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'extractors.siglip' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
