@@ -245,7 +245,6 @@ def extract_detr(
     from embstore import Store
 
     from ..datasets import open_dataset
-    from ..pipeline import run_extraction
     from . import DetrExtractor
 
     if dtype not in ("float16", "float32"):
@@ -289,17 +288,51 @@ def extract_detr(
             store.close()
             raise
         logger.info("resuming into %s (%d rows present)", out_s, len(store))
+    return run_and_record(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
+                          retry_skipped=retry_skipped, progress=progress, flush_interval=flush_interval,
+                          command_line=command_line, started=now)
+
+
+def run_and_record(ex: Any, dataset: Any, store: Any, *, started: str, command_line: str | None = None,
+                   **run_kwargs: Any) -> Any:
+    """Run an extraction into an open store, then record the run in its attributes.
+
+    The dataset's person table (FACET) is merged into the store first; the
+    run (command line, start time, summary, or "interrupted or failed") is
+    appended to the store's ``runs`` attribute even when the run raises.
+    The store is closed on return.
+
+    Parameters
+    ----------
+    ex : extractor
+        Passed to :func:`extractors.pipeline.run_extraction`.
+    dataset : Dataset
+        Its ``persons`` table, when present, is written to the store.
+    store : embstore.Store
+        Open for appending; closed on return.
+    started : str
+        ISO time the run started.
+    command_line : str, optional
+        Recorded with the run.
+    **run_kwargs
+        ``batch_size``, ``num_workers``, ``retry_skipped``, ``progress``,
+        ``flush_interval`` of :func:`~extractors.pipeline.run_extraction`.
+
+    Returns
+    -------
+    ExtractionSummary
+    """
+    from ..pipeline import run_extraction  # the pipeline imports this module
+
     with store:
         if dataset.persons is not None:
             store.write_table("persons", _merge_persons(store, _clean_table(dataset.persons)))
         summary = None
         try:
-            summary = run_extraction(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
-                                     retry_skipped=retry_skipped, progress=progress,
-                                     flush_interval=flush_interval)
+            summary = run_extraction(ex, dataset, store, **run_kwargs)
         finally:
             runs = list(store.attrs.get("runs", []) or [])
-            runs.append({"command_line": command_line or "", "started": now,
+            runs.append({"command_line": command_line or "", "started": started,
                          "summary": summary.to_dict() if summary is not None else "interrupted or failed"})
             try:
                 store.update_attrs(runs=runs)

@@ -92,8 +92,7 @@ def extract_model(
     from embstore import Store
 
     from ..datasets import open_dataset
-    from ..detr.run import _clean_table, _merge_persons, _store_exists
-    from ..pipeline import run_extraction
+    from ..detr.run import _store_exists, run_and_record
     from .extractor import ModelExtractor
 
     dataset = open_dataset(images, annotations, limit=limit)
@@ -119,20 +118,6 @@ def extract_model(
     else:
         store = Store.create(out_s, row_dim="image", id_name="image_id", variables=ex.variables,
                              ragged=ex.ragged, dtypes=ex.dtypes, attrs=attrs)
-    with store:
-        if dataset.persons is not None:
-            store.write_table("persons", _merge_persons(store, _clean_table(dataset.persons)))
-        summary = None
-        try:
-            summary = run_extraction(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
-                                     retry_skipped=retry_skipped, progress=progress,
-                                     flush_interval=flush_interval)
-        finally:
-            runs = list(store.attrs.get("runs", []) or [])
-            runs.append({"command_line": command_line or "", "started": now,
-                         "summary": summary.to_dict() if summary is not None else "interrupted or failed"})
-            try:
-                store.update_attrs(runs=runs)
-            except Exception:  # noqa: BLE001 - never mask the run's own error
-                logger.exception("could not record the run in the store attributes")
-    return summary
+    return run_and_record(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
+                          retry_skipped=retry_skipped, progress=progress, flush_interval=flush_interval,
+                          command_line=command_line, started=now)
