@@ -4,8 +4,9 @@ Writes an N x 512 float16 store of L2-normalised vectors: identities of
 exactly ``--per-id`` photos (centre + noise, cosine ~0.8 between photos of
 one identity) plus 0.1% planted outliers (random directions, far from every
 identity). Then runs ``an.outliers(k)`` (``kind="auto"``: exact scan below
-1M vectors, IVF with nprobe=8 from 1M on, then the top 0.5% (>= 1000)
-approximate scores re-scored exactly) and reports
+1M vectors, IVF with nprobe=8 from 1M on, then 8x that many top scores
+searched again with 64x the probes, then the top 0.5% (>= 1000)
+re-scored exactly) and reports
 
 - wall time (store writing is not counted), CPU time and peak RSS;
 - recall of the planted outliers: the share of them among the top-m scores
