@@ -123,20 +123,26 @@ def write_parquet(an: Any, path: str | os.PathLike, variables: Any = None, pool:
     """
     pq = attempt_import("pyarrow.parquet")
     path = Path(path)
+    batches = iter_record_batches(an, variables, pool, normalize=normalize, block_rows=block_rows)
+    if not _write_batches(batches, path, lambda schema: pq.ParquetWriter(str(path), schema)):
+        pa = attempt_import("pyarrow")  # no rows: an empty file with the id column
+        pq.write_table(pa.table({an.id_name: pa.array([], pa.int64())}), str(path))
+    return path
+
+
+def _write_batches(batches: Any, path: Path, open_writer: Any) -> bool:
+    """Write record batches through ``open_writer(schema)``; False when there were none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = None
     try:
-        for batch in iter_record_batches(an, variables, pool, normalize=normalize, block_rows=block_rows):
+        for batch in batches:
             if writer is None:
-                writer = pq.ParquetWriter(str(path), batch.schema)
+                writer = open_writer(batch.schema)
             writer.write_batch(batch)
-        if writer is None:  # no rows: an empty file with the id column
-            pa = attempt_import("pyarrow")
-            pq.write_table(pa.table({an.id_name: pa.array([], pa.int64())}), str(path))
     finally:
         if writer is not None:
             writer.close()
-    return path
+    return writer is not None
 
 
 def write_arrow_stream(an: Any, path: str | os.PathLike, variables: Any = None, pool: str | None = "mean",
@@ -158,18 +164,9 @@ def write_arrow_stream(an: Any, path: str | os.PathLike, variables: Any = None, 
     """
     pa = attempt_import("pyarrow")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    try:
-        for batch in iter_record_batches(an, variables, pool, normalize=normalize, block_rows=block_rows):
-            if writer is None:
-                writer = pa.ipc.new_stream(str(path), batch.schema)
-            writer.write_batch(batch)
-        if writer is None:
-            raise ValidationError("no rows to export: the selection is empty.")
-    finally:
-        if writer is not None:
-            writer.close()
+    batches = iter_record_batches(an, variables, pool, normalize=normalize, block_rows=block_rows)
+    if not _write_batches(batches, path, lambda schema: pa.ipc.new_stream(str(path), schema)):
+        raise ValidationError("no rows to export: the selection is empty.")
     return path
 
 
