@@ -29,14 +29,18 @@ import sys
 import time
 
 if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # steady allocations (see DESIGN.md)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", MALLOC_TRIM_THRESHOLD_="268435456",
-               MALLOC_TOP_PAD_="268435456")
+    env = dict(
+        os.environ,
+        MALLOC_MMAP_THRESHOLD_="1048576",
+        MALLOC_TRIM_THRESHOLD_="268435456",
+        MALLOC_TOP_PAD_="268435456",
+    )
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from embstore.search import build_index, dedup_and_cluster, pair_recall  # noqa: E402
-from embstore.search.index import default_nlist  # noqa: E402
+from embstore.search import build_index, dedup_and_cluster, pair_recall
+from embstore.search.index import default_nlist
 
 
 def planted(n: int, d: int, seed: int = 0, per_id: int = 10, dup_frac: float = 0.05):
@@ -80,25 +84,35 @@ def pair_scores(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--kind", default="ivf", help="flat (exact), ivf, hnsw or a faiss factory string")
+    ap.add_argument(
+        "--kind", default="ivf", help="flat (exact), ivf, hnsw or a faiss factory string"
+    )
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
-    ap.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (default 4)")
+    ap.add_argument(
+        "--nprobe", type=int, default=None, help="IVF lists visited per query (default 4)"
+    )
     ap.add_argument("--train-rows", type=int, default=None)
     ap.add_argument("--batch", type=int, default=65536, help="query rows per search batch")
-    ap.add_argument("--exact-sample", type=int, default=500, help="queries for pair recall vs exact (0: skip)")
+    ap.add_argument(
+        "--exact-sample", type=int, default=500, help="queries for pair recall vs exact (0: skip)"
+    )
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     x, ident, origin = planted(args.n, args.dim)
     t_gen = time.perf_counter() - t0
     dup_truth = np.where(origin != np.arange(args.n), origin, np.arange(args.n))
-    print(f"data: {args.n} x {args.dim} float16 ({x.nbytes / 2**20:.0f} MiB), "
-          f"{len(np.unique(ident))} identities, {(origin != np.arange(args.n)).sum()} planted duplicates "
-          f"(generated in {t_gen:.1f} s, not counted)")
+    print(
+        f"data: {args.n} x {args.dim} float16 ({x.nbytes / 2**20:.0f} MiB), "
+        f"{len(np.unique(ident))} identities, {(origin != np.arange(args.n)).sum()} planted duplicates "
+        f"(generated in {t_gen:.1f} s, not counted)"
+    )
 
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -121,20 +135,30 @@ def main() -> None:
     d_rec, d_prec = pair_scores(dups.labels, dup_truth)
     c_rec, c_prec = pair_scores(clusters.labels, ident)
     print(f"kNN (k={args.k}) + both graphs: {t_search:.1f} s")
-    print(f"TOTAL wall (index + search + graphs): {total:.1f} s = {total / 60:.2f} min "
-          f"(goal < 15 min at 1M: {'met' if total < 900 else 'NOT met'} for this N)")
-    print(f"CPU time (all threads): {cpu:.1f} s; load average now {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores (wall time grows when other processes share them)")
+    print(
+        f"TOTAL wall (index + search + graphs): {total:.1f} s = {total / 60:.2f} min "
+        f"(goal < 15 min at 1M: {'met' if total < 900 else 'NOT met'} for this N)"
+    )
+    print(
+        f"CPU time (all threads): {cpu:.1f} s; load average now {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (wall time grows when other processes share them)"
+    )
     print(f"peak RSS: {peak:.2f} GiB (data itself {x.nbytes / 2**30:.2f} GiB)")
-    print(f"duplicates: removed {dups.n_removed}, planted-pair recall {d_rec:.4f}, precision {d_prec:.4f}")
-    print(f"clusters: {clusters.n_groups} (largest {clusters.sizes.max()}, singletons {clusters.n_singletons}), "
-          f"planted-pair recall {c_rec:.4f}, precision {c_prec:.4f}")
+    print(
+        f"duplicates: removed {dups.n_removed}, planted-pair recall {d_rec:.4f}, precision {d_prec:.4f}"
+    )
+    print(
+        f"clusters: {clusters.n_groups} (largest {clusters.sizes.max()}, singletons {clusters.n_singletons}), "
+        f"planted-pair recall {c_rec:.4f}, precision {c_prec:.4f}"
+    )
     if args.exact_sample:
         t0 = time.perf_counter()
         for thr in (0.9, 0.7):
             r = pair_recall(x, index, thr, k=args.k, sample=args.exact_sample)
-            print(f"index pair recall vs exact at {thr}: {r.recall:.4f} "
-                  f"({r.n_common}/{r.n_exact} pairs, {r.sample_size} sampled queries)")
+            print(
+                f"index pair recall vs exact at {thr}: {r.recall:.4f} "
+                f"({r.n_common}/{r.n_exact} pairs, {r.sample_size} sampled queries)"
+            )
         print(f"(recall check: {time.perf_counter() - t0:.1f} s, not counted)")
 
 

@@ -20,20 +20,25 @@ import tempfile
 import time
 from pathlib import Path
 
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296",
-           "MALLOC_TOP_PAD_": "1073741824"}
-if any(k not in os.environ for k in _MALLOC):  # steady timings (see DESIGN.md), set before any allocation
+_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
+if any(
+    k not in os.environ for k in _MALLOC
+):  # steady timings (see DESIGN.md), set before any allocation
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from skimage import data  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from extractors.face.extractor import FaceExtractor, extract_face, preprocess_face  # noqa: E402
-from extractors.face.iresnet import iresnet  # noqa: E402
+from extractors.face.extractor import FaceExtractor, extract_face, preprocess_face
+from extractors.face.iresnet import iresnet
 
 
 def write_images(folder: Path, n: int) -> list[Path]:
@@ -44,7 +49,7 @@ def write_images(folder: Path, n: int) -> list[Path]:
     for i in range(n):
         img = photos[i % len(photos)]
         y, x = rng.integers(0, 150, 2)
-        crop = np.ascontiguousarray(img[y:y + 250, x:x + 250])
+        crop = np.ascontiguousarray(img[y : y + 250, x : x + 250])
         p = folder / f"{i:06d}.jpg"
         Image.fromarray(crop).save(p, quality=90)
         paths.append(p)
@@ -62,8 +67,10 @@ def main() -> None:
         paths = write_images(tmp / "imgs", args.images)
         batch = np.stack([preprocess_face(Image.open(p)) for p in paths[: args.batch_size]])
         x = torch.from_numpy(batch)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, "
-              f"batch {args.batch_size}")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, "
+            f"batch {args.batch_size}"
+        )
         for arch in ("r18", "r34"):
             torch.manual_seed(0)
             model = iresnet(arch).eval()
@@ -80,13 +87,22 @@ def main() -> None:
                 bare.append(n_batches * len(x) / (time.perf_counter() - t0))
                 out = tmp / f"{arch}_{r}.zarr"
                 t0 = time.perf_counter()
-                summary = extract_face(None, tmp / "imgs", out, extractor=fx,
-                                       batch_size=args.batch_size, num_workers=0, progress=False)
+                summary = extract_face(
+                    None,
+                    tmp / "imgs",
+                    out,
+                    extractor=fx,
+                    batch_size=args.batch_size,
+                    num_workers=0,
+                    progress=False,
+                )
                 full.append(summary.written / (time.perf_counter() - t0))
                 shutil.rmtree(out)
             b, f = statistics.median(bare), statistics.median(full)
-            print(f"{arch}: bare forward {b:7.1f} images/s | extract_face pipeline {f:7.1f} images/s | "
-                  f"ratio pipeline/bare = {f / b:.2f} (median of {args.repeats})")
+            print(
+                f"{arch}: bare forward {b:7.1f} images/s | extract_face pipeline {f:7.1f} images/s | "
+                f"ratio pipeline/bare = {f / b:.2f} (median of {args.repeats})"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

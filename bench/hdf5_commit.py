@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from embstore import Store  # noqa: E402
+from embstore import Store
 
 VAR = "query_embeddings"
 ROW_BYTES = 100 * 256 * 2
@@ -56,8 +56,11 @@ def build(path: str, n: int) -> None:
     with Store.create(path, variables={VAR: ("query", "hidden")}, dtypes={VAR: "float16"}) as st:
         for a in range(0, n, 512):
             b = min(n, a + 512)
-            st.append(list(range(a, b)), {VAR: rng.standard_normal((b - a, 100, 256), dtype=np.float32)},
-                      coords={"skin": np.arange(a, b) % 10})
+            st.append(
+                list(range(a, b)),
+                {VAR: rng.standard_normal((b - a, 100, 256), dtype=np.float32)},
+                coords={"skin": np.arange(a, b) % 10},
+            )
 
 
 def session(path: str, n: int, commits: int) -> tuple[float, float, float]:
@@ -81,12 +84,16 @@ def session(path: str, n: int, commits: int) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 128, 512], help="store sizes in MiB")
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", default=[32, 128, 512], help="store sizes in MiB"
+    )
     ap.add_argument("--commits", type=int, default=5)
     ap.add_argument("--dir", default=None)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(dir=args.dir, prefix="hdf5_commit_")
-    print(f"{'MiB':>5} {'backend':>7} {'first commit s':>15} {'commit s':>9} {'close s':>8}  (commit = one chunk)")
+    print(
+        f"{'MiB':>5} {'backend':>7} {'first commit s':>15} {'commit s':>9} {'close s':>8}  (commit = one chunk)"
+    )
     try:
         for mib in args.sizes:
             n = mib * 2**20 // ROW_BYTES
@@ -100,7 +107,9 @@ def main() -> None:
                 f, c, cl = res[ext]
                 print(f"{mib:>5} {name:>7} {f:>15.3f} {c:>9.3f} {cl:>8.3f}")
             z, h = res[".zarr"], res[".h5"]
-            print(f"{mib:>5} {'h5/zarr':>7} {h[0] / z[0]:>14.2f}x {h[1] / z[1]:>8.2f}x {h[2] / max(z[2], 1e-9):>7.2f}x")
+            print(
+                f"{mib:>5} {'h5/zarr':>7} {h[0] / z[0]:>14.2f}x {h[1] / z[1]:>8.2f}x {h[2] / max(z[2], 1e-9):>7.2f}x"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -51,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from embstore import Store  # noqa: E402
+from embstore import Store
 
 VAR = "query_embeddings"
 
@@ -62,8 +62,11 @@ def build(path: str, n: int, skin: np.ndarray) -> float:
     with Store.create(path, variables={VAR: ("query", "hidden")}, dtypes={VAR: "float16"}) as st:
         for a in range(0, n, 256):
             b = min(n, a + 256)
-            st.append(list(range(a, b)), {VAR: rng.standard_normal((b - a, 100, 256), dtype=np.float32)},
-                      coords={"skin": skin[a:b]})
+            st.append(
+                list(range(a, b)),
+                {VAR: rng.standard_normal((b - a, 100, 256), dtype=np.float32)},
+                coords={"skin": skin[a:b]},
+            )
     return time.perf_counter() - t0
 
 
@@ -125,7 +128,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where to write the stores (default: a temp dir)")
-    ap.add_argument("--skip-slow", action="store_true", help="skip h5py fancy at 50%% (tens of seconds)")
+    ap.add_argument(
+        "--skip-slow", action="store_true", help="skip h5py fancy at 50%% (tens of seconds)"
+    )
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(dir=args.dir, prefix="hdf5_read_")
     try:
@@ -134,8 +139,10 @@ def main() -> None:
         zp, hp = os.path.join(tmp, "s.zarr"), os.path.join(tmp, "s.h5")
         tz = build(zp, args.n, skin)
         th = build(hp, args.n, skin)
-        print(f"N={args.n} rows of 100x256 float16 ({args.n * 51200 / 2**20:.0f} MiB); "
-              f"write: zarr {tz:.1f} s, hdf5 {th:.1f} s (hdf5/zarr {th / tz:.2f}x)")
+        print(
+            f"N={args.n} rows of 100x256 float16 ({args.n * 51200 / 2**20:.0f} MiB); "
+            f"write: zarr {tz:.1f} s, hdf5 {th:.1f} s (hdf5/zarr {th / tz:.2f}x)"
+        )
         sel3 = np.flatnonzero(skin == 3)
         one = np.zeros(args.n, dtype=bool)
         one[sel3[::10]] = True
@@ -157,7 +164,7 @@ def main() -> None:
                 names.remove("h5py fancy")
             times: dict[str, list[float]] = {k: [] for k in names}
             for r in range(args.repeat):
-                order = names[r % len(names):] + names[: r % len(names)]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for k in order:
                     t0 = time.perf_counter()
                     out = methods[k](mask)
@@ -167,9 +174,13 @@ def main() -> None:
             med = {k: statistics.median(v) for k, v in times.items()}
             results[label] = med
             for k in names:
-                print(f"{label:>9} {k:>16} {int(mask.sum()):>6} {med[k]:>9.4f} {med[k] / med['zarr Store.read']:>7.2f}x")
+                print(
+                    f"{label:>9} {k:>16} {int(mask.sum()):>6} {med[k]:>9.4f} {med[k] / med['zarr Store.read']:>7.2f}x"
+                )
         ratio = results["10%"]["hdf5 Store.read"] / results["10%"]["zarr Store.read"]
-        print(f"goal: 10% subset on HDF5 within 2x of Zarr: {ratio:.2f}x -> {'MET' if ratio <= 2 else 'NOT MET'}")
+        print(
+            f"goal: 10% subset on HDF5 within 2x of Zarr: {ratio:.2f}x -> {'MET' if ratio <= 2 else 'NOT MET'}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -23,19 +23,22 @@ import tempfile
 import time
 from pathlib import Path
 
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296",
-           "MALLOC_TOP_PAD_": "1073741824"}
+_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": "4294967296",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
 if any(k not in os.environ for k in _MALLOC):  # steady timings (see DESIGN.md)
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
 
-import json  # noqa: E402
+import json
 
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from embstore.legacy.detr_pt import import_detr_dir, pt_filename  # noqa: E402
-from embstore.store import Store  # noqa: E402,F401  (imported up front: not part of the timing)
+from embstore.legacy.detr_pt import import_detr_dir, pt_filename
+from embstore.store import Store  # noqa: F401  (imported up front: not part of the timing)
 
 
 def write_dir(d: Path, n: int) -> int:
@@ -53,8 +56,12 @@ def write_dir(d: Path, n: int) -> int:
         }
         torch.save(entry, d / pt_filename(i))
         total += (d / pt_filename(i)).stat().st_size
-    meta = {"image_ids": list(range(1, n + 1)), "num_images": n, "extract_type": "decoder",
-            "embedding_keys": list(entry)}
+    meta = {
+        "image_ids": list(range(1, n + 1)),
+        "num_images": n,
+        "extract_type": "decoder",
+        "embedding_keys": list(entry),
+    }
     (d / "metadata.json").write_text(json.dumps(meta))
     return total
 
@@ -83,15 +90,22 @@ def main() -> None:
             shutil.rmtree(out)
             out16 = tmp / f"run{r}_f16.zarr"
             t0 = time.perf_counter()
-            rep = import_detr_dir(src, out16, progress=False,
-                                  dtypes={k: "float16" for k in ("decoder_output", "query_embeddings",
-                                                                 "encoder_output")})
+            rep = import_detr_dir(
+                src,
+                out16,
+                progress=False,
+                dtypes=dict.fromkeys(
+                    ("decoder_output", "query_embeddings", "encoder_output"), "float16"
+                ),
+            )
             imp16.append(rep.imported / (time.perf_counter() - t0))
             shutil.rmtree(out16)
         p, i, i16 = (statistics.median(v) for v in (plain, imp, imp16))
         print(f"plain torch.load loop      : {p:7.1f} files/s (baseline)")
         print(f"import_detr_dir (float32)  : {i:7.1f} files/s | ratio import/plain = {i / p:.2f}")
-        print(f"import_detr_dir (float16)  : {i16:7.1f} files/s | ratio import/plain = {i16 / p:.2f}")
+        print(
+            f"import_detr_dir (float16)  : {i16:7.1f} files/s | ratio import/plain = {i16 / p:.2f}"
+        )
         print(f"(median of {args.repeats} runs each)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -117,8 +117,13 @@ def plain_parallel(tmp: Path, recs: list, batch: int, n: int) -> float:
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(n), ctx.Queue()
     parts = [recs[i::n] for i in range(n)]
-    procs = [ctx.Process(target=_plain_process, args=(parts[i], batch, str(tmp / f"plain{n}-{i}.zarr"), barrier, results))
-             for i in range(n)]
+    procs = [
+        ctx.Process(
+            target=_plain_process,
+            args=(parts[i], batch, str(tmp / f"plain{n}-{i}.zarr"), barrier, results),
+        )
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     times = [results.get(timeout=1800) for _ in procs]
@@ -142,7 +147,9 @@ def bench_extraction(tmp: Path, n_images: int, batch: int) -> dict:
     torch.set_num_threads(1)
     fx = small_face()
     run_extraction(fx, recs[:batch], None, batch_size=batch, write=False, progress=False)  # warm-up
-    with Store.create(tmp / "local.zarr", id_name="image_id", variables=fx.variables, dtypes=fx.dtypes) as st:
+    with Store.create(
+        tmp / "local.zarr", id_name="image_id", variables=fx.variables, dtypes=fx.dtypes
+    ) as st:
         t = time.perf_counter()
         run_extraction(fx, recs, st, batch_size=batch, progress=False)
     out["baseline"] = n_images / (time.perf_counter() - t)
@@ -153,13 +160,22 @@ def bench_extraction(tmp: Path, n_images: int, batch: int) -> dict:
         with connect(n_workers=workers, worker_env=FAST_ALLOC_ENV) as client:
             client.run(_warm)
             t = time.perf_counter()
-            s = extract_distributed(small_face, recs, str(tmp / f"dask{workers}.zarr"), client=client,
-                                    batch_size=batch, device="cpu", chunk_rows=32, rows_per_task=32)
+            s = extract_distributed(
+                small_face,
+                recs,
+                str(tmp / f"dask{workers}.zarr"),
+                client=client,
+                batch_size=batch,
+                device="cpu",
+                chunk_rows=32,
+                rows_per_task=32,
+            )
             out[workers] = s.written / (time.perf_counter() - t)
             out[f"tasks{workers}"] = s.n_tasks
     with Store.open(tmp / "local.zarr") as a, Store.open(tmp / "dask2.zarr") as b:
         out["equal"] = a.ids.tolist() == b.ids.tolist() and bool(
-            np.array_equal(a.embedding.values, b.embedding.values))
+            np.array_equal(a.embedding.values, b.embedding.values)
+        )
     return out
 
 
@@ -171,14 +187,23 @@ def make_store(path: str, mib: int) -> tuple[int, int]:
     n = max(256, (mib * 2**20) // per_image // 256 * 256)
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((64, H), dtype=np.float32)
-    with Store.create(path, variables={"query_embeddings": ("query", "hidden")}, chunk_rows=256,
-                      shapes={"query_embeddings": (Q, H)}) as st:
+    with Store.create(
+        path,
+        variables={"query_embeddings": ("query", "hidden")},
+        chunk_rows=256,
+        shapes={"query_embeddings": (Q, H)},
+    ) as st:
         for a in range(0, n, 1024):
             b = min(n, a + 1024)
             which = rng.integers(0, len(centers), size=b - a)
-            x = centers[which][:, None, :] + 0.5 * rng.standard_normal((b - a, Q, H), dtype=np.float32)
-            st.append(np.arange(a, b), {"query_embeddings": x.astype(np.float16)},
-                      coords={"skin": rng.integers(1, 11, size=b - a)})
+            x = centers[which][:, None, :] + 0.5 * rng.standard_normal(
+                (b - a, Q, H), dtype=np.float32
+            )
+            st.append(
+                np.arange(a, b),
+                {"query_embeddings": x.astype(np.float16)},
+                coords={"skin": rng.integers(1, 11, size=b - a)},
+            )
     return n, n * per_image
 
 
@@ -220,20 +245,32 @@ def bench_analysis(tmp: Path, store_mib: int, limit_mib: int) -> dict:
         float(an.store.query_embeddings.data.astype(np.float32).mean().compute())
     out["baseline_s"] = time.perf_counter() - t
     limit = limit_mib * 2**20
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=limit,
-                      dashboard_address=None) as cl, Client(cl) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=limit,
+            dashboard_address=None,
+        ) as cl,
+        Client(cl) as client,
+    ):
         client.run(lambda: __import__("embstore.distributed.analysis") and __import__("faiss"))
         out["start_rss"] = client.run(_start_sampler)
         q = np.random.default_rng(1).standard_normal((8, H), dtype=np.float32)
         steps = {
-            "stats (mean pool, by skin)": lambda: dan.vector_stats(an, pool="mean", by="skin", block_rows=4096,
-                                                                   client=client),
-            "exact 8-NN over all queries": lambda: dan.knn_search(an, q, k=8, pool=None, block_rows=32768,
-                                                                 client=client),
-            "pooled vectors -> zarr": lambda: dan.write_vectors(an, str(tmp / "pooled.zarr"), pool="mean",
-                                                                block_rows=4096, client=client),
-            "cluster pooled (k=10, 0.9)": lambda: dan.threshold_groups(an, 0.9, k=10, pool="mean",
-                                                                      block_rows=4096, client=client),
+            "stats (mean pool, by skin)": lambda: dan.vector_stats(
+                an, pool="mean", by="skin", block_rows=4096, client=client
+            ),
+            "exact 8-NN over all queries": lambda: dan.knn_search(
+                an, q, k=8, pool=None, block_rows=32768, client=client
+            ),
+            "pooled vectors -> zarr": lambda: dan.write_vectors(
+                an, str(tmp / "pooled.zarr"), pool="mean", block_rows=4096, client=client
+            ),
+            "cluster pooled (k=10, 0.9)": lambda: dan.threshold_groups(
+                an, 0.9, k=10, pool="mean", block_rows=4096, client=client
+            ),
         }
         out["steps"] = {}
         for name, fn in steps.items():
@@ -251,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=128, help="images to extract (part 1)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--store-mib", type=int, default=1600, help="analysis store size (part 2)")
-    ap.add_argument("--memory-limit-mib", type=int, default=400, help="per-worker memory limit (part 2)")
+    ap.add_argument(
+        "--memory-limit-mib", type=int, default=400, help="per-worker memory limit (part 2)"
+    )
     ap.add_argument("--skip-extract", action="store_true")
     ap.add_argument("--skip-analysis", action="store_true")
     args = ap.parse_args(argv)
@@ -261,25 +300,37 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_extraction(tmp, args.images, args.batch_size)
             print(f"== extraction: {args.images} images, small iresnet, CPU, 1 thread per worker")
             print(f"baseline (this process, run_extraction): {r['baseline']:.2f} images/s")
-            print(f"dask 1 worker  ({r['tasks1']} tasks): {r[1]:.2f} images/s  ratio vs baseline {r[1] / r['baseline']:.2f}x")
-            print(f"dask 2 workers ({r['tasks2']} tasks): {r[2]:.2f} images/s  ratio vs 1 worker {r[2] / r[1]:.2f}x")
-            print(f"machine capacity: 2 plain processes (no Dask) {r['plain2']:.2f} images/s = "
-                  f"{r['plain2'] / r['baseline']:.2f}x one; dask 2 workers / 2 plain processes {r[2] / r['plain2']:.2f}x")
+            print(
+                f"dask 1 worker  ({r['tasks1']} tasks): {r[1]:.2f} images/s  ratio vs baseline {r[1] / r['baseline']:.2f}x"
+            )
+            print(
+                f"dask 2 workers ({r['tasks2']} tasks): {r[2]:.2f} images/s  ratio vs 1 worker {r[2] / r[1]:.2f}x"
+            )
+            print(
+                f"machine capacity: 2 plain processes (no Dask) {r['plain2']:.2f} images/s = "
+                f"{r['plain2'] / r['baseline']:.2f}x one; dask 2 workers / 2 plain processes {r[2] / r['plain2']:.2f}x"
+            )
             print(f"2-worker store equal to the single-process store, row for row: {r['equal']}")
         if not args.skip_analysis:
             r = bench_analysis(tmp, args.store_mib, args.memory_limit_mib)
             limit = args.memory_limit_mib * 2**20
-            print(f"== analysis: store {r['store_bytes'] / 2**20:.0f} MiB ({r['n_images']} images x {Q} x {H} "
-                  f"float16) = {r['store_bytes'] / limit:.1f}x the per-worker memory limit "
-                  f"({args.memory_limit_mib} MiB), 2 workers")
-            print(f"baseline (one threaded read of the store in this process): {r['baseline_s']:.2f} s")
+            print(
+                f"== analysis: store {r['store_bytes'] / 2**20:.0f} MiB ({r['n_images']} images x {Q} x {H} "
+                f"float16) = {r['store_bytes'] / limit:.1f}x the per-worker memory limit "
+                f"({args.memory_limit_mib} MiB), 2 workers"
+            )
+            print(
+                f"baseline (one threaded read of the store in this process): {r['baseline_s']:.2f} s"
+            )
             for name, sec in r["steps"].items():
                 print(f"{name:32s} {sec:7.2f} s   ratio vs baseline {sec / r['baseline_s']:.2f}x")
             print(f"clusters found: {r['n_clusters']}")
             for addr, peak in r["peak_rss"].items():
-                print(f"worker {addr}: RSS at start {r['start_rss'][addr] / 2**20:.0f} MiB, peak "
-                      f"{peak / 2**20:.0f} MiB = {peak / limit:.2f}x the limit, "
-                      f"{peak / r['store_bytes']:.3f}x the store")
+                print(
+                    f"worker {addr}: RSS at start {r['start_rss'][addr] / 2**20:.0f} MiB, peak "
+                    f"{peak / 2**20:.0f} MiB = {peak / limit:.2f}x the limit, "
+                    f"{peak / r['store_bytes']:.3f}x the store"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -29,11 +29,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from embstore import Store  # noqa: E402
-from embstore.store.backends.zarr_backend import ZarrBackend  # noqa: E402
+from embstore import Store
+from embstore.store.backends.zarr_backend import ZarrBackend
 
-VARIABLES = {"query_embeddings": ("query", "hidden"), "decoder_output": ("layer", "query", "hidden"),
-             "pred_logits": ("query", "class")}
+VARIABLES = {
+    "query_embeddings": ("query", "hidden"),
+    "decoder_output": ("layer", "query", "hidden"),
+    "pred_logits": ("query", "class"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         if path.exists():
             shutil.rmtree(path)
         t0 = time.perf_counter()
-        with Store.create(str(path), variables=VARIABLES,
-                          dtypes={"pred_logits": "float32"}) as st:
+        with Store.create(str(path), variables=VARIABLES, dtypes={"pred_logits": "float32"}) as st:
             for s in range(0, args.n, 16):
                 k = min(16, args.n - s)
                 st.append(list(range(s, s + k)), {v: a[:k] for v, a in batch.items()})
@@ -72,16 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         paths = {True: work / "crc.zarr", False: work / "plain.zarr"}
         for r in range(args.repeat):
-            for crc in ((True, False) if r % 2 == 0 else (False, True)):
+            for crc in (True, False) if r % 2 == 0 else (False, True):
                 tag = "crc32c" if crc else "none"
                 times.setdefault(f"write {tag}", []).append(write(paths[crc], crc))
         for r in range(args.repeat):
-            for crc in ((True, False) if r % 2 == 0 else (False, True)):
+            for crc in (True, False) if r % 2 == 0 else (False, True):
                 tag = "crc32c" if crc else "none"
                 with Store.open(str(paths[crc])) as st:
-                    times.setdefault(f"full read {tag}", []).append(timed(lambda: st.read("decoder_output")))
+                    times.setdefault(f"full read {tag}", []).append(
+                        timed(lambda: st.read("decoder_output"))
+                    )
                     times.setdefault(f"subset read {tag}", []).append(
-                        timed(lambda: st.read("decoder_output", ids=sub.tolist())))
+                        timed(lambda: st.read("decoder_output", ids=sub.tolist()))
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}

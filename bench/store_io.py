@@ -66,10 +66,10 @@ _MALLOC = {
 if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _MALLOC.items()):
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from embstore import Store  # noqa: E402
+from embstore import Store
 
 VARIABLES = {
     "query_embeddings": ("query", "hidden"),
@@ -114,9 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
     ap.add_argument("--batch", type=int, default=16, help="images per append (default 16)")
-    ap.add_argument("--repeat", type=int, default=5, help="repeats of each read (median; default 5)")
-    ap.add_argument("--write-repeat", type=int, default=3,
-                    help="round-robin repeats of each write (median; default 3)")
+    ap.add_argument(
+        "--repeat", type=int, default=5, help="repeats of each read (median; default 5)"
+    )
+    ap.add_argument(
+        "--write-repeat",
+        type=int,
+        default=3,
+        help="round-robin repeats of each write (median; default 3)",
+    )
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir, removed)")
     args = ap.parse_args(argv)
 
@@ -174,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
                 if len(data["pred_boxes"]) != len(ids[sl]):  # last, shorter batch
                     data = {k: v[: len(ids[sl])] for k, v in data.items()}
                     hw = hw[: len(ids[sl])]
-                st.append(ids[sl], data, coords={"skin": skin[sl]}, ragged_hw={"encoder_output": hw})
+                st.append(
+                    ids[sl], data, coords={"skin": skin[sl]}, ragged_hw={"encoder_output": hw}
+                )
 
     # warm-up (not timed): the first Store.create imports zarr & co (a one-time
     # cost, like `import torch` before the baseline)
@@ -202,13 +210,18 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             fn(path)
             write_times[name].append(time.perf_counter() - t0)
-    t_pt_write, t_z_write, t_s_write = (statistics.median(write_times[k]) for k in ("pt", "zarr", "sharded"))
+    t_pt_write, t_z_write, t_s_write = (
+        statistics.median(write_times[k]) for k in ("pt", "zarr", "sharded")
+    )
     b_pt, b_z, b_s = du(pt_dir), du(zpath), du(spath)
 
     # -------------------------------------------------------------- full read
     def pt_full():
         return np.stack(
-            [torch.load(pt_dir / f"embedding_{int(i):012d}.pt")["query_embeddings"].numpy() for i in ids]
+            [
+                torch.load(pt_dir / f"embedding_{int(i):012d}.pt")["query_embeddings"].numpy()
+                for i in ids
+            ]
         )
 
     def store_full(path: Path):
@@ -232,9 +245,17 @@ def main(argv: list[str] | None = None) -> None:
 
     store_full(zpath)  # warm-up: first use imports xarray/dask (one-time cost)
     store_full_values(zpath)
-    (t_pt_full, ref), (t_z_full, got), (t_s_full, got_s), (t_raw_full, raw), (t_z_vals, got_v) = median_times(
-        [pt_full, lambda: store_full(zpath), lambda: store_full(spath), raw_full,
-         lambda: store_full_values(zpath)], args.repeat
+    (t_pt_full, ref), (t_z_full, got), (t_s_full, _got_s), (t_raw_full, raw), (t_z_vals, got_v) = (
+        median_times(
+            [
+                pt_full,
+                lambda: store_full(zpath),
+                lambda: store_full(spath),
+                raw_full,
+                lambda: store_full_values(zpath),
+            ],
+            args.repeat,
+        )
     )
     assert np.array_equal(got, got_v), "Store.read and DataArray.values differ"
     assert np.allclose(got.astype(np.float32), ref, atol=2e-2), "store read mismatch"
@@ -246,7 +267,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def pt_subset():
         return np.stack(
-            [torch.load(pt_dir / f"embedding_{int(i):012d}.pt")["query_embeddings"].numpy() for i in sel_ids]
+            [
+                torch.load(pt_dir / f"embedding_{int(i):012d}.pt")["query_embeddings"].numpy()
+                for i in sel_ids
+            ]
         )
 
     def store_subset(path: Path):
@@ -261,12 +285,21 @@ def main(argv: list[str] | None = None) -> None:
         with Store.open(str(path)) as st:
             return st.read("query_embeddings", skin=value)
 
-    (t_pt_sub, ref_sub), (t_z_sub, got_sub), (t_s_sub, got_s_sub), (t_z_sub_da, got_da), (t_z_sub_rd, got_rd) = (
-        median_times(
-            [pt_subset, lambda: store_subset(zpath), lambda: store_subset(spath),
-             lambda: store_subset_da(zpath), lambda: store_subset_read(zpath)],
-            args.repeat,
-        )
+    (
+        (t_pt_sub, ref_sub),
+        (t_z_sub, got_sub),
+        (t_s_sub, got_s_sub),
+        (t_z_sub_da, got_da),
+        (t_z_sub_rd, got_rd),
+    ) = median_times(
+        [
+            pt_subset,
+            lambda: store_subset(zpath),
+            lambda: store_subset(spath),
+            lambda: store_subset_da(zpath),
+            lambda: store_subset_read(zpath),
+        ],
+        args.repeat,
     )
     assert got_sub.shape == ref_sub.shape == got_s_sub.shape == got_da.shape == got_rd.shape
     assert np.allclose(got_sub.astype(np.float32), ref_sub, atol=2e-2), "store subset mismatch"
@@ -277,17 +310,26 @@ def main(argv: list[str] | None = None) -> None:
         return store_subset_read(path).astype(np.float32)
 
     (t_card_rd, _), (t_card_da, _), (t_card_ds, _), (t_card_rd32, _) = median_times(
-        [lambda: store_subset_read(zpath), lambda: store_subset_da(zpath), lambda: store_subset(zpath),
-         lambda: store_subset_read_f32(zpath)], 7
+        [
+            lambda: store_subset_read(zpath),
+            lambda: store_subset_da(zpath),
+            lambda: store_subset(zpath),
+            lambda: store_subset_read_f32(zpath),
+        ],
+        7,
     )
 
     # ------------------------------------------------------------------ report
     mb = 2**20
-    print(f"embstore store_io benchmark: N={n} images, batch={args.batch}, subset={len(sel_ids)} rows "
-          f"(skin={value}), writes: medians of {args.write_repeat}, reads: medians of {args.repeat}")
+    print(
+        f"embstore store_io benchmark: N={n} images, batch={args.batch}, subset={len(sel_ids)} rows "
+        f"(skin={value}), writes: medians of {args.write_repeat}, reads: medians of {args.repeat}"
+    )
     print(f"{'':34s}{'time s':>9s}{'MB':>9s}")
-    print("write times of each repeat (s): " + ", ".join(
-        f"{k} " + "/".join(f"{t:.2f}" for t in v) for k, v in write_times.items()))
+    print(
+        "write times of each repeat (s): "
+        + ", ".join(f"{k} " + "/".join(f"{t:.2f}" for t in v) for k, v in write_times.items())
+    )
     print(f"{'per-file torch.save write':34s}{t_pt_write:9.3f}{b_pt / mb:9.1f}")
     print(f"{'store write (zarr)':34s}{t_z_write:9.3f}{b_z / mb:9.1f}")
     print(f"{'store write (sharded)':34s}{t_s_write:9.3f}{b_s / mb:9.1f}")
@@ -308,17 +350,53 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {label:38s}{value:8.3f}x  [{goal:>6s}]  {verdict:8s}{extra}")
 
     print("ratios [goal] (store = unsharded default; sharded = inner_chunk_rows=1, no goal):")
-    line("write speed store/baseline", t_pt_write / t_z_write, ">= 1", t_pt_write / t_z_write >= 1,
-         f"  sharded {t_pt_write / t_s_write:.2f}x")
-    line("bytes store/baseline", b_z / b_pt, "<= 0.55", b_z / b_pt <= 0.55, f"  sharded {b_s / b_pt:.3f}x")
-    line("full read speedup vs baseline", t_pt_full / t_z_full, ">= 15", t_pt_full / t_z_full >= 15,
-         f"  sharded {t_pt_full / t_s_full:.1f}x")
-    line("subset read speedup vs baseline", t_pt_sub / t_z_sub_rd, ">= 20", t_pt_sub / t_z_sub_rd >= 20,
-         f"  sharded (Store.sel) {t_pt_sub / t_s_sub:.1f}x")
-    line("full read time / raw fromfile", t_z_full / t_raw_full, "<= 2", t_z_full / t_raw_full <= 2,
-         f"  sharded {t_s_full / t_raw_full:.2f}x")
-    line("card line DataArray.sel(skin).values / read", t_card_da / t_card_rd, "<= 2", t_card_da / t_card_rd <= 2)
-    line("Store.sel(skin).<var>.values / read", t_card_ds / t_card_rd, "<= 2", t_card_ds / t_card_rd <= 2)
+    line(
+        "write speed store/baseline",
+        t_pt_write / t_z_write,
+        ">= 1",
+        t_pt_write / t_z_write >= 1,
+        f"  sharded {t_pt_write / t_s_write:.2f}x",
+    )
+    line(
+        "bytes store/baseline",
+        b_z / b_pt,
+        "<= 0.55",
+        b_z / b_pt <= 0.55,
+        f"  sharded {b_s / b_pt:.3f}x",
+    )
+    line(
+        "full read speedup vs baseline",
+        t_pt_full / t_z_full,
+        ">= 15",
+        t_pt_full / t_z_full >= 15,
+        f"  sharded {t_pt_full / t_s_full:.1f}x",
+    )
+    line(
+        "subset read speedup vs baseline",
+        t_pt_sub / t_z_sub_rd,
+        ">= 20",
+        t_pt_sub / t_z_sub_rd >= 20,
+        f"  sharded (Store.sel) {t_pt_sub / t_s_sub:.1f}x",
+    )
+    line(
+        "full read time / raw fromfile",
+        t_z_full / t_raw_full,
+        "<= 2",
+        t_z_full / t_raw_full <= 2,
+        f"  sharded {t_s_full / t_raw_full:.2f}x",
+    )
+    line(
+        "card line DataArray.sel(skin).values / read",
+        t_card_da / t_card_rd,
+        "<= 2",
+        t_card_da / t_card_rd <= 2,
+    )
+    line(
+        "Store.sel(skin).<var>.values / read",
+        t_card_ds / t_card_rd,
+        "<= 2",
+        t_card_ds / t_card_rd <= 2,
+    )
     line("card line / (read + float32 decode)", t_card_da / t_card_rd32, "info", None)
     line("subset speedup, Store.sel(...).values", t_pt_sub / t_z_sub, "info", None)
     line("subset speedup, DataArray.sel(...).values", t_pt_sub / t_z_sub_da, "info", None)

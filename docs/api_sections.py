@@ -21,68 +21,112 @@ from pathlib import Path
 
 #: (title, one-line description, entries). An entry is "module.name" or "module:*".
 SECTIONS: list[tuple[str, str, list[str]]] = [
-    ("Store", "Create, open, append to and read a store.", [
-        "embstore.Store",
-        "embstore.store.default_dtype",
-        "embstore.store.integrity:*",
-        "embstore.store.validation.check_name",
-        "embstore.store.xrio:*",
-    ]),
-    ("Selection", "Labeled row selection, also on plain xarray objects.", [
-        "embstore.selection:*",
-        "embstore.summary:*",
-        "embstore.analysis.defaults:*",
-    ]),
-    ("Analyzer", "Pooling, labeled matrices, projections, statistics and the old analyzer's calls.", [
-        "embstore.EmbeddingAnalyzer",
-        "embstore.analysis.pooling.pool_queries",
-        "embstore.analysis.plots.pca_projection",
-        "embstore.analysis.plots.tsne_projection",
-        "embstore.analysis.plots.scatter_projection",
-        "embstore.analysis.similarity:*",
-        "embstore.analysis.layers:*",
-        "embstore.analysis.attention:*",
-    ]),
-    ("Search", "k-NN search, indexes, near-duplicates and clustering on any array or store.", [
-        "embstore.search:*",
-    ]),
-    ("Fairness", "Group statistics, detection fairness, plots and the report.", [
-        "embstore.fairness:*",
-        "embstore.fairness.report.write_fairness_report",
-        "embstore.fairness.report.FairnessReport",
-        "embstore.fairness.plots:*",
-    ]),
-    ("Discovery", "Outliers, leaks, galleries, the explorer and exports.", [
-        "embstore.discovery:*",
-    ]),
-    ("Old layouts", "Import and export of per-file ``.pt`` / ``.npy`` outputs.", [
-        "embstore.legacy:*",
-    ]),
-    ("Scaling out", "Dask clusters and distributed analysis.", [
-        "embstore.distributed:*",
-    ]),
-    ("Extractors", "Models that write stores, and the pipeline they share.", [
-        "extractors.detr:*",
-        "extractors.detr.run.extract_detr",
-        "extractors.face:*",
-        "extractors.siglip:*",
-        "extractors.models:*",
-        "extractors.detr.attention:*",
-        "extractors.pipeline:*",
-        "extractors.base:*",
-        "extractors.datasets:*",
-        "extractors.device:*",
-        "extractors.distributed:*",
-        "extractors.samples:*",
-    ]),
-    ("Command line", "The ``embstore`` entry point (see :doc:`cli_reference` for every command).", [
-        "embstore.cli.main",
-        "embstore.cli.build_parser",
-        "extractors.cli_common:*",
-    ]),
-    ("Errors", "One hierarchy; each class also subclasses the builtin a caller would catch.", [
-        "embstore.errors:*",
-    ]),
+    (
+        "Store",
+        "Create, open, append to and read a store.",
+        [
+            "embstore.Store",
+            "embstore.store.default_dtype",
+            "embstore.store.integrity:*",
+            "embstore.store.validation.check_name",
+            "embstore.store.xrio:*",
+        ],
+    ),
+    (
+        "Selection",
+        "Labeled row selection, also on plain xarray objects.",
+        [
+            "embstore.selection:*",
+            "embstore.summary:*",
+            "embstore.analysis.defaults:*",
+        ],
+    ),
+    (
+        "Analyzer",
+        "Pooling, labeled matrices, projections, statistics and the old analyzer's calls.",
+        [
+            "embstore.EmbeddingAnalyzer",
+            "embstore.analysis.pooling.pool_queries",
+            "embstore.analysis.plots.pca_projection",
+            "embstore.analysis.plots.tsne_projection",
+            "embstore.analysis.plots.scatter_projection",
+            "embstore.analysis.similarity:*",
+            "embstore.analysis.layers:*",
+            "embstore.analysis.attention:*",
+        ],
+    ),
+    (
+        "Search",
+        "k-NN search, indexes, near-duplicates and clustering on any array or store.",
+        [
+            "embstore.search:*",
+        ],
+    ),
+    (
+        "Fairness",
+        "Group statistics, detection fairness, plots and the report.",
+        [
+            "embstore.fairness:*",
+            "embstore.fairness.report.write_fairness_report",
+            "embstore.fairness.report.FairnessReport",
+            "embstore.fairness.plots:*",
+        ],
+    ),
+    (
+        "Discovery",
+        "Outliers, leaks, galleries, the explorer and exports.",
+        [
+            "embstore.discovery:*",
+        ],
+    ),
+    (
+        "Old layouts",
+        "Import and export of per-file ``.pt`` / ``.npy`` outputs.",
+        [
+            "embstore.legacy:*",
+        ],
+    ),
+    (
+        "Scaling out",
+        "Dask clusters and distributed analysis.",
+        [
+            "embstore.distributed:*",
+        ],
+    ),
+    (
+        "Extractors",
+        "Models that write stores, and the pipeline they share.",
+        [
+            "extractors.detr:*",
+            "extractors.detr.run.extract_detr",
+            "extractors.face:*",
+            "extractors.siglip:*",
+            "extractors.models:*",
+            "extractors.detr.attention:*",
+            "extractors.pipeline:*",
+            "extractors.base:*",
+            "extractors.datasets:*",
+            "extractors.device:*",
+            "extractors.distributed:*",
+            "extractors.samples:*",
+        ],
+    ),
+    (
+        "Command line",
+        "The ``embstore`` entry point (see :doc:`cli_reference` for every command).",
+        [
+            "embstore.cli.main",
+            "embstore.cli.build_parser",
+            "extractors.cli_common:*",
+        ],
+    ),
+    (
+        "Errors",
+        "One hierarchy; each class also subclasses the builtin a caller would catch.",
+        [
+            "embstore.errors:*",
+        ],
+    ),
 ]
 
 
@@ -146,8 +190,17 @@ def write_api_tables(path: str | Path) -> list[str]:
                 names.append(name)
         if not names:
             continue
-        lines += [title, "-" * len(title), "", description, "", ".. autosummary::",
-                  "   :toctree: generated/", "   :nosignatures:", ""]
+        lines += [
+            title,
+            "-" * len(title),
+            "",
+            description,
+            "",
+            ".. autosummary::",
+            "   :toctree: generated/",
+            "   :nosignatures:",
+            "",
+        ]
         lines += [f"   {n}" for n in names] + [""]
         documented += names
     text = "\n".join(lines)

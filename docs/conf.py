@@ -13,8 +13,9 @@ sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("."))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import embstore  # noqa: E402
-from api_sections import write_api_tables  # noqa: E402
+from api_sections import write_api_tables
+
+import embstore
 
 project = "embstore"
 author = "embstore developers"
@@ -34,7 +35,9 @@ extensions = [
 
 # ---------------------------------------------------------------- API reference
 write_api_tables(os.path.join(os.path.dirname(__file__), "api_tables.rst"))
-autosummary_generate = ["api_tables.rst"]  # the generated tables (excluded as a page, included by api.rst)
+autosummary_generate = [
+    "api_tables.rst"
+]  # the generated tables (excluded as a page, included by api.rst)
 autosummary_imported_members = True
 templates_path = ["_templates"]
 autodoc_typehints = "none"
@@ -59,7 +62,7 @@ nitpicky = False
 _here = os.path.dirname(os.path.abspath(__file__))
 _gallery_out = os.path.join(_here, "_gallery_out")
 os.environ.setdefault("EMBSTORE_EXAMPLE_OUT", _gallery_out)
-from gallery_sources import stage_examples  # noqa: E402
+from gallery_sources import stage_examples
 
 stage_examples(os.path.join(_here, "..", "examples"), os.path.join(_here, "_gallery_src"))
 sphinx_gallery_conf = {
@@ -79,8 +82,17 @@ sphinx_gallery_conf = {
 }
 
 # ------------------------------------------------------------------ HTML theme
-exclude_patterns = ["_build", "api_tables.rst", "_gallery_out", "_gallery_src", "**/*.ipynb", "**/*.py", "**/*.zip",
-                    "**/*.md5", "auto_examples/*.codeobj.json"]
+exclude_patterns = [
+    "_build",
+    "api_tables.rst",
+    "_gallery_out",
+    "_gallery_src",
+    "**/*.ipynb",
+    "**/*.py",
+    "**/*.zip",
+    "**/*.md5",
+    "auto_examples/*.codeobj.json",
+]
 html_theme = "pydata_sphinx_theme"
 html_title = f"embstore {release}"
 html_static_path = ["_static"]

@@ -54,7 +54,7 @@ def titled(source: str, name: str) -> str:
     title = lines[0].strip().rstrip(".") if lines else name
     rest = "\n".join(lines[1:]).strip("\n")
     doc = f'{m.group(2)}\n{title}\n{"=" * len(title)}\n\n{rest}\n"""'
-    return source[: m.start(2)] + doc + source[m.end():]
+    return source[: m.start(2)] + doc + source[m.end() :]
 
 
 def no_exit(source: str) -> str:

@@ -22,7 +22,9 @@ FIGURES = (
 
 
 def main() -> None:
-    spec = importlib.util.spec_from_file_location("fairness_example", HERE.parent / "examples" / "fairness_report.py")
+    spec = importlib.util.spec_from_file_location(
+        "fairness_example", HERE.parent / "examples" / "fairness_report.py"
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     target = HERE / "_static" / "fairness"

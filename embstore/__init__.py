@@ -21,7 +21,7 @@ from .errors import EmbstoreError
 
 __version__ = "0.1.0"
 
-__all__ = ["Store", "EmbeddingAnalyzer", "EmbstoreError", "__version__"]
+__all__ = ["EmbeddingAnalyzer", "EmbstoreError", "Store", "__version__"]
 
 _LAZY = {
     "Store": "embstore.store",

@@ -63,9 +63,7 @@ def attempt_import(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         extra, package = _EXTRAS.get(name, (None, name))
-        hint = (
-            f'pip install "embstore[{extra}]"' if extra else f"pip install {package}"
-        )
+        hint = f'pip install "embstore[{extra}]"' if extra else f"pip install {package}"
         raise MissingDependencyError(
             f"{name!r} is required for this feature but could not be imported "
             f"({exc}). Install it with: {hint}"

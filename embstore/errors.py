@@ -20,27 +20,27 @@ True
 from __future__ import annotations
 
 __all__ = [
-    "EmbstoreError",
-    "StoreError",
-    "StoreNotFoundError",
-    "NotAStoreError",
-    "StoreExistsError",
-    "ReadOnlyStoreError",
-    "StoreLockedError",
-    "FormatVersionError",
-    "ValidationError",
-    "ShapeMismatchError",
-    "DTypeMismatchError",
-    "DuplicateIdError",
-    "NonFiniteError",
-    "UnknownVariableError",
-    "SelectionError",
     "CheckpointError",
-    "MissingDependencyError",
-    "DeviceUnavailableError",
+    "DTypeMismatchError",
     "DatasetError",
-    "IndexError_",
+    "DeviceUnavailableError",
     "DistributedTaskError",
+    "DuplicateIdError",
+    "EmbstoreError",
+    "FormatVersionError",
+    "IndexError_",
+    "MissingDependencyError",
+    "NonFiniteError",
+    "NotAStoreError",
+    "ReadOnlyStoreError",
+    "SelectionError",
+    "ShapeMismatchError",
+    "StoreError",
+    "StoreExistsError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "UnknownVariableError",
+    "ValidationError",
 ]
 
 
@@ -165,4 +165,4 @@ class DiskFullError(StoreError, OSError):
     """
 
 
-__all__ += ["InvalidNameError", "DiskFullError"]
+__all__ += ["DiskFullError", "InvalidNameError"]

@@ -81,10 +81,10 @@ __all__ = [
     "RowIndex",
     "attach_row_index",
     "detach_row_index",
-    "select_rows",
+    "row_coord_names",
     "row_mask",
     "row_positions",
-    "row_coord_names",
+    "select_rows",
     "shared_row_coords",
 ]
 
@@ -155,7 +155,7 @@ class _Column:
     instead of hashing every row again.
     """
 
-    __slots__ = ("values", "_codes", "_uniques")
+    __slots__ = ("_codes", "_uniques", "values")
 
     def __init__(self, values: np.ndarray):
         self.values = values
@@ -260,14 +260,16 @@ def _ordered_positions(
     pos = np.flatnonzero(mask)
     if len(labels) != 1:
         return pos
-    (name, label), = labels.items()
+    ((name, label),) = labels.items()
     label = _label_values(label)
     if isinstance(label, slice) or not _is_list_like(label):
         return pos
     index = pd.Index(columns[name])
     if not index.is_unique:
         return pos
-    wanted = list(dict.fromkeys(_label_values(w) for w in label))  # a repeated label selects once (OR)
+    wanted = list(
+        dict.fromkeys(_label_values(w) for w in label)
+    )  # a repeated label selects once (OR)
     got = index.get_indexer(pd.Index(wanted, dtype=object) if index.dtype == object else wanted)
     return got[got >= 0].astype(np.intp)
 
@@ -302,9 +304,7 @@ def row_positions(
     return _ordered_positions(columns, labels, row_mask(columns, labels))
 
 
-def row_mask(
-    columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]
-) -> np.ndarray:
+def row_mask(columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]) -> np.ndarray:
     """Boolean mask of the rows matching every label (the RowIndex rules).
 
     Parameters
@@ -478,9 +478,7 @@ class RowIndex(Index):
         mask = _mask({k: self._cache[k] for k in labels}, labels, len(self))
         return IndexSelResult({self.dim: _ordered_positions(self.columns, labels, mask)})
 
-    def isel(
-        self, indexers: Mapping[Any, int | slice | np.ndarray | Variable]
-    ) -> RowIndex | None:
+    def isel(self, indexers: Mapping[Any, int | slice | np.ndarray | Variable]) -> RowIndex | None:
         """Subset the index positionally; a scalar indexer drops it.
 
         Parameters
@@ -525,8 +523,7 @@ class RowIndex(Index):
         if list(self.columns) != list(other.columns):
             return False
         return all(
-            pd.Series(self.columns[k]).equals(pd.Series(other.columns[k]))
-            for k in self.columns
+            pd.Series(self.columns[k]).equals(pd.Series(other.columns[k])) for k in self.columns
         )
 
     @classmethod
@@ -580,9 +577,7 @@ class RowIndex(Index):
         str or None
         """
         if "_key" not in self.__dict__:
-            self._key = next(
-                (k for k, v in self.columns.items() if pd.Index(v).is_unique), None
-            )
+            self._key = next((k for k, v in self.columns.items() if pd.Index(v).is_unique), None)
         return self._key
 
     def _check_key(self, other: RowIndex, what: str) -> Hashable:
@@ -694,7 +689,7 @@ class RowIndex(Index):
         pandas.Index
         """
         if len(self.columns) == 1:
-            (name, values), = self.columns.items()
+            ((name, values),) = self.columns.items()
             return pd.Index(values, name=name)
         return pd.MultiIndex.from_arrays(list(self.columns.values()), names=list(self.columns))
 
@@ -788,7 +783,7 @@ def attach_row_index(obj: T_Xarray, row_dim: Hashable) -> T_Xarray:
     # drop every index touching a row coordinate (whole groups, so that
     # multi-coordinate indexes are not left half-dropped)
     to_drop: set[Hashable] = set()
-    for index, index_vars in obj.xindexes.group_by_index():
+    for _index, index_vars in obj.xindexes.group_by_index():
         if set(index_vars) & set(names):
             to_drop |= set(index_vars)
     if to_drop:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .errors import SelectionError
 
-__all__ = ["format_summary", "format_selection", "parse_selection"]
+__all__ = ["format_selection", "format_summary", "parse_selection"]
 
 _MAX_LEVELS = 12
 
@@ -81,7 +81,11 @@ def parse_selection(tokens: Sequence[str], coords: pd.DataFrame) -> dict[str, An
             raise SelectionError(
                 f"unknown coordinate {key!r}; available coordinates: {', '.join(sorted(columns))}"
             )
-        dtype = np.dtype(columns[key]) if not isinstance(columns[key], pd.api.extensions.ExtensionDtype) else np.dtype(object)
+        dtype = (
+            np.dtype(columns[key])
+            if not isinstance(columns[key], pd.api.extensions.ExtensionDtype)
+            else np.dtype(object)
+        )
         values = [_convert(part, dtype) for part in raw.split(",")]
         labels[key] = values if len(values) > 1 else values[0]
     return labels
@@ -113,10 +117,13 @@ def format_summary(store: Any) -> str:
     str
         A multi-line, human-readable summary.
     """
-    lines = [f"store      {store.path}", f"rows       {len(store)} ({store.row_dim}, id {store.id_name})"]
+    lines = [
+        f"store      {store.path}",
+        f"rows       {len(store)} ({store.row_dim}, id {store.id_name})",
+    ]
     dataset = store.dataset
     lines.append("variables")
-    for name, dims in store.variables.items():
+    for name in store.variables:
         array = dataset[name]
         shape = " x ".join(f"{dim}={size}" for dim, size in zip(array.dims, array.shape))
         stored = getattr(store, "dtypes", {}).get(name, str(array.dtype))  # views decode float16
@@ -158,7 +165,9 @@ def format_selection(store: Any, labels: Mapping[str, Any], variable: str | None
     selected = store.sel(**labels)
     name = variable or next(iter(store.variables))
     array = selected[name]
-    coords = {c: selected[c].values for c in selected.coords if selected[c].dims == (store.row_dim,)}
+    coords = {
+        c: selected[c].values for c in selected.coords if selected[c].dims == (store.row_dim,)
+    }
     table = pd.DataFrame(coords)
     text = [
         f"selection {dict(labels)} -> {array.sizes[store.row_dim]} of {len(store)} rows",

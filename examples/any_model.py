@@ -34,16 +34,31 @@ from embstore.analysis import cka
 from embstore.analysis.layers import plot_cka_matrix
 from extractors.models.run import extract_model
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
-          "cat", "retina", "camera", "moon", "page", "text")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "cat",
+    "retina",
+    "camera",
+    "moon",
+    "page",
+    "text",
+)
 R18_LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 VIT_LAYERS = ["blocks.2", "blocks.5", "blocks.8", "blocks.11"]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.environ.get("EMBSTORE_EXAMPLE_OUT"),
-                        help="output folder (default: a temporary one)")
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("EMBSTORE_EXAMPLE_OUT"),
+        help="output folder (default: a temporary one)",
+    )
     args = parser.parse_args(argv)
     tmp = None if args.out else tempfile.mkdtemp(prefix="embstore-models-")
     out = Path(args.out or tmp)
@@ -62,20 +77,48 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         torch.save(torchvision.models.resnet18().state_dict(), out / "r18.pth")
         vit = timm.create_model("vit_tiny_patch16_224", pretrained=False)
-        save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(out / "vit.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in vit.state_dict().items()}, str(out / "vit.safetensors")
+        )
 
         common = dict(overwrite=True, device="cpu", batch_size=6, dtype="float32", progress=False)
-        print(extract_model("torchvision:resnet18", out / "r18.pth", R18_LAYERS, photos, out / "r18.zarr",
-                            pool="mean", **common))
-        print(extract_model("timm:vit_tiny_patch16_224", out / "vit.safetensors", VIT_LAYERS, photos,
-                            out / "vit.zarr", pool="cls", **common))
+        print(
+            extract_model(
+                "torchvision:resnet18",
+                out / "r18.pth",
+                R18_LAYERS,
+                photos,
+                out / "r18.zarr",
+                pool="mean",
+                **common,
+            )
+        )
+        print(
+            extract_model(
+                "timm:vit_tiny_patch16_224",
+                out / "vit.safetensors",
+                VIT_LAYERS,
+                photos,
+                out / "vit.zarr",
+                pool="cls",
+                **common,
+            )
+        )
         st = Store.open(out / "r18.zarr")
-        print("provenance:", st.attrs["model_spec"], st.attrs["weights_sha256"][:12], st.attrs["layers"])
+        print(
+            "provenance:",
+            st.attrs["model_spec"],
+            st.attrs["weights_sha256"][:12],
+            st.attrs["layers"],
+        )
         r18, vt = EmbeddingAnalyzer(str(out / "r18.zarr")), EmbeddingAnalyzer(str(out / "vit.zarr"))
         M = np.array([[cka(r18.vectors(a), vt.vectors(b)) for b in VIT_LAYERS] for a in R18_LAYERS])
-        matrix = xr.DataArray(M, dims=("resnet18", "vit_tiny"),
-                              coords={"resnet18": R18_LAYERS, "vit_tiny": VIT_LAYERS},
-                              attrs={"variable": "resnet18 vs vit_tiny (random weights)"})
+        matrix = xr.DataArray(
+            M,
+            dims=("resnet18", "vit_tiny"),
+            coords={"resnet18": R18_LAYERS, "vit_tiny": VIT_LAYERS},
+            attrs={"variable": "resnet18 vs vit_tiny (random weights)"},
+        )
         for a, row in zip(R18_LAYERS, M):
             print(f"CKA {a:7s}: " + " ".join(f"{v:.3f}" for v in row))
         plot_cka_matrix(matrix, out / "cross_model_cka.png")

@@ -37,11 +37,19 @@ emb /= np.linalg.norm(emb, axis=1, keepdims=True)
 paths = [f"faces/{identity[i]:03d}/{i:05d}.jpg" for i in range(len(emb))]
 
 store_path = out / "faces.zarr"
-with Store.create(store_path, row_dim="image", id_name="index",
-                  variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"},
-                  overwrite=True) as st:
-    st.append(ids=np.arange(len(emb)), data={"embedding": emb.astype(np.float32)},
-              coords={"path": paths, "true_identity": identity})
+with Store.create(
+    store_path,
+    row_dim="image",
+    id_name="index",
+    variables={"embedding": ("hidden",)},
+    dtypes={"embedding": "float32"},
+    overwrite=True,
+) as st:
+    st.append(
+        ids=np.arange(len(emb)),
+        data={"embedding": emb.astype(np.float32)},
+        coords={"path": paths, "true_identity": identity},
+    )
 
 with Store.open(store_path, mode="a") as st:
     an = EmbeddingAnalyzer(st)
@@ -59,9 +67,13 @@ with Store.open(store_path, mode="a") as st:
     print("cluster statistics:", {k: v for k, v in clusters.stats.items() if k != "size_histogram"})
     labels = st.coords[["true_identity", "cluster"]]
     purity = labels.groupby("cluster")["true_identity"].nunique().eq(1).mean()
-    print(f"clusters: {labels['cluster'].nunique()} (true identities: {n_ids}); "
-          f"share of clusters holding one identity: {purity:.2f}\n")
+    print(
+        f"clusters: {labels['cluster'].nunique()} (true identities: {n_ids}); "
+        f"share of clusters holding one identity: {purity:.2f}\n"
+    )
 
     written = an.export_training_labels(out / "labels", clusters, dedup=dedup, path_coord="path")
-    print("training labels:", {k: (Path(v).name if isinstance(v, (str, os.PathLike)) else v)
-                                for k, v in written.items()})
+    print(
+        "training labels:",
+        {k: (Path(v).name if isinstance(v, (str, os.PathLike)) else v) for k, v in written.items()},
+    )

@@ -46,9 +46,18 @@ print(f"{N_IMAGES} images with {len(people)} annotated people in {images}")
 checkpoint = save_tiny_detr_checkpoint(out / "detr_tiny.pth")
 store_path = out / "demo.zarr"
 summary = extract_detr(
-    checkpoint, images, store_path, annotations=annotations,
+    checkpoint,
+    images,
+    store_path,
+    annotations=annotations,
     variables=["query_embeddings", "pred_logits", "pred_boxes"],
-    min_size=128, max_size=128, batch_size=16, num_workers=0, device="cpu", overwrite=True, progress=False,
+    min_size=128,
+    max_size=128,
+    batch_size=16,
+    num_workers=0,
+    device="cpu",
+    overwrite=True,
+    progress=False,
 )
 print(f"extraction: {summary}\n")
 
@@ -65,25 +74,43 @@ with Store.open(store_path) as st:
         print(f"search skipped: {exc}\n")
     else:
         print(f"nearest images to image 1 ({neighbours.attrs.get('index', 'exact scan')}):")
-        print(neighbours[[c for c in ("rank", "image_id", "skin", "lighting", "score")
-                          if c in neighbours.columns]].to_string(index=False), "\n")
+        print(
+            neighbours[
+                [
+                    c
+                    for c in ("rank", "image_id", "skin", "lighting", "score")
+                    if c in neighbours.columns
+                ]
+            ].to_string(index=False),
+            "\n",
+        )
 
 # %%
 # 4. Fairness report with bootstrap intervals
 # -------------------------------------------
 report = write_fairness_report(
-    EmbeddingAnalyzer(str(store_path)), ["skin", "lighting"], out / "fairness",
-    n_boot=100, n_perm=49, min_count=15, seed=0, image_root=str(images),
+    EmbeddingAnalyzer(str(store_path)),
+    ["skin", "lighting"],
+    out / "fairness",
+    n_boot=100,
+    n_perm=49,
+    min_count=15,
+    seed=0,
+    image_root=str(images),
 )
 table = report.group_stats.table
 for _, row in table[table["grouping"] == "lighting"].iterrows():
-    print(f"lighting={row['lighting']:<12} n={int(row['count']):>3}  dist_to_others "
-          f"{row['dist_to_others']:.3f} [{row['dist_to_others_lo']:.3f}, {row['dist_to_others_hi']:.3f}]")
+    print(
+        f"lighting={row['lighting']:<12} n={int(row['count']):>3}  dist_to_others "
+        f"{row['dist_to_others']:.3f} [{row['dist_to_others_lo']:.3f}, {row['dist_to_others_hi']:.3f}]"
+    )
 if report.detection is not None:
     det = report.detection.table
     for _, row in det[det["grouping"] == "skin"].iterrows():
-        print(f"skin={int(row['skin'])}  people={int(row['count']):>3}  recall {row['recall']:.3f} "
-              f"[{row['recall_lo']:.3f}, {row['recall_hi']:.3f}] (random weights: near 0 is expected)")
+        print(
+            f"skin={int(row['skin'])}  people={int(row['count']):>3}  recall {row['recall']:.3f} "
+            f"[{row['recall_lo']:.3f}, {row['recall_hi']:.3f}] (random weights: near 0 is expected)"
+        )
 
 # %%
 # What was built, and what to try next
@@ -97,5 +124,5 @@ What was built ({time.perf_counter() - t0:.0f} s), where:
 Next, try:
   embstore info {store_path}
   embstore search {store_path} --ids 1 -k 5 --variable query_embeddings
-  embstore fairness {store_path} --by skin --by lighting --out {out / 'fairness-svg'} --format svg
+  embstore fairness {store_path} --by skin --by lighting --out {out / "fairness-svg"} --format svg
 """)

@@ -38,8 +38,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.environ.get("EMBSTORE_EXAMPLE_OUT"),
-                        help="output folder (default: a temporary one)")
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("EMBSTORE_EXAMPLE_OUT"),
+        help="output folder (default: a temporary one)",
+    )
     args = parser.parse_args(argv)
     tmp = None if args.out else tempfile.mkdtemp(prefix="embstore-attention-")
     out = Path(args.out or tmp)
@@ -54,12 +57,26 @@ def main(argv=None) -> int:
         cfg = json.loads((REPO / "tests" / "data" / "detr" / "configs.json").read_text())["small"]
         model = DetrExtractor.from_config(cfg).model
         ckpt = out / "detr_small.pth"
-        torch.save({"model": deterministic_state_dict(model), "args": {"nheads": cfg["nheads"]}}, ckpt)
+        torch.save(
+            {"model": deterministic_state_dict(model), "args": {"nheads": cfg["nheads"]}}, ckpt
+        )
 
         store = out / "attention.zarr"
-        summary = extract_detr(ckpt, photos, store, extract_type=["decoder", "attention"], overwrite=True,
-                               encoder_attention_points="0.5,0.5;0.25,0.75", min_size=224, max_size=320,
-                               batch_size=2, num_workers=0, device="cpu", dtype="float32", progress=False)
+        summary = extract_detr(
+            ckpt,
+            photos,
+            store,
+            extract_type=["decoder", "attention"],
+            overwrite=True,
+            encoder_attention_points="0.5,0.5;0.25,0.75",
+            min_size=224,
+            max_size=320,
+            batch_size=2,
+            num_workers=0,
+            device="cpu",
+            dtype="float32",
+            progress=False,
+        )
         print(summary)
         an = EmbeddingAnalyzer(str(store))
         image_id = an.ids[0]

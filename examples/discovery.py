@@ -30,15 +30,23 @@ photos.mkdir(parents=True, exist_ok=True)
 
 # 1. Photos: 6 originals, each also flipped, cropped and darkened -> 24 images.
 rng = np.random.default_rng(0)
-originals = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
-             "rocket": data.rocket(), "camera": np.stack([data.camera()] * 3, -1),
-             "immunohistochemistry": data.immunohistochemistry()}
+originals = {
+    "astronaut": data.astronaut(),
+    "coffee": data.coffee(),
+    "chelsea": data.chelsea(),
+    "rocket": data.rocket(),
+    "camera": np.stack([data.camera()] * 3, -1),
+    "immunohistochemistry": data.immunohistochemistry(),
+}
 files, lighting = [], []
 for name, arr in originals.items():
     im = Image.fromarray(arr)
-    variants = {"": im, "_flip": im.transpose(Image.FLIP_LEFT_RIGHT),
-                "_crop": im.crop((0, 0, im.width * 3 // 4, im.height * 3 // 4)),
-                "_dark": ImageEnhance.Brightness(im).enhance(0.35)}
+    variants = {
+        "": im,
+        "_flip": im.transpose(Image.FLIP_LEFT_RIGHT),
+        "_crop": im.crop((0, 0, im.width * 3 // 4, im.height * 3 // 4)),
+        "_dark": ImageEnhance.Brightness(im).enhance(0.35),
+    }
     for suffix, v in variants.items():
         fn = f"{name}{suffix}.jpg"
         v.save(photos / fn, quality=92)
@@ -52,25 +60,47 @@ model = register_tiny_config("embstore-tiny-textclip")
 weights = save_random_weights(out / "tiny_weights.pt", model, seed=0)
 ex = SiglipExtractor(model, pretrained=weights)
 images = [Image.open(photos / f).convert("RGB") for f in files[:-1]]
-images.append(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))  # noise: an outlier
+images.append(
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+)  # noise: an outlier
 emb = ex.extract_images(images)["embedding"]
 n = len(files)
 split = np.where(np.arange(n) % 4 == 1, "test", "train")  # flipped copies are in the test split
 store_path = out / "photos.zarr"
-with Store.create(store_path, row_dim="image", id_name="image_id", variables=dict(ex.variables),
-                  dtypes=dict(ex.dtypes), attrs=ex.provenance(), overwrite=True) as st:
-    st.append(ids=np.arange(n), data={"embedding": emb},
-              coords={"filename": files, "skin": rng.integers(1, 11, n), "lighting": lighting, "split": split})
+with Store.create(
+    store_path,
+    row_dim="image",
+    id_name="image_id",
+    variables=dict(ex.variables),
+    dtypes=dict(ex.dtypes),
+    attrs=ex.provenance(),
+    overwrite=True,
+) as st:
+    st.append(
+        ids=np.arange(n),
+        data={"embedding": emb},
+        coords={
+            "filename": files,
+            "skin": rng.integers(1, 11, n),
+            "lighting": lighting,
+            "split": split,
+        },
+    )
 
 with Store.open(store_path, mode="a") as st:
     an = EmbeddingAnalyzer(st)
 
     # 3. Outliers: mean cosine distance to the 3 nearest neighbours, written back as a coordinate.
     top = an.outliers(k=3, coord="outlier_score")
-    print("most unusual rows:\n", top[["image_id", "filename", "lighting", "score"]].head(3).to_string(index=False))
+    print(
+        "most unusual rows:\n",
+        top[["image_id", "filename", "lighting", "score"]].head(3).to_string(index=False),
+    )
     per_light = an.outliers(k=2, by="lighting")
-    print("most unusual per lighting group:\n",
-          per_light[per_light["rank"] == 0][["lighting", "filename", "score"]].to_string(index=False))
+    print(
+        "most unusual per lighting group:\n",
+        per_light[per_light["rank"] == 0][["lighting", "filename", "score"]].to_string(index=False),
+    )
 
     # 4. Cross-split leaks: test rows that are near copies of training rows.
     leaks = an.sel(split="test").leaks(an.sel(split="train"), threshold=0.9)
@@ -79,8 +109,14 @@ with Store.open(store_path, mode="a") as st:
 
     # 5. Captioned galleries.
     for kind in ("duplicates", "outliers", "leaks"):
-        page = an.gallery(kind, out / f"gallery_{kind}", image_root=photos, threshold=0.9,
-                          against=an.sel(split="train"), per_group=6)
+        page = an.gallery(
+            kind,
+            out / f"gallery_{kind}",
+            image_root=photos,
+            threshold=0.9,
+            against=an.sel(split="train"),
+            per_group=6,
+        )
         print(f"gallery ({kind}): {page}")
 
     # 6. Text and image queries with the extractor rebuilt from the store's provenance.
@@ -105,4 +141,6 @@ with Store.open(store_path, mode="a") as st:
         q = np.asarray(ds[0]["embedding"], np.float32)
         _, nearest = ds.get_nearest_examples("embedding", q, k=3)
         same = an.search(ids=[0], k=3, variable="embedding")["image_id"].tolist()
-        print(f"HF dataset: {len(ds)} rows; faiss neighbours of row 0 {nearest['image_id']} == an.search {same}")
+        print(
+            f"HF dataset: {len(ds)} rows; faiss neighbours of row 0 {nearest['image_id']} == an.search {same}"
+        )

@@ -18,7 +18,11 @@ from pathlib import Path
 
 from embstore import Store
 from embstore.cli import main as embstore_cli
-from extractors.samples import save_tiny_detr_checkpoint, write_facet_annotations, write_sample_photos
+from extractors.samples import (
+    save_tiny_detr_checkpoint,
+    write_facet_annotations,
+    write_sample_photos,
+)
 
 OUT = Path(os.environ.get("EMBSTORE_EXAMPLE_OUT") or tempfile.mkdtemp(prefix="embstore-detr-"))
 
@@ -33,10 +37,31 @@ checkpoint = save_tiny_detr_checkpoint(OUT / "detr_tiny.pth")
 
 # 4. Extract (the same command line you would type in a shell).
 store_path = OUT / "facet.zarr"
-argv = ["extract", "detr", "--checkpoint", str(checkpoint), "--images", str(image_dir),
-        "--annotations", str(csv), "--out", str(store_path), "--extract-type", "all",
-        "--min-size", "128", "--max-size", "200", "--batch-size", "2", "--num-workers", "0",
-        "--device", "cpu", "--overwrite"]
+argv = [
+    "extract",
+    "detr",
+    "--checkpoint",
+    str(checkpoint),
+    "--images",
+    str(image_dir),
+    "--annotations",
+    str(csv),
+    "--out",
+    str(store_path),
+    "--extract-type",
+    "all",
+    "--min-size",
+    "128",
+    "--max-size",
+    "200",
+    "--batch-size",
+    "2",
+    "--num-workers",
+    "0",
+    "--device",
+    "cpu",
+    "--overwrite",
+]
 assert embstore_cli(argv) == 0
 
 # 5. Re-running resumes: nothing is left to extract.
@@ -55,7 +80,11 @@ pooled = st.query_embeddings.astype("float32").mean("query")  # (image, hidden),
 dist = ((pooled - pooled.mean("image")) ** 2).sum("hidden") ** 0.5
 print(dist.groupby("skin").mean().to_series().round(4))
 hw = st.ragged_hw("encoder_output")
-print("encoder grid of image 2:", tuple(hw.loc[2, ["h", "w"]]),
-      "-> encoder_output", st.get_ragged("encoder_output", 2).shape)
+print(
+    "encoder grid of image 2:",
+    tuple(hw.loc[2, ["h", "w"]]),
+    "-> encoder_output",
+    st.get_ragged("encoder_output", 2).shape,
+)
 print(st.read_table("persons")[["person_id", "image_id", "x", "y", "w", "h", "skin", "lighting"]])
 print("checkpoint sha256:", st.attrs["checkpoint_sha256"][:16], "...")

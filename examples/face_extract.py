@@ -55,11 +55,21 @@ def main() -> None:
     torch.save(iresnet("r18").state_dict(), weights)
 
     store = out / "faces.zarr"
-    first = extract_face(weights, listing, store, arch="r18", l2_norm=True, batch_size=4,
-                         num_workers=0, device="cpu", limit=3)
+    first = extract_face(
+        weights,
+        listing,
+        store,
+        arch="r18",
+        l2_norm=True,
+        batch_size=4,
+        num_workers=0,
+        device="cpu",
+        limit=3,
+    )
     print("first run:", first)
-    second = extract_face(weights, listing, store, arch="r18", l2_norm=True, batch_size=4,
-                          num_workers=0, device="cpu")
+    second = extract_face(
+        weights, listing, store, arch="r18", l2_norm=True, batch_size=4, num_workers=0, device="cpu"
+    )
     print("resumed:  ", second)
 
     with Store.open(store) as st:

@@ -29,21 +29,36 @@ from embstore.fairness.report import write_fairness_report
 def build_report(out: Path, n_images: int = 200, n_boot: int = 200, seed: int = 0):
     """Create the synthetic store under ``out`` and write the report into ``out/report``."""
     data = make_synthetic_facet(
-        n_images, skins=(1, 2, 3, 4), shift_group=2, shift=1.0, miss_group=3, miss_rate=0.4, seed=seed
+        n_images,
+        skins=(1, 2, 3, 4),
+        shift_group=2,
+        shift=1.0,
+        miss_group=3,
+        miss_rate=0.4,
+        seed=seed,
     )
     store_path = out / "facet_synthetic.zarr"
     write_synthetic_store(data, store_path, image_dir=out / "images", overwrite=True)
     analyzer = EmbeddingAnalyzer(str(store_path))
     report = write_fairness_report(
-        analyzer, ["skin", "lighting"], out / "report", n_boot=n_boot, n_perm=99, min_count=15, seed=seed
+        analyzer,
+        ["skin", "lighting"],
+        out / "report",
+        n_boot=n_boot,
+        n_perm=99,
+        min_count=15,
+        seed=seed,
     )
     return data, report
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Fairness report of a synthetic FACET-like store.")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: $EMBSTORE_EXAMPLE_OUT or ./embstore-fairness)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: $EMBSTORE_EXAMPLE_OUT or ./embstore-fairness)",
+    )
     parser.add_argument("--n-images", type=int, default=200)
     parser.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args(argv)
@@ -54,11 +69,18 @@ def main(argv=None) -> int:
     skin = det[det["grouping"] == "skin"].set_index("skin")
     emb = report.group_stats.table
     emb_skin = emb[emb["grouping"] == "skin"].set_index("skin")
-    print("planted: skin 2 shifted by", data.truth["shift"], "; skin 3 missed at", data.truth["miss_rate"])
+    print(
+        "planted: skin 2 shifted by",
+        data.truth["shift"],
+        "; skin 3 missed at",
+        data.truth["miss_rate"],
+    )
     print("recall by skin tone:")
     for s, row in skin.iterrows():
-        print(f"  skin={s}: {row['recall']:.3f} [{row['recall_lo']:.3f}, {row['recall_hi']:.3f}]"
-              f"  (planted {data.expected_recall(int(s)):.2f})")
+        print(
+            f"  skin={s}: {row['recall']:.3f} [{row['recall_lo']:.3f}, {row['recall_hi']:.3f}]"
+            f"  (planted {data.expected_recall(int(s)):.2f})"
+        )
     d = report.detection.disparity.loc[("skin", "recall")]
     print(f"recall disparity: difference {d['difference']:.3f}, ratio {d['ratio']:.3f}")
     print("distance of each skin group's centroid to the others':")

@@ -44,13 +44,19 @@ def build_store(path: Path, n_images: int = 240, seed: int = 0):
         base = base or data
         layers.append(data.query_embeddings + 0.3 * rng.normal(size=data.query_embeddings.shape))
     st = Store.create(
-        str(path), row_dim="image", id_name="image_id",
-        variables={"decoder_output": ("layer", "query", "hidden")}, overwrite=True,
+        str(path),
+        row_dim="image",
+        id_name="image_id",
+        variables={"decoder_output": ("layer", "query", "hidden")},
+        overwrite=True,
     )
     st.append(
         base.images["image_id"].to_numpy(),
         {"decoder_output": np.stack(layers, axis=1).astype(np.float32)},
-        coords={"skin": base.images["skin"].to_numpy(), "lighting": base.images["lighting"].to_numpy()},
+        coords={
+            "skin": base.images["skin"].to_numpy(),
+            "lighting": base.images["lighting"].to_numpy(),
+        },
     )
     st.close()
     return base
@@ -58,8 +64,11 @@ def build_store(path: Path, n_images: int = 240, seed: int = 0):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.environ.get("EMBSTORE_EXAMPLE_OUT"),
-                        help="output folder (default: a temporary one)")
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("EMBSTORE_EXAMPLE_OUT"),
+        help="output folder (default: a temporary one)",
+    )
     parser.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args(argv)
     tmp = None if args.out else tempfile.mkdtemp(prefix="embstore-layers-")
@@ -68,21 +77,29 @@ def main(argv=None) -> int:
     try:
         build_store(out / "layers.zarr")
         an = EmbeddingAnalyzer(str(out / "layers.zarr"))
-        table = an.layer_profile("decoder_output", by="skin", n_boot=args.n_boot, n_perm=99, min_count=15)
+        table = an.layer_profile(
+            "decoder_output", by="skin", n_boot=args.n_boot, n_perm=99, min_count=15
+        )
         acc = table[table.metric == "probe_accuracy"].set_index("layer")
         print("planted shift of skin tone 2 by layer:", SHIFTS)
         print("linear-probe accuracy (skin) by layer:")
         for layer, r in acc.iterrows():
-            print(f"  layer {layer}: {r['value']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
-                  f"  (majority baseline {r['baseline']:.3f})")
+            print(
+                f"  layer {layer}: {r['value']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+                f"  (majority baseline {r['baseline']:.3f})"
+            )
         dist = table[(table.metric == "centroid_distance") & (table.skin == 2)].set_index("layer")
-        print("centroid distance of skin 2 to the others:",
-              " ".join(f"{v:.3f}" for v in dist["value"]))
+        print(
+            "centroid distance of skin 2 to the others:",
+            " ".join(f"{v:.3f}" for v in dist["value"]),
+        )
         plot_layer_profile(table, out / "layer_profile.png", title="decoder_output by skin")
         M = an.cka_matrix("decoder_output")
         plot_cka_matrix(M, out / "cka.png")
-        print("CKA between consecutive layers:",
-              " ".join(f"{M.values[i, i + 1]:.3f}" for i in range(M.shape[0] - 1)))
+        print(
+            "CKA between consecutive layers:",
+            " ".join(f"{M.values[i, i + 1]:.3f}" for i in range(M.shape[0] - 1)),
+        )
         # two "models" of the same images, aligned by id (the second store has fewer rows)
         first = an.vectors("decoder_output", pool="mean", layer=0)
         other = an.sel(skin=[1, 2, 3]).vectors("decoder_output", pool="mean", layer=-1)

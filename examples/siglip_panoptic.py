@@ -43,17 +43,35 @@ def write_coco(root: Path) -> None:
         ids[: h // 6] = 3
         name = f"{image_id:012d}"
         Image.fromarray(img).save(root / "val2017" / f"{name}.jpg")
-        Image.fromarray(encode_panoptic_ids(ids)).save(root / "annotations" / "panoptic_val2017" / f"{name}.png")
+        Image.fromarray(encode_panoptic_ids(ids)).save(
+            root / "annotations" / "panoptic_val2017" / f"{name}.png"
+        )
         segs = []
         for sid, cat in [(15466, 1), (3, 187)]:
             ys, xs = np.nonzero(ids == sid)
-            segs.append({"id": sid, "category_id": cat, "iscrowd": 0, "area": int(len(xs)),
-                         "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1)]})
+            segs.append(
+                {
+                    "id": sid,
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "area": len(xs),
+                    "bbox": [
+                        int(xs.min()),
+                        int(ys.min()),
+                        int(np.ptp(xs) + 1),
+                        int(np.ptp(ys) + 1),
+                    ],
+                }
+            )
         images.append({"id": image_id, "file_name": f"{name}.jpg", "width": w, "height": h})
         anns.append({"image_id": image_id, "file_name": f"{name}.png", "segments_info": segs})
-    cats = [{"id": 1, "name": "person", "isthing": 1}, {"id": 187, "name": "sky-other-merged", "isthing": 0}]
+    cats = [
+        {"id": 1, "name": "person", "isthing": 1},
+        {"id": 187, "name": "sky-other-merged", "isthing": 0},
+    ]
     (root / "annotations" / "panoptic_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
 
 
 def main() -> None:
@@ -62,8 +80,14 @@ def main() -> None:
     name = register_tiny_config()
     weights = save_random_weights(out / "tiny_siglip.pt", name, seed=0)
     ex = SiglipExtractor(name, pretrained=weights, device="cpu")
-    summary = ex.extract_panoptic(out / "coco", split="val", out=out / "val_siglip.zarr",
-                                  bg_alpha=0.3, pad_ratio=0.1, batch_size=8)
+    summary = ex.extract_panoptic(
+        out / "coco",
+        split="val",
+        out=out / "val_siglip.zarr",
+        bg_alpha=0.3,
+        pad_ratio=0.1,
+        batch_size=8,
+    )
     print("extracted:", {k: summary[k] for k in ("written", "already_done", "skipped")})
     again = ex.extract_panoptic(out / "coco", split="val", out=out / "val_siglip.zarr")
     print("re-run (resume):", {k: again[k] for k in ("written", "already_done")})
@@ -71,8 +95,13 @@ def main() -> None:
         print(st)
         print(st.coords[["image_id", "segment_id", "category", "isthing", "area"]])
         things = st.sel(isthing=1)
-        print("things:", things.sizes[st.row_dim], "rows;",
-              "norms:", np.round(np.linalg.norm(np.asarray(st.embedding.values, np.float32), axis=1), 3))
+        print(
+            "things:",
+            things.sizes[st.row_dim],
+            "rows;",
+            "norms:",
+            np.round(np.linalg.norm(np.asarray(st.embedding.values, np.float32), axis=1), 3),
+        )
     n = export_siglip_cache(out / "val_siglip.zarr", out / "cache" / "vis_embed")
     print(f"exported {n} files; inst2feat.tsv:")
     print((out / "cache" / "vis_embed" / "inst2feat.tsv").read_text())

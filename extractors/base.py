@@ -33,7 +33,7 @@ import difflib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,12 +43,12 @@ from embstore.errors import UnknownVariableError, ValidationError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["HookExtractor", "Source", "to_numpy", "autocast_context"]
+__all__ = ["HookExtractor", "Source", "autocast_context", "to_numpy"]
 
 logger = logging.getLogger(__name__)
 
 #: A source: a sub-module name, or ``f(model, inputs, outputs) -> tensor``.
-Source = Union[str, Callable[[Any, Any, Any], Any]]
+Source = str | Callable[[Any, Any, Any], Any]
 
 _AUTOCAST = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
 
@@ -87,9 +87,7 @@ def autocast_context(device: Any, autocast: str | None) -> contextlib.AbstractCo
         return contextlib.nullcontext()
     torch = attempt_import("torch")
     if autocast not in _AUTOCAST:
-        raise ValidationError(
-            f"unknown autocast {autocast!r}; use None, 'fp16' or 'bf16'"
-        )
+        raise ValidationError(f"unknown autocast {autocast!r}; use None, 'fp16' or 'bf16'")
     dtype = getattr(torch, _AUTOCAST[autocast])
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
@@ -221,9 +219,7 @@ class HookExtractor:
         self.devices = resolve_devices(device)
         self.device = self.devices[0]
         self._runner = data_parallel(self.model, self.devices)
-        self._dims: dict[str, tuple[str, ...]] = {
-            k: tuple(v) for k, v in (dims or {}).items()
-        }
+        self._dims: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (dims or {}).items()}
         self.dtypes: dict[str, str] = dict(dtypes or {})
         self.ragged: dict[str, tuple[str, ...]] = {}
         self.preprocess = preprocess
@@ -372,7 +368,11 @@ class HookExtractor:
         """
         torch = attempt_import("torch")
         inputs = self._to_device(batch)
-        with torch.inference_mode(), autocast_context(self.device, self.autocast), self.hooks() as captured:
+        with (
+            torch.inference_mode(),
+            autocast_context(self.device, self.autocast),
+            self.hooks() as captured,
+        ):
             outputs = self.forward(inputs)
             result: dict[str, Any] = {}
             for var, source in self.outputs.items():
@@ -450,7 +450,9 @@ def default_collate(samples: list[Any]) -> Any:
     """
     torch = attempt_import("torch")
     if samples and all(hasattr(s, "shape") for s in samples):
-        return torch.stack([torch.as_tensor(np.asarray(s)) if isinstance(s, np.ndarray) else s for s in samples])
+        return torch.stack(
+            [torch.as_tensor(np.asarray(s)) if isinstance(s, np.ndarray) else s for s in samples]
+        )
     return list(samples)
 
 

@@ -36,7 +36,13 @@ import argparse
 import os
 from collections.abc import Sequence
 
-__all__ = ["MAX_DEFAULT_WORKERS", "add_extract_arguments", "check_device", "default_num_workers", "num_workers"]
+__all__ = [
+    "MAX_DEFAULT_WORKERS",
+    "add_extract_arguments",
+    "check_device",
+    "default_num_workers",
+    "num_workers",
+]
 
 #: Upper bound of the default ``--num-workers`` (more rarely helps decoding).
 MAX_DEFAULT_WORKERS = 8
@@ -156,28 +162,68 @@ def add_extract_arguments(
     ['device', 'images', 'out', 'retry_skipped']
     """
     g = parser.add_argument_group("input and output (shared by every extract command)")
-    g.add_argument("--images", *image_aliases, dest="images", required=True, metavar="DIR_OR_LIST",
-                   help=images_help or "image folder (searched recursively) or text file with one image "
-                   "path per line")
-    g.add_argument("--out", *out_aliases, dest="out", required=True, metavar="STORE",
-                   help="output store (.zarr directory, .h5 file or URL); an existing store is resumed: "
-                   "only rows it lacks are extracted")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out store instead of resuming it")
-    g.add_argument("--retry-skipped", action="store_true",
-                   help="retry images an earlier run skipped as unreadable (default: keep them skipped)")
+    g.add_argument(
+        "--images",
+        *image_aliases,
+        dest="images",
+        required=True,
+        metavar="DIR_OR_LIST",
+        help=images_help
+        or "image folder (searched recursively) or text file with one image path per line",
+    )
+    g.add_argument(
+        "--out",
+        *out_aliases,
+        dest="out",
+        required=True,
+        metavar="STORE",
+        help="output store (.zarr directory, .h5 file or URL); an existing store is resumed: "
+        "only rows it lacks are extracted",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out store instead of resuming it",
+    )
+    g.add_argument(
+        "--retry-skipped",
+        action="store_true",
+        help="retry images an earlier run skipped as unreadable (default: keep them skipped)",
+    )
     r = parser.add_argument_group("running (shared by every extract command)")
-    r.add_argument("--batch-size", "--batch_size", dest="batch_size", type=_positive_int, default=batch_size,
-                   metavar="N", help=f"images per forward pass (default {batch_size})")
-    r.add_argument("--num-workers", "--num_workers", dest="num_workers", type=_non_negative_int, default=None,
-                   metavar="N", help="DataLoader workers that decode images (default: the CPU count, at most "
-                   f"{MAX_DEFAULT_WORKERS}; 0 decodes in the main process)")
-    r.add_argument("--device", default="auto",
-                   help="auto (default: every GPU if any, else the CPU), cpu, cuda, cuda:N; cuda without "
-                   "a GPU is an error, never a silent CPU run")
+    r.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        type=_positive_int,
+        default=batch_size,
+        metavar="N",
+        help=f"images per forward pass (default {batch_size})",
+    )
+    r.add_argument(
+        "--num-workers",
+        "--num_workers",
+        dest="num_workers",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="DataLoader workers that decode images (default: the CPU count, at most "
+        f"{MAX_DEFAULT_WORKERS}; 0 decodes in the main process)",
+    )
+    r.add_argument(
+        "--device",
+        default="auto",
+        help="auto (default: every GPU if any, else the CPU), cpu, cuda, cuda:N; cuda without "
+        "a GPU is an error, never a silent CPU run",
+    )
     prog = r.add_mutually_exclusive_group()
-    prog.add_argument("--progress", dest="progress", action="store_true", default=None,
-                      help="always show the progress bar (default: only on a terminal)")
+    prog.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show the progress bar (default: only on a terminal)",
+    )
     prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
     if dask:
         from embstore.distributed.cluster import add_dask_arguments

@@ -70,18 +70,18 @@ from embstore.errors import DatasetError
 from .images import IMAGE_EXTENSIONS
 
 __all__ = [
-    "ImageRecord",
+    "LIGHTING_LABELS",
     "ImageDataset",
-    "folder_dataset",
-    "list_dataset",
+    "ImageRecord",
     "coco_dataset",
     "facet_dataset",
-    "open_dataset",
-    "read_facet_annotations",
+    "folder_dataset",
     "image_table_from_persons",
-    "parse_skin",
+    "list_dataset",
+    "open_dataset",
     "parse_light",
-    "LIGHTING_LABELS",
+    "parse_skin",
+    "read_facet_annotations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -204,8 +204,8 @@ def _majority(votes: np.ndarray, labels: Sequence[Any], none: Any) -> list[Any]:
 
 def _category_columns(columns: Sequence[str], prefix: str) -> tuple[list[str], list[str]]:
     """Vote columns ``prefix<label>`` (excluding ``na``) and their labels."""
-    cols = [c for c in columns if c.startswith(prefix) and c[len(prefix):] != "na"]
-    return cols, [c[len(prefix):] for c in cols]
+    cols = [c for c in columns if c.startswith(prefix) and c[len(prefix) :] != "na"]
+    return cols, [c[len(prefix) :] for c in cols]
 
 
 def _skin_columns(columns: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -268,7 +268,7 @@ def _add_person_labels(persons: pd.DataFrame) -> pd.DataFrame:
     )
     light_cols = [f"lighting_{x}" for x in LIGHTING_LABELS if f"lighting_{x}" in cols]
     persons["lighting"] = (
-        _majority(persons[light_cols].to_numpy(), [c[len("lighting_"):] for c in light_cols], "na")
+        _majority(persons[light_cols].to_numpy(), [c[len("lighting_") :] for c in light_cols], "na")
         if light_cols
         else "na"
     )
@@ -324,7 +324,9 @@ def read_facet_annotations(csv: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(csv)
     if not path.is_file():
-        raise DatasetError(f"FACET annotations file {str(path)!r} does not exist; pass --annotations PATH/annotations.csv")
+        raise DatasetError(
+            f"FACET annotations file {str(path)!r} does not exist; pass --annotations PATH/annotations.csv"
+        )
     df = pd.read_csv(path)
     for col in ("person_id", "filename"):
         if col not in df.columns:
@@ -337,7 +339,9 @@ def read_facet_annotations(csv: str | os.PathLike[str]) -> pd.DataFrame:
     mapping = dict(zip(names, _ids_from_names(names)))
     df.insert(1, "image_id", df["file_name"].map(mapping))
     if "bounding_box" in df.columns:
-        boxes = np.array([_parse_box(b) for b in df["bounding_box"]], dtype=np.float64).reshape(-1, 4)
+        boxes = np.array([_parse_box(b) for b in df["bounding_box"]], dtype=np.float64).reshape(
+            -1, 4
+        )
         df["x"], df["y"], df["w"], df["h"] = boxes.T
     return _add_person_labels(df)
 
@@ -393,7 +397,7 @@ def image_table_from_persons(persons: pd.DataFrame) -> pd.DataFrame:
         dtype=np.int64,
     )
     table["lighting"] = (
-        _majority(sums[light_cols].to_numpy(), [c[len("lighting_"):] for c in light_cols], "na")
+        _majority(sums[light_cols].to_numpy(), [c[len("lighting_") :] for c in light_cols], "na")
         if light_cols
         else "na"
     )
@@ -502,10 +506,19 @@ class ImageDataset:
             paths = table["path"].tolist()
             values = [table[c].tolist() for c in coord_cols]
             for i, (image_id, path) in enumerate(zip(ids, paths)):
-                yield ImageRecord(image_id, str(path), {c: v[i] for c, v in zip(coord_cols, values)})
+                yield ImageRecord(
+                    image_id, str(path), {c: v[i] for c, v in zip(coord_cols, values)}
+                )
 
-        return cls(records, length=len(table), images=table, persons=persons,
-                   missing=missing, kind=kind, source=source)
+        return cls(
+            records,
+            length=len(table),
+            images=table,
+            persons=persons,
+            missing=missing,
+            kind=kind,
+            source=source,
+        )
 
     def filter(
         self,
@@ -550,15 +563,26 @@ class ImageDataset:
             if limit is None:
                 return self
             if self.images is not None:
-                return ImageDataset.from_table(self.images.iloc[:limit], persons=self.persons,
-                                               missing=self.missing, kind=self.kind, source=self.source)
+                return ImageDataset.from_table(
+                    self.images.iloc[:limit],
+                    persons=self.persons,
+                    missing=self.missing,
+                    kind=self.kind,
+                    source=self.source,
+                )
             base = self._records
             n = None if self._length is None else min(self._length, limit)
-            return ImageDataset(lambda: itertools.islice(base(), limit), length=n,
-                                kind=self.kind, source=self.source)
+            return ImageDataset(
+                lambda: itertools.islice(base(), limit),
+                length=n,
+                kind=self.kind,
+                source=self.source,
+            )
         table = self.images
-        if table is None or ("skin" not in table.columns and skin is not None) or (
-            "lighting" not in table.columns and light is not None
+        if (
+            table is None
+            or ("skin" not in table.columns and skin is not None)
+            or ("lighting" not in table.columns and light is not None)
         ):
             raise DatasetError(
                 f"--skin/--light filters need annotations with skin tone and lighting votes; "
@@ -567,10 +591,15 @@ class ImageDataset:
             )
         keep = np.ones(len(table), dtype=bool)
         if skin is not None:
-            values = [parse_skin(v) for v in (skin if isinstance(skin, (list, tuple, set)) else [skin])]
+            values = [
+                parse_skin(v) for v in (skin if isinstance(skin, (list, tuple, set)) else [skin])
+            ]
             keep &= table["skin"].isin(values).to_numpy()
         if light is not None:
-            values = [parse_light(v) for v in (light if isinstance(light, (list, tuple, set)) else [light])]
+            values = [
+                parse_light(v)
+                for v in (light if isinstance(light, (list, tuple, set)) else [light])
+            ]
             keep &= table["lighting"].isin(values).to_numpy()
         sub = table[keep]
         if limit is not None:
@@ -578,8 +607,9 @@ class ImageDataset:
         persons = self.persons
         if persons is not None:
             persons = persons[persons["image_id"].isin(sub.index)]
-        return ImageDataset.from_table(sub, persons=persons, missing=self.missing,
-                                       kind=self.kind, source=self.source)
+        return ImageDataset.from_table(
+            sub, persons=persons, missing=self.missing, kind=self.kind, source=self.source
+        )
 
 
 def _file_key(path: str) -> tuple[int, int] | None:
@@ -679,8 +709,10 @@ def folder_dataset(
         row_ids = rel
     else:
         raise DatasetError(f"ids={ids!r} is unknown for a folder; use 'auto' or 'path'")
-    table = pd.DataFrame({"path": [str(f) for f in files], "file_name": rel},
-                         index=pd.Index(row_ids, name="image_id"))
+    table = pd.DataFrame(
+        {"path": [str(f) for f in files], "file_name": rel},
+        index=pd.Index(row_ids, name="image_id"),
+    )
     return ImageDataset.from_table(table, kind="folder", source=str(base))
 
 
@@ -726,7 +758,9 @@ def list_dataset(
     """
     path = Path(list_file)
     if not path.is_file():
-        raise DatasetError(f"image list {str(path)!r} does not exist; pass a folder or a text file of paths")
+        raise DatasetError(
+            f"image list {str(path)!r} does not exist; pass a folder or a text file of paths"
+        )
     if ids not in ("index", "path"):
         raise DatasetError(f"ids={ids!r} is unknown for a text list; use 'index' or 'path'")
     base = Path(root) if root is not None else None
@@ -774,12 +808,16 @@ def _report_missing(missing: Sequence[str], total: int, what: str) -> None:
     if missing:
         logger.warning(
             "%d of %d images named in %s are missing and are skipped; first: %s",
-            len(missing), total, what, ", ".join(missing[:_N_EXAMPLES]),
+            len(missing),
+            total,
+            what,
+            ", ".join(missing[:_N_EXAMPLES]),
         )
 
 
-def _attach_paths(table: pd.DataFrame, image_root: str | os.PathLike[str],
-                  source: str) -> tuple[pd.DataFrame, list[str]]:
+def _attach_paths(
+    table: pd.DataFrame, image_root: str | os.PathLike[str], source: str
+) -> tuple[pd.DataFrame, list[str]]:
     """Resolve ``table["file_name"]`` under ``image_root`` into a ``path`` column.
 
     Missing files are reported (count + first examples) and their rows
@@ -833,8 +871,9 @@ def facet_dataset(
     persons = read_facet_annotations(annotations)
     table = image_table_from_persons(persons)
     table, missing = _attach_paths(table, image_root, str(annotations))
-    return ImageDataset.from_table(table, persons=persons, missing=missing, kind="facet",
-                                   source=str(annotations))
+    return ImageDataset.from_table(
+        table, persons=persons, missing=missing, kind="facet", source=str(annotations)
+    )
 
 
 def _coco_attribute_votes(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -927,9 +966,15 @@ def coco_dataset(
         if not isinstance(attrs, dict):
             continue
         bbox = a.get("bbox") or [np.nan] * 4
-        row = {"person_id": a.get("id"), "image_id": a.get("image_id"),
-               "category_id": a.get("category_id"),
-               "x": float(bbox[0]), "y": float(bbox[1]), "w": float(bbox[2]), "h": float(bbox[3])}
+        row = {
+            "person_id": a.get("id"),
+            "image_id": a.get("image_id"),
+            "category_id": a.get("category_id"),
+            "x": float(bbox[0]),
+            "y": float(bbox[1]),
+            "w": float(bbox[2]),
+            "h": float(bbox[3]),
+        }
         row.update(_coco_attribute_votes(attrs))
         rows.append(row)
     persons = None
@@ -944,7 +989,9 @@ def coco_dataset(
         table["lighting"] = per_image["lighting"].reindex(table.index).fillna("na")
         table["n_people"] = per_image["n_people"].reindex(table.index).fillna(0).astype(np.int64)
     table, missing = _attach_paths(table, image_root, str(path))
-    return ImageDataset.from_table(table, persons=persons, missing=missing, kind="coco", source=str(path))
+    return ImageDataset.from_table(
+        table, persons=persons, missing=missing, kind="coco", source=str(path)
+    )
 
 
 def open_dataset(
@@ -985,7 +1032,9 @@ def open_dataset(
         if (img / "annotations" / "annotations.csv").is_file():
             annotations = img / "annotations" / "annotations.csv"
             logger.info("using FACET annotations %s", annotations)
-        elif (img / "annotations" / "instances_val2017.json").is_file() and (img / "val2017").is_dir():
+        elif (img / "annotations" / "instances_val2017.json").is_file() and (
+            img / "val2017"
+        ).is_dir():
             annotations = img / "annotations" / "instances_val2017.json"
             img = img / "val2017"
             logger.info("COCO root: using %s with images in %s", annotations, img)
@@ -1004,5 +1053,7 @@ def open_dataset(
     elif img.is_file():
         ds = list_dataset(img)
     else:
-        raise DatasetError(f"--images {str(img)!r} does not exist; pass an image folder or a text file of paths")
+        raise DatasetError(
+            f"--images {str(img)!r} does not exist; pass an image folder or a text file of paths"
+        )
     return ds.filter(skin=skin, light=light, limit=limit)

@@ -26,7 +26,7 @@ from embstore.errors import DeviceUnavailableError, ValidationError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["resolve_device", "resolve_devices", "data_parallel"]
+__all__ = ["data_parallel", "resolve_device", "resolve_devices"]
 
 logger = logging.getLogger(__name__)
 

@@ -68,11 +68,11 @@ from embstore._optional import attempt_import
 from embstore.errors import DatasetError, DistributedTaskError, StoreLockedError, ValidationError
 
 __all__ = [
-    "extract_distributed",
     "DistributedSummary",
     "RegionResult",
-    "run_with_scheduler",
     "add_dask_arguments",
+    "extract_distributed",
+    "run_with_scheduler",
     "worker_device",
 ]
 
@@ -189,7 +189,8 @@ class DistributedSummary:
         return (
             f"wrote {self.written} rows in {self.seconds:.1f} s ({self.images_per_s:.2f} images/s) "
             f"with {self.n_tasks} Dask tasks on {self.n_workers} workers; {self.already_done} already in "
-            f"the store; skipped {self.skipped}" + (f"; {len(self.failed)} tasks FAILED" if self.failed else "")
+            f"the store; skipped {self.skipped}"
+            + (f"; {len(self.failed)} tasks FAILED" if self.failed else "")
         )
 
 
@@ -280,7 +281,9 @@ def _probe(factory: Callable[..., Any], records: Sequence[Any], device: str) -> 
         finish = getattr(ex, "finish_batch", None)
         if finish is not None:
             out = dict(finish(out))
-        shapes = {name: tuple(int(s) for s in np.shape(to_numpy(out[name]))[1:]) for name in ex.variables}
+        shapes = {
+            name: tuple(int(s) for s in np.shape(to_numpy(out[name]))[1:]) for name in ex.variables
+        }
         prov: dict[str, Any] = {}
         for obj in (ex, getattr(ex, "detr", None)):
             if obj is not None and callable(getattr(obj, "provenance", None)):
@@ -319,7 +322,9 @@ class _RegionStore:
         return getattr(self._store, name)
 
 
-def _lock_owner(path: str, region: tuple[int, int], storage_options: dict[str, Any] | None) -> dict[str, Any] | None:
+def _lock_owner(
+    path: str, region: tuple[int, int], storage_options: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """Owner ``{"host", "pid"}`` of a region's append lock, or None."""
     import json
 
@@ -334,7 +339,7 @@ def _lock_owner(path: str, region: tuple[int, int], storage_options: dict[str, A
             return json.loads(fs.cat_file(p))
         with open(lock, encoding="utf-8") as fh:
             return json.load(fh)
-    except Exception:  # noqa: BLE001 - no lock or unreadable: nothing to decide on
+    except Exception:
         return None
 
 
@@ -346,18 +351,20 @@ def _live_workers() -> set[tuple[str, int]] | None:
         client = get_client()
         got = client.run(lambda: (socket.gethostname(), os.getpid()))
         return {(str(h), int(p)) for h, p in got.values()}
-    except Exception:  # noqa: BLE001 - outside a cluster, or scheduler unreachable
+    except Exception:
         return None
 
 
-def _open_region(out: str, region: tuple[int, int], storage_options: dict[str, Any] | None,
-                 write_chunks: int) -> Any:
+def _open_region(
+    out: str, region: tuple[int, int], storage_options: dict[str, Any] | None, write_chunks: int
+) -> Any:
     """Open a region writer, taking over the lock of a dead worker on another host."""
     from embstore import Store
 
     try:
-        return Store.open(out, mode="a", storage_options=storage_options, region=region,
-                          write_chunks=write_chunks)
+        return Store.open(
+            out, mode="a", storage_options=storage_options, region=region, write_chunks=write_chunks
+        )
     except StoreLockedError:
         owner = _lock_owner(out, region, storage_options)
         live = _live_workers()
@@ -366,9 +373,17 @@ def _open_region(out: str, region: tuple[int, int], storage_options: dict[str, A
         who = (str(owner.get("host")), int(owner.get("pid", -1)))
         if who in live:
             raise
-        logger.warning("region %s: taking over the lock of %s, which is no live worker", region, who)
-        return Store.open(out, mode="a", storage_options=storage_options, region=region, force=True,
-                          write_chunks=write_chunks)
+        logger.warning(
+            "region %s: taking over the lock of %s, which is no live worker", region, who
+        )
+        return Store.open(
+            out,
+            mode="a",
+            storage_options=storage_options,
+            region=region,
+            force=True,
+            write_chunks=write_chunks,
+        )
 
 
 def _extract_region(
@@ -404,9 +419,17 @@ def _extract_region(
     st = _open_region(out, tuple(region), storage_options, write_chunks)
     proxy = _RegionStore(st)
     try:
-        summary = run_extraction(ex, list(records), proxy, batch_size=batch_size, num_workers=num_workers,
-                                 resume=True, retry_skipped=True, progress=False,
-                                 flush_interval=flush_interval)
+        summary = run_extraction(
+            ex,
+            list(records),
+            proxy,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            resume=True,
+            retry_skipped=True,
+            progress=False,
+            flush_interval=flush_interval,
+        )
     finally:
         st.close()
     worker = ""
@@ -416,8 +439,15 @@ def _extract_region(
         worker = str(get_worker().address)
     except (ImportError, ValueError):
         pass
-    return RegionResult(tuple(region), summary.written, summary.already_done, proxy.skipped_rows,
-                        time.perf_counter() - t0, worker, dev)
+    return RegionResult(
+        tuple(region),
+        summary.written,
+        summary.already_done,
+        proxy.skipped_rows,
+        time.perf_counter() - t0,
+        worker,
+        dev,
+    )
 
 
 # ------------------------------------------------------------- client side
@@ -445,25 +475,43 @@ def _store_exists(path: str, storage_options: dict[str, Any] | None) -> bool:
     return os.path.exists(path)
 
 
-def _create_store(out: str, probe: dict[str, Any], plan: Any, *, row_dim: str, id_name: str,
-                  attrs: Mapping[str, Any] | None, storage_options: dict[str, Any] | None,
-                  overwrite: bool) -> None:
+def _create_store(
+    out: str,
+    probe: dict[str, Any],
+    plan: Any,
+    *,
+    row_dim: str,
+    id_name: str,
+    attrs: Mapping[str, Any] | None,
+    storage_options: dict[str, Any] | None,
+    overwrite: bool,
+) -> None:
     from embstore import Store
 
     all_attrs = dict(probe.get("provenance") or {})
     all_attrs.update(dict(attrs or {}))
     all_attrs["distributed"] = plan.to_json()
     Store.create(
-        out, row_dim=row_dim, id_name=id_name, variables=probe["variables"], dtypes=probe["dtypes"] or None,
-        chunk_rows=plan.chunk_rows, n_rows=plan.n_rows, shapes=probe["shapes"], attrs=all_attrs,
-        storage_options=storage_options, overwrite=overwrite,
+        out,
+        row_dim=row_dim,
+        id_name=id_name,
+        variables=probe["variables"],
+        dtypes=probe["dtypes"] or None,
+        chunk_rows=plan.chunk_rows,
+        n_rows=plan.n_rows,
+        shapes=probe["shapes"],
+        attrs=all_attrs,
+        storage_options=storage_options,
+        overwrite=overwrite,
     ).close()
 
 
 def _chunk_rows_for(probe: dict[str, Any], row_dim: str, id_name: str) -> int:
     from embstore.store.schema import Schema
 
-    schema = Schema.build(row_dim, id_name, probe["variables"], None, probe["dtypes"] or None, None, None, 0, None)
+    schema = Schema.build(
+        row_dim, id_name, probe["variables"], None, probe["dtypes"] or None, None, None, 0, None
+    )
     row_bytes = max(
         int(np.prod(shape, dtype=np.int64)) * np.dtype(schema.dtypes[name]).itemsize
         for name, shape in probe["shapes"].items()
@@ -471,7 +519,9 @@ def _chunk_rows_for(probe: dict[str, Any], row_dim: str, id_name: str) -> int:
     return schema.pick_chunk_rows(row_bytes)
 
 
-def _region_todo(out: str, plan: Any, records: Sequence[Any], storage_options: dict[str, Any] | None) -> list[int]:
+def _region_todo(
+    out: str, plan: Any, records: Sequence[Any], storage_options: dict[str, Any] | None
+) -> list[int]:
     """Indices of regions that still miss rows (complete ones are not run again)."""
     from embstore import Store
 
@@ -604,8 +654,12 @@ def extract_distributed(
     records = _materialise(dataset)
     fingerprint = ids_fingerprint(rec.image_id for rec in records)
     distributed = attempt_import("dask.distributed")
-    with connect(client if client is not None else address, n_workers,
-                 daemon=num_workers == 0, worker_env=FAST_ALLOC_ENV) as cl:
+    with connect(
+        client if client is not None else address,
+        n_workers,
+        daemon=num_workers == 0,
+        worker_env=FAST_ALLOC_ENV,
+    ) as cl:
         summary = DistributedSummary(n_workers=n_workers_of(cl))
         exists = _store_exists(out_s, storage_options) and not overwrite
         if exists:
@@ -624,24 +678,52 @@ def extract_distributed(
                     "Resume with the same input list, or pass a new output path"
                 )
             if rows_per_task is not None and rows_per_task != plan.rows_per_task:
-                logger.warning("resuming %s: keeping its rows_per_task=%d (ignoring %d)", out_s,
-                               plan.rows_per_task, rows_per_task)
+                logger.warning(
+                    "resuming %s: keeping its rows_per_task=%d (ignoring %d)",
+                    out_s,
+                    plan.rows_per_task,
+                    rows_per_task,
+                )
             todo = _region_todo(out_s, plan, records, storage_options)
             logger.info("resuming %s: %d of %d regions incomplete", out_s, len(todo), len(plan))
         else:
-            probe = cl.submit(_probe, extractor_factory, records[:_PROBE_LIMIT], device,
-                              pure=False, retries=retries, resources=dict(resources) if resources else None).result()
+            probe = cl.submit(
+                _probe,
+                extractor_factory,
+                records[:_PROBE_LIMIT],
+                device,
+                pure=False,
+                retries=retries,
+                resources=dict(resources) if resources else None,
+            ).result()
             if probe["ragged"]:
                 raise ValidationError(
                     f"the extractor writes ragged variables {sorted(probe['ragged'])}, which parallel region "
                     "writers do not support; extract them with --scheduler local, or choose dense outputs "
                     "(e.g. DETR extract_type='decoder')"
                 )
-            cr = int(chunk_rows) if chunk_rows is not None else _chunk_rows_for(probe, row_dim, id_name)
-            plan = plan_regions(len(records), cr, rows_per_task, n_workers=summary.n_workers,
-                                ids=[rec.image_id for rec in records])
-            _create_store(out_s, probe, plan, row_dim=row_dim, id_name=id_name, attrs=attrs,
-                          storage_options=storage_options, overwrite=overwrite)
+            cr = (
+                int(chunk_rows)
+                if chunk_rows is not None
+                else _chunk_rows_for(probe, row_dim, id_name)
+            )
+            plan = plan_regions(
+                len(records),
+                cr,
+                rows_per_task,
+                n_workers=summary.n_workers,
+                ids=[rec.image_id for rec in records],
+            )
+            _create_store(
+                out_s,
+                probe,
+                plan,
+                row_dim=row_dim,
+                id_name=id_name,
+                attrs=attrs,
+                storage_options=storage_options,
+                overwrite=overwrite,
+            )
             todo = list(range(len(plan)))
         regions, slices = plan.regions, plan.item_slices
         summary.n_tasks = len(todo)
@@ -649,25 +731,39 @@ def extract_distributed(
         for k in todo:
             a, b = slices[k]
             fut = cl.submit(
-                _extract_region, extractor_factory, out_s, regions[k], records[a:b],
-                batch_size=batch_size, num_workers=num_workers, device=device,
-                flush_interval=flush_interval, storage_options=storage_options, write_chunks=write_chunks,
+                _extract_region,
+                extractor_factory,
+                out_s,
+                regions[k],
+                records[a:b],
+                batch_size=batch_size,
+                num_workers=num_workers,
+                device=device,
+                flush_interval=flush_interval,
+                storage_options=storage_options,
+                write_chunks=write_chunks,
                 key=f"embstore-extract-{fingerprint[:16]}-{regions[k][0]}-{regions[k][1]}-{time.time_ns()}",
-                retries=int(retries), pure=False, resources=dict(resources) if resources else None,
+                retries=int(retries),
+                pure=False,
+                resources=dict(resources) if resources else None,
             )
             futures[fut] = k
         from tqdm.auto import tqdm
 
         disable = (not progress) if progress is not None else not sys.stderr.isatty()
-        bar = tqdm(total=sum(slices[k][1] - slices[k][0] for k in todo), unit="img", desc="extract (dask)",
-                   disable=disable)
+        bar = tqdm(
+            total=sum(slices[k][1] - slices[k][0] for k in todo),
+            unit="img",
+            desc="extract (dask)",
+            disable=disable,
+        )
         skipped: list[tuple[Any, str]] = []
         try:
             for fut in distributed.as_completed(list(futures)):
                 k = futures[fut]
                 try:
                     res = fut.result()
-                except Exception as exc:  # noqa: BLE001 - collected, raised after the others
+                except Exception as exc:
                     msg = f"region {regions[k]} (images {slices[k][0]}..{slices[k][1] - 1}): {type(exc).__name__}: {exc}"
                     logger.error("task failed for good: %s", msg)
                     summary.failed.append(msg)
@@ -703,12 +799,19 @@ def _clean_table(df: Any) -> Any:
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == object:
-            out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+            out[col] = out[col].map(
+                lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
+            )
     return out
 
 
-def _finish_store(out: str, storage_options: dict[str, Any] | None, skipped: list[tuple[Any, str]],
-                  summary: DistributedSummary, persons: Any = None) -> None:
+def _finish_store(
+    out: str,
+    storage_options: dict[str, Any] | None,
+    skipped: list[tuple[Any, str]],
+    summary: DistributedSummary,
+    persons: Any = None,
+) -> None:
     """Record skipped images, the annotation table and the run (main-region writer, after all tasks)."""
     import datetime as _dt
 
@@ -725,11 +828,15 @@ def _finish_store(out: str, storage_options: dict[str, Any] | None, skipped: lis
                 if new:
                     st.record_skipped([i for i, _ in new], [r for _, r in new])
             runs = list(st.attrs.get("runs", []) or [])
-            runs.append({"scheduler": "dask",
-                         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                         "summary": summary.to_dict()})
+            runs.append(
+                {
+                    "scheduler": "dask",
+                    "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    "summary": summary.to_dict(),
+                }
+            )
             st.update_attrs(runs=runs)
-    except Exception:  # noqa: BLE001 - the rows are committed; never mask the run's result
+    except Exception:
         logger.exception("could not record the run in the attributes of %s", out)
 
 
@@ -769,7 +876,9 @@ def run_with_scheduler(args: Any, local: Callable[[], Any], **distributed_kwargs
 
     if getattr(args, "scheduler", "local") != "dask":
         if getattr(args, "workers", None) is not None or getattr(args, "address", None) is not None:
-            raise ValidationError("--workers/--address only apply with --scheduler dask; add --scheduler dask")
+            raise ValidationError(
+                "--workers/--address only apply with --scheduler dask; add --scheduler dask"
+            )
         return local()
     kwargs = dict(distributed_kwargs)
     dataset = kwargs.get("dataset")
@@ -780,6 +889,7 @@ def run_with_scheduler(args: Any, local: Callable[[], Any], **distributed_kwargs
     kwargs.setdefault("retries", getattr(args, "retries", 2))
     from embstore.distributed.cluster import FAST_ALLOC_ENV
 
-    with client_from_args(args, daemon=int(kwargs.get("num_workers", 0) or 0) == 0,
-                          worker_env=FAST_ALLOC_ENV) as client:
+    with client_from_args(
+        args, daemon=int(kwargs.get("num_workers", 0) or 0) == 0, worker_env=FAST_ALLOC_ENV
+    ) as client:
         return extract_distributed(client=client, **kwargs)

@@ -82,9 +82,7 @@ def to_rgb(image: Any) -> Image.Image:
                 f"image array has shape {arr.shape}; expected (H, W), (H, W, 3) or (H, W, 4)"
             )
     if not isinstance(image, Image.Image):
-        raise ValidationError(
-            f"expected a PIL image or a uint8 array, got {type(image).__name__}"
-        )
+        raise ValidationError(f"expected a PIL image or a uint8 array, got {type(image).__name__}")
     mode = image.mode
     if mode == "RGB":
         return image

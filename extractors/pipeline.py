@@ -87,7 +87,7 @@ from .base import to_numpy
 from .datasets import ImageDataset, ImageRecord
 from .images import load_image
 
-__all__ = ["run_extraction", "ExtractionSummary", "as_pipeline_extractor"]
+__all__ = ["ExtractionSummary", "as_pipeline_extractor", "run_extraction"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,9 @@ class ExtractionSummary:
             f"{self.already_done} already in the store; skipped {self.skipped}"
         )
         if self.skipped_reasons:
-            text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped_reasons.items())) + ")"
+            text += (
+                " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped_reasons.items())) + ")"
+            )
         if self.previously_skipped:
             text += f"; {self.previously_skipped} skipped by an earlier run"
         if self.interrupted:
@@ -176,7 +178,9 @@ class _LoadSample:
     def __init__(self, preprocess: Any) -> None:
         self.preprocess = preprocess
 
-    def __getitem__(self, record: ImageRecord) -> tuple[ImageRecord, Any, str | None, tuple[int, int]]:
+    def __getitem__(
+        self, record: ImageRecord
+    ) -> tuple[ImageRecord, Any, str | None, tuple[int, int]]:
         image, reason = load_image(record.path)
         if image is None:
             return record, None, reason, (0, 0)
@@ -198,7 +202,9 @@ class _Collate:
     def __init__(self, collate: Any) -> None:
         self.collate = collate
 
-    def __call__(self, items: list[tuple[ImageRecord, Any, str | None, tuple[int, int]]]) -> dict[str, Any]:
+    def __call__(
+        self, items: list[tuple[ImageRecord, Any, str | None, tuple[int, int]]]
+    ) -> dict[str, Any]:
         good = [it for it in items if it[2] is None]
         bad = [(it[0], it[2]) for it in items if it[2] is not None]
         samples = [it[1] for it in good]
@@ -220,8 +226,15 @@ class _ResumeBatches:
     starts, so the sampler never touches the store while it is being written.
     """
 
-    def __init__(self, dataset: Any, store: Any, batch_size: int, resume: bool,
-                 retry_skipped: bool, block_size: int) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        store: Any,
+        batch_size: int,
+        resume: bool,
+        retry_skipped: bool,
+        block_size: int,
+    ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.block_size = max(block_size, batch_size)
@@ -279,8 +292,11 @@ def _category(reason: str) -> str:
     return reason.split(":", 1)[0].strip()
 
 
-def _stack_coords(records: Sequence[ImageRecord], sizes: Sequence[tuple[int, int]],
-                  extra: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+def _stack_coords(
+    records: Sequence[ImageRecord],
+    sizes: Sequence[tuple[int, int]],
+    extra: Mapping[str, Any] | None,
+) -> dict[str, np.ndarray]:
     names: list[str] = []
     for rec in records:
         for k in rec.coords:
@@ -302,8 +318,15 @@ class _Writer(threading.Thread):
 
     _STOP = object()
 
-    def __init__(self, store: Any, dtypes: Mapping[str, str], write: bool, queue_size: int,
-                 flush_interval: float | None, finish: Any = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        dtypes: Mapping[str, str],
+        write: bool,
+        queue_size: int,
+        flush_interval: float | None,
+        finish: Any = None,
+    ) -> None:
         super().__init__(name="embstore-writer", daemon=True)
         self.finish_fn = finish
         self.busy = 0.0
@@ -317,7 +340,9 @@ class _Writer(threading.Thread):
         self.flush_interval = flush_interval
         self._last_flush = time.monotonic()
         self.dense = set(getattr(store, "variables", {}) or {}) if store is not None else set()
-        self.ragged = set(getattr(store, "ragged_variables", {}) or {}) if store is not None else set()
+        self.ragged = (
+            set(getattr(store, "ragged_variables", {}) or {}) if store is not None else set()
+        )
 
     def run(self) -> None:
         while True:
@@ -329,7 +354,7 @@ class _Writer(threading.Thread):
             t0 = time.perf_counter()
             try:
                 self._handle(item)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            except BaseException as exc:
                 self.error = exc
             self.busy += time.perf_counter() - t0
 
@@ -364,10 +389,17 @@ class _Writer(threading.Thread):
         coords = _stack_coords(records, sizes, extra_coords)
         hw = None
         if ragged_hw:
-            hw = {k: [tuple(int(x) for x in p) for p in to_numpy(v)] for k, v in ragged_hw.items() if k in data}
+            hw = {
+                k: [tuple(int(x) for x in p) for p in to_numpy(v)]
+                for k, v in ragged_hw.items()
+                if k in data
+            }
         if self.write and self.store is not None:
             self.store.append(ids, data, coords=coords, ragged_hw=hw or None)
-            if self.flush_interval is not None and time.monotonic() - self._last_flush >= self.flush_interval:
+            if (
+                self.flush_interval is not None
+                and time.monotonic() - self._last_flush >= self.flush_interval
+            ):
                 self.store.flush()
                 self._last_flush = time.monotonic()
         self.written += len(ids)
@@ -426,8 +458,9 @@ def _progress(total: int | None, progress: bool | None) -> Any:
     disable = None if progress is None else not progress  # None: off unless a TTY
     if progress is None and not sys.stderr.isatty():
         disable = True
-    return tqdm(total=total, unit="img", desc="extract", disable=disable, dynamic_ncols=True,
-                smoothing=0.1)
+    return tqdm(
+        total=total, unit="img", desc="extract", disable=disable, dynamic_ncols=True, smoothing=0.1
+    )
 
 
 def as_pipeline_extractor(extractor: Any) -> Any:
@@ -558,8 +591,9 @@ def run_extraction(
 
     extractor = as_pipeline_extractor(extractor)
     dtypes = dict(getattr(extractor, "dtypes", {}) or {})
-    sampler = _ResumeBatches(dataset, store if resume else None, batch_size, resume,
-                             retry_skipped, block_size)
+    sampler = _ResumeBatches(
+        dataset, store if resume else None, batch_size, resume, retry_skipped, block_size
+    )
     compute_device = getattr(extractor, "device", None)
     pin = bool(compute_device is not None and torch.device(compute_device).type == "cuda")
     loader_kwargs: dict[str, Any] = {}
@@ -577,8 +611,9 @@ def run_extraction(
     if total is None and hasattr(dataset, "__len__") and not isinstance(dataset, ImageDataset):
         total = len(dataset)
     summary = ExtractionSummary()
-    writer = _Writer(store, dtypes, write, queue_size, flush_interval,
-                     getattr(extractor, "finish_batch", None))
+    writer = _Writer(
+        store, dtypes, write, queue_size, flush_interval, getattr(extractor, "finish_batch", None)
+    )
     bar = _progress(total, progress)
     start = time.perf_counter()
     failed = False
@@ -593,14 +628,23 @@ def run_extraction(
                     reasons = [reason for _, reason in item["bad"]]
                     for i, r in zip(ids, reasons):  # the first few loudly, the rest at INFO
                         n_bad += 1
-                        logger.log(logging.WARNING if n_bad <= _N_EXAMPLES else logging.INFO,
-                                   "skipping image %r: %s", i, r)
+                        logger.log(
+                            logging.WARNING if n_bad <= _N_EXAMPLES else logging.INFO,
+                            "skipping image %r: %s",
+                            i,
+                            r,
+                        )
                     writer.put(("skipped", (ids, reasons)))
                 if item["records"]:
                     out = dict(extractor.extract_batch(item["batch"]))
                     writer.put(("rows", (item["records"], item["sizes"], out)))
-                bar.update(len(item["records"]) + len(item["bad"]) + sampler.already_done
-                           + sampler.previously_skipped - done_before)
+                bar.update(
+                    len(item["records"])
+                    + len(item["bad"])
+                    + sampler.already_done
+                    + sampler.previously_skipped
+                    - done_before
+                )
                 done_before = sampler.already_done + sampler.previously_skipped
                 bar.set_postfix(skipped=len(writer.skipped), refresh=False)
             bar.update(sampler.already_done + sampler.previously_skipped - done_before)
@@ -619,7 +663,7 @@ def run_extraction(
         if write and store is not None:
             try:
                 store.flush()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if not failed and writer.error is None:
                     raise
                 logger.exception("flushing the store after an error failed")
@@ -637,4 +681,3 @@ def run_extraction(
     writer.raise_error()
     logger.info("%s", summary)
     return summary
-

@@ -22,18 +22,23 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
-    "SAMPLE_PHOTOS",
     "SAMPLE_PEOPLE",
+    "SAMPLE_PHOTOS",
     "TINY_DETR_CONFIG",
-    "write_sample_photos",
-    "write_facet_annotations",
     "save_tiny_detr_checkpoint",
     "write_augmented_facet",
+    "write_facet_annotations",
+    "write_sample_photos",
 ]
 
 #: scikit-image photos used as sample images, in image-id order (ids start at 1).
 SAMPLE_PHOTOS: tuple[str, ...] = (
-    "astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "camera",
+    "immunohistochemistry",
 )
 
 #: image id -> people in it as (Monk skin tone voted by 3 annotators, lighting label).
@@ -48,8 +53,14 @@ SAMPLE_PEOPLE: dict[int, list[tuple[int, str]]] = {
 
 #: A tiny DETR (ResNet-18 backbone, small transformer) for offline demos and tests.
 TINY_DETR_CONFIG: dict[str, Any] = {
-    "backbone": "resnet18", "hidden_dim": 64, "nheads": 4, "enc_layers": 2,
-    "dec_layers": 3, "dim_feedforward": 128, "num_queries": 20, "num_classes": 91,
+    "backbone": "resnet18",
+    "hidden_dim": 64,
+    "nheads": 4,
+    "enc_layers": 2,
+    "dec_layers": 3,
+    "dim_feedforward": 128,
+    "num_queries": 20,
+    "num_classes": 91,
 }
 
 _LIGHTING = ("well_lit", "dimly_lit", "underexposed", "overexposed", "na")
@@ -112,8 +123,10 @@ def write_facet_annotations(
     for image_id, persons in people.items():
         for tone, light in persons:
             row: dict[str, Any] = {
-                "person_id": len(rows) + 1, "filename": f"sa_{image_id}.jpg",
-                "class1": "person", "class2": "",
+                "person_id": len(rows) + 1,
+                "filename": f"sa_{image_id}.jpg",
+                "class1": "person",
+                "class2": "",
                 "bounding_box": str({"x": x, "y": y, "width": width, "height": height}),
             }
             row.update({f"skin_tone_{t}": (3 if t == tone else 0) for t in range(1, 11)})
@@ -226,8 +239,13 @@ def write_augmented_facet(
         people[image_id] = [(int(rng.choice(skins)), light) for _ in range(n_people)]
         boxes[image_id] = []
         for _ in range(n_people):
-            bw, bh = int(rng.integers(size // 4, size // 2)), int(rng.integers(size // 3, size * 3 // 4))
-            boxes[image_id].append((int(rng.integers(0, size - bw)), int(rng.integers(0, size - bh)), bw, bh))
+            bw, bh = (
+                int(rng.integers(size // 4, size // 2)),
+                int(rng.integers(size // 3, size * 3 // 4)),
+            )
+            boxes[image_id].append(
+                (int(rng.integers(0, size - bw)), int(rng.integers(0, size - bh)), bw, bh)
+            )
     frames = []
     for image_id, persons in people.items():
         for (tone, light), box in zip(persons, boxes[image_id]):

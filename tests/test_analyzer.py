@@ -38,7 +38,9 @@ def store(request, tmp_path_factory, raw):
         pytest.importorskip("h5py")
     path = tmp_path_factory.mktemp("an") / request.param
     st_ = Store.create(
-        str(path), row_dim="image", id_name="image_id",
+        str(path),
+        row_dim="image",
+        id_name="image_id",
         variables={
             "query_embeddings": ("query", "hidden"),
             "decoder_output": ("layer", "query", "hidden"),
@@ -49,8 +51,11 @@ def store(request, tmp_path_factory, raw):
     )
     # two appends: rows arrive in several batches, as in an extraction
     for sl in (slice(0, 9), slice(9, N)):
-        st_.append(IDS[sl], {k: v[sl] for k, v in raw.items()},
-                   coords={"skin": SKIN[sl], "lighting": LIGHT[sl]})
+        st_.append(
+            IDS[sl],
+            {k: v[sl] for k, v in raw.items()},
+            coords={"skin": SKIN[sl], "lighting": LIGHT[sl]},
+        )
     st_.flush()
     yield st_
     st_.close()
@@ -111,7 +116,9 @@ def test_pool_confidence_and_topk_against_numpy(an, raw):
     w2 = mc / mc.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(
         an.pool(method="confidence", score="max_class").values,
-        (w2[..., None] * x).sum(axis=1), rtol=1e-5, atol=1e-6,
+        (w2[..., None] * x).sum(axis=1),
+        rtol=1e-5,
+        atol=1e-6,
     )
     k = 2
     top = np.argsort(-fg, axis=1, kind="stable")[:, :k]
@@ -122,8 +129,12 @@ def test_pool_confidence_and_topk_against_numpy(an, raw):
 
 def test_layers_of_decoder_output(an, raw):
     dec = x32(raw, "decoder_output")
-    np.testing.assert_allclose(an.pool("decoder_output", layer=0).values, dec[:, 0].mean(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(an.pool("decoder_output", layer=-2).values, dec[:, 1].mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        an.pool("decoder_output", layer=0).values, dec[:, 0].mean(axis=1), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        an.pool("decoder_output", layer=-2).values, dec[:, 1].mean(axis=1), rtol=1e-6
+    )
     # default: last layer == query_embeddings
     np.testing.assert_allclose(an.pool("decoder_output").values, an.pool().values)
     np.testing.assert_allclose(
@@ -185,7 +196,7 @@ def test_results_support_label_selection(an, raw):
 )
 def test_selection_matches_boolean_mask(an, skins, light):
     labels = {"skin": skins} | ({"lighting": light} if light else {})
-    mask = np.isin(SKIN, skins) & ((LIGHT == light) if light else True)
+    mask = np.isin(SKIN, skins) & ((light == LIGHT) if light else True)
     if not mask.any():
         with pytest.raises(SelectionError):
             an.sel(**labels)
@@ -224,8 +235,12 @@ def test_pooled_matrix_labels_one_row_per_image(an, raw):
 
 
 def test_vector_per_row_variable_ignores_pool(tmp_path):
-    st_ = Store.create(str(tmp_path / "face.zarr"), row_dim="image", id_name="image_id",
-                       variables={"embedding": ("hidden",)})
+    st_ = Store.create(
+        str(tmp_path / "face.zarr"),
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+    )
     e = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float16)
     st_.append(np.arange(7), {"embedding": e}, coords={"group": list("aabbcca")})
     st_.flush()
@@ -278,8 +293,9 @@ def test_iter_vectors_reads_chunk_by_chunk(raw):
     assert max(rec.reads) <= 4  # never more than one chunk per read
     assert sum(rec.reads) == N  # every row read exactly once
     assert all(len(b) <= 8 for _, b in blocks)
-    np.testing.assert_allclose(np.concatenate([b for _, b in blocks]),
-                               x32(raw).mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([b for _, b in blocks]), x32(raw).mean(axis=1), rtol=1e-6
+    )
 
 
 def test_block_bounds_group_and_split_chunks():
@@ -288,12 +304,18 @@ def test_block_bounds_group_and_split_chunks():
     assert AnalyzerCore._block_bounds([4, 4, 4, 2], 8) == [(0, 8), (8, 14)]
     assert AnalyzerCore._block_bounds([10, 3], 4) == [(0, 4), (4, 8), (8, 10), (10, 13)]
     with pytest.raises(ValidationError, match="block_rows"):
-        next(EmbeddingAnalyzer(xr.Dataset({"e": (("r", "h"), np.zeros((2, 2)))})).iter_vectors("e", block_rows=0))
+        next(
+            EmbeddingAnalyzer(xr.Dataset({"e": (("r", "h"), np.zeros((2, 2)))})).iter_vectors(
+                "e", block_rows=0
+            )
+        )
 
 
 def test_dataset_source_without_ids_uses_positions():
-    ds = xr.Dataset({"e": (("row", "h"), np.arange(6.0).reshape(3, 2))},
-                    coords={"grp": ("row", ["a", "b", "a"])})
+    ds = xr.Dataset(
+        {"e": (("row", "h"), np.arange(6.0).reshape(3, 2))},
+        coords={"grp": ("row", ["a", "b", "a"])},
+    )
     an = EmbeddingAnalyzer(ds)
     assert an.row_dim == "row" and an.id_name == "row_id"
     assert an.sel(grp="a").ids.tolist() == [0, 2]
@@ -307,14 +329,22 @@ def test_streaming_memory_is_bounded_by_a_block(tmp_path):
     import tracemalloc
 
     n, q, d = 4096, 10, 64
-    st_ = Store.create(str(tmp_path / "big.zarr"), row_dim="image", id_name="image_id",
-                       variables={"query_embeddings": ("query", "hidden"),
-                                  "pred_logits": ("query", "class")}, chunk_rows=256)
+    st_ = Store.create(
+        str(tmp_path / "big.zarr"),
+        row_dim="image",
+        id_name="image_id",
+        variables={"query_embeddings": ("query", "hidden"), "pred_logits": ("query", "class")},
+        chunk_rows=256,
+    )
     rng = np.random.default_rng(0)
     for s in range(0, n, 1024):
-        st_.append(np.arange(s, s + 1024), {
-            "query_embeddings": rng.normal(size=(1024, q, d)).astype(np.float16),
-            "pred_logits": rng.normal(size=(1024, q, 5)).astype(np.float32)})
+        st_.append(
+            np.arange(s, s + 1024),
+            {
+                "query_embeddings": rng.normal(size=(1024, q, d)).astype(np.float16),
+                "pred_logits": rng.normal(size=(1024, q, 5)).astype(np.float32),
+            },
+        )
     st_.flush()
     an = EmbeddingAnalyzer(st_)
     data_bytes = n * q * d * 4  # the variable as float32

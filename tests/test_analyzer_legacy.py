@@ -23,7 +23,7 @@ IDS = [3, 17, 42, 1000, 7, 99]
 HW = [(2, 3), (3, 3), (1, 4), (2, 2), (4, 1), (3, 2)]
 
 
-def make_tensors(seed: int, hw: tuple[int, int]) -> dict[str, "torch.Tensor"]:
+def make_tensors(seed: int, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     dec = torch.randn(L, Q, D, generator=g)
     h, w = hw
@@ -71,16 +71,20 @@ def store(tmp_path_factory, tensors):
         "pred_boxes": ("query", "box"),
     }
     st = Store.create(
-        str(path), row_dim="image", id_name="image_id", variables=variables,
-        dtypes={k: "float32" for k in [*variables, "encoder_output", "backbone_features"]},
+        str(path),
+        row_dim="image",
+        id_name="image_id",
+        variables=variables,
+        dtypes=dict.fromkeys([*variables, "encoder_output", "backbone_features"], "float32"),
         ragged={"encoder_output": ("token", "hidden"), "backbone_features": ("channel", "y", "x")},
         chunk_rows=4,
     )
     data = {k: np.stack([tensors[i][k].numpy() for i in IDS]) for k in variables}
     data["encoder_output"] = [tensors[i]["encoder_output"].numpy() for i in IDS]
     data["backbone_features"] = [tensors[i]["backbone_features"].numpy() for i in IDS]
-    st.append(IDS, data, coords={"skin": np.array([1, 2, 1, 3, 2, 1])},
-              ragged_hw={"encoder_output": HW})
+    st.append(
+        IDS, data, coords={"skin": np.array([1, 2, 1, 3, 2, 1])}, ragged_hw={"encoder_output": HW}
+    )
     st.flush()
     yield st
     st.close()
@@ -179,9 +183,11 @@ def test_new_api_on_old_directory(legacy, tensors):
     an = EmbeddingAnalyzer(legacy)
     x = np.stack([tensors[i]["query_embeddings"].numpy() for i in IDS])
     np.testing.assert_allclose(an.pool(method="max").values, x.max(axis=1))
-    np.testing.assert_allclose(an.pool("decoder_output", layer=0).values,
-                               np.stack([tensors[i]["decoder_output"][0].numpy() for i in IDS]).mean(axis=1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        an.pool("decoder_output", layer=0).values,
+        np.stack([tensors[i]["decoder_output"][0].numpy() for i in IDS]).mean(axis=1),
+        rtol=1e-6,
+    )
     enc = an.pool("encoder_output", over="token")
     want = np.stack([tensors[i]["encoder_output"].numpy().mean(axis=0) for i in IDS])
     np.testing.assert_allclose(enc.values, want, rtol=1e-6)
@@ -227,7 +233,9 @@ def test_store_and_directory_give_the_same_numbers(legacy, store, tensors):
         assert torch.equal(e_old[k], e_new[k]), k
     assert new.load_embedding(12345) is None
     embs, ids = new.load_all_embeddings("backbone_features")
-    assert ids == IDS and all(torch.equal(e, tensors[i]["backbone_features"]) for e, i in zip(embs, ids))
+    assert ids == IDS and all(
+        torch.equal(e, tensors[i]["backbone_features"]) for e, i in zip(embs, ids)
+    )
     meta = new.metadata
     assert meta["image_ids"] == IDS and meta["num_images"] == len(IDS)
     assert set(meta["embedding_keys"]) == set(tensors[3])
@@ -273,8 +281,9 @@ def test_visualize_pca_and_tsne_write_pngs(legacy, tmp_path, tensors):
     again, _ = an.visualize_embeddings_pca()  # no save_path: nothing written, same result
     np.testing.assert_allclose(again, reduced, rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pca.png", "tsne.png"]
-    reduced3, _ = an.visualize_embeddings_pca("decoder_output", n_components=3,
-                                              save_path=tmp_path / "p3.png", dpi=40)
+    reduced3, _ = an.visualize_embeddings_pca(
+        "decoder_output", n_components=3, save_path=tmp_path / "p3.png", dpi=40
+    )
     assert reduced3.shape == (len(IDS), 3)
     _assert_png_not_blank(tmp_path / "p3.png")
 

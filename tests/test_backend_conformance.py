@@ -52,12 +52,16 @@ def s3_endpoint():
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             mp.setenv(k, "testing")
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+        server = moto_server.ThreadedMotoServer(
+            ip_address="127.0.0.1", port=_free_port(), verbose=False
+        )
         server.start()
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         try:
-            s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint).mkdir("conformance")
+            s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint).mkdir(
+                "conformance"
+            )
             yield endpoint
         finally:
             server.stop()

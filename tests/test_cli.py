@@ -12,13 +12,18 @@ def small_store(tmp_path):
     path = tmp_path / "cli.zarr"
     rng = np.random.default_rng(0)
     with Store.create(
-        path, row_dim="image", id_name="image_id",
+        path,
+        row_dim="image",
+        id_name="image_id",
         variables={"query_embeddings": ("query", "hidden")},
     ) as st:
         st.append(
             ids=[10, 11, 12, 13],
             data={"query_embeddings": rng.normal(size=(4, 3, 8)).astype("float32")},
-            coords={"skin": [1, 2, 1, 3], "lighting": ["well_lit", "dimly_lit", "dimly_lit", "well_lit"]},
+            coords={
+                "skin": [1, 2, 1, 3],
+                "lighting": ["well_lit", "dimly_lit", "dimly_lit", "well_lit"],
+            },
         )
     return path
 

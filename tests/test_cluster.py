@@ -11,8 +11,10 @@ from scipy.sparse.csgraph import connected_components
 
 pytest.importorskip("faiss")
 
-from embstore.search import build_index, pair_recall, save_group_previews, threshold_clusters  # noqa: E402
-from embstore.search.graph import StreamingComponents, canonical_labels  # noqa: E402
+import itertools
+
+from embstore.search import build_index, pair_recall, save_group_previews, threshold_clusters
+from embstore.search.graph import StreamingComponents, canonical_labels
 
 
 def blobs(n=600, d=24, centers=30, spread=0.15, seed=0):
@@ -32,7 +34,7 @@ def test_streaming_union_find_equals_scipy(n, edges, cuts):
     e = np.array([(a % n, b % n) for a, b in edges], dtype=np.int64).reshape(-1, 2)
     uf = StreamingComponents(n)
     bounds = sorted({0, len(e), *[c % (len(e) + 1) for c in cuts]})
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         uf.add(e[a:b, 0], e[a:b, 1])
     g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     _, want = connected_components(g, directed=False)
@@ -77,7 +79,11 @@ def test_face_pipeline_defaults_recover_planted_identities():
     x, truth = blobs(800, 32, 25, 0.12, 2)
     got = threshold_clusters(x, device="cpu")  # threshold=0.7, k=100
     # planted identities are recovered exactly (same partition)
-    assert len(set(zip(truth.tolist(), got.labels.tolist()))) == got.n_groups == len(set(truth.tolist()))
+    assert (
+        len(set(zip(truth.tolist(), got.labels.tolist())))
+        == got.n_groups
+        == len(set(truth.tolist()))
+    )
 
 
 def test_l2_metric_clusters():
@@ -88,7 +94,7 @@ def test_l2_metric_clusters():
 
 
 def test_approximate_index_clusters_and_reported_recall():
-    x, truth = blobs(3000, 32, 40, 0.2, 5)
+    x, _truth = blobs(3000, 32, 40, 0.2, 5)
     exact = threshold_clusters(x, 0.7, k=30, device="cpu")
     hnsw = build_index(x, kind="hnsw", device="cpu")
     approx = threshold_clusters(x, 0.7, k=30, index=hnsw)
@@ -138,9 +144,14 @@ def _store_with_images(tmp_path, x):
         p.parent.mkdir(exist_ok=True)
         Image.fromarray(photos[i % 4][::8, ::8]).save(p)
         paths.append(str(p))
-    st_ = Store.create(tmp_path / "faces.zarr", row_dim="image", id_name="image_id",
-                       variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"},
-                       chunk_rows=64)
+    st_ = Store.create(
+        tmp_path / "faces.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+        chunk_rows=64,
+    )
     st_.append(np.arange(len(x)), {"embedding": x}, coords={"path": paths})
     st_.flush()
     return st_
@@ -151,7 +162,7 @@ def test_analyzer_cluster_writes_coordinate_and_exports(tmp_path):
 
     from embstore import EmbeddingAnalyzer
 
-    x, truth = blobs(300, 24, 12, 0.12, 8)
+    x, _truth = blobs(300, 24, 12, 0.12, 8)
     st_ = _store_with_images(tmp_path, x)
     an = EmbeddingAnalyzer(st_)
     idx = an.build_index("embedding", kind="flat")
@@ -160,8 +171,10 @@ def test_analyzer_cluster_writes_coordinate_and_exports(tmp_path):
     want = threshold_clusters(x, 0.7, k=50, device="cpu").labels
     np.testing.assert_array_equal(res.groups.labels, want)
     np.testing.assert_array_equal(st_.coords["cluster"].to_numpy(), want)
-    assert res.stats["n_groups"] == 12 and sum(
-        s * c for s, c in res.stats["size_histogram"].items()) == 300
+    assert (
+        res.stats["n_groups"] == 12
+        and sum(s * c for s, c in res.stats["size_histogram"].items()) == 300
+    )
     assert list(res.frame.columns[:2]) == ["image_id", "path"]
     # our own coordinate write does not invalidate the index we had built
     assert an.build_index("embedding", kind="flat") is idx
@@ -184,8 +197,12 @@ def test_cluster_without_paths_refuses_previews_and_exports_ids(tmp_path):
     from embstore import EmbeddingAnalyzer, Store
 
     x, _ = blobs(50, 8, 3, 0.05, 9)
-    st_ = Store.create(tmp_path / "s.zarr", row_dim="image", id_name="image_id",
-                       variables={"embedding": ("hidden",)})
+    st_ = Store.create(
+        tmp_path / "s.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+    )
     st_.append(np.arange(50), {"embedding": x})
     st_.flush()
     path = st_.path
@@ -205,8 +222,13 @@ def test_analyzer_approximate_cluster_and_pair_recall(tmp_path):
     x, _ = blobs(1500, 32, 30, 0.2, 10)
     from embstore import Store
 
-    st_ = Store.create(tmp_path / "a.zarr", row_dim="image", id_name="image_id",
-                       variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"})
+    st_ = Store.create(
+        tmp_path / "a.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+    )
     st_.append(np.arange(1500), {"embedding": x})
     st_.flush()
     an = EmbeddingAnalyzer(st_)
@@ -220,26 +242,62 @@ def test_cli_cluster_pipeline(tmp_path, capsys):
     from embstore import Store
     from embstore.cli import main
 
-    x, truth = blobs(200, 16, 6, 0.1, 11)
+    x, _truth = blobs(200, 16, 6, 0.1, 11)
     x[190:] = x[:10]  # exact duplicates of the first rows
-    st_ = Store.create(tmp_path / "f.zarr", row_dim="image", id_name="image_id",
-                       variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"})
+    st_ = Store.create(
+        tmp_path / "f.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+    )
     st_.append([f"im{i}" for i in range(200)], {"embedding": x})
     st_.flush()
     st_.close()
-    rc = main(["cluster", str(tmp_path / "f.zarr"), "--variable", "embedding", "--remove-duplicates",
-               "--duplicate-thresh", "0.999", "--out", str(tmp_path / "out"), "--no-progress",
-               "--write-labels", "--prefix", "fr_train"])
+    rc = main(
+        [
+            "cluster",
+            str(tmp_path / "f.zarr"),
+            "--variable",
+            "embedding",
+            "--remove-duplicates",
+            "--duplicate-thresh",
+            "0.999",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--write-labels",
+            "--prefix",
+            "fr_train",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "removed 10 of 200 rows" in text and "6 clusters over 190 rows" in text
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["clustering_result.txt", "fr_train_6_class_190_data_classes.npy",
-                     "fr_train_6_class_190_data_data_list.npy"]
+    assert files == [
+        "clustering_result.txt",
+        "fr_train_6_class_190_data_classes.npy",
+        "fr_train_6_class_190_data_data_list.npy",
+    ]
     coords = Store.open(tmp_path / "f.zarr").coords
     assert (coords["cluster"].to_numpy()[:190] >= 0).all()
-    assert main(["cluster", str(tmp_path / "f.zarr"), "--variable", "embedding", "--save-groups", "2",
-                 "--out", str(tmp_path / "o2"), "--no-progress"]) == 2  # no image paths: usage error
+    assert (
+        main(
+            [
+                "cluster",
+                str(tmp_path / "f.zarr"),
+                "--variable",
+                "embedding",
+                "--save-groups",
+                "2",
+                "--out",
+                str(tmp_path / "o2"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )  # no image paths: usage error
     assert "no image paths" in capsys.readouterr().err
 
 
@@ -249,8 +307,12 @@ def test_dedup_and_cluster_one_pass_equals_two_searches():
     x, _ = blobs(500, 24, 15, 0.12, 13)
     x[450:] = x[:50] + 0.001
     dups, clus = dedup_and_cluster(x, 0.9, 0.7, k=40, row_batch=128, device="cpu")
-    np.testing.assert_array_equal(dups.labels, find_duplicate_groups(x, 0.9, k=40, device="cpu").labels)
-    np.testing.assert_array_equal(clus.labels, threshold_clusters(x, 0.7, k=40, device="cpu").labels)
+    np.testing.assert_array_equal(
+        dups.labels, find_duplicate_groups(x, 0.9, k=40, device="cpu").labels
+    )
+    np.testing.assert_array_equal(
+        clus.labels, threshold_clusters(x, 0.7, k=40, device="cpu").labels
+    )
     assert dups.n_removed >= 50
     # every duplicate group lies inside one cluster
     for grp in dups.groups(min_size=2):

@@ -8,6 +8,7 @@ run with a failed task resumes in a second run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -39,7 +40,7 @@ def test_plan_regions_cover_every_item_once(n, cr, mult):
     regions, slices = plan.regions, plan.item_slices
     assert plan.n_rows % cr == 0 and plan.n_rows >= n > plan.n_rows - cr
     assert regions[0][0] == 0 and regions[-1][1] == plan.n_rows
-    for (a, b), (c, d) in zip(regions, regions[1:]):
+    for (_a, b), (c, _d) in itertools.pairwise(regions):
         assert b == c  # contiguous, disjoint
     for (a, b), (ia, ib) in zip(regions, slices):
         assert a % cr == 0 and (b % cr == 0 or b == plan.n_rows)  # chunk-aligned
@@ -124,7 +125,11 @@ class _FaultySwitch:
         return getattr(self._inner, name)
 
     def extract_batch(self, batch):
-        return self._faulty.extract_batch(batch) if _current_task_has(self._spec.region_ids) else self._inner.extract_batch(batch)
+        return (
+            self._faulty.extract_batch(batch)
+            if _current_task_has(self._spec.region_ids)
+            else self._inner.extract_batch(batch)
+        )
 
 
 def _current_task_has(ids):
@@ -171,8 +176,14 @@ def reference(tmp_path_factory, records):
     torch.set_num_threads(1)  # like a Dask worker (OMP_NUM_THREADS=1)
     path = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
     fx = tiny_face("cpu")
-    with Store.create(path, row_dim="image", id_name="image_id", variables=fx.variables,
-                      dtypes=fx.dtypes, chunk_rows=CHUNK) as st:
+    with Store.create(
+        path,
+        row_dim="image",
+        id_name="image_id",
+        variables=fx.variables,
+        dtypes=fx.dtypes,
+        chunk_rows=CHUNK,
+    ) as st:
         run_extraction(fx, records, st, batch_size=BATCH, progress=False)
     return path
 
@@ -188,8 +199,13 @@ def client():
 
     env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in FAST_ALLOC_ENV.items()}
     with dask.config.set(env):  # as extract_distributed starts its own clusters
-        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                           dashboard_address=None, memory_limit="2GiB")
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            memory_limit="2GiB",
+        )
     cl = distributed.Client(cluster)
     yield cl
     cl.close()
@@ -215,8 +231,17 @@ def assert_same_store(path, ref_path):
 def _run(records, out, client, factory=tiny_face, **kw):
     from extractors.distributed import extract_distributed
 
-    return extract_distributed(factory, records, out, client=client, chunk_rows=CHUNK,
-                               rows_per_task=ROWS_PER_TASK, batch_size=BATCH, device="cpu", **kw)
+    return extract_distributed(
+        factory,
+        records,
+        out,
+        client=client,
+        chunk_rows=CHUNK,
+        rows_per_task=ROWS_PER_TASK,
+        batch_size=BATCH,
+        device="cpu",
+        **kw,
+    )
 
 
 # ------------------------------------------------------------------ tests
@@ -250,7 +275,9 @@ def test_killed_worker_range_is_retried(tmp_path, records, reference, client):
     assert os.path.exists(tmp_path / "killed.marker")  # the worker really died mid-range
     region = next(r for r in s.regions if r.region == (4, 8))
     assert region.already_done >= CHUNK  # committed rows of the dead attempt were kept ...
-    assert region.written == 3 - region.already_done  # ... and only the rest redone (1 of 4 is unreadable)
+    assert (
+        region.written == 3 - region.already_done
+    )  # ... and only the rest redone (1 of 4 is unreadable)
     assert s.written + sum(r.already_done for r in s.regions) == len(records) - 1
     assert_same_store(out, reference)
 
@@ -282,14 +309,26 @@ def test_cli_helpers_run_on_the_given_cluster(tmp_path, records, reference, clie
 
     p = argparse.ArgumentParser()
     add_dask_arguments(p)
-    args = p.parse_args(["--scheduler", "dask", "--address", client.scheduler.address, "--rows-per-task", "4"])
+    args = p.parse_args(
+        ["--scheduler", "dask", "--address", client.scheduler.address, "--rows-per-task", "4"]
+    )
     out = str(tmp_path / "cli.zarr")
-    s = run_with_scheduler(args, lambda: pytest.fail("ran locally"), extractor_factory=tiny_face,
-                           dataset=lambda: records, out=out, chunk_rows=CHUNK, batch_size=BATCH, device="cpu")
+    s = run_with_scheduler(
+        args,
+        lambda: pytest.fail("ran locally"),
+        extractor_factory=tiny_face,
+        dataset=lambda: records,
+        out=out,
+        chunk_rows=CHUNK,
+        batch_size=BATCH,
+        device="cpu",
+    )
     assert s.n_tasks == 2 and s.skipped_examples[0][0] == 6
     assert_same_store(out, reference)
     assert run_with_scheduler(p.parse_args([]), lambda: "local") == "local"
     # the extraction commands carry the options; cluster options without --scheduler dask: exit code 2
-    for cmd in (["face", "--weights", "w.pth", "--input", str(tmp_path), "--out", out],
-                ["detr", "--checkpoint", "c.pth", "--images", str(tmp_path), "--out", out]):
+    for cmd in (
+        ["face", "--weights", "w.pth", "--input", str(tmp_path), "--out", out],
+        ["detr", "--checkpoint", "c.pth", "--images", str(tmp_path), "--out", out],
+    ):
         assert main(["extract", *cmd, "--workers", "2"]) == 2

@@ -28,19 +28,39 @@ from extractors.datasets import (
 )
 
 SKIN = [f"skin_tone_{i}" for i in range(1, 11)] + ["skin_tone_na"]
-LIGHT = ["lighting_underexposed", "lighting_dimly_lit", "lighting_well_lit", "lighting_overexposed", "lighting_na"]
+LIGHT = [
+    "lighting_underexposed",
+    "lighting_dimly_lit",
+    "lighting_well_lit",
+    "lighting_overexposed",
+    "lighting_na",
+]
 
 
-def facet_row(pid: int, fname: str, skin: dict[int, int], light: dict[str, int], *,
-              box=(10, 20, 30, 40), gender="fem", age="young", skin_na: int = 0) -> dict:
+def facet_row(
+    pid: int,
+    fname: str,
+    skin: dict[int, int],
+    light: dict[str, int],
+    *,
+    box=(10, 20, 30, 40),
+    gender="fem",
+    age="young",
+    skin_na: int = 0,
+) -> dict:
     """One FACET annotations.csv row (votes given as {tone: count}, {label: count})."""
-    row = {"person_id": pid, "filename": fname, "class1": "doctor", "class2": None,
-           "bounding_box": str({"x": box[0], "y": box[1], "width": box[2], "height": box[3]})}
+    row = {
+        "person_id": pid,
+        "filename": fname,
+        "class1": "doctor",
+        "class2": None,
+        "bounding_box": str({"x": box[0], "y": box[1], "width": box[2], "height": box[3]}),
+    }
     for i in range(1, 11):
         row[f"skin_tone_{i}"] = skin.get(i, 0)
     row["skin_tone_na"] = skin_na
     for col in LIGHT:
-        row[col] = light.get(col[len("lighting_"):], 0)
+        row[col] = light.get(col[len("lighting_") :], 0)
     for g in ("masc", "fem", "non_binary", "na"):
         row[f"gender_presentation_{g}"] = int(g == gender)
     for a in ("young", "middle", "older", "na"):
@@ -90,7 +110,14 @@ def test_read_facet_persons(facet: tuple[Path, Path]) -> None:
     assert (p1["x"], p1["y"], p1["w"], p1["h"]) == (10.0, 20.0, 30.0, 40.0)
     # per person majority: person 1 votes tone 5 twice -> 5
     assert persons["skin"].tolist() == [5, 2, 7, 0, 1, 1]
-    assert persons["lighting"].tolist() == ["well_lit", "dimly_lit", "dimly_lit", "na", "well_lit", "well_lit"]
+    assert persons["lighting"].tolist() == [
+        "well_lit",
+        "dimly_lit",
+        "dimly_lit",
+        "na",
+        "well_lit",
+        "well_lit",
+    ]
     assert persons["gender"].tolist()[:2] == ["fem", "masc"]
     assert persons["age"].tolist()[:2] == ["young", "older"]
     assert set(persons["hair_color"]) == {"brown"}
@@ -109,7 +136,9 @@ def test_image_table_majority_rules(facet: tuple[Path, Path]) -> None:
     assert table.loc[11, "file_name"] == "sa_11.jpg"
 
 
-def test_facet_dataset_missing_files_reported(facet: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+def test_facet_dataset_missing_files_reported(
+    facet: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     csv, root = facet
     with caplog.at_level(logging.WARNING, logger="extractors.datasets"):
         ds = facet_dataset(csv, root)
@@ -118,7 +147,12 @@ def test_facet_dataset_missing_files_reported(facet: tuple[Path, Path], caplog: 
     recs = list(ds)
     assert [r.image_id for r in recs] == [10, 11, 12, 13]
     assert Path(recs[2].path).parent.name == "imgs_2"  # found by base name in a sub-folder
-    assert recs[0].coords == {"file_name": "sa_10.jpg", "skin": 2, "lighting": "well_lit", "n_people": 2}
+    assert recs[0].coords == {
+        "file_name": "sa_10.jpg",
+        "skin": 2,
+        "lighting": "well_lit",
+        "n_people": 2,
+    }
     assert len(ds) == 4 and ds.kind == "facet"
     assert len(ds.persons) == 6
 
@@ -158,8 +192,9 @@ def test_filter_needs_annotations(tmp_path: Path) -> None:
 
 def test_parse_filter_values() -> None:
     assert [parse_skin(v) for v in (1, "1", "skin1", "skin_10", "SKIN3")] == [1, 1, 1, 10, 3]
-    assert [parse_light(v) for v in ("well", "dimly", "dim", "under", "over", "lighting_well_lit")] == [
-        "well_lit", "dimly_lit", "dimly_lit", "underexposed", "overexposed", "well_lit"]
+    assert [
+        parse_light(v) for v in ("well", "dimly", "dim", "under", "over", "lighting_well_lit")
+    ] == ["well_lit", "dimly_lit", "dimly_lit", "underexposed", "overexposed", "well_lit"]
     with pytest.raises(DatasetError, match="'skin11'"):
         parse_skin("skin11")
     with pytest.raises(DatasetError, match="'bright'"):
@@ -216,13 +251,25 @@ def test_coco_json_with_attributes(tmp_path: Path) -> None:
         Image.new("RGB", (5, 5)).save(img_dir / f"{i:012d}.jpg")
     votes = {"skin_tone_4": 2, "skin_tone_6": 1, "lighting_well_lit": 2, "lighting_dimly_lit": 1}
     data = {
-        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "width": 5, "height": 5} for i in (1, 2, 3, 4)],
+        "images": [
+            {"id": i, "file_name": f"{i:012d}.jpg", "width": 5, "height": 5} for i in (1, 2, 3, 4)
+        ],
         "annotations": [
             {"id": 100, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "attributes": votes},
-            {"id": 101, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2],
-             "attributes": {"skin": "skin6", "lighting": "dimly_lit", "gender": "fem"}},
-            {"id": 102, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1],
-             "attributes": {"skin_tone": 9, "lighting": "well"}},
+            {
+                "id": 101,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 2, 2],
+                "attributes": {"skin": "skin6", "lighting": "dimly_lit", "gender": "fem"},
+            },
+            {
+                "id": 102,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [0, 0, 1, 1],
+                "attributes": {"skin_tone": 9, "lighting": "well"},
+            },
             {"id": 103, "image_id": 3, "category_id": 18, "bbox": [0, 0, 1, 1]},
         ],
         "categories": [{"id": 1, "name": "person"}],
@@ -264,9 +311,14 @@ def test_bad_annotation_files(tmp_path: Path) -> None:
 
 
 def test_image_dataset_from_table_roundtrip() -> None:
-    t = pd.DataFrame({"path": ["a", "b"], "skin": [3, 4]}, index=pd.Index(["x", "y"], name="image_id"))
+    t = pd.DataFrame(
+        {"path": ["a", "b"], "skin": [3, 4]}, index=pd.Index(["x", "y"], name="image_id")
+    )
     ds = ImageDataset.from_table(t)
-    assert [(r.image_id, r.path, r.coords) for r in ds] == [("x", "a", {"skin": 3}), ("y", "b", {"skin": 4})]
+    assert [(r.image_id, r.path, r.coords) for r in ds] == [
+        ("x", "a", {"skin": 3}),
+        ("y", "b", {"skin": 4}),
+    ]
     with pytest.raises(DatasetError, match="negative"):
         ds.filter(limit=-1)
 

@@ -11,14 +11,14 @@ from scipy.sparse.csgraph import connected_components
 
 pytest.importorskip("faiss")
 
-from embstore.errors import ShapeMismatchError, ValidationError  # noqa: E402
-from embstore.search import (  # noqa: E402
+from embstore.errors import ShapeMismatchError, ValidationError
+from embstore.search import (
     build_index,
     export_training_labels,
     find_duplicate_groups,
     training_label_name,
 )
-from embstore.search.graph import canonical_labels  # noqa: E402
+from embstore.search.graph import canonical_labels
 
 
 def planted(n_base, n_dup, d, noise, seed):
@@ -60,8 +60,9 @@ def test_exact_groups_equal_brute_force(n_base, n_dup, d, noise, threshold, row_
     assume(margin > 1e-4 or noise == 0.0)  # avoid float32 ties at the threshold
     n = len(x)
     for kwargs in ({"k": n}, {"k": None}, {"k": n, "index": build_index(x, device="cpu")}):
-        got = find_duplicate_groups(x, threshold, row_batch=row_batch, block_rows=row_batch + 3,
-                                    device="cpu", **kwargs)
+        got = find_duplicate_groups(
+            x, threshold, row_batch=row_batch, block_rows=row_batch + 3, device="cpu", **kwargs
+        )
         np.testing.assert_array_equal(got.labels, want)
         if noise > 0:
             assert got.pairs.as_set() == pairs
@@ -136,9 +137,14 @@ def test_export_training_labels_pairs_by_index(tmp_path):
 def _face_store(tmp_path, x, mode_paths=False):
     from embstore import Store
 
-    st_ = Store.create(tmp_path / "faces.zarr", row_dim="image", id_name="image_id",
-                       variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"},
-                       chunk_rows=16)
+    st_ = Store.create(
+        tmp_path / "faces.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+        chunk_rows=16,
+    )
     ids = [f"img_{i:04d}" for i in range(len(x))]
     st_.append(ids, {"embedding": x}, coords={"filename": [f"/data/{i}.jpg" for i in ids]})
     st_.flush()
@@ -176,8 +182,12 @@ def test_analyzer_find_and_remove_duplicates(tmp_path):
 def test_remove_duplicates_needs_one_vector_per_row(tmp_path):
     from embstore import EmbeddingAnalyzer, Store
 
-    st_ = Store.create(tmp_path / "q.zarr", row_dim="image", id_name="image_id",
-                       variables={"query_embeddings": ("query", "hidden")})
+    st_ = Store.create(
+        tmp_path / "q.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"query_embeddings": ("query", "hidden")},
+    )
     st_.append([1, 2], {"query_embeddings": np.random.default_rng(0).normal(size=(2, 3, 4))})
     st_.flush()
     with pytest.raises(ValidationError, match="one vector per row"):
@@ -188,10 +198,19 @@ def test_cli_dedup_writes_pairs_and_removed_ids(tmp_path, capsys):
     from embstore.cli import main
 
     x = planted(40, 10, 16, 0.0, 12)
-    st_, ids = _face_store(tmp_path, x)
+    st_, _ids = _face_store(tmp_path, x)
     st_.close()
-    rc = main(["dedup", str(tmp_path / "faces.zarr"), "--variable", "embedding", "--out",
-               str(tmp_path / "dd"), "--no-progress"])
+    rc = main(
+        [
+            "dedup",
+            str(tmp_path / "faces.zarr"),
+            "--variable",
+            "embedding",
+            "--out",
+            str(tmp_path / "dd"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     want, pairs, _ = brute_groups(x, 0.9)
     n_removed = len(x) - len(np.unique(want))

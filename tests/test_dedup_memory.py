@@ -15,10 +15,10 @@ from scipy.sparse.csgraph import connected_components
 
 pytest.importorskip("faiss")
 
-from embstore.search import find_duplicate_groups, threshold_clusters  # noqa: E402
-from embstore.search import knn as knn_mod  # noqa: E402
-from embstore.search.graph import canonical_labels  # noqa: E402
-from embstore.search.knn import _fits_in_memory, iter_knn_self  # noqa: E402
+from embstore.search import find_duplicate_groups, threshold_clusters
+from embstore.search import knn as knn_mod
+from embstore.search.graph import canonical_labels
+from embstore.search.knn import _fits_in_memory, iter_knn_self
 
 
 def _data(n, d, seed=0):
@@ -29,7 +29,11 @@ def _data(n, d, seed=0):
 
 def _collect(x, k, metric, **kw):
     parts = list(iter_knn_self(x, k, metric, device="cpu", **kw))
-    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]), [p[0] for p in parts]
+    return (
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        [p[0] for p in parts],
+    )
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
@@ -65,7 +69,9 @@ def test_groups_equal_scipy_components_of_brute_force(threshold):
     sims = xn @ xn.T
     k = 900  # every neighbour: the exact graph
     i, j = np.nonzero(np.triu(sims >= threshold, 1))
-    _, want = connected_components(coo_matrix((np.ones(i.size), (i, j)), shape=(900, 900)), directed=False)
+    _, want = connected_components(
+        coo_matrix((np.ones(i.size), (i, j)), shape=(900, 900)), directed=False
+    )
     dup = find_duplicate_groups(x, threshold, k=k, device="cpu")
     np.testing.assert_array_equal(dup.labels, canonical_labels(want))
     assert dup.pairs.as_set() == set(zip(i.tolist(), j.tolist()))
@@ -114,8 +120,13 @@ def test_find_duplicates_peak_memory_is_about_one_copy_of_the_vectors(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", DASK_SCHEDULER="synchronous")
     out = {}
     for mode in ("in_memory", "streaming"):
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "f.zarr"), mode],
-                              capture_output=True, text=True, env=env, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(tmp_path / "f.zarr"), mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
     vectors = n * d * 4  # the float32 matrix: the floor any exact search holds

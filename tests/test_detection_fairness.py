@@ -22,9 +22,7 @@ from embstore.fairness.detection import (
 )
 from embstore.fairness.synthetic import make_synthetic_facet
 
-boxes_st = st.tuples(
-    st.floats(0, 100), st.floats(0, 100), st.floats(0.5, 50), st.floats(0.5, 50)
-)
+boxes_st = st.tuples(st.floats(0, 100), st.floats(0, 100), st.floats(0.5, 50), st.floats(0.5, 50))
 
 
 def _brute_iou(a, b):
@@ -94,10 +92,18 @@ def test_greedy_match_is_one_to_one_and_respects_threshold(n_people, n_pred, see
 
 
 def test_person_boxes_accepts_facet_bounding_box_column():
-    df = pd.DataFrame({"bounding_box": ['{"x": 1, "y": 2, "width": 3, "height": 4}', {"x": 0, "y": 0, "width": 1, "height": 1}]})
+    df = pd.DataFrame(
+        {
+            "bounding_box": [
+                '{"x": 1, "y": 2, "width": 3, "height": 4}',
+                {"x": 0, "y": 0, "width": 1, "height": 1},
+            ]
+        }
+    )
     np.testing.assert_allclose(person_boxes(df), [[1, 2, 4, 6], [0, 0, 1, 1]])
     np.testing.assert_allclose(
-        person_boxes(pd.DataFrame({"bbox_x": [1], "bbox_y": [2], "bbox_w": [3], "bbox_h": [4]})), [[1, 2, 4, 6]]
+        person_boxes(pd.DataFrame({"bbox_x": [1], "bbox_y": [2], "bbox_w": [3], "bbox_h": [4]})),
+        [[1, 2, 4, 6]],
     )
     with pytest.raises(UnknownVariableError, match="box"):
         person_boxes(pd.DataFrame({"a": [1]}))
@@ -132,7 +138,9 @@ def test_match_persons_recall_avg_counts_thresholds():
 
 
 def test_match_persons_one_prediction_per_person():
-    people = pd.DataFrame({"x": [10.0, 12.0], "y": [10.0, 10.0], "w": [40.0, 40.0], "h": [40.0, 40.0]})
+    people = pd.DataFrame(
+        {"x": [10.0, 12.0], "y": [10.0, 10.0], "w": [40.0, 40.0], "h": [40.0, 40.0]}
+    )
     boxes, logits, W, H = _one_image([(11.0, 10.0, 40.0, 40.0)])
     m = match_persons(people, np.array([0, 0]), boxes, logits, W, H)
     assert m["detected"].sum() == 1
@@ -144,17 +152,25 @@ def test_match_persons_one_prediction_per_person():
 
 @pytest.fixture(scope="module")
 def planted():
-    data = make_synthetic_facet(500, skins=(1, 2, 3, 4), miss_group=3, miss_rate=0.4, base_miss_rate=0.05, seed=21)
+    data = make_synthetic_facet(
+        500, skins=(1, 2, 3, 4), miss_group=3, miss_rate=0.4, base_miss_rate=0.05, seed=21
+    )
     m = match_persons(
-        data.persons, data.persons["image_id"].to_numpy(), data.pred_boxes, data.pred_logits,
-        data.images["width"].to_numpy(), data.images["height"].to_numpy(),
+        data.persons,
+        data.persons["image_id"].to_numpy(),
+        data.pred_boxes,
+        data.pred_logits,
+        data.images["width"].to_numpy(),
+        data.images["height"].to_numpy(),
     )
     return data, m
 
 
 def test_planted_misses_are_found_exactly(planted):
     data, m = planted
-    np.testing.assert_array_equal(m["detected"].to_numpy(), ~data.persons["planted_missed"].to_numpy())
+    np.testing.assert_array_equal(
+        m["detected"].to_numpy(), ~data.persons["planted_missed"].to_numpy()
+    )
     assert (m.loc[m["detected"], "iou"] >= 0.8 - 1e-9).all()
     assert (m.loc[m["detected"], "recall_avg"] > 0.5).all()
 
@@ -203,7 +219,9 @@ def test_small_groups_and_missing_columns(planted):
     m = m.copy()
     m.loc[m.index[:3], "skin"] = 9
     t = detection_statistics(m, "skin", n_boot=10, min_count=5).table.set_index("skin")
-    assert t.loc[9, "count"] == 3 and np.isnan(t.loc[9, "recall"]) and np.isnan(t.loc[9, "recall_lo"])
+    assert (
+        t.loc[9, "count"] == 3 and np.isnan(t.loc[9, "recall"]) and np.isnan(t.loc[9, "recall_lo"])
+    )
     with pytest.raises(UnknownVariableError, match="hair"):
         detection_statistics(m, ["hair"])
     # FACET's unknown skin tone (0) is left out and counted
@@ -221,12 +239,14 @@ def test_analyzer_detection_fairness_on_a_store(tmp_path):
     write_synthetic_store(data, tmp_path / "s.zarr")
     an = EmbeddingAnalyzer(str(tmp_path / "s.zarr"))
     persons = an.person_detections(block_rows=40)
-    np.testing.assert_array_equal(persons["detected"].to_numpy(), ~data.persons["planted_missed"].to_numpy())
+    np.testing.assert_array_equal(
+        persons["detected"].to_numpy(), ~data.persons["planted_missed"].to_numpy()
+    )
     t = an.detection_fairness(by=["skin", "lighting"], n_boot=50, min_count=5, persons=persons)
     ref = detection_statistics(persons, ["skin", "lighting"], n_boot=50, min_count=5).table
     pd.testing.assert_frame_equal(t, ref)
     # matched-query embeddings feed group_stats at person level
-    X, lab = an.matched_embeddings(persons)
+    X, _lab = an.matched_embeddings(persons)
     det = persons[persons["detected"]]
     np.testing.assert_allclose(
         X, data.query_embeddings[det["row"].to_numpy(), det["query"].to_numpy()], rtol=1e-6
@@ -238,10 +258,16 @@ def test_analyzer_detection_fairness_on_a_store(tmp_path):
     n_well = int((data.persons["lighting"] == "well_lit").sum())
     assert sub["count"].sum() == n_well
     # without image sizes the boxes cannot be converted
-    st = Store.create(tmp_path / "nosize.zarr", row_dim="image", id_name="image_id",
-                      variables={"pred_boxes": ("query", "box"), "pred_logits": ("query", "class")})
+    st = Store.create(
+        tmp_path / "nosize.zarr",
+        row_dim="image",
+        id_name="image_id",
+        variables={"pred_boxes": ("query", "box"), "pred_logits": ("query", "class")},
+    )
     st.append([0], {"pred_boxes": data.pred_boxes[:1], "pred_logits": data.pred_logits[:1]})
-    st.write_table("persons", data.persons[data.persons["image_id"] == 0].drop(columns="planted_missed"))
+    st.write_table(
+        "persons", data.persons[data.persons["image_id"] == 0].drop(columns="planted_missed")
+    )
     st.close()
     with pytest.raises(UnknownVariableError, match="width"):
         EmbeddingAnalyzer(str(tmp_path / "nosize.zarr")).person_detections()

@@ -46,8 +46,14 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def small() -> dict:
     cfg = json.loads((DATA / "configs.json").read_text())["small"]
-    ext = DetrExtractor.from_config(cfg, extract_type=["decoder", "attention"], min_size=256, max_size=400,
-                                    storage_dtype="float32", encoder_attention_points=POINTS)
+    ext = DetrExtractor.from_config(
+        cfg,
+        extract_type=["decoder", "attention"],
+        min_size=256,
+        max_size=400,
+        storage_dtype="float32",
+        encoder_attention_points=POINTS,
+    )
     ext.model.load_state_dict(deterministic_state_dict(ext.model))
     ref = np.load(DATA / "detr_small_batch_reference.npz")
     return {"cfg": cfg, "ext": ext, "ref": ref, "images": [ref["image_0"], ref["image_1"]]}
@@ -60,8 +66,8 @@ def _mha_reference(mod, query, key, key_padding_mask) -> np.ndarray:
     D = W.shape[1]
     nh = mod.num_heads
     dh = D // nh
-    q = query.double() @ W[:D].T + b[:D]          # [Lq, B, D]
-    k = key.double() @ W[D:2 * D].T + b[D:2 * D]  # [Lk, B, D]
+    q = query.double() @ W[:D].T + b[:D]  # [Lq, B, D]
+    k = key.double() @ W[D : 2 * D].T + b[D : 2 * D]  # [Lk, B, D]
     q = q.reshape(q.shape[0], q.shape[1], nh, dh).permute(1, 2, 0, 3)  # [B, nh, Lq, dh]
     k = k.reshape(k.shape[0], k.shape[1], nh, dh).permute(1, 2, 0, 3)
     s = q @ k.transpose(-1, -2) / math.sqrt(dh)
@@ -75,16 +81,19 @@ def _captured_inputs(ext, images):
     grabbed: dict[str, list] = {"dec": [], "enc": []}
     handles = []
     model = ext.model
-    for kind, layers, attr in (("dec", model.transformer.decoder.layers, "multihead_attn"),
-                               ("enc", model.transformer.encoder.layers, "self_attn")):
+    for kind, layers, attr in (
+        ("dec", model.transformer.decoder.layers, "multihead_attn"),
+        ("enc", model.transformer.encoder.layers, "self_attn"),
+    ):
         for layer in layers:
             mod = getattr(layer, attr)
 
             def pre(m, args, kwargs, kind=kind):
                 names = ("query", "key", "value")
                 vals = dict(zip(names, args)) | {n: kwargs[n] for n in names if n in kwargs}
-                grabbed[kind].append((m, vals["query"].clone(), vals["key"].clone(),
-                                      kwargs.get("key_padding_mask")))
+                grabbed[kind].append(
+                    (m, vals["query"].clone(), vals["key"].clone(), kwargs.get("key_padding_mask"))
+                )
 
             handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
     try:
@@ -133,15 +142,24 @@ def test_attention_is_opt_in():
     assert "decoder_attention" not in resolve_variables(None)
     assert resolve_variables("attention") == ("pred_logits", "pred_boxes", "decoder_attention")
     assert "decoder_attention" in resolve_variables(["decoder", "attention"])
-    cfg = {"backbone": "resnet18", "hidden_dim": 32, "nheads": 4, "enc_layers": 1, "dec_layers": 1,
-           "dim_feedforward": 32, "num_queries": 3}
+    cfg = {
+        "backbone": "resnet18",
+        "hidden_dim": 32,
+        "nheads": 4,
+        "enc_layers": 1,
+        "dec_layers": 1,
+        "dim_feedforward": 32,
+        "num_queries": 3,
+    }
     with pytest.raises(ValidationError, match="encoder_attention_points"):
         DetrExtractor.from_config(cfg, extract_type=["encoder_attention"])
     with pytest.raises(ValidationError, match=r"\[0, 1\]"):
         DetrExtractor.from_config(cfg, encoder_attention_points="0.5,2")
     with pytest.raises(ValidationError, match="not numbers"):
         parse_points("a,b")
-    ext = DetrExtractor.from_config(cfg, extract_type="encoder", encoder_attention_points=[(0.5, 0.5)])
+    ext = DetrExtractor.from_config(
+        cfg, extract_type="encoder", encoder_attention_points=[(0.5, 0.5)]
+    )
     out = ext.extract_images([np.zeros((64, 96, 3), np.uint8)], min_size=64)
     assert "decoder_attention" not in out and out["encoder_attention"][0].shape == (1, 1, 2, 3)
     assert ext.store_ragged["encoder_attention"] == ("token", "encoder_layer", "point")
@@ -160,15 +178,42 @@ def photo_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, small) -> Path:
     ckpt = tmp_path_factory.mktemp("ckpt") / "detr_small.pth"
-    torch.save({"model": small["ext"].model.state_dict(), "args": {"nheads": small["cfg"]["nheads"]}}, ckpt)
+    torch.save(
+        {"model": small["ext"].model.state_dict(), "args": {"nheads": small["cfg"]["nheads"]}}, ckpt
+    )
     return ckpt
 
 
 def _cli(ckpt, images, out, *extra):
-    return main(["extract", "detr", "--checkpoint", str(ckpt), "--images", str(images), "--out", str(out),
-                 "--device", "cpu", "--num-workers", "0", "--batch-size", "1", "--min-size", "128",
-                 "--max-size", "192", "--dtype", "float32", "--extract-type", "decoder,attention",
-                 "--encoder-attention-points", POINTS, *extra])
+    return main(
+        [
+            "extract",
+            "detr",
+            "--checkpoint",
+            str(ckpt),
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--num-workers",
+            "0",
+            "--batch-size",
+            "1",
+            "--min-size",
+            "128",
+            "--max-size",
+            "192",
+            "--dtype",
+            "float32",
+            "--extract-type",
+            "decoder,attention",
+            "--encoder-attention-points",
+            POINTS,
+            *extra,
+        ]
+    )
 
 
 def test_store_resume_and_analyzer(tmp_path, photo_dir, checkpoint):
@@ -180,17 +225,28 @@ def test_store_resume_and_analyzer(tmp_path, photo_dir, checkpoint):
     assert len(st) == 4
     assert {"decoder_attention", "encoder_attention"} <= set(st.ragged_variables)
     assert st.attrs["encoder_attention_points"] == [list(p) for p in parse_points(POINTS)]
-    direct = DetrExtractor.from_checkpoint(checkpoint, extract_type=["decoder", "attention"],
-                                           min_size=128, max_size=192, encoder_attention_points=POINTS)
+    direct = DetrExtractor.from_checkpoint(
+        checkpoint,
+        extract_type=["decoder", "attention"],
+        min_size=128,
+        max_size=192,
+        encoder_attention_points=POINTS,
+    )
     an = EmbeddingAnalyzer(str(out))
     coords = an.coords
     for image_id in st.ids.tolist():
-        path = coords.loc[image_id, "path"] if "path" in coords.columns else \
-            str(photo_dir / coords.loc[image_id, "file_name"])
+        path = (
+            coords.loc[image_id, "path"]
+            if "path" in coords.columns
+            else str(photo_dir / coords.loc[image_id, "file_name"])
+        )
         with Image.open(path) as im:
             want = direct.extract_images([im.convert("RGB")])
         da = an.attention(image_id)
-        assert da.dims == ("query", "y", "x") and da.shape[1:] == want["decoder_attention"][0].shape[2:]
+        assert (
+            da.dims == ("query", "y", "x")
+            and da.shape[1:] == want["decoder_attention"][0].shape[2:]
+        )
         np.testing.assert_allclose(da.values, want["decoder_attention"][0][-1], atol=1e-6)
         first = an.attention(image_id, layer=0, queries=[2, 5])
         np.testing.assert_allclose(first.values, want["decoder_attention"][0][0, [2, 5]], atol=1e-6)
@@ -210,7 +266,9 @@ def test_store_resume_and_analyzer(tmp_path, photo_dir, checkpoint):
     top = top_queries(lg, 3)
     score, _ = foreground_confidence(lg)
     assert score[top[0]] == score.max() and list(score[top]) == sorted(score[top], reverse=True)
-    fig = an.plot_attention(image_id, queries="top", k=3, image_root=photo_dir, path=tmp_path / "a.png")
+    fig = an.plot_attention(
+        image_id, queries="top", k=3, image_root=photo_dir, path=tmp_path / "a.png"
+    )
     assert (tmp_path / "a.png").stat().st_size > 2000
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles[0].startswith(f"query {top[0]}:")

@@ -27,8 +27,15 @@ from extractors.detr.testing import deterministic_state_dict, state_dict_spec_fr
 
 DATA = pathlib.Path(__file__).parent / "data" / "detr"
 CONFIGS = json.loads((DATA / "configs.json").read_text())
-TINY = {"hidden_dim": 32, "nheads": 4, "enc_layers": 1, "dec_layers": 2,
-        "dim_feedforward": 48, "num_queries": 6, "num_classes": 7}
+TINY = {
+    "hidden_dim": 32,
+    "nheads": 4,
+    "enc_layers": 1,
+    "dec_layers": 2,
+    "dim_feedforward": 48,
+    "num_queries": 6,
+    "num_classes": 7,
+}
 IMG = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
 
 
@@ -38,7 +45,7 @@ def _meta_state_dict(config: dict) -> dict:
         return build_detr(config).state_dict()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny_model(backbone: str = "resnet18", pre_norm: bool = False):
     """Deterministic tiny-transformer model, built once per argument set (read-only use)."""
     model = build_detr({"backbone": backbone, **TINY, "pre_norm": pre_norm})
@@ -84,10 +91,15 @@ def test_official_names_match_json_exactly():
     assert not any(k.endswith("num_batches_tracked") for k in own)
 
 
-@pytest.mark.parametrize("backbone, blocks", [
-    ("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3)),
-    ("resnet50", (3, 4, 6, 3)), ("resnet101", (3, 4, 23, 3)),
-])
+@pytest.mark.parametrize(
+    "backbone, blocks",
+    [
+        ("resnet18", (2, 2, 2, 2)),
+        ("resnet34", (3, 4, 6, 3)),
+        ("resnet50", (3, 4, 6, 3)),
+        ("resnet101", (3, 4, 23, 3)),
+    ],
+)
 def test_infer_backbone_from_blocks(backbone, blocks):
     sd = _meta_state_dict({"backbone": backbone, **TINY})
     assert infer_backbone(sd) == backbone
@@ -96,14 +108,31 @@ def test_infer_backbone_from_blocks(backbone, blocks):
         assert f"backbone.0.body.layer{stage}.{n}.conv1.weight" not in sd
 
 
-@pytest.mark.parametrize("config", [
-    {"backbone": "resnet34", "hidden_dim": 64, "enc_layers": 3, "dec_layers": 1,
-     "dim_feedforward": 96, "num_queries": 11, "num_classes": 3},
-    {"backbone": "resnet101", "hidden_dim": 128, "enc_layers": 0, "dec_layers": 4,
-     "dim_feedforward": 32, "num_queries": 300, "num_classes": 250},
-    {**CONFIGS["small"]},
-    {**CONFIGS["r50"]},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {
+            "backbone": "resnet34",
+            "hidden_dim": 64,
+            "enc_layers": 3,
+            "dec_layers": 1,
+            "dim_feedforward": 96,
+            "num_queries": 11,
+            "num_classes": 3,
+        },
+        {
+            "backbone": "resnet101",
+            "hidden_dim": 128,
+            "enc_layers": 0,
+            "dec_layers": 4,
+            "dim_feedforward": 32,
+            "num_queries": 300,
+            "num_classes": 250,
+        },
+        {**CONFIGS["small"]},
+        {**CONFIGS["r50"]},
+    ],
+)
 def test_infer_config_from_shapes(config):
     sd = _meta_state_dict(config)
     nheads = config.get("nheads", 8)
@@ -111,8 +140,9 @@ def test_infer_config_from_shapes(config):
 
 
 def test_pre_norm_and_learned_position_are_inferred():
-    sd = _meta_state_dict({"backbone": "resnet18", **TINY, "pre_norm": True,
-                           "position_embedding": "learned"})
+    sd = _meta_state_dict(
+        {"backbone": "resnet18", **TINY, "pre_norm": True, "position_embedding": "learned"}
+    )
     assert "transformer.encoder.norm.weight" in sd and "backbone.1.row_embed.weight" in sd
     cfg = infer_config(sd, nheads=4)
     assert cfg.pre_norm and cfg.position_embedding == "learned"
@@ -122,8 +152,9 @@ def test_pre_norm_and_learned_position_are_inferred():
 def test_save_reload_roundtrip(tmp_path, backbone):
     model = _tiny_model(backbone)
     expected = _outputs(DetrExtractor(model))
-    args = argparse.Namespace(backbone=backbone, nheads=4, dilation=False, lr=1e-4,
-                              hidden_dim=TINY["hidden_dim"])
+    args = argparse.Namespace(
+        backbone=backbone, nheads=4, dilation=False, lr=1e-4, hidden_dim=TINY["hidden_dim"]
+    )
     path = tmp_path / "ckpt.pth"
     torch.save({"model": model.state_dict(), "args": args, "epoch": 3}, path)
     ext = DetrExtractor.from_checkpoint(path)  # nheads=4 comes from the saved args
@@ -141,8 +172,9 @@ def test_bare_state_dict_and_dict_args_and_overrides(tmp_path):
         DetrExtractor.from_checkpoint(path, nheads=5)  # 5 does not divide 32
     ext = DetrExtractor.from_checkpoint(path, nheads=4)
     assert ext.config.pre_norm and ext.config.nheads == 4
-    np.testing.assert_array_equal(_outputs(ext)["pred_logits"],
-                                  _outputs(DetrExtractor(model))["pred_logits"])
+    np.testing.assert_array_equal(
+        _outputs(ext)["pred_logits"], _outputs(DetrExtractor(model))["pred_logits"]
+    )
     with pytest.raises(ValidationError, match="dilation"):
         DetrExtractor.from_checkpoint(path, nheads=4, dilation=True)  # basic blocks: no DC5
 
@@ -184,8 +216,12 @@ def test_mismatched_checkpoint_names_keys(tmp_path):
     with pytest.raises(CheckpointError) as info:
         DetrExtractor.from_checkpoint(path, nheads=4)
     msg = str(info.value)
-    for key in ("class_embed.bias", "transformer.decoder.norm.weight", "extra.head.weight",
-                "input_proj.bias"):
+    for key in (
+        "class_embed.bias",
+        "transformer.decoder.norm.weight",
+        "extra.head.weight",
+        "input_proj.bias",
+    ):
         assert key in msg
     assert "2 missing keys" in msg and "1 unexpected keys" in msg and "1 shape mismatches" in msg
     assert str(path) in msg
@@ -195,7 +231,9 @@ def test_many_missing_keys_are_truncated_with_count():
     model = _tiny_model()
     sd = {k: v for k, v in model.state_dict().items() if not k.startswith("transformer.")}
     n_missing = len(model.state_dict()) - len(sd)
-    with pytest.raises(CheckpointError, match=rf"{n_missing} missing keys: .*\+{n_missing - 3} more"):
+    with pytest.raises(
+        CheckpointError, match=rf"{n_missing} missing keys: .*\+{n_missing - 3} more"
+    ):
         load_state_dict_strict(model, sd, max_listed=3)
 
 
@@ -240,8 +278,9 @@ def test_file_url_and_device_check(tmp_path):
     torch.save({"model": model.state_dict(), "args": argparse.Namespace(nheads=4)}, path)
     ext = DetrExtractor.from_checkpoint(path.as_uri())
     assert ext.info["checkpoint"] == path.as_uri() and ext.info["checkpoint_sha256"]
-    np.testing.assert_array_equal(_outputs(ext)["pred_boxes"],
-                                  _outputs(DetrExtractor(model))["pred_boxes"])
+    np.testing.assert_array_equal(
+        _outputs(ext)["pred_boxes"], _outputs(DetrExtractor(model))["pred_boxes"]
+    )
     if not torch.cuda.is_available():
         with pytest.raises(DeviceUnavailableError, match="CUDA is not available"):
             DetrExtractor.from_checkpoint(path, device="cuda")

@@ -44,6 +44,7 @@ def _one_torch_thread():
     yield
     torch.set_num_threads(before)
 
+
 #: image id -> (photo, skin votes per person, lighting votes per person)
 PHOTOS = {
     1: ("astronaut", [{1: 2, 4: 1}], [{"well_lit": 3}]),
@@ -54,12 +55,24 @@ PHOTOS = {
     6: ("immunohistochemistry", [{1: 3}], [{"dimly_lit": 3}]),
 }
 EXPECTED_SKIN = {1: 1, 2: 5, 3: 1, 4: 3, 5: 0, 6: 1}
-EXPECTED_LIGHT = {1: "well_lit", 2: "well_lit", 3: "dimly_lit", 4: "well_lit", 5: "na", 6: "dimly_lit"}
+EXPECTED_LIGHT = {
+    1: "well_lit",
+    2: "well_lit",
+    3: "dimly_lit",
+    4: "well_lit",
+    5: "na",
+    6: "dimly_lit",
+}
 
 
 def _person(pid: int, fname: str, skin: dict, light: dict) -> dict:
-    row = {"person_id": pid, "filename": fname, "class1": "person", "class2": "",
-           "bounding_box": str({"x": 5.0 * pid, "y": 4.0, "width": 20.0, "height": 30.0})}
+    row = {
+        "person_id": pid,
+        "filename": fname,
+        "class1": "person",
+        "class2": "",
+        "bounding_box": str({"x": 5.0 * pid, "y": 4.0, "width": 20.0, "height": 30.0}),
+    }
     for t in range(1, 11):
         row[f"skin_tone_{t}"] = skin.get(t, 0)
     row["skin_tone_na"] = 3 - sum(skin.values()) if sum(skin.values()) < 3 else 0
@@ -119,9 +132,28 @@ def _direct(facet: dict, image_id: int) -> dict:
 
 
 def cli(facet: dict, out: Path, *extra: str) -> int:
-    return main(["extract", "detr", "--checkpoint", str(facet["ckpt"]), "--images", str(facet["imgs"]),
-                 "--annotations", str(facet["csv"]), "--out", str(out), "--device", "cpu",
-                 "--num-workers", "0", "--batch-size", "1", *SIZE, *extra])
+    return main(
+        [
+            "extract",
+            "detr",
+            "--checkpoint",
+            str(facet["ckpt"]),
+            "--images",
+            str(facet["imgs"]),
+            "--annotations",
+            str(facet["csv"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--num-workers",
+            "0",
+            "--batch-size",
+            "1",
+            *SIZE,
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +195,16 @@ def test_every_variable_and_coordinate(facet: dict, full_store: Path) -> None:
     for image_id in (4, 5):  # rocket (wide), camera (grayscale -> RGB)
         ref = direct_outputs(facet, image_id)
         pos = st.ids.tolist().index(image_id)
-        np.testing.assert_allclose(st.decoder_output.values[pos], ref["decoder_output"][0], atol=1e-5)
+        np.testing.assert_allclose(
+            st.decoder_output.values[pos], ref["decoder_output"][0], atol=1e-5
+        )
         np.testing.assert_allclose(st.pred_logits.values[pos], ref["pred_logits"][0], atol=1e-5)
-        np.testing.assert_allclose(st.get_ragged("encoder_output", image_id), ref["encoder_output"][0], atol=1e-5)
-        np.testing.assert_allclose(st.get_ragged("backbone_features", image_id), ref["backbone_features"][0],
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            st.get_ragged("encoder_output", image_id), ref["encoder_output"][0], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            st.get_ragged("backbone_features", image_id), ref["backbone_features"][0], atol=1e-4
+        )
         h, w = ref["feature_hw"][0]
         assert tuple(st.ragged_hw("encoder_output").loc[image_id, ["h", "w"]]) == (h, w)
 
@@ -184,13 +221,16 @@ def test_persons_skipped_and_provenance(facet: dict, full_store: Path) -> None:
     attrs = st.attrs
     assert attrs["model_name"] == "detr"
     assert attrs["checkpoint_sha256"] == hashlib.sha256(facet["ckpt"].read_bytes()).hexdigest()
-    assert attrs["preprocessing"]["min_size"] == 64 and attrs["model_config"]["backbone"] == "resnet18"
+    assert (
+        attrs["preprocessing"]["min_size"] == 64 and attrs["model_config"]["backbone"] == "resnet18"
+    )
     assert "extract detr" in attrs["command_line"] and "--extract-type all" in attrs["command_line"]
     assert attrs["runs"][-1]["summary"]["written"] == 6
 
 
-def test_missing_file_reported(facet: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                               capsys: pytest.CaptureFixture) -> None:
+def test_missing_file_reported(
+    facet: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         assert cli(facet, tmp_path / "m.zarr", "--limit", "1") == 0
     assert "1 of 8 images" in caplog.text and "sa_7.jpg" in caplog.text
@@ -199,10 +239,34 @@ def test_missing_file_reported(facet: dict, tmp_path: Path, caplog: pytest.LogCa
 
 def test_old_flag_names_filters_and_float16(facet: dict, tmp_path: Path) -> None:
     out = tmp_path / "old"
-    rc = main(["extract", "detr", "--resume", str(facet["ckpt"]), "--coco_path", str(facet["imgs"]),
-               "--annotations", str(facet["csv"]), "--output_dir", str(out), "--batch_size", "2",
-               "--extract_type", "decoder", "--no_aux_loss", "--skin", "skin1", "--light", "well",
-               "--num_workers", "0", "--device", "cpu", *SIZE])
+    rc = main(
+        [
+            "extract",
+            "detr",
+            "--resume",
+            str(facet["ckpt"]),
+            "--coco_path",
+            str(facet["imgs"]),
+            "--annotations",
+            str(facet["csv"]),
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "2",
+            "--extract_type",
+            "decoder",
+            "--no_aux_loss",
+            "--skin",
+            "skin1",
+            "--light",
+            "well",
+            "--num_workers",
+            "0",
+            "--device",
+            "cpu",
+            *SIZE,
+        ]
+    )
     assert rc == 0
     st = Store.open(out)
     assert st.ids.tolist() == [1]
@@ -210,19 +274,45 @@ def test_old_flag_names_filters_and_float16(facet: dict, tmp_path: Path) -> None
     assert st.dtypes["query_embeddings"] == "float16" and st.dtypes["pred_logits"] == "float32"
     assert st.query_embeddings.dtype == np.float32  # float16 storage is decoded to float32 in views
     ref = direct_outputs(facet, 1)["query_embeddings"][0]
-    np.testing.assert_allclose(st.query_embeddings.values[0].astype(np.float32), ref, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        st.query_embeddings.values[0].astype(np.float32), ref, rtol=2e-3, atol=2e-3
+    )
     assert set(st.read_table("persons")["image_id"]) == {1, 8}  # 8 matches too but is corrupt
     # another filter into the same store adds its images and persons
-    assert main(["extract", "detr", "--resume", str(facet["ckpt"]), "--coco_path", str(facet["imgs"]),
-                 "--annotations", str(facet["csv"]), "--output_dir", str(out), "--extract_type", "decoder",
-                 "--skin", "5", "--num_workers", "0", "--device", "cpu", *SIZE]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "detr",
+                "--resume",
+                str(facet["ckpt"]),
+                "--coco_path",
+                str(facet["imgs"]),
+                "--annotations",
+                str(facet["csv"]),
+                "--output_dir",
+                str(out),
+                "--extract_type",
+                "decoder",
+                "--skin",
+                "5",
+                "--num_workers",
+                "0",
+                "--device",
+                "cpu",
+                *SIZE,
+            ]
+        )
+        == 0
+    )
     st = Store.open(out)
     assert sorted(st.ids.tolist()) == [1, 2]
     assert set(st.read_table("persons")["image_id"]) == {1, 2, 8}
 
 
-def test_rerun_resumes_and_refuses_other_setups(facet: dict, full_store: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_rerun_resumes_and_refuses_other_setups(
+    facet: dict, full_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "r.zarr"
     assert cli(facet, out, "--extract-type", "all", "--dtype", "float32", "--limit", "2") == 0
     capsys.readouterr()
@@ -242,7 +332,9 @@ def assert_same_store(a: Path, b: Path) -> None:
     qa, qb = sa.query_embeddings.values, sb.query_embeddings.values
     for i in order_a:
         np.testing.assert_allclose(qa[order_a[i]], qb[order_b[i]], atol=1e-6)
-        np.testing.assert_allclose(sa.get_ragged("encoder_output", i), sb.get_ragged("encoder_output", i), atol=1e-6)
+        np.testing.assert_allclose(
+            sa.get_ragged("encoder_output", i), sb.get_ragged("encoder_output", i), atol=1e-6
+        )
     pd.testing.assert_frame_equal(sa.coords.sort_index(), sb.coords.sort_index())
 
 
@@ -278,15 +370,47 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_killed_run_resumes_to_the_same_store(facet: dict, full_store: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_same_store(
+    facet: dict, full_store: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "k.zarr"
-    args = ["extract", "detr", "--checkpoint", str(facet["ckpt"]), "--images", str(facet["imgs"]),
-            "--annotations", str(facet["csv"]), "--out", str(out), "--device", "cpu", "--num-workers", "0",
-            "--batch-size", "1", "--extract-type", "all", "--dtype", "float32", "--commit-every", "0", *SIZE]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(out), "SIGKILL", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    args = [
+        "extract",
+        "detr",
+        "--checkpoint",
+        str(facet["ckpt"]),
+        "--images",
+        str(facet["imgs"]),
+        "--annotations",
+        str(facet["csv"]),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "1",
+        "--extract-type",
+        "all",
+        "--dtype",
+        "float32",
+        "--commit-every",
+        "0",
+        *SIZE,
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(out), "SIGKILL", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr
     st = Store.open(out)  # the store opens, holding the rows committed before the kill
     assert 2 <= len(st) < 6
@@ -294,9 +418,13 @@ def test_killed_run_resumes_to_the_same_store(facet: dict, full_store: Path, tmp
     assert_same_store(out, full_store)
 
 
-def test_sigterm_commits_computed_batches_then_resumes(facet: dict, full_store: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_sigterm_commits_computed_batches_then_resumes(
+    facet: dict,
+    full_store: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     from extractors.detr.run import DetrPipelineExtractor
 
     calls = [0]

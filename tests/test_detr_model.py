@@ -21,7 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from embstore.errors import DeviceUnavailableError, UnknownVariableError, ValidationError  # noqa: E402
-from extractors.detr import DetrExtractor, EXTRACT_TYPES  # noqa: E402
+from extractors.detr import EXTRACT_TYPES, DetrExtractor  # noqa: E402
 from extractors.detr.extractor import ATTENTION_NAMES, RAGGED_DIMS, VARIABLE_DIMS, resolve_variables  # noqa: E402
 from extractors.detr.model import build_detr  # noqa: E402
 from extractors.detr.preprocess import (  # noqa: E402
@@ -85,7 +85,9 @@ def test_preprocessing_sizes_match_official(case):
 
 
 def test_feature_mask_matches_official(case):
-    np.testing.assert_array_equal(case.raw["feature_mask"].numpy(), case.ref["feature_padding_mask"])
+    np.testing.assert_array_equal(
+        case.raw["feature_mask"].numpy(), case.ref["feature_padding_mask"]
+    )
 
 
 def test_dense_outputs_match_official(case):
@@ -94,15 +96,21 @@ def test_dense_outputs_match_official(case):
         assert case.out[name].shape == ref[name].shape, name
         assert case.out[name].dtype == np.float32
         np.testing.assert_allclose(case.out[name], ref[name], atol=ATOL, rtol=0, err_msg=name)
-    np.testing.assert_allclose(case.out["query_embeddings"], ref["decoder_output"][:, -1],
-                               atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        case.out["query_embeddings"], ref["decoder_output"][:, -1], atol=ATOL, rtol=0
+    )
 
 
 def test_padded_outputs_match_official(case):
-    np.testing.assert_allclose(case.raw["encoder_output"].numpy(), case.ref["encoder_output_padded"],
-                               atol=ATOL, rtol=0)
-    np.testing.assert_allclose(case.raw["backbone_features"].numpy(),
-                               case.ref["backbone_features_padded"], atol=ATOL_BACKBONE, rtol=0)
+    np.testing.assert_allclose(
+        case.raw["encoder_output"].numpy(), case.ref["encoder_output_padded"], atol=ATOL, rtol=0
+    )
+    np.testing.assert_allclose(
+        case.raw["backbone_features"].numpy(),
+        case.ref["backbone_features_padded"],
+        atol=ATOL_BACKBONE,
+        rtol=0,
+    )
 
 
 def test_ragged_outputs_are_unpadded_regions(case):
@@ -122,7 +130,9 @@ def test_ragged_outputs_are_unpadded_regions(case):
         np.testing.assert_allclose(case.out["encoder_output"][b], enc_ref, atol=ATOL, rtol=0)
         bb_ref = ref["backbone_features_padded"][b, :, :h, :w]
         assert case.out["backbone_features"][b].shape == bb_ref.shape
-        np.testing.assert_allclose(case.out["backbone_features"][b], bb_ref, atol=ATOL_BACKBONE, rtol=0)
+        np.testing.assert_allclose(
+            case.out["backbone_features"][b], bb_ref, atol=ATOL_BACKBONE, rtol=0
+        )
 
 
 def test_small_batch_really_has_padding(small):
@@ -173,16 +183,29 @@ def test_backbone_only_skips_transformer():
 
 
 def test_extract_types_and_store_schema():
-    assert EXTRACT_TYPES["decoder"] == ["query_embeddings", "decoder_output", "pred_logits", "pred_boxes"]
+    assert EXTRACT_TYPES["decoder"] == [
+        "query_embeddings",
+        "decoder_output",
+        "pred_logits",
+        "pred_boxes",
+    ]
     # attention maps are opt-in (large), never part of "all"
-    assert set(EXTRACT_TYPES["all"]) == (set(VARIABLE_DIMS) | set(RAGGED_DIMS)) - set(ATTENTION_NAMES)
+    assert set(EXTRACT_TYPES["all"]) == (set(VARIABLE_DIMS) | set(RAGGED_DIMS)) - set(
+        ATTENTION_NAMES
+    )
     for kind, names in EXTRACT_TYPES.items():
         assert set(resolve_variables(kind)) == set(names)
     ext = _make_extractor("small", extract_type="encoder", storage_dtype="float16")
-    assert ext.store_variables == {"pred_logits": ("query", "class"), "pred_boxes": ("query", "box")}
+    assert ext.store_variables == {
+        "pred_logits": ("query", "class"),
+        "pred_boxes": ("query", "box"),
+    }
     assert ext.store_ragged == {"encoder_output": ("token", "hidden")}
-    assert ext.store_dtypes == {"pred_logits": "float32", "pred_boxes": "float32",
-                                "encoder_output": "float16"}
+    assert ext.store_dtypes == {
+        "pred_logits": "float32",
+        "pred_boxes": "float32",
+        "encoder_output": "float16",
+    }
     assert ext.variables == ext.store_variables and ext.ragged == ext.store_ragged
     ext_all = _make_extractor("small", extract_type="all", storage_dtype="float32")
     assert ext_all.store_ragged["backbone_features"] == ("channel", "y", "x")
@@ -208,8 +231,9 @@ def test_unknown_variable_is_rejected():
 
 
 def test_autocast_bf16_runs_and_stays_close(small):
-    out = small.ext.extract_images(small.images, min_size=256, max_size=400,
-                                   variables="decoder", autocast="bf16")
+    out = small.ext.extract_images(
+        small.images, min_size=256, max_size=400, variables="decoder", autocast="bf16"
+    )
     assert out["pred_boxes"].dtype == np.float32
     diff = np.abs(out["pred_boxes"] - small.out["pred_boxes"]).max()
     assert 0 < diff < 0.1
@@ -243,8 +267,12 @@ def test_official_resize_rule_examples():
 
 
 @settings(max_examples=200, deadline=None)
-@given(w=st.integers(1, 5000), h=st.integers(1, 5000), size=st.integers(16, 1000),
-       extra=st.integers(0, 2000))
+@given(
+    w=st.integers(1, 5000),
+    h=st.integers(1, 5000),
+    size=st.integers(16, 1000),
+    extra=st.integers(0, 2000),
+)
 def test_resize_rule_properties(w, h, size, extra):
     max_size = size + extra
     oh, ow = get_size_with_aspect_ratio((w, h), size, max_size)
@@ -279,10 +307,14 @@ def test_transform_matches_manual_pipeline():
     img = data.astronaut()[::3, ::2]  # 171 x 256
     t = DetrTransform(min_size=100, max_size=140)
     x = t(img)
-    assert tuple(x.shape) == (3, *get_size_with_aspect_ratio((img.shape[1], img.shape[0]), 100, 140))
+    assert tuple(x.shape) == (
+        3,
+        *get_size_with_aspect_ratio((img.shape[1], img.shape[0]), 100, 140),
+    )
     pil = Image.fromarray(img).resize((x.shape[2], x.shape[1]), Image.BILINEAR)
     manual = (np.asarray(pil, np.float32) / 255 - np.array([0.485, 0.456, 0.406])) / np.array(
-        [0.229, 0.224, 0.225])
+        [0.229, 0.224, 0.225]
+    )
     np.testing.assert_allclose(x.numpy().transpose(1, 2, 0), manual, atol=1e-5)
 
 

@@ -29,11 +29,31 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("html")
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ,
+        MPLBACKEND="Agg",
+        PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-D", "plot_gallery=0", str(DOCS), str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-D",
+            "plot_gallery=0",
+            str(DOCS),
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return out
@@ -45,12 +65,16 @@ def _text(path: Path) -> str:
 
 
 def _guide_pages() -> list[str]:
-    return sorted(p.stem for p in DOCS.glob("*.rst") if p.stem not in ("index", "api_tables", "sg_execution_times"))
+    return sorted(
+        p.stem
+        for p in DOCS.glob("*.rst")
+        if p.stem not in ("index", "api_tables", "sg_execution_times")
+    )
 
 
 def test_every_guide_page_is_reachable_from_the_index(site):
     index = (site / "index.html").read_text(encoding="utf-8")
-    wrapper = index[index.index('class="toctree-wrapper'):]
+    wrapper = index[index.index('class="toctree-wrapper') :]
     linked = {m.split("#")[0][:-5] for m in re.findall(r'href="([^"]+\.html)(?:#[^"]*)?"', wrapper)}
     missing = [p for p in _guide_pages() if p not in linked]
     assert not missing, f"not in the index toctree: {missing}"
@@ -59,7 +83,9 @@ def test_every_guide_page_is_reachable_from_the_index(site):
 
 def test_no_page_is_shadowed_by_sphinx_own_pages(site):
     for name in SPHINX_OWN:
-        assert not (DOCS / f"{name}.rst").exists(), f"docs/{name}.rst collides with Sphinx's {name}.html"
+        assert not (DOCS / f"{name}.rst").exists(), (
+            f"docs/{name}.rst collides with Sphinx's {name}.html"
+        )
     assert "searchindex.js" in (site / "search.html").read_text(encoding="utf-8")
     similarity = _text(site / "similarity.html")
     assert "Search, near-duplicates and clustering" in similarity
@@ -72,16 +98,37 @@ def test_api_reference_is_split_into_one_page_per_object(site):
     assert len(pages) >= 100
     assert api.stat().st_size < 400_000  # tables only, not every docstring on one page
     names = {p.stem for p in pages}
-    assert {"embstore.Store", "embstore.EmbeddingAnalyzer", "embstore.search.knn_search",
-            "embstore.fairness.group_statistics", "extractors.cli_common.add_extract_arguments"} <= names
+    assert {
+        "embstore.Store",
+        "embstore.EmbeddingAnalyzer",
+        "embstore.search.knn_search",
+        "embstore.fairness.group_statistics",
+        "extractors.cli_common.add_extract_arguments",
+    } <= names
     # internals are left out
     assert not [n for n in names if re.search(r"\.(commit|buffer|lock|backends)\b", n)]
     text = _text(api)
-    for section in ("Store", "Selection", "Analyzer", "Search", "Fairness", "Extractors", "Command line"):
+    for section in (
+        "Store",
+        "Selection",
+        "Analyzer",
+        "Search",
+        "Fairness",
+        "Extractors",
+        "Command line",
+    ):
         assert re.search(rf"\b{section}\b", text)
     # the analyzer's methods from all its mixins are on its one page
     analyzer = _text(site / "generated" / "embstore.EmbeddingAnalyzer.html")
-    for method in ("pool", "matrix", "search", "cluster", "fairness_stats", "project", "load_embedding"):
+    for method in (
+        "pool",
+        "matrix",
+        "search",
+        "cluster",
+        "fairness_stats",
+        "project",
+        "load_embedding",
+    ):
         assert re.search(rf"\b{method}\(", analyzer), method
     assert "pick_chunk_rows" not in text
 
@@ -125,15 +172,32 @@ def test_no_code_is_cut_off_in_a_browser(site, page, tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium (apt-get install chromium)")
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1800", "--hide-scrollbars"]
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1800",
+        "--hide-scrollbars",
+    ]
     url = (site / f"{page}.html").as_uri()
     shot = tmp_path / f"{page}.png"
     subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=180)
     assert shot.is_file() and shot.stat().st_size > 10_000  # a rendered page, not a blank one
-    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=180).stdout
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=5000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
     found = re.search(r'data-cutoff="(\d+)"', dom)
     assert found, "the page's cutoff check did not run"
-    assert found.group(1) == "0", f"{found.group(1)} code blocks or tables are cut off on {page}.html"
+    assert found.group(1) == "0", (
+        f"{found.group(1)} code blocks or tables are cut off on {page}.html"
+    )

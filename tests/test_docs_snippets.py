@@ -68,22 +68,42 @@ def docs_dir(tmp_path_factory):
     """A folder with the stores the snippets open (built like the demo's)."""
     from embstore import Store
     from extractors.detr.run import extract_detr
-    from extractors.samples import save_tiny_detr_checkpoint, write_facet_annotations, write_sample_photos
+    from extractors.samples import (
+        save_tiny_detr_checkpoint,
+        write_facet_annotations,
+        write_sample_photos,
+    )
 
     d = tmp_path_factory.mktemp("docs")
     write_sample_photos(d / "facet" / "images")
     write_facet_annotations(d / "facet" / "annotations.csv")
     checkpoint = save_tiny_detr_checkpoint(d / "detr_tiny.pth")
-    extract_detr(checkpoint, d / "facet" / "images", d / "facet_detr.zarr",
-                 annotations=d / "facet" / "annotations.csv", extract_type="all", min_size=160,
-                 max_size=240, batch_size=2, num_workers=0, device="cpu", overwrite=True, progress=False)
+    extract_detr(
+        checkpoint,
+        d / "facet" / "images",
+        d / "facet_detr.zarr",
+        annotations=d / "facet" / "annotations.csv",
+        extract_type="all",
+        min_size=160,
+        max_size=240,
+        batch_size=2,
+        num_workers=0,
+        device="cpu",
+        overwrite=True,
+        progress=False,
+    )
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(12, 16)).astype(np.float32)
     emb[6:] = emb[:6] + 0.01 * rng.normal(size=(6, 16)).astype(np.float32)  # near-duplicates
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    with Store.create(d / "faces.zarr", row_dim="image", id_name="index",
-                      variables={"embedding": ("feature",)}, dtypes={"embedding": "float32"},
-                      attrs={"default_variable": "embedding"}) as st:
+    with Store.create(
+        d / "faces.zarr",
+        row_dim="image",
+        id_name="index",
+        variables={"embedding": ("feature",)},
+        dtypes={"embedding": "float32"},
+        attrs={"default_variable": "embedding"},
+    ) as st:
         st.append(np.arange(12), {"embedding": emb})
     return d
 

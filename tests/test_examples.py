@@ -15,8 +15,12 @@ EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py
 def test_example_runs(script, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", EMBSTORE_EXAMPLE_OUT=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert result.stdout.strip(), f"{script.name} printed nothing"
@@ -26,4 +30,6 @@ def test_example_runs(script, tmp_path):
     if script.name == "demo.py":
         assert "What was built" in result.stdout and "Next, try:" in result.stdout
         assert result.stdout.count("\n  embstore ") == 3  # three next commands
-        assert re.search(r"recall \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", result.stdout)  # numbers with CIs
+        assert re.search(
+            r"recall \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", result.stdout
+        )  # numbers with CIs

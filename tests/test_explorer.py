@@ -19,8 +19,16 @@ from embstore.discovery.explorer import streamed_pca  # noqa: E402
 from embstore.errors import ValidationError  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -35,11 +43,22 @@ def store(tmp_path):
     skin = rng.integers(1, 4, n)
     x = rng.normal(size=(n, d)) + 3 * skin[:, None] * np.eye(d)[0]
     p = tmp_path / "x.zarr"
-    with Store.create(p, row_dim="image", id_name="image_id", variables={"embedding": ("hidden",)},
-                      dtypes={"embedding": "float32"}) as s:
-        s.append(ids=np.arange(n) + 500, data={"embedding": x.astype(np.float32)},
-                 coords={"skin": skin, "lighting": rng.choice(["well", "dim"], n),
-                         "filename": [f"p{i % 4}.jpg" for i in range(n)]})  # p3.jpg is missing
+    with Store.create(
+        p,
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+    ) as s:
+        s.append(
+            ids=np.arange(n) + 500,
+            data={"embedding": x.astype(np.float32)},
+            coords={
+                "skin": skin,
+                "lighting": rng.choice(["well", "dim"], n),
+                "filename": [f"p{i % 4}.jpg" for i in range(n)],
+            },
+        )  # p3.jpg is missing
     return p, root, x
 
 
@@ -47,10 +66,10 @@ def test_streamed_pca_equals_svd():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 6)) * np.arange(1, 7)
     keep = np.array([0, 5, 77, 199])
-    blocks = [(s, x[s:s + 33].astype(np.float32)) for s in range(0, 200, 33)]
+    blocks = [(s, x[s : s + 33].astype(np.float32)) for s in range(0, 200, 33)]
     got, ratio = streamed_pca(blocks, 6, keep)
     xc = x - x.mean(0)
-    u, sv, vt = np.linalg.svd(xc, full_matrices=False)
+    _u, sv, vt = np.linalg.svd(xc, full_matrices=False)
     want = xc[keep] @ vt[:2].T
     np.testing.assert_allclose(np.abs(got), np.abs(want), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ratio, (sv**2 / (sv**2).sum())[:2], rtol=1e-6)
@@ -72,17 +91,27 @@ def test_page_is_standalone_and_subsamples(store, tmp_path):
 
 
 def _run(args, timeout=120):
-    return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_renders_in_headless_chromium(store, tmp_path):
     p, root, _ = store
     out = tmp_path / "explore.html"
-    assert main(["explore", str(p), "--color", "skin", "--image-root", str(root), "--out", str(out)]) == 0
+    assert (
+        main(["explore", str(p), "--color", "skin", "--image-root", str(root), "--out", str(out)])
+        == 0
+    )
     url = out.resolve().as_uri()
     prof = tmp_path / "profile"
-    common = [f"--user-data-dir={prof}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000"]
+    common = [
+        f"--user-data-dir={prof}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=15000",
+    ]
     dom = _run([*common, "--dump-dom", url + "#select=0,1,2"])
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
@@ -91,11 +120,17 @@ def test_renders_in_headless_chromium(store, tmp_path):
     box = re.search(r'<textarea id="embstore-selected"[^>]*>([^<]*)</textarea>', html).group(1)
     assert box.split() == ["500", "501", "502"]  # the selection handler lists ids
     assert re.search(r'<pre id="embstore-errors">\s*</pre>', html)  # no script errors
-    console = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln and ("rror" in ln or "Uncaught" in ln)]
+    console = [
+        ln
+        for ln in dom.stderr.splitlines()
+        if "CONSOLE" in ln and ("rror" in ln or "Uncaught" in ln)
+    ]
     assert not console, console
     hover = _run([*common, "--dump-dom", url + "#hover=0"]).stdout
     assert re.search(r'id="embstore-tip"[^>]*style="[^"]*display: block', hover)
-    assert "data:image/jpeg;base64," in re.search(r'id="embstore-tip".*?</div>', hover, re.S).group(0)
+    assert "data:image/jpeg;base64," in re.search(r'id="embstore-tip".*?</div>', hover, re.S).group(
+        0
+    )
     shot = tmp_path / "shot.png"
     r = _run([*common, f"--screenshot={shot}", "--window-size=1300,900", url])
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]

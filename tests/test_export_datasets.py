@@ -20,27 +20,40 @@ def store(tmp_path):
     rng = np.random.default_rng(0)
     n = 70
     p = tmp_path / "e.zarr"
-    with Store.create(p, row_dim="image", id_name="image_id",
-                      variables={"embedding": ("hidden",), "query_embeddings": ("query", "qhidden")},
-                      dtypes={"embedding": "float32", "query_embeddings": "float32"}) as s:
-        s.append(ids=np.arange(n) + 5,
-                 data={"embedding": rng.normal(size=(n, 16)).astype(np.float32),
-                       "query_embeddings": rng.normal(size=(n, 3, 8)).astype(np.float32)},
-                 coords={"skin": rng.integers(1, 11, n), "lighting": rng.choice(["well", "dim"], n)})
+    with Store.create(
+        p,
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",), "query_embeddings": ("query", "qhidden")},
+        dtypes={"embedding": "float32", "query_embeddings": "float32"},
+    ) as s:
+        s.append(
+            ids=np.arange(n) + 5,
+            data={
+                "embedding": rng.normal(size=(n, 16)).astype(np.float32),
+                "query_embeddings": rng.normal(size=(n, 3, 8)).astype(np.float32),
+            },
+            coords={"skin": rng.integers(1, 11, n), "lighting": rng.choice(["well", "dim"], n)},
+        )
     return p
 
 
 def test_parquet_roundtrip(store, tmp_path):
     st = Store.open(store)
-    out = st.to_parquet(tmp_path / "x.parquet", variables=["embedding", "query_embeddings"], pool=None,
-                        block_rows=16)
+    out = st.to_parquet(
+        tmp_path / "x.parquet",
+        variables=["embedding", "query_embeddings"],
+        pool=None,
+        block_rows=16,
+    )
     pf = pq.ParquetFile(out)
     assert pf.num_row_groups == 5  # streamed: 70 rows in blocks of 16
     t = pf.read()
     assert t.column_names == ["image_id", "skin", "lighting", "embedding", "query_embeddings"]
     np.testing.assert_array_equal(t["image_id"].to_numpy(), st.ids)
-    pd.testing.assert_series_equal(t["skin"].to_pandas(), st.coords["skin"].reset_index(drop=True),
-                                   check_names=False)
+    pd.testing.assert_series_equal(
+        t["skin"].to_pandas(), st.coords["skin"].reset_index(drop=True), check_names=False
+    )
     emb = np.stack(t["embedding"].to_numpy(zero_copy_only=False))
     np.testing.assert_array_equal(emb, st.read("embedding"))
     q = np.array(t["query_embeddings"].to_pylist(), dtype=np.float32)
@@ -79,14 +92,31 @@ def test_hf_dataset_neighbours_equal_search(store, tmp_path):
 
 def test_export_cli(store, tmp_path, capsys):
     out = tmp_path / "c.parquet"
-    assert main(["export", str(store), "--format", "parquet", "--out", str(out),
-                 "--variables", "embedding"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(store),
+                "--format",
+                "parquet",
+                "--out",
+                str(out),
+                "--variables",
+                "embedding",
+            ]
+        )
+        == 0
+    )
     assert pq.read_table(out).num_rows == 70
     pytest.importorskip("datasets")
     import datasets
 
     hf = tmp_path / "hfds"
-    assert main(["export", str(store), "--format", "hf", "--out", str(hf), "--sel", "skin=1,2,3"]) == 0
+    assert (
+        main(["export", str(store), "--format", "hf", "--out", str(hf), "--sel", "skin=1,2,3"]) == 0
+    )
     ds = datasets.load_from_disk(str(hf))
-    assert set(ds["skin"]) <= {1, 2, 3} and len(ds) == len(EmbeddingAnalyzer(store).sel(skin=[1, 2, 3]))
+    assert set(ds["skin"]) <= {1, 2, 3} and len(ds) == len(
+        EmbeddingAnalyzer(store).sel(skin=[1, 2, 3])
+    )
     assert "wrote" in capsys.readouterr().out

@@ -250,9 +250,29 @@ def test_cli_extract_face(tmp_path, r18, r18_checkpoint):
 
     _photos(tmp_path / "imgs")
     cli_out = tmp_path / "cli.zarr"
-    rc = main(["extract", "face", "--weights", str(r18_checkpoint), "--arch", "r18", "--input",
-               str(tmp_path / "imgs"), "--out", str(cli_out), "--l2-norm", "--batch-size", "8",
-               "--num-workers", "0", "--device", "cpu", "--dtype", "float32"])
+    rc = main(
+        [
+            "extract",
+            "face",
+            "--weights",
+            str(r18_checkpoint),
+            "--arch",
+            "r18",
+            "--input",
+            str(tmp_path / "imgs"),
+            "--out",
+            str(cli_out),
+            "--l2-norm",
+            "--batch-size",
+            "8",
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ]
+    )
     assert rc == 0
     with Store.open(cli_out) as st:
         assert len(st) == 5
@@ -262,7 +282,9 @@ def test_cli_extract_face(tmp_path, r18, r18_checkpoint):
         assert bool(st.attrs.get("l2_norm")) is True
         import hashlib
 
-        assert st.attrs["checkpoint_sha256"] == hashlib.sha256(r18_checkpoint.read_bytes()).hexdigest()
+        assert (
+            st.attrs["checkpoint_sha256"] == hashlib.sha256(r18_checkpoint.read_bytes()).hexdigest()
+        )
         first = st.coords.loc[int(st.ids[0]), "path"]
     exp = r18.extract_images([Image.open(first)], l2_norm=True)["embedding"][0]
     np.testing.assert_allclose(e[0], exp, atol=1e-5)

@@ -41,10 +41,14 @@ def test_plots_write_pngs(tmp_path):
     data = make_synthetic_facet(60, skins=(1, 2, 3), seed=1)
     X = data.query_embeddings.mean(axis=1)
     res = group_statistics(X, data.images, ["skin", "lighting"], n_boot=20, min_count=12, **FAST)
-    bars = plots.plot_group_bars(res.table, "dist_to_others", tmp_path / "b.png", by=["skin", "lighting"])
-    w, h = _is_png(bars)
+    bars = plots.plot_group_bars(
+        res.table, "dist_to_others", tmp_path / "b.png", by=["skin", "lighting"]
+    )
+    _w, h = _is_png(bars)
     # three panels (skin, lighting, skin*lighting) make a taller figure than one
-    one = plots.plot_group_bars(res.table, "dist_to_others", tmp_path / "b1.png", by=["skin"], groupings=["skin"])
+    one = plots.plot_group_bars(
+        res.table, "dist_to_others", tmp_path / "b1.png", by=["skin"], groupings=["skin"]
+    )
     assert _is_png(one)[1] < h
     _is_png(plots.plot_distance_heatmap(res.distances["skin*lighting"], tmp_path / "d.png"))
     _is_png(plots.plot_projection(X, data.images["skin"], tmp_path / "p.png", method="pca"))
@@ -70,9 +74,12 @@ def test_gallery_of_real_photos(tmp_path):
         Image.fromarray(getattr(skdata, name)()).save(path)
         files[name] = str(path)
     out = plots.plot_gallery(
-        {"group a": [files["astronaut"], files["coffee"], str(tmp_path / "missing.png")],
-         "group b": [files["chelsea"], files["rocket"]]},
-        tmp_path / "g.png", n_per_group=3,
+        {
+            "group a": [files["astronaut"], files["coffee"], str(tmp_path / "missing.png")],
+            "group b": [files["chelsea"], files["rocket"]],
+        },
+        tmp_path / "g.png",
+        n_per_group=3,
     )
     size = _is_png(out)
     assert size[0] > 100 and size[1] > 100
@@ -88,29 +95,56 @@ def cli_report(tmp_path_factory):
     data = make_synthetic_facet(90, skins=(1, 2, 3), miss_group=3, miss_rate=0.5, seed=3)
     write_synthetic_store(data, root / "s.zarr", image_dir=root / "images")
     out = root / "report"
-    code = main([
-        "fairness", str(root / "s.zarr"), "--by", "skin", "--by", "lighting", "--out", str(out),
-        "--n-boot", "40", "--n-perm", "19", "--min-count", "8",
-    ])
+    code = main(
+        [
+            "fairness",
+            str(root / "s.zarr"),
+            "--by",
+            "skin",
+            "--by",
+            "lighting",
+            "--out",
+            str(out),
+            "--n-boot",
+            "40",
+            "--n-perm",
+            "19",
+            "--min-count",
+            "8",
+        ]
+    )
     return data, root, out, code
 
 
 def test_cli_writes_tables_figures_and_linked_report(cli_report):
-    data, root, out, code = cli_report
+    _data, _root, out, code = cli_report
     assert code == 0
     md = (out / "report.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", md)
-    assert any(l.endswith(".png") for l in links) and any(l.endswith(".csv") for l in links)
+    assert any(link.endswith(".png") for link in links) and any(
+        link.endswith(".csv") for link in links
+    )
     for rel in links:
         assert (out / rel).is_file(), rel
-    for png in [l for l in links if l.endswith(".png")]:
+    for png in [link for link in links if link.endswith(".png")]:
         _is_png(out / png)
-    for name in ("group_stats.csv", "group_disparity.csv", "probe.csv", "detection.csv",
-                 "detection_disparity.csv", "persons.csv", "distances_skin.csv", "gallery.png",
-                 "bars_recall.png", "person_group_stats.csv", "heatmap_skin_x_lighting.png", "projection_pca.png"):
+    for name in (
+        "group_stats.csv",
+        "group_disparity.csv",
+        "probe.csv",
+        "detection.csv",
+        "detection_disparity.csv",
+        "persons.csv",
+        "distances_skin.csv",
+        "gallery.png",
+        "bars_recall.png",
+        "person_group_stats.csv",
+        "heatmap_skin_x_lighting.png",
+        "projection_pca.png",
+    ):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
-    assert html.count("<img") == sum(1 for l in links if l.endswith(".png"))
+    assert html.count("<img") == sum(1 for link in links if link.endswith(".png"))
     assert "<table" in html
 
 
@@ -121,7 +155,9 @@ def test_cli_tables_match_the_analyzer(cli_report):
     csv = pd.read_csv(out / "group_stats.csv")
     an = EmbeddingAnalyzer(str(root / "s.zarr"))
     ref = an.group_stats(by=["skin", "lighting"], n_boot=40, min_count=8, n_perm=19)
-    np.testing.assert_allclose(csv["dist_to_others"], ref["dist_to_others"], rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        csv["dist_to_others"], ref["dist_to_others"], rtol=1e-6, equal_nan=True
+    )
     np.testing.assert_allclose(csv["p_value"], ref["p_value"], equal_nan=True)
     assert csv["count"].tolist() == ref["count"].tolist()
     det = pd.read_csv(out / "detection.csv")
@@ -129,7 +165,9 @@ def test_cli_tables_match_the_analyzer(cli_report):
     assert skin["recall"].idxmin() == 3
     persons = pd.read_csv(out / "persons.csv")
     assert len(persons) == len(data.persons)
-    np.testing.assert_array_equal(persons["detected"].to_numpy(), ~data.persons["planted_missed"].to_numpy())
+    np.testing.assert_array_equal(
+        persons["detected"].to_numpy(), ~data.persons["planted_missed"].to_numpy()
+    )
     disp = pd.read_csv(out / "detection_disparity.csv").set_index(["grouping", "figure"])
     sk = skin["recall"]
     assert disp.loc[("skin", "recall"), "difference"] == pytest.approx(sk.max() - sk.min())
@@ -139,7 +177,18 @@ def test_cli_reports_bad_coordinates_as_usage_errors(cli_report, capsys):
     from embstore.cli import main
 
     _, root, out, _ = cli_report
-    code = main(["fairness", str(root / "s.zarr"), "--by", "hair", "--out", str(out / "bad"), "--n-boot", "0"])
+    code = main(
+        [
+            "fairness",
+            str(root / "s.zarr"),
+            "--by",
+            "hair",
+            "--out",
+            str(out / "bad"),
+            "--n-boot",
+            "0",
+        ]
+    )
     assert code == 2
     assert "hair" in capsys.readouterr().err
 
@@ -150,17 +199,47 @@ def test_report_without_detections_on_a_per_instance_store(tmp_path):
     from embstore.fairness.report import write_fairness_report
 
     rng = np.random.default_rng(0)
-    with Store.create(tmp_path / "faces.zarr", row_dim="instance", id_name="path",
-                      variables={"embedding": ("feature",)}) as st:
-        st.append([f"f{i}.jpg" for i in range(60)], {"embedding": rng.normal(size=(60, 8)).astype("float32")},
-                  coords={"skin": rng.integers(1, 4, 60)})
+    with Store.create(
+        tmp_path / "faces.zarr",
+        row_dim="instance",
+        id_name="path",
+        variables={"embedding": ("feature",)},
+    ) as st:
+        st.append(
+            [f"f{i}.jpg" for i in range(60)],
+            {"embedding": rng.normal(size=(60, 8)).astype("float32")},
+            coords={"skin": rng.integers(1, 4, 60)},
+        )
     an = EmbeddingAnalyzer(str(tmp_path / "faces.zarr"))
-    rep = write_fairness_report(an, "skin", tmp_path / "out", variable="embedding", n_boot=10,
-                                min_count=5, n_perm=9, projections=(), gallery=False, html=False)
+    rep = write_fairness_report(
+        an,
+        "skin",
+        tmp_path / "out",
+        variable="embedding",
+        n_boot=10,
+        min_count=5,
+        n_perm=9,
+        projections=(),
+        gallery=False,
+        html=False,
+    )
     assert rep.detection is None and rep.html is None
     assert "detection.csv" not in rep.files and (tmp_path / "out" / "report.md").is_file()
     assert pd.read_csv(tmp_path / "out" / "group_stats.csv")["count"].sum() == 60
     # asking for detection statistics on a store without them is a usage error
-    code = main(["fairness", str(tmp_path / "faces.zarr"), "--by", "skin", "--variable", "embedding",
-                 "--out", str(tmp_path / "out2"), "--n-boot", "0", "--detection"])
+    code = main(
+        [
+            "fairness",
+            str(tmp_path / "faces.zarr"),
+            "--by",
+            "skin",
+            "--variable",
+            "embedding",
+            "--out",
+            str(tmp_path / "out2"),
+            "--n-boot",
+            "0",
+            "--detection",
+        ]
+    )
     assert code == 2

@@ -59,7 +59,11 @@ def test_bootstrap_means_ignores_nan_and_covers_the_mean():
 @given(st.floats(-1e3, 1e3, allow_nan=False), st.integers(1, 30))
 def test_bootstrap_of_a_constant_is_degenerate(value, n):
     est, lo, hi = bootstrap_means(np.full((n, 1), value), 20, np.random.default_rng(0))
-    assert est[0] == pytest.approx(value) and lo[0] == pytest.approx(value) and hi[0] == pytest.approx(value)
+    assert (
+        est[0] == pytest.approx(value)
+        and lo[0] == pytest.approx(value)
+        and hi[0] == pytest.approx(value)
+    )
 
 
 # ----------------------------------------------------------------- disparity
@@ -75,8 +79,12 @@ def test_difference_and_ratio_properties(values):
 
 def test_disparity_summary_names_the_extreme_groups():
     t = pd.DataFrame(
-        {"skin": [1, 2, 3, None], "lighting": [None, None, None, "dim"],
-         "grouping": ["skin"] * 3 + ["lighting"], "x": [0.2, 0.8, np.nan, 0.5]}
+        {
+            "skin": [1, 2, 3, None],
+            "lighting": [None, None, None, "dim"],
+            "grouping": ["skin"] * 3 + ["lighting"],
+            "x": [0.2, 0.8, np.nan, 0.5],
+        }
     )
     d = disparity_summary(t, ["x"], ["skin", "lighting"])
     row = d.loc[("skin", "x")]
@@ -128,7 +136,9 @@ def test_permutation_tests_do_not_reject_more_than_chance_on_null_data():
     """20 seeds x 3 groups on a null data set: rejections at 0.05 within a binomial bound."""
     pvals = []
     for seed in range(20):
-        data = make_synthetic_facet(90, skins=(1, 2, 3), shift_group=None, miss_group=None, seed=seed)
+        data = make_synthetic_facet(
+            90, skins=(1, 2, 3), shift_group=None, miss_group=None, seed=seed
+        )
         X = data.query_embeddings.mean(axis=1)
         res = group_statistics(X, data.images, ["skin"], n_boot=0, min_count=5, seed=seed, **FAST)
         pvals.extend(res.table["p_value"].tolist())
@@ -191,7 +201,14 @@ def planted():
     data = make_synthetic_facet(400, skins=(1, 2, 3, 4), shift_group=2, shift=1.0, seed=11)
     X = data.query_embeddings.mean(axis=1)
     res = group_statistics(
-        X, data.images, ["skin", "lighting"], n_boot=200, min_count=10, seed=0, n_perm=199, probe_folds=3
+        X,
+        data.images,
+        ["skin", "lighting"],
+        n_boot=200,
+        min_count=10,
+        seed=0,
+        n_perm=199,
+        probe_folds=3,
     )
     return data, res
 
@@ -201,7 +218,10 @@ def test_planted_shift_is_detected_with_the_expected_size(planted):
     t = res.table[res.table["grouping"] == "skin"].set_index("skin")
     expected_norm = np.hypot(data.truth["base_norm"], data.truth["shift"])
     assert t.loc[2, "centroid_norm"] == pytest.approx(expected_norm, abs=0.1)
-    assert t.loc[2, "centroid_norm_lo"] <= expected_norm + 0.02 and expected_norm - 0.02 <= t.loc[2, "centroid_norm_hi"]
+    assert (
+        t.loc[2, "centroid_norm_lo"] <= expected_norm + 0.02
+        and expected_norm - 0.02 <= t.loc[2, "centroid_norm_hi"]
+    )
     for g in (1, 3, 4):
         assert t.loc[g, "centroid_norm"] == pytest.approx(data.truth["base_norm"], abs=0.1)
         assert t.loc[g, "centroid_norm_hi"] < t.loc[2, "centroid_norm_lo"]
@@ -246,7 +266,14 @@ def test_small_groups_are_kept_with_nan_figures():
     labels = pd.DataFrame({"skin": [1] * 30 + [2] * 30 + [9] * 3})
     t = group_statistics(X, labels, "skin", n_boot=20, min_count=10, **FAST).table.set_index("skin")
     assert t.loc[9, "count"] == 3
-    for col in ("centroid_norm", "dispersion", "homophily", "probe_recall", "p_value", "centroid_norm_lo"):
+    for col in (
+        "centroid_norm",
+        "dispersion",
+        "homophily",
+        "probe_recall",
+        "p_value",
+        "centroid_norm_lo",
+    ):
         assert np.isnan(t.loc[9, col])
     assert np.isfinite(t.loc[1, "dispersion"]) and np.isfinite(t.loc[2, "p_value"])
 
@@ -260,8 +287,9 @@ def test_rows_with_missing_or_unknown_labels_are_left_out_and_counted():
     assert res.table["skin"].tolist() == [1, 2]
     assert res.n_excluded == 4
     # FACET's unknowns: skin 0 and lighting "na"
-    labels = pd.DataFrame({"skin": [0] * 5 + [1] * 17 + [2] * 18,
-                           "lighting": ["na"] * 3 + ["well_lit"] * 37})
+    labels = pd.DataFrame(
+        {"skin": [0] * 5 + [1] * 17 + [2] * 18, "lighting": ["na"] * 3 + ["well_lit"] * 37}
+    )
     res = group_statistics(X, labels, ["skin", "lighting"], n_boot=0, min_count=5, **FAST)
     assert res.n_excluded == 5
     assert set(res.table["skin"].dropna()) == {1, 2}
@@ -305,7 +333,11 @@ def test_analyzer_group_stats_on_a_store_matches_the_pure_function(tmp_path):
     ).table
     pd.testing.assert_frame_equal(t, ref, check_dtype=False, atol=1e-5)
     D = an.group_distances(by="skin")
-    assert D.dims == ("group", "other") and list(D["group"].values) == ["skin=1", "skin=2", "skin=3"]
+    assert D.dims == ("group", "other") and list(D["group"].values) == [
+        "skin=1",
+        "skin=2",
+        "skin=3",
+    ]
     sub = an.sel(skin=[1, 2]).group_stats(by="skin", n_boot=0, min_count=5, **FAST)
     assert sub["skin"].tolist() == [1, 2]
 
@@ -324,8 +356,9 @@ def test_bootstrap_intervals_cover_known_values_at_about_the_nominal_rate():
         rng = np.random.default_rng(1000 + r)
         X = np.vstack([rng.normal(size=(40, D)) + mu, rng.normal(size=(40, D)) - mu])
         labels = pd.DataFrame({"g": ["a"] * 40 + ["b"] * 40})
-        row = group_statistics(X, labels, "g", n_boot=200, min_count=5, n_perm=1, probe_folds=2,
-                               seed=r).table.iloc[0]
+        row = group_statistics(
+            X, labels, "g", n_boot=200, min_count=5, n_perm=1, probe_folds=2, seed=r
+        ).table.iloc[0]
         hits["centroid_norm"] += row["centroid_norm_lo"] <= 1.0 <= row["centroid_norm_hi"]
         hits["dispersion"] += row["dispersion_lo"] <= true_disp <= row["dispersion_hi"]
     # P(Binomial(30, 0.95) <= 24) < 0.01

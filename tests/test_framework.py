@@ -80,7 +80,9 @@ def photos(tmp_path: Path) -> Path:
 
     for i in range(11):
         h, w = 20 + i, 30 - i
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"img_{i:03d}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            d / f"img_{i:03d}.png"
+        )
     return d
 
 
@@ -246,7 +248,9 @@ def test_pipeline_rows_equal_direct_forward(tmp_path: Path, photos: Path, num_wo
     ex = make_extractor()
     out = tmp_path / "run.zarr"
     with Store.create(out, variables=ex.variables, dtypes=ex.dtypes) as st:
-        summary = run_extraction(ex, folder_dataset(photos), st, batch_size=4, num_workers=num_workers)
+        summary = run_extraction(
+            ex, folder_dataset(photos), st, batch_size=4, num_workers=num_workers
+        )
     assert isinstance(summary, ExtractionSummary)
     assert summary.written == 11 and summary.skipped == 0 and summary.images_per_s > 0
     assert_same(read_store(out), expected_outputs(ex.model, photos))
@@ -265,7 +269,11 @@ def test_bad_images_skipped_and_recorded(tmp_path: Path, photos: Path) -> None:
     with Store.create(out, variables=ex.variables, dtypes=ex.dtypes) as st:
         summary = run_extraction(ex, folder_dataset(photos), st, batch_size=3)
     assert summary.written == 11 and summary.skipped == 3
-    assert summary.skipped_reasons == {"empty file": 1, "not an image": 1, "truncated or corrupt": 1}
+    assert summary.skipped_reasons == {
+        "empty file": 1,
+        "not an image": 1,
+        "truncated or corrupt": 1,
+    }
     st = Store.open(out)
     skipped = st.skipped.set_index("id")["reason"]
     assert sorted(skipped.index.tolist()) == [100, 101, 102]
@@ -358,8 +366,9 @@ class InterruptAt(HookExtractor):
 def test_interrupt_leaves_valid_store_and_resume_completes(tmp_path: Path, photos: Path) -> None:
     model = TinyNet()
     base = make_extractor(model)
-    ex = InterruptAt(model, base.outputs, dims=base.variables, dtypes=base.dtypes,
-                     preprocess=Resize16(), at=3)
+    ex = InterruptAt(
+        model, base.outputs, dims=base.variables, dtypes=base.dtypes, preprocess=Resize16(), at=3
+    )
     out = tmp_path / "run.zarr"
     with Store.create(out, variables=ex.variables, dtypes=ex.dtypes) as st:
         with pytest.raises(KeyboardInterrupt) as info:

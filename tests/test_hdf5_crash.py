@@ -42,7 +42,11 @@ CTX = multiprocessing.get_context("fork")
 def row(i):
     rng = np.random.default_rng(i)
     h = i % 3 + 1
-    return rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(2 * h, 4)).astype(np.float32), h
+    return (
+        rng.normal(size=(3, 4)).astype(np.float32),
+        rng.normal(size=(2 * h, 4)).astype(np.float32),
+        h,
+    )
 
 
 def create(path):
@@ -193,11 +197,21 @@ def test_injected_kills_during_appends_and_close(tmp_path, ref):
     _start_store(probe)
     labels = _trace(probe)
     n = len(labels)
-    assert {"copy", "wal-write", "wal-torn", "h5-write", "fsync", "replace", "unlink"} <= set(labels)
+    assert {"copy", "wal-write", "wal-torn", "h5-write", "fsync", "replace", "unlink"} <= set(
+        labels
+    )
     rng = np.random.default_rng(7)
     # every copy/rename/unlink step, the last steps (close), and random steps elsewhere
-    special = [i + 1 for i, lab in enumerate(labels) if lab in ("copy", "replace", "unlink", "wal-create")]
-    points = sorted(set(special + list(range(n - 4, n + 1)) + rng.choice(np.arange(1, n), 16, replace=False).tolist()))
+    special = [
+        i + 1 for i, lab in enumerate(labels) if lab in ("copy", "replace", "unlink", "wal-create")
+    ]
+    points = sorted(
+        set(
+            special
+            + list(range(n - 4, n + 1))
+            + rng.choice(np.arange(1, n), 16, replace=False).tolist()
+        )
+    )
     assert len(points) >= 20
     for k in points:
         path = str(tmp_path / f"k{k}.h5")
@@ -241,7 +255,9 @@ def test_kill_during_recovery(tmp_path, ref):
         path = str(tmp_path / f"r{k}.h5")
         _start_store(path)
         progress = CTX.Value("i", 8)
-        proc = CTX.Process(target=_child, args=(path, 200, progress))  # dies mid-run, journal left behind
+        proc = CTX.Process(
+            target=_child, args=(path, 200, progress)
+        )  # dies mid-run, journal left behind
         proc.start()
         proc.join(60)
         assert os.path.exists(path + ".wal")
@@ -305,9 +321,12 @@ def test_plain_readers_and_embstore_readers_during_a_session(tmp_path, ref):
     st = Store.open(path, mode="a", write_chunks=1)
     ids = list(range(8, 12))
     rows = [row(i) for i in ids]
-    st.append(ids, {"emb": np.stack([r[0] for r in rows]), "tokens": [r[1] for r in rows]},
-              coords={"skin": [i % 5 for i in ids], "name": [f"img{i}" for i in ids]},
-              ragged_hw={"tokens": [(r[2], 2) for r in rows]})
+    st.append(
+        ids,
+        {"emb": np.stack([r[0] for r in rows]), "tokens": [r[1] for r in rows]},
+        coords={"skin": [i % 5 for i in ids], "name": [f"img{i}" for i in ids]},
+        ragged_hw={"tokens": [(r[2], 2) for r in rows]},
+    )
     st.flush()
     assert len(st) == 12
     assert plain_ids(path) == list(range(8))
@@ -344,8 +363,11 @@ def test_damaged_file_is_reported_as_damaged(tmp_path):
 def _fill(path, st, start, rng, committed):
     """Append + flush 8-row batches until the disk is full; returns rows committed."""
     for i in range(start, 10**6, 8):
-        st.append(list(range(i, i + 8)), {"emb": rng.normal(size=(8, 16, 64)).astype(np.float32)},
-                  coords={"name": [f"n{j}" for j in range(i, i + 8)]})
+        st.append(
+            list(range(i, i + 8)),
+            {"emb": rng.normal(size=(8, 16, 64)).astype(np.float32)},
+            coords={"name": [f"n{j}" for j in range(i, i + 8)]},
+        )
         st.flush()
         committed = i + 8
     return committed  # pragma: no cover
@@ -354,7 +376,9 @@ def _fill(path, st, start, rng, committed):
 def _check_disk_full(path, filler):
     rng = np.random.default_rng(0)
     batches = [rng.normal(size=(8, 16, 64)).astype(np.float32) for _ in range(200)]  # 6.5 MB
-    st = Store.create(path, variables={"emb": ("q", "h")}, dtypes={"emb": "float32"}, chunk_rows=8, write_chunks=1)
+    st = Store.create(
+        path, variables={"emb": ("q", "h")}, dtypes={"emb": "float32"}, chunk_rows=8, write_chunks=1
+    )
     st.append(list(range(8)), {"emb": batches[0]}, coords={"name": [f"n{j}" for j in range(8)]})
     st.close()  # a first session, consolidated
     st = Store.open(path, mode="a", write_chunks=1)
@@ -362,7 +386,11 @@ def _check_disk_full(path, filler):
     with pytest.raises(StoreError, match="disk is full"):
         for b in range(1, len(batches)):
             i = 8 * b
-            st.append(list(range(i, i + 8)), {"emb": batches[b]}, coords={"name": [f"n{j}" for j in range(i, i + 8)]})
+            st.append(
+                list(range(i, i + 8)),
+                {"emb": batches[b]},
+                coords={"name": [f"n{j}" for j in range(i, i + 8)]},
+            )
             st.flush()
             committed = i + 8
     allrows = np.concatenate(batches)
@@ -393,13 +421,17 @@ def small_tmpfs(tmp_path):
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
     try:
         yield str(mnt)
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)  # lazy: also when a failed test left a file open
+        subprocess.run(
+            ["umount", "-l", str(mnt)], check=False
+        )  # lazy: also when a failed test left a file open
 
 
 def test_disk_full_on_small_tmpfs(small_tmpfs):
@@ -446,15 +478,25 @@ def test_plain_xarray_and_store_readers_mix_in_one_process(tmp_path):
         assert len(r2) == 8
     st = Store.open(path, mode="a")
     ids = [8, 9]
-    st.append(ids, {"emb": np.stack([row(i)[0] for i in ids]), "tokens": [row(i)[1] for i in ids]},
-              coords={"skin": [3, 4], "name": ["img8", "img9"]}, ragged_hw={"tokens": [(row(i)[2], 2) for i in ids]})
+    st.append(
+        ids,
+        {"emb": np.stack([row(i)[0] for i in ids]), "tokens": [row(i)[1] for i in ids]},
+        coords={"skin": [3, 4], "name": ["img8", "img9"]},
+        ragged_hw={"tokens": [(row(i)[2], 2) for i in ids]},
+    )
     st.flush()
-    live = Store.open(path)  # in the writer's process: sees the commit; kept open past the writer's close
+    live = Store.open(
+        path
+    )  # in the writer's process: sees the commit; kept open past the writer's close
     assert len(live) == 10
     st.close()
-    code = f"import xarray as xr; print(xr.open_dataset({path!r}, engine='h5netcdf')['image_id'].size)"
+    code = (
+        f"import xarray as xr; print(xr.open_dataset({path!r}, engine='h5netcdf')['image_id'].size)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.stdout.strip() == "10", res.stderr[-500:]  # no lock of the still-open reader blocks another process
+    assert res.stdout.strip() == "10", res.stderr[
+        -500:
+    ]  # no lock of the still-open reader blocks another process
     assert ds["image_id"].size == 8  # the old file, still open, is intact
     ds.close(), r.close(), live.close()
     assert plain_ids(path) == list(range(10))

@@ -27,7 +27,13 @@ def test_raw_reader_equals_h5py(tmp_path_factory, n, chunk, trailing, dtype, see
     data = (rng.normal(size=(n,) + trailing) * 50).astype(dtype)
     upto = max(1, int(n * written))  # rows past ``upto`` stay unwritten (unallocated chunks)
     with h5py.File(path, "w") as f:
-        ds = f.create_dataset("x", shape=(n,) + trailing, chunks=(chunk,) + trailing, dtype=dtype, maxshape=(None,) + trailing)
+        ds = f.create_dataset(
+            "x",
+            shape=(n,) + trailing,
+            chunks=(chunk,) + trailing,
+            dtype=dtype,
+            maxshape=(None,) + trailing,
+        )
         ds[:upto] = data[:upto]
     with h5py.File(path, "r") as f:
         ds = f["x"]
@@ -43,10 +49,14 @@ def test_raw_reader_equals_h5py(tmp_path_factory, n, chunk, trailing, dtype, see
 def test_raw_reader_declines_what_it_cannot_read(tmp_path):
     path = str(tmp_path / "b.h5")
     with h5py.File(path, "w") as f:
-        f.create_dataset("gz", data=np.arange(20.0).reshape(10, 2), chunks=(4, 2), compression="gzip")
+        f.create_dataset(
+            "gz", data=np.arange(20.0).reshape(10, 2), chunks=(4, 2), compression="gzip"
+        )
         f.create_dataset("contig", data=np.arange(10.0))
         f.create_dataset("split", data=np.arange(20.0).reshape(10, 2), chunks=(4, 1))
-        f.create_dataset("s", data=np.array(["a", "b"], dtype=object), dtype=h5py.string_dtype(), chunks=(1,))
+        f.create_dataset(
+            "s", data=np.array(["a", "b"], dtype=object), dtype=h5py.string_dtype(), chunks=(1,)
+        )
     with h5py.File(path, "r") as f:
         for name in ("gz", "contig", "split", "s"):
             assert RawH5Rows.build(f[name]) is None, name
@@ -65,8 +75,12 @@ def test_store_read_hdf5_equals_zarr(tmp_path, frac):
         with Store.create(p, variables={"e": ("q", "h")}, chunk_rows=16) as s:
             s.append(list(range(n)), {"e": data}, coords={"flag": flags, "skin": np.arange(n) % 10})
         with Store.open(p) as s:
-            out[ext] = (s.read("e", mask=mask), s.read("e", skin=3), s.read("e", ids=[7, 3, 250, 3]),
-                        s.coords["flag"].to_numpy())
+            out[ext] = (
+                s.read("e", mask=mask),
+                s.read("e", skin=3),
+                s.read("e", ids=[7, 3, 250, 3]),
+                s.coords["flag"].to_numpy(),
+            )
     for a, b in zip(out[".zarr"], out[".h5"]):
         np.testing.assert_array_equal(a, b)
     assert out[".h5"][3].dtype == bool
@@ -78,7 +92,9 @@ def test_compressed_store_reads_by_chunk_spans(tmp_path):
     rng = np.random.default_rng(1)
     data = rng.normal(size=(90, 4)).astype(np.float32)
     p = str(tmp_path / "z.h5")
-    with Store.create(p, variables={"e": ("h",)}, dtypes={"e": "float32"}, chunk_rows=8, compressor="zstd") as s:
+    with Store.create(
+        p, variables={"e": ("h",)}, dtypes={"e": "float32"}, chunk_rows=8, compressor="zstd"
+    ) as s:
         s.append(list(range(90)), {"e": data}, coords={"skin": np.arange(90) % 10})
     with Store.open(p) as s:
         assert s._backend.h5["e"].compression == "gzip"

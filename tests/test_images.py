@@ -142,9 +142,13 @@ def test_image_extensions_cover_the_documented_set() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(arrays(np.uint8, st.tuples(st.integers(1, 9), st.integers(1, 9), st.just(3))),
-       st.sampled_from(["png", "bmp", "webp"]))
-def test_lossless_roundtrip_property(tmp_path_factory: pytest.TempPathFactory, arr: np.ndarray, fmt: str) -> None:
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 9), st.integers(1, 9), st.just(3))),
+    st.sampled_from(["png", "bmp", "webp"]),
+)
+def test_lossless_roundtrip_property(
+    tmp_path_factory: pytest.TempPathFactory, arr: np.ndarray, fmt: str
+) -> None:
     p = tmp_path_factory.mktemp("rt") / f"x.{fmt}"
     kw = {"lossless": True} if fmt == "webp" else {}
     Image.fromarray(arr).save(p, **kw)

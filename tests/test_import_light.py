@@ -7,10 +7,7 @@ HEAVY = ("torch", "faiss", "matplotlib", "sklearn", "open_clip")
 
 
 def _imported_after(statement: str) -> list[str]:
-    code = (
-        f"import sys; {statement}; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
+    code = f"import sys; {statement}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -30,8 +27,9 @@ def test_cli_parser_is_light():
 
 
 def test_lazy_attribute_error_names_the_attribute():
-    import embstore
     import pytest
 
+    import embstore
+
     with pytest.raises(AttributeError, match="no_such_name"):
-        embstore.no_such_name  # noqa: B018
+        embstore.no_such_name

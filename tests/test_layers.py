@@ -30,7 +30,9 @@ def cka_reference(X, Y):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    n=st.integers(5, 40), p=st.integers(1, 12), q=st.integers(1, 12),
+    n=st.integers(5, 40),
+    p=st.integers(1, 12),
+    q=st.integers(1, 12),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_cka_matches_reference(n, p, q, seed):
@@ -91,11 +93,17 @@ def _layered_store(path, planted_layer=2, n_layers=4, n_images=160, shift=3.0):
         layers.append(src.query_embeddings + 0.1 * rng.normal(size=src.query_embeddings.shape))
     out = np.stack(layers, axis=1).astype(np.float32)
     st_ = Store.create(
-        str(path), row_dim="image", id_name="image_id",
-        variables={"decoder_output": ("layer", "query", "hidden")}, overwrite=True,
+        str(path),
+        row_dim="image",
+        id_name="image_id",
+        variables={"decoder_output": ("layer", "query", "hidden")},
+        overwrite=True,
     )
-    st_.append(base.images["image_id"].to_numpy(), {"decoder_output": out},
-               coords={"skin": base.images["skin"].to_numpy()})
+    st_.append(
+        base.images["image_id"].to_numpy(),
+        {"decoder_output": out},
+        coords={"skin": base.images["skin"].to_numpy()},
+    )
     st_.close()
     return base
 
@@ -124,8 +132,14 @@ def test_layer_profile_finds_planted_layer(tmp_path):
 def test_layer_profile_plots_and_cka_matrix(tmp_path):
     _layered_store(tmp_path / "l.zarr")
     an = EmbeddingAnalyzer(str(tmp_path / "l.zarr"))
-    t = layer_profile(an, by="skin", metrics=["probe_accuracy", "dispersion"], n_boot=20, min_count=10,
-                      layers=[0, -2])
+    t = layer_profile(
+        an,
+        by="skin",
+        metrics=["probe_accuracy", "dispersion"],
+        n_boot=20,
+        min_count=10,
+        layers=[0, -2],
+    )
     assert set(t["layer"]) == {0, 2} and set(t["metric"]) == {"probe_accuracy", "dispersion"}
     out = plot_layer_profile(t, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000 and out.endswith("p.png")
@@ -157,8 +171,22 @@ def test_cli_layers(tmp_path):
     from embstore.cli import main
 
     _layered_store(tmp_path / "l.zarr", n_images=120)
-    rc = main(["layers", str(tmp_path / "l.zarr"), "--by", "skin", "--out", str(tmp_path / "rep"),
-               "--n-boot", "50", "--n-perm", "19", "--min-count", "10"])
+    rc = main(
+        [
+            "layers",
+            str(tmp_path / "l.zarr"),
+            "--by",
+            "skin",
+            "--out",
+            str(tmp_path / "rep"),
+            "--n-boot",
+            "50",
+            "--n-perm",
+            "19",
+            "--min-count",
+            "10",
+        ]
+    )
     assert rc == 0
     t = pd.read_csv(tmp_path / "rep" / "layer_profile.csv")
     assert set(t["layer"]) == {0, 1, 2, 3}

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 pytest.importorskip("faiss")
 
-from embstore import EmbeddingAnalyzer, Store  # noqa: E402
-from embstore.cli import main  # noqa: E402
-from embstore.discovery.leaks import cross_pairs  # noqa: E402
-from embstore.errors import ValidationError  # noqa: E402
+from embstore import EmbeddingAnalyzer, Store
+from embstore.cli import main
+from embstore.discovery.leaks import cross_pairs
+from embstore.errors import ValidationError
 
 
 def brute(a, b, threshold):
@@ -36,11 +36,18 @@ def near_copies(na, nb, d, noise, seed):
 
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(
-    na=st.integers(1, 40), nb=st.integers(1, 50), d=st.sampled_from([4, 16]),
-    noise=st.sampled_from([0.0, 0.05, 0.3]), threshold=st.sampled_from([0.5, 0.9, 0.95]),
-    row_batch=st.integers(1, 50), block_rows=st.integers(1, 60), seed=st.integers(0, 2**16),
+    na=st.integers(1, 40),
+    nb=st.integers(1, 50),
+    d=st.sampled_from([4, 16]),
+    noise=st.sampled_from([0.0, 0.05, 0.3]),
+    threshold=st.sampled_from([0.5, 0.9, 0.95]),
+    row_batch=st.integers(1, 50),
+    block_rows=st.integers(1, 60),
+    seed=st.integers(0, 2**16),
 )
-def test_exhaustive_pairs_equal_brute_force(na, nb, d, noise, threshold, row_batch, block_rows, seed):
+def test_exhaustive_pairs_equal_brute_force(
+    na, nb, d, noise, threshold, row_batch, block_rows, seed
+):
     a, b = near_copies(na, nb, d, noise, seed)
     want, margin = brute(a, b, threshold)
     assume(margin > 1e-5)
@@ -71,10 +78,18 @@ def split_store(tmp_path):
     perm = rng.permutation(len(x))
     x, split = x[perm], split[perm]
     p = tmp_path / "split.zarr"
-    with Store.create(p, row_dim="image", id_name="image_id", variables={"embedding": ("hidden",)},
-                      dtypes={"embedding": "float32"}) as s:
-        s.append(ids=np.arange(len(x)) * 10, data={"embedding": x},
-                 coords={"split": split, "skin": rng.integers(1, 5, len(x))})
+    with Store.create(
+        p,
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+    ) as s:
+        s.append(
+            ids=np.arange(len(x)) * 10,
+            data={"embedding": x},
+            coords={"split": split, "skin": rng.integers(1, 5, len(x))},
+        )
     return p, x, split
 
 
@@ -94,10 +109,15 @@ def test_analyzer_leaks_equal_brute_force(split_store):
 
 
 def test_leaks_against_another_store_and_self_pairs_dropped(split_store, tmp_path):
-    p, x, split = split_store
+    p, x, _split = split_store
     q = tmp_path / "other.h5"
-    with Store.create(q, row_dim="image", id_name="image_id", variables={"embedding": ("hidden",)},
-                      dtypes={"embedding": "float32"}) as s:
+    with Store.create(
+        q,
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+    ) as s:
         s.append(ids=np.arange(len(x)) * 10, data={"embedding": x})
     an = EmbeddingAnalyzer(p)
     other = an.leaks(q, threshold=0.999)  # a different store: identical rows pair up
@@ -109,14 +129,27 @@ def test_leaks_against_another_store_and_self_pairs_dropped(split_store, tmp_pat
 
 
 def test_leaks_cli(split_store, tmp_path, capsys):
-    p, x, split = split_store
+    p, _x, _split = split_store
     out = tmp_path / "leaks.csv"
-    rc = main(["leaks", str(p), "--query", "split=test", "--against", "split=train",
-               "--threshold", "0.9", "--out", str(out)])
+    rc = main(
+        [
+            "leaks",
+            str(p),
+            "--query",
+            "split=test",
+            "--against",
+            "split=train",
+            "--threshold",
+            "0.9",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
     an = EmbeddingAnalyzer(p)
     want = an.sel(split="test").leaks(an.sel(split="train"), threshold=0.9)
     assert sorted(zip(df["image_id_query"], df["image_id_against"])) == sorted(
-        zip(want["image_id_query"], want["image_id_against"]))
+        zip(want["image_id_query"], want["image_id_against"])
+    )
     assert "leaking pairs" in capsys.readouterr().out

@@ -61,8 +61,12 @@ def make_detr_dir(root: Path, marker: Path | None = None) -> dict:
     good = (root / pt_filename(1)).read_bytes()
     (root / pt_filename(6)).write_bytes(good[: len(good) // 2])
     ids.append(6)
-    meta = {"image_ids": ids, "num_images": len(ids), "extract_type": "all",
-            "embedding_keys": list(originals[1])}
+    meta = {
+        "image_ids": ids,
+        "num_images": len(ids),
+        "extract_type": "all",
+        "embedding_keys": list(originals[1]),
+    }
     (root / "metadata.json").write_text(json.dumps(meta))
     return originals
 
@@ -92,9 +96,16 @@ def test_import_detr_dir_values_missing_unreadable_resume_export(tmp_path):
     assert pt_filename(5) in bad[str(src / pt_filename(5))]
     with Store.open(out) as st:
         assert st.ids.tolist() == [1, 2, 3]
-        assert set(st.variables) == {"query_embeddings", "decoder_output", "pred_logits", "pred_boxes"}
-        assert st.ragged_variables == {"encoder_output": ("token", "hidden"),
-                                       "backbone_features": ("channel", "y", "x")}
+        assert set(st.variables) == {
+            "query_embeddings",
+            "decoder_output",
+            "pred_logits",
+            "pred_boxes",
+        }
+        assert st.ragged_variables == {
+            "encoder_output": ("token", "hidden"),
+            "backbone_features": ("channel", "y", "x"),
+        }
         for pos, iid in enumerate([1, 2, 3]):
             for k in st.variables:
                 np.testing.assert_array_equal(st[k].values[pos], orig[iid][k].numpy())
@@ -124,14 +135,19 @@ def test_import_without_metadata_uses_file_names(tmp_path):
     src = tmp_path / "d"
     orig = make_detr_dir(src)
     (src / "metadata.json").unlink()
-    rep = import_detr_dir(src, tmp_path / "s.zarr", variables=["query_embeddings"],
-                          dtypes={"query_embeddings": "float16"})
+    rep = import_detr_dir(
+        src,
+        tmp_path / "s.zarr",
+        variables=["query_embeddings"],
+        dtypes={"query_embeddings": "float16"},
+    )
     assert rep.imported == 3 and len(rep.unreadable) == 1
     with Store.open(tmp_path / "s.zarr") as st:
         assert list(st.variables) == ["query_embeddings"] and not st.ragged_variables
         assert st.dtypes["query_embeddings"] == "float16"
-        np.testing.assert_allclose(st.query_embeddings.values[0],
-                                   orig[1]["query_embeddings"].numpy(), atol=2e-3)
+        np.testing.assert_allclose(
+            st.query_embeddings.values[0], orig[1]["query_embeddings"].numpy(), atol=2e-3
+        )
     with pytest.raises(DatasetError, match="no metadata.json"):
         import_detr_dir(tmp_path / "s.zarr", tmp_path / "t.zarr")
 
@@ -155,10 +171,19 @@ def test_cli_import_legacy(tmp_path, capsys):
 def _face_store(path: Path, emb: np.ndarray, l2: bool | None = None) -> None:
     n = len(emb)
     attrs = {} if l2 is None else {"l2_norm": l2}
-    with Store.create(path, row_dim="image", id_name="index", variables={"embedding": ("hidden",)},
-                      dtypes={"embedding": "float32"}, attrs=attrs) as st:
-        st.append(np.arange(n) * 3, {"embedding": emb},
-                  coords={"path": np.array([f"/data/faces/{i:05d}.jpg" for i in range(n)])})
+    with Store.create(
+        path,
+        row_dim="image",
+        id_name="index",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+        attrs=attrs,
+    ) as st:
+        st.append(
+            np.arange(n) * 3,
+            {"embedding": emb},
+            coords={"path": np.array([f"/data/faces/{i:05d}.jpg" for i in range(n)])},
+        )
 
 
 def _check_same_face(a: Path, b: Path) -> None:
@@ -173,7 +198,11 @@ def test_face_npy_merged_roundtrip(tmp_path):
     emb = rng.standard_normal((7, 16)).astype(np.float32)
     _face_store(tmp_path / "a.zarr", emb)
     files = export_face_npy(tmp_path / "a.zarr", tmp_path / "npy")
-    assert sorted(Path(f).name for f in files) == ["final_embs.npy", "final_fpaths.npy", "final_indices.npy"]
+    assert sorted(Path(f).name for f in files) == [
+        "final_embs.npy",
+        "final_fpaths.npy",
+        "final_indices.npy",
+    ]
     np.testing.assert_array_equal(np.load(tmp_path / "npy" / "final_embs.npy"), emb)
     assert np.load(tmp_path / "npy" / "final_indices.npy").tolist() == [0, 3, 6, 9, 12, 15, 18]
     fp = np.load(tmp_path / "npy" / "final_fpaths.npy", allow_pickle=False)
@@ -190,10 +219,20 @@ def test_face_npy_split_and_normalized(tmp_path, capsys):
     emb = rng.standard_normal((10, 8)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     _face_store(tmp_path / "a.zarr", emb, l2=True)
-    rc = main(["export-face-npy", str(tmp_path / "a.zarr"), str(tmp_path / "npy"), "--split-threshold", "4"])
+    rc = main(
+        [
+            "export-face-npy",
+            str(tmp_path / "a.zarr"),
+            str(tmp_path / "npy"),
+            "--split-threshold",
+            "4",
+        ]
+    )
     assert rc == 0
     names = sorted(p.name for p in (tmp_path / "npy").iterdir())
-    assert names == sorted([f"{s}_{i}.npy" for s in ("embs_norm", "fpaths", "indices") for i in range(3)])
+    assert names == sorted(
+        [f"{s}_{i}.npy" for s in ("embs_norm", "fpaths", "indices") for i in range(3)]
+    )
     assert [len(np.load(tmp_path / "npy" / f"embs_norm_{i}.npy")) for i in range(3)] == [4, 4, 2]
     rc = main(["import-face-npy", str(tmp_path / "npy"), str(tmp_path / "b.zarr")])
     assert rc == 0 and "imported 10 rows from 3 file set(s)" in capsys.readouterr().out
@@ -215,8 +254,12 @@ def test_face_npy_object_paths_need_allow_pickle(tmp_path):
         assert st.coords["path"].tolist() == ["a.jpg", "b.jpg"] and st.ids.tolist() == [0, 1]
 
 
-@given(n=st_.integers(1, 9), d=st_.integers(1, 6), threshold=st_.integers(1, 10),
-       seed=st_.integers(0, 2**16))
+@given(
+    n=st_.integers(1, 9),
+    d=st_.integers(1, 6),
+    threshold=st_.integers(1, 10),
+    seed=st_.integers(0, 2**16),
+)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_face_npy_roundtrip_property(n, d, threshold, seed):
     emb = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
@@ -295,8 +338,12 @@ def test_siglip_cache_bad_header(tmp_path):
         import_siglip_cache(d, tmp_path / "s.zarr")
 
 
-@given(rows=st_.sets(st_.tuples(st_.integers(0, 2**39 - 1), st_.integers(0, 2**24 - 1)), min_size=1, max_size=6),
-       seed=st_.integers(0, 1000))
+@given(
+    rows=st_.sets(
+        st_.tuples(st_.integers(0, 2**39 - 1), st_.integers(0, 2**24 - 1)), min_size=1, max_size=6
+    ),
+    seed=st_.integers(0, 1000),
+)
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_siglip_cache_roundtrip_property(rows, seed):
     with tempfile.TemporaryDirectory() as tmp:
@@ -322,4 +369,6 @@ def test_hdf5_store_roundtrips(tmp_path):
     rep = import_detr_dir(src, tmp_path / "d.h5")
     assert rep.imported == 3
     with Store.open(tmp_path / "d.h5") as st:
-        np.testing.assert_array_equal(st.get_ragged("encoder_output", 2), orig[2]["encoder_output"].numpy())
+        np.testing.assert_array_equal(
+            st.get_ragged("encoder_output", 2), orig[2]["encoder_output"].numpy()
+        )

@@ -85,9 +85,14 @@ def big_store(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("cap") / "big.zarr"
     rng = np.random.default_rng(0)
-    st_ = Store.create(path, row_dim="image", id_name="image_id",
-                       variables={"query_embeddings": ("query", "hidden")},
-                       dtypes={"query_embeddings": DTYPE}, chunk_rows=128)
+    st_ = Store.create(
+        path,
+        row_dim="image",
+        id_name="image_id",
+        variables={"query_embeddings": ("query", "hidden")},
+        dtypes={"query_embeddings": DTYPE},
+        chunk_rows=128,
+    )
     col0 = 0.0
     for start in range(0, N_IMAGES, 512):
         x = rng.normal(size=(512, N_QUERY, HIDDEN)).astype(DTYPE)
@@ -105,12 +110,20 @@ def test_pool_search_dedup_under_memory_cap(big_store):
     path, col0 = big_store
     data_bytes = N_IMAGES * N_QUERY * HIDDEN * np.dtype(DTYPE).itemsize
     assert data_bytes >= 3 * BUDGET
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="1",
-               MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072",
-               DASK_SCHEDULER="synchronous")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MALLOC_ARENA_MAX="1",
+        MALLOC_MMAP_THRESHOLD_="131072",
+        MALLOC_TRIM_THRESHOLD_="131072",
+        DASK_SCHEDULER="synchronous",
+    )
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, path, str(BUDGET), str(data_bytes)],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -43,9 +43,14 @@ def photos() -> list:
 def _hooked(model, layers, batch, forward=None):
     got = {}
     mods = dict(model.named_modules())
-    handles = [mods[name].register_forward_hook(
-        lambda m, a, o, name=name: got.__setitem__(name, (o[0] if isinstance(o, tuple) else o).detach()))
-        for name in layers]
+    handles = [
+        mods[name].register_forward_hook(
+            lambda m, a, o, name=name: got.__setitem__(
+                name, (o[0] if isinstance(o, tuple) else o).detach()
+            )
+        )
+        for name in layers
+    ]
     try:
         with torch.no_grad():
             (forward or model)(batch)
@@ -79,12 +84,21 @@ def test_torchvision_matches_direct_hooked_forward(r18, photos):
     np.testing.assert_allclose(np.stack(out["avgpool"]), want["avgpool"].numpy(), atol=1e-5)
     np.testing.assert_allclose(out["fc"], want["fc"].numpy(), atol=1e-4)
     assert ex.variables == {"fc": ("fc_feature",)}
-    assert ex.ragged == {"layer4": ("layer4_channel", "y", "x"), "avgpool": ("avgpool_channel", "y", "x")}
+    assert ex.ragged == {
+        "layer4": ("layer4_channel", "y", "x"),
+        "avgpool": ("avgpool_channel", "y", "x"),
+    }
     attrs = ex.store_attrs
     assert attrs["model_spec"] == "torchvision:resnet18" and len(attrs["weights_sha256"]) == 64
     assert attrs["preprocessing"]["weights_transforms"] == "ResNet18_Weights.IMAGENET1K_V1"
-    assert attrs["library_versions"]["torchvision"] and attrs["layers"] == ["layer4", "avgpool", "fc"]
-    pooled = ModelExtractor("torchvision:resnet18", "layer4", r18, pool="max").extract_images(photos)
+    assert attrs["library_versions"]["torchvision"] and attrs["layers"] == [
+        "layer4",
+        "avgpool",
+        "fc",
+    ]
+    pooled = ModelExtractor("torchvision:resnet18", "layer4", r18, pool="max").extract_images(
+        photos
+    )
     np.testing.assert_allclose(pooled["layer4"], want["layer4"].amax(dim=(2, 3)).numpy(), atol=1e-5)
 
 
@@ -105,7 +119,9 @@ def test_timm_matches_direct_hooked_forward(tmp_path, photos):
     np.testing.assert_allclose(out["blocks.11"], want["blocks.11"][:, 0].numpy(), atol=2e-5)
     np.testing.assert_allclose(out["head"], want["head"].numpy(), atol=2e-5)
     assert ex.variables == {"blocks.11": ("blocks.11_feature",), "head": ("head_feature",)}
-    tokens = ModelExtractor("timm:vit_tiny_patch16_224", ["blocks.11"], path).extract_images(photos[:1])
+    tokens = ModelExtractor("timm:vit_tiny_patch16_224", ["blocks.11"], path).extract_images(
+        photos[:1]
+    )
     assert tokens["blocks.11"][0].shape == (197, 192)
     np.testing.assert_allclose(tokens["blocks.11"][0], want["blocks.11"][0].numpy(), atol=2e-5)
     assert ex.store_attrs["preprocessing"]["data_config"]["interpolation"] == "bicubic"
@@ -117,29 +133,43 @@ def test_open_clip_matches_direct_hooked_forward(tmp_path, photos):
 
     name = register_tiny_config()
     path = save_random_weights(tmp_path / "tiny.pt", name, seed=3)
-    ex = ModelExtractor(f"open_clip:{name}", ["visual", "visual.transformer.resblocks.1"], path, pool="mean")
+    ex = ModelExtractor(
+        f"open_clip:{name}", ["visual", "visual.transformer.resblocks.1"], path, pool="mean"
+    )
     out = ex.extract_images(photos)
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(path))
     model.eval()
     batch = torch.stack([preprocess(p) for p in photos])
-    want = _hooked(model, ["visual", "visual.transformer.resblocks.1"], batch, forward=model.encode_image)
+    want = _hooked(
+        model, ["visual", "visual.transformer.resblocks.1"], batch, forward=model.encode_image
+    )
     np.testing.assert_allclose(out["visual"], want["visual"].numpy(), atol=2e-5)
     blk = want["visual.transformer.resblocks.1"]
     tok_axis = 1 if blk.shape[0] == len(photos) else 0
-    np.testing.assert_allclose(out["visual.transformer.resblocks.1"], blk.mean(dim=tok_axis).numpy(), atol=2e-5)
+    np.testing.assert_allclose(
+        out["visual.transformer.resblocks.1"], blk.mean(dim=tok_axis).numpy(), atol=2e-5
+    )
     assert ex.store_attrs["source"] == "open_clip"
 
 
 def test_hf_directory_matches_direct_hooked_forward(tmp_path, photos):
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, image_size=64, patch_size=16)
+    cfg = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=64,
+        patch_size=16,
+    )
     torch.manual_seed(2)
     ref = transformers.ViTModel(cfg).eval()
     proc = transformers.ViTImageProcessor(size={"height": 64, "width": 64})
     ref.save_pretrained(tmp_path / "vit")
     proc.save_pretrained(tmp_path / "vit")
-    block = "layers.1" if "layers.1" in dict(ref.named_modules()) else "encoder.layer.1"  # transformers 5 / 4
+    block = (
+        "layers.1" if "layers.1" in dict(ref.named_modules()) else "encoder.layer.1"
+    )  # transformers 5 / 4
     ex = ModelExtractor(f"hf:{tmp_path / 'vit'}", [block, "pooler"], pool="cls")
     out = ex.extract_images(photos)
     batch = proc(images=photos, return_tensors="pt")["pixel_values"]
@@ -179,8 +209,24 @@ def test_cli_extract_model_resume_and_layers(tmp_path, r18, photos, capsys):
     for name, p in zip(PHOTOS, photos):
         p.resize((p.width // 2, p.height // 2)).save(imgs / f"{name}.png")
     out = tmp_path / "r18.zarr"
-    base = ["extract", "model", "--model", "torchvision:resnet18", "--weights", str(r18), "--images", str(imgs),
-            "--out", str(out), "--device", "cpu", "--batch-size", "2", "--dtype", "float32"]
+    base = [
+        "extract",
+        "model",
+        "--model",
+        "torchvision:resnet18",
+        "--weights",
+        str(r18),
+        "--images",
+        str(imgs),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--dtype",
+        "float32",
+    ]
     assert main(base + ["--layers", "layer4,avgpool", "--pool", "mean", "--limit", "1"]) == 0
     assert main(base + ["--layers", "layer4,avgpool", "--pool", "mean"]) == 0
     assert "1 already in the store" in capsys.readouterr().out
@@ -192,7 +238,9 @@ def test_cli_extract_model_resume_and_layers(tmp_path, r18, photos, capsys):
     for image_id in st.ids.tolist():
         with Image.open(imgs / image_id) as im:
             want = direct.extract_images([im.convert("RGB")])["layer4"][0]
-        np.testing.assert_allclose(an.vectors("layer4").sel(image_id=image_id).values.ravel(), want, atol=1e-5)
+        np.testing.assert_allclose(
+            an.vectors("layer4").sel(image_id=image_id).values.ravel(), want, atol=1e-5
+        )
     assert main(base + ["--layers", "layer3", "--pool", "mean"]) == 2  # other layers: refused
     assert "layers" in capsys.readouterr().err
     assert main(["models", "layers", "torchvision:resnet18", "--depth", "1"]) == 0
@@ -209,7 +257,9 @@ def test_ragged_feature_maps_in_store(tmp_path, r18, photos):
     for name, p in zip(PHOTOS[:2], photos):
         p.save(imgs / f"{name}.png")
     ex = ModelExtractor("torchvision:resnet18", ["layer3"], r18)
-    with Store.create(tmp_path / "m.zarr", variables=ex.variables, ragged=ex.ragged, dtypes=ex.dtypes) as st:
+    with Store.create(
+        tmp_path / "m.zarr", variables=ex.variables, ragged=ex.ragged, dtypes=ex.dtypes
+    ) as st:
         run_extraction(ex, folder_dataset(imgs), st, batch_size=2)
     st = Store.open(tmp_path / "m.zarr")
     for image_id in st.ids.tolist():

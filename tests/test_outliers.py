@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("faiss")
 
-from embstore import EmbeddingAnalyzer, Store  # noqa: E402
-from embstore.discovery.outliers import WIDEN_FACTOR, outlier_scores  # noqa: E402
-from embstore.errors import ReadOnlyStoreError, ValidationError  # noqa: E402
+from embstore import EmbeddingAnalyzer, Store
+from embstore.discovery.outliers import WIDEN_FACTOR, outlier_scores
+from embstore.errors import ReadOnlyStoreError, ValidationError
 
 
 def brute_scores(x, k, metric="cosine"):
@@ -45,9 +45,14 @@ def planted(n_in=300, n_out=6, d=32, seed=0):
 
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(
-    n=st.integers(2, 60), d=st.sampled_from([3, 8]), k=st.integers(1, 8),
-    row_batch=st.integers(1, 70), block_rows=st.integers(1, 70), dup=st.booleans(),
-    metric=st.sampled_from(["cosine", "l2"]), seed=st.integers(0, 2**16),
+    n=st.integers(2, 60),
+    d=st.sampled_from([3, 8]),
+    k=st.integers(1, 8),
+    row_batch=st.integers(1, 70),
+    block_rows=st.integers(1, 70),
+    dup=st.booleans(),
+    metric=st.sampled_from(["cosine", "l2"]),
+    seed=st.integers(0, 2**16),
 )
 def test_scores_equal_brute_force(n, d, k, row_batch, block_rows, dup, metric, seed):
     rng = np.random.default_rng(seed)
@@ -75,10 +80,18 @@ def store(tmp_path):
     n = len(x)
     rng = np.random.default_rng(1)
     p = tmp_path / "o.zarr"
-    with Store.create(p, row_dim="image", id_name="image_id", variables={"embedding": ("hidden",)},
-                      dtypes={"embedding": "float32"}) as s:
-        s.append(ids=np.arange(100, 100 + n), data={"embedding": x},
-                 coords={"skin": rng.integers(1, 4, n), "outlier_truth": is_out.astype(np.int8)})
+    with Store.create(
+        p,
+        row_dim="image",
+        id_name="image_id",
+        variables={"embedding": ("hidden",)},
+        dtypes={"embedding": "float32"},
+    ) as s:
+        s.append(
+            ids=np.arange(100, 100 + n),
+            data={"embedding": x},
+            coords={"skin": rng.integers(1, 4, n), "outlier_truth": is_out.astype(np.int8)},
+        )
     return p, x, is_out
 
 
@@ -116,20 +129,23 @@ def test_per_group_view_equals_brute_force_within_groups(store):
 
 
 def test_scores_written_back_as_coordinate(store):
-    p, x, _ = store
+    p, _x, _ = store
     with pytest.raises(ReadOnlyStoreError, match="mode='a'"):
         EmbeddingAnalyzer(p).outliers(k=3, coord="outlier_score")
     with Store.open(p, mode="a") as s:
         df = EmbeddingAnalyzer(s).outliers(k=3, coord="outlier_score")
     got = Store.open(p).coords["outlier_score"]
     pd.testing.assert_series_equal(
-        got.sort_index(), df.set_index("image_id")["score"].sort_index(), check_names=False,
-        check_dtype=False, check_index_type=False,
+        got.sort_index(),
+        df.set_index("image_id")["score"].sort_index(),
+        check_names=False,
+        check_dtype=False,
+        check_index_type=False,
     )
 
 
 def test_selection_and_errors(store):
-    p, x, _ = store
+    p, _x, _ = store
     an = EmbeddingAnalyzer(p)
     sub = an.sel(skin=2)
     df = sub.outliers(k=3)
@@ -178,8 +194,12 @@ def test_ivf_scores_only_overestimate_and_refine_restores_the_exact_top(store):
     widened = np.argsort(-raw, kind="stable")[: 40 * WIDEN_FACTOR]
     rest = np.setdiff1d(np.arange(len(x)), widened)
     np.testing.assert_array_equal(got[rest], raw[rest])  # ...the others are untouched
-    assert np.all(got >= exact - 1e-5) and np.all(got <= raw + 1e-6)  # still upper bounds, never worse
-    assert np.abs(got - exact).sum() < np.abs(raw - exact).sum()  # the wider search found missed neighbours
+    assert np.all(got >= exact - 1e-5) and np.all(
+        got <= raw + 1e-6
+    )  # still upper bounds, never worse
+    assert (
+        np.abs(got - exact).sum() < np.abs(raw - exact).sum()
+    )  # the wider search found missed neighbours
     # ...then the 40 highest of those are re-scored exactly
     assert np.isclose(got, exact, rtol=1e-4, atol=1e-5)[widened].sum() >= 40
     assert set(ref.head(is_out.sum()).index) == set(np.flatnonzero(is_out))

@@ -30,7 +30,9 @@ def test_python_floor_matches_zarr3():
 def test_extras_offer_umap_and_torch_as_a_range():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert any(req.startswith("umap-learn") for req in extras["viz"])
-    torch_req = next(r for r in extras["extract"] if r.startswith("torch") and not r.startswith("torchvision"))
+    torch_req = next(
+        r for r in extras["extract"] if r.startswith("torch") and not r.startswith("torchvision")
+    )
     assert "==" not in torch_req
     assert "torch==" in (ROOT / "Makefile").read_text()  # the exact pin for reproducible tests
     for name in ("pydata-sphinx-theme", "sphinx-argparse", "sphinx-gallery"):

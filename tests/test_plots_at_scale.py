@@ -28,8 +28,9 @@ MAX_PX = 2400  # 16 inches at 150 dpi
 def forty():
     data = make_synthetic_facet(600, skins=SKINS, lighting_p=LIGHT_P, seed=0)
     X = data.query_embeddings.mean(axis=1)
-    res = group_statistics(X, data.images, ["skin", "lighting"], n_boot=10, n_perm=9, min_count=5,
-                           probe_folds=2)
+    res = group_statistics(
+        X, data.images, ["skin", "lighting"], n_boot=10, n_perm=9, min_count=5, probe_folds=2
+    )
     return data, X, res
 
 
@@ -52,8 +53,12 @@ def test_bars_of_forty_groups_are_small_multiples_on_one_scale(forty, tmp_path):
     _, _, res = forty
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = plots._group_bars_figure(res.table, "dist_to_others", ["skin", "lighting"], None, None, None, 150)
-        path = plots.plot_group_bars(res.table, "dist_to_others", tmp_path / "bars.png", by=["skin", "lighting"])
+        fig = plots._group_bars_figure(
+            res.table, "dist_to_others", ["skin", "lighting"], None, None, None, 150
+        )
+        path = plots.plot_group_bars(
+            res.table, "dist_to_others", tmp_path / "bars.png", by=["skin", "lighting"]
+        )
     drawn = [ax for ax in fig.axes if ax.patches]
     assert len(drawn) == 12  # skin, lighting, and one panel per skin tone of skin*lighting
     assert max(len(ax.patches) for ax in drawn) <= 12
@@ -97,7 +102,9 @@ def test_vector_formats(forty, tmp_path, fmt, magic):
     from embstore.fairness import plots
 
     _, X, res = forty
-    path = plots.plot_group_bars(res.table, "dispersion", tmp_path / f"b.{fmt}", by=["skin"], groupings=["skin"])
+    path = plots.plot_group_bars(
+        res.table, "dispersion", tmp_path / f"b.{fmt}", by=["skin"], groupings=["skin"]
+    )
     assert open(path, "rb").read(8).startswith(magic)
     with pytest.raises(ValidationError, match="jpg"):
         plots.plot_projection(X, np.zeros(len(X)), tmp_path / "p.jpg")
@@ -112,9 +119,16 @@ def test_forty_group_report_has_no_layout_warnings(tmp_path):
     write_synthetic_store(data, tmp_path / "s.zarr", image_dir=tmp_path / "images")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        rep = write_fairness_report(EmbeddingAnalyzer(str(tmp_path / "s.zarr")), ["skin", "lighting"],
-                                    tmp_path / "report", n_boot=20, n_perm=9, min_count=5, probe_folds=2,
-                                    image_root=str(tmp_path / "images"))
+        rep = write_fairness_report(
+            EmbeddingAnalyzer(str(tmp_path / "s.zarr")),
+            ["skin", "lighting"],
+            tmp_path / "report",
+            n_boot=20,
+            n_perm=9,
+            min_count=5,
+            probe_folds=2,
+            image_root=str(tmp_path / "images"),
+        )
     pngs = [p for p in rep.files.values() if str(p).endswith(".png")]
     assert len(pngs) >= 12
     for p in pngs:
@@ -131,9 +145,26 @@ def test_cli_format_svg(tmp_path):
 
     data = make_synthetic_facet(120, skins=(1, 2, 3), seed=2)
     write_synthetic_store(data, tmp_path / "s.zarr")
-    rc = main(["fairness", str(tmp_path / "s.zarr"), "--by", "skin", "--out", str(tmp_path / "r"),
-               "--n-boot", "10", "--n-perm", "9", "--min-count", "8", "--format", "svg", "--no-detection",
-               "--no-gallery"])
+    rc = main(
+        [
+            "fairness",
+            str(tmp_path / "s.zarr"),
+            "--by",
+            "skin",
+            "--out",
+            str(tmp_path / "r"),
+            "--n-boot",
+            "10",
+            "--n-perm",
+            "9",
+            "--min-count",
+            "8",
+            "--format",
+            "svg",
+            "--no-detection",
+            "--no-gallery",
+        ]
+    )
     assert rc == 0
     svgs = sorted(p.name for p in (tmp_path / "r").glob("*.svg"))
     assert "heatmap_skin.svg" in svgs and "bars_dist_to_others.svg" in svgs

@@ -57,9 +57,7 @@ def batches(draw):
     c = draw(st.integers(2, 5))
     dtype = draw(st.sampled_from([np.float16, np.float32]))
     x = draw(arrays(dtype, (rows, q, d), elements=st.floats(-100, 100, width=16)))
-    logits = draw(
-        arrays(np.float32, (rows, q, c), elements=st.floats(-30, 30, width=32))
-    )
+    logits = draw(arrays(np.float32, (rows, q, c), elements=st.floats(-30, 30, width=32)))
     return x, logits
 
 
@@ -113,7 +111,8 @@ def test_lazy_dataarray_equals_numpy_kernel(batch, method):
     rows, q, d = x.shape
     k = max(1, q // 2) if method == "topk" else None
     arr = xr.DataArray(
-        da.from_array(x, chunks=(2, q, d)), dims=("image", "query", "hidden"),
+        da.from_array(x, chunks=(2, q, d)),
+        dims=("image", "query", "hidden"),
         coords={"image_id": ("image", np.arange(rows) + 10)},
     )
     lg = xr.DataArray(da.from_array(logits, chunks=(3, q, -1)), dims=("image", "query", "class"))
@@ -139,7 +138,9 @@ def test_confidence_of_certain_background_equals_mean():
     logits = np.zeros((2, 4, 3), np.float32)
     logits[..., -1] = 300.0  # p(no-object) = 1 in float32: all scores 0
     assert np.all(query_scores(logits) == 0)
-    np.testing.assert_allclose(pool_array(x, "confidence", logits=logits), x.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        pool_array(x, "confidence", logits=logits), x.mean(axis=1), rtol=1e-6
+    )
 
 
 def test_confidence_prefers_confident_queries():
@@ -184,7 +185,12 @@ def test_bad_arguments_raise_helpful_errors():
     with pytest.raises(ValidationError, match="cannot pool over"):
         pool_dataarray(arr, "token")
     with pytest.raises(ValidationError, match="pools over 'query' only"):
-        pool_dataarray(arr, ("query", "hidden"), "confidence", logits=xr.DataArray(lg, dims=("image", "query", "class")))
+        pool_dataarray(
+            arr,
+            ("query", "hidden"),
+            "confidence",
+            logits=xr.DataArray(lg, dims=("image", "query", "class")),
+        )
 
 
 def test_parse_pool_specs():

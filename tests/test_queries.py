@@ -34,10 +34,15 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo_store(tiny, tmp_path_factory):
-    name, weights, ex = tiny
+    _name, _weights, ex = tiny
     d = tmp_path_factory.mktemp("q")
-    photos = {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea(),
-              "rocket": skdata.rocket(), "camera": np.stack([skdata.camera()] * 3, -1)}
+    photos = {
+        "astronaut": skdata.astronaut(),
+        "coffee": skdata.coffee(),
+        "chelsea": skdata.chelsea(),
+        "rocket": skdata.rocket(),
+        "camera": np.stack([skdata.camera()] * 3, -1),
+    }
     paths = []
     for nm, arr in photos.items():
         p = d / f"{nm}.png"
@@ -49,10 +54,19 @@ def photo_store(tiny, tmp_path_factory):
     images += [im.crop((0, 0, im.width // 2, im.height // 2)) for im in images[:5]]
     emb = ex.extract_images(images)["embedding"]
     sp = d / "s.zarr"
-    with Store.create(sp, row_dim="image", id_name="image_id", variables=dict(ex.variables),
-                      dtypes=dict(ex.dtypes), attrs=ex.provenance()) as st:
-        st.append(ids=np.arange(len(images)), data={"embedding": emb},
-                  coords={"skin": np.arange(len(images)) % 3 + 1})
+    with Store.create(
+        sp,
+        row_dim="image",
+        id_name="image_id",
+        variables=dict(ex.variables),
+        dtypes=dict(ex.dtypes),
+        attrs=ex.provenance(),
+    ) as st:
+        st.append(
+            ids=np.arange(len(images)),
+            data={"embedding": emb},
+            coords={"skin": np.arange(len(images)) % 3 + 1},
+        )
     return sp, paths, emb
 
 
@@ -110,7 +124,9 @@ def test_missing_or_changed_weights_name_the_file(tiny, photo_store, tmp_path):
         st.update_attrs(pretrained=str(tmp_path / "gone" / "tiny.pt"))
     with pytest.raises(CheckpointError, match=r"gone/tiny\.pt.*not found"):
         EmbeddingAnalyzer(moved).search_text("coffee")
-    df = EmbeddingAnalyzer(moved).search_text("coffee", k=1, weights=weights)  # moved weights: found again
+    df = EmbeddingAnalyzer(moved).search_text(
+        "coffee", k=1, weights=weights
+    )  # moved weights: found again
     assert len(df) == 1
     other = tmp_path / "other.pt"
     other.write_bytes(b"not the same" + bytes(10))

@@ -43,10 +43,12 @@ DUMMY_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
@@ -68,13 +70,16 @@ def s3_endpoint():
         finally:
             server.stop()
 
+
 @pytest.fixture
 def storage_options(s3_endpoint):
     return {"key": "testing", "secret": "testing", "endpoint_url": s3_endpoint}
 
+
 @pytest.fixture
 def url():
     return f"s3://{BUCKET}/{uuid.uuid4().hex}/run.zarr"
+
 
 # --------------------------------------------------------------------------- #
 # deterministic rows: every value is a function of the row id
@@ -86,12 +91,15 @@ def row_values(ids) -> dict[str, np.ndarray]:
     boxes = np.tile((ids[:, None, None] % 7).astype(np.float32) / 7, (1, Q, 4))
     return {"query_embeddings": q, "pred_boxes": boxes}
 
+
 def row_coords(ids) -> dict[str, np.ndarray]:
     ids = np.asarray(ids, dtype=np.int64)
     return {"skin": SKINS[ids % 4], "lighting": LIGHTS[ids % 2]}
 
+
 def ragged_rows(ids) -> list[np.ndarray]:
     return [np.full((2 + int(i) % 3, H), float(i), dtype=np.float32) for i in ids]
+
 
 def create(url, storage_options, **kw):
     return Store.create(
@@ -105,8 +113,10 @@ def create(url, storage_options, **kw):
         **kw,
     )
 
+
 def append(st, ids):
     st.append(ids, row_values(ids), coords=row_coords(ids))
+
 
 # --------------------------------------------------------------------------- #
 # tests
@@ -145,6 +155,7 @@ def test_create_append_open_select(url, storage_options):
     finally:
         st.close()
 
+
 def test_resume_appends_only_missing(url, storage_options):
     all_ids = list(range(100, 112))
     with create(url, storage_options) as st:
@@ -159,6 +170,7 @@ def test_resume_appends_only_missing(url, storage_options):
         np.testing.assert_array_equal(
             st.query_embeddings.values, row_values(all_ids)["query_embeddings"]
         )
+
 
 def test_lock_and_refresh_across_clients(url, storage_options):
     """Two independent S3 clients (as in two processes): lock and fresh listings."""
@@ -184,6 +196,7 @@ def test_lock_and_refresh_across_clients(url, storage_options):
     with Store.open(url, mode="a", storage_options=storage_options) as st:  # lock released
         assert len(st) == 8
 
+
 def test_exists_and_not_found(url, storage_options):
     with pytest.raises(StoreNotFoundError):
         Store.open(url, storage_options=storage_options)
@@ -194,6 +207,7 @@ def test_exists_and_not_found(url, storage_options):
         append(st, np.arange(3))
     with Store.open(url, storage_options=storage_options) as st:
         assert len(st) == 3
+
 
 def test_ragged_tables_blobs_attrs(url, storage_options):
     import pandas as pd
@@ -228,6 +242,7 @@ def test_ragged_tables_blobs_attrs(url, storage_options):
         assert st.read_blob("absent") is None
         assert st.attrs["model"] == "tiny"
 
+
 def test_search_index_saved_and_loaded_on_s3(url, storage_options, monkeypatch):
     pytest.importorskip("faiss")
     from embstore import EmbeddingAnalyzer
@@ -250,6 +265,7 @@ def test_search_index_saved_and_loaded_on_s3(url, storage_options, monkeypatch):
         assert hits["image_id"].tolist()[0] == 5
         assert hits["score"].tolist()[0] == pytest.approx(0.0, abs=1e-4)
 
+
 TOTAL = 40  # rows of the interrupted run (4 per commit)
 
 WRITER = textwrap.dedent(
@@ -270,6 +286,7 @@ WRITER = textwrap.dedent(
     """
 )
 
+
 def _start_writer(url, endpoint):
     code = WRITER.format(tests=os.path.dirname(os.path.abspath(__file__)), total=TOTAL)
     env = dict(os.environ, **DUMMY_ENV)
@@ -284,6 +301,7 @@ def _start_writer(url, endpoint):
         env=env,
     )
 
+
 def _kill_after_commits(proc, n_lines, extra_delay):
     """Read ``n_lines`` commit reports, wait a little more, then SIGKILL."""
     committed = 0
@@ -297,6 +315,7 @@ def _kill_after_commits(proc, n_lines, extra_delay):
     proc.wait(timeout=30)
     return committed
 
+
 def _check_committed(url, storage_options, at_least):
     with Store.open(url, storage_options=storage_options) as st:
         ids = st.ids.tolist()
@@ -308,6 +327,7 @@ def _check_committed(url, storage_options, at_least):
         np.testing.assert_array_equal(st.pred_boxes.values, row_values(ids)["pred_boxes"])
         assert st.missing(range(TOTAL)) == list(range(len(ids), TOTAL))
         return len(ids)
+
 
 def test_killed_writer_keeps_committed_rows(url, storage_options, s3_endpoint):
     """SIGKILL a writer subprocess mid-append; committed rows survive, resume finishes."""

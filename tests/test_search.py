@@ -116,12 +116,18 @@ def test_approximate_recall_at_10(kind):
 
 def test_ivf_nlist_and_training_from_stream():
     x = _clustered(1000)
-    idx = build_index(lambda r: ((s, x[s : s + r]) for s in range(0, 1000, r)), kind="ivf",
-                      nlist=10, train_rows=500, device="cpu", block_rows=100)
+    idx = build_index(
+        lambda r: ((s, x[s : s + r]) for s in range(0, 1000, r)),
+        kind="ivf",
+        nlist=10,
+        train_rows=500,
+        device="cpu",
+        block_rows=100,
+    )
     assert idx.factory == "IVF10,Flat" and idx.ntotal == 1000
     idx.set_search_params(nprobe=10)  # all lists: exact
-    s, i = idx.search(x[:20], 5)
-    es, ei = knn_search(x, x[:20], 5, device="cpu")
+    s, _i = idx.search(x[:20], 5)
+    es, _ei = knn_search(x, x[:20], 5, device="cpu")
     np.testing.assert_allclose(s, es, atol=1e-5)
 
 
@@ -181,14 +187,14 @@ def test_blockwise_knn_search_equals_one_block(n, k, block, metric, seed):
     bs, _ = _brute(x, q, min(k, n), metric)
     np.testing.assert_allclose(s1[:, : min(k, n)], bs, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-5)
-    assert (i1[:, min(k, n):] == -1).all()
+    assert (i1[:, min(k, n) :] == -1).all()
 
 
 def test_knn_self_exact_and_with_index():
     x = _clustered(400)
     exact = knn_self(x, 5, row_batch=64, block_rows=100, device="cpu")
     assert exact.exact and exact.ids.shape == (400, 5)
-    bs, bi = _brute(x, x, 5, "cosine")
+    bs, _bi = _brute(x, x, 5, "cosine")
     np.testing.assert_allclose(exact.scores, bs, atol=1e-4)
     via = knn_self(x, 5, index=build_index(x, device="cpu"), row_batch=64)
     np.testing.assert_allclose(via.scores, exact.scores, atol=1e-5)
@@ -224,11 +230,21 @@ def test_search_frame_labels():
     s = np.array([[1.0, 0.5], [1.0, 0.2]], dtype=np.float32)
     i = np.array([[0, 2], [1, -1]])
     df = search_frame(s, i, db_labels=labels, query_labels=labels.iloc[[0, 1]])
-    assert list(df.columns) == ["query_image_id", "query_skin", "rank", "neighbor", "image_id", "skin", "score"]
+    assert list(df.columns) == [
+        "query_image_id",
+        "query_skin",
+        "rank",
+        "neighbor",
+        "image_id",
+        "skin",
+        "score",
+    ]
     assert df["image_id"].tolist() == [10, 12, 11]
     assert df["query_image_id"].tolist() == [10, 10, 11]
     lims = np.array([0, 2, 3])
-    df = search_frame(np.array([0.5, 0.9, 0.7], np.float32), np.array([2, 0, 1]), db_labels=labels, lims=lims)
+    df = search_frame(
+        np.array([0.5, 0.9, 0.7], np.float32), np.array([2, 0, 1]), db_labels=labels, lims=lims
+    )
     assert df["neighbor"].tolist() == [0, 2, 1] and df["rank"].tolist() == [0, 1, 0]
 
 
@@ -288,8 +304,11 @@ def _store(tmp_path, n=120, d=16, q=4, seed=0, name="run.zarr"):
     )
     qe = rng.normal(size=(n, q, d)).astype(np.float32)
     emb = rng.normal(size=(n, d)).astype(np.float32)
-    st_.append(np.arange(100, 100 + n), {"query_embeddings": qe, "embedding": emb},
-               coords={"skin": np.arange(n) % 3})
+    st_.append(
+        np.arange(100, 100 + n),
+        {"query_embeddings": qe, "embedding": emb},
+        coords={"skin": np.arange(n) % 3},
+    )
     st_.flush()
     return st_, qe, emb
 
@@ -302,7 +321,15 @@ def test_analyzer_search_by_ids_and_vectors_matches_brute_force(tmp_path):
     pooled = qe.mean(1)
     # no index: exact streaming scan
     df = an.search(ids=[105, 101], k=3)
-    assert list(df.columns) == ["query_image_id", "query_skin", "rank", "neighbor", "image_id", "skin", "score"]
+    assert list(df.columns) == [
+        "query_image_id",
+        "query_skin",
+        "rank",
+        "neighbor",
+        "image_id",
+        "skin",
+        "score",
+    ]
     _, bi = _brute(pooled, pooled[[5, 1]], 3, "cosine")
     assert df["neighbor"].tolist() == bi.ravel().tolist()
     assert df["image_id"].tolist() == (bi.ravel() + 100).tolist()
@@ -336,7 +363,9 @@ def test_analyzer_range_search_on_selection(tmp_path):
     assert set(df["skin"]) == {1}
     sub.build_index("embedding", kind="flat")
     df2 = sub.range_search(emb[rows[:2]], threshold=0.3, variable="embedding")
-    assert sorted(zip(df2["query_index"], df2["image_id"])) == sorted(zip(df["query_index"], df["image_id"]))
+    assert sorted(zip(df2["query_index"], df2["image_id"])) == sorted(
+        zip(df["query_index"], df["image_id"])
+    )
 
 
 def test_index_saved_with_store_reloaded_and_rebuilt_when_stale(tmp_path, caplog):
@@ -358,8 +387,11 @@ def test_index_saved_with_store_reloaded_and_rebuilt_when_stale(tmp_path, caplog
     # a selection is a different vector set: not reused
     assert an2.sel(skin=0).build_index("embedding", kind="hnsw").ntotal == 40
     # new rows make the saved index stale
-    st2.append([999], {"query_embeddings": np.zeros((1, 4, 16), np.float32), "embedding": emb[:1]},
-               coords={"skin": [0]})
+    st2.append(
+        [999],
+        {"query_embeddings": np.zeros((1, 4, 16), np.float32), "embedding": emb[:1]},
+        coords={"skin": [0]},
+    )
     st2.flush()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="embstore.search.mixin"):
@@ -385,21 +417,49 @@ def test_read_only_store_keeps_index_in_memory(tmp_path, caplog):
 def test_cli_search(tmp_path, capsys):
     from embstore.cli import main
 
-    st_, qe, emb = _store(tmp_path)
+    st_, _qe, emb = _store(tmp_path)
     st_.close()
     np.save(tmp_path / "q.npy", emb[:2])
-    rc = main(["search", str(tmp_path / "run.zarr"), "--variable", "embedding", "--vectors",
-               str(tmp_path / "q.npy"), "-k", "2", "--out", str(tmp_path / "r.csv")])
+    rc = main(
+        [
+            "search",
+            str(tmp_path / "run.zarr"),
+            "--variable",
+            "embedding",
+            "--vectors",
+            str(tmp_path / "q.npy"),
+            "-k",
+            "2",
+            "--out",
+            str(tmp_path / "r.csv"),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(tmp_path / "r.csv")
     assert df[df["rank"] == 0]["image_id"].tolist() == [100, 101]
-    rc = main(["search", str(tmp_path / "run.zarr"), "--ids", "103", "-k", "1", "--kind", "flat",
-               "--save-index"])
+    rc = main(
+        [
+            "search",
+            str(tmp_path / "run.zarr"),
+            "--ids",
+            "103",
+            "-k",
+            "1",
+            "--kind",
+            "flat",
+            "--save-index",
+        ]
+    )
     assert rc == 0 and "103" in capsys.readouterr().out
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
-@given(n=st.integers(0, 50), read=st.integers(1, 20), block=st.integers(1, 60), chunk=st.integers(1, 25))
+@given(
+    n=st.integers(0, 50),
+    read=st.integers(1, 20),
+    block=st.integers(1, 60),
+    chunk=st.integers(1, 25),
+)
 def test_block_source_joins_small_reads_into_full_blocks(n, read, block, chunk):
     from embstore.search.source import BlockSource
 

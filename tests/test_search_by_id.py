@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("faiss")
 
-from embstore import EmbeddingAnalyzer, Store  # noqa: E402
-from embstore.search.queries import id_positions, row_vectors, unique_ids  # noqa: E402
-from embstore.search.results import search_frame  # noqa: E402
-from embstore.search.source import positions_of_ids  # noqa: E402
+from embstore import EmbeddingAnalyzer, Store
+from embstore.search.queries import id_positions, row_vectors, unique_ids
+from embstore.search.results import search_frame
+from embstore.search.source import positions_of_ids
 
 N, Q, D, C = 90, 5, 12, 4
 
@@ -39,10 +39,15 @@ def _detr_store(path, n=N, seed=0):
                 "decoder_output": rng.normal(size=(m, 3, Q, D)).astype(np.float32),
                 "pred_logits": rng.normal(size=(m, Q, C)).astype(np.float32),
                 "embedding": rng.normal(size=(m, D)).astype(np.float32),
-                "encoder_output": [rng.normal(size=(int(rng.integers(2, 6)), D)).astype(np.float32)
-                                   for _ in range(m)],
+                "encoder_output": [
+                    rng.normal(size=(int(rng.integers(2, 6)), D)).astype(np.float32)
+                    for _ in range(m)
+                ],
             },
-            coords={"skin": np.arange(s, e) % 4, "lighting": np.array(["dim", "lit", "backlit"])[np.arange(s, e) % 3]},
+            coords={
+                "skin": np.arange(s, e) % 4,
+                "lighting": np.array(["dim", "lit", "backlit"])[np.arange(s, e) % 3],
+            },
         )
     st.flush()
     return st
@@ -112,8 +117,9 @@ def _old_positions_of_ids(labels, id_name, ids):
 @pytest.mark.parametrize("ids", [[5, 1, 5], ["b", 5], [1], [2, 2, 2, 1]])
 def test_positions_of_ids_equals_the_old_implementation(ids):
     labels = pd.DataFrame({"image_id": np.array([5, 1, 2, "b", 1, 5], dtype=object)})
-    np.testing.assert_array_equal(positions_of_ids(labels, "image_id", ids),
-                                  _old_positions_of_ids(labels, "image_id", ids))
+    np.testing.assert_array_equal(
+        positions_of_ids(labels, "image_id", ids), _old_positions_of_ids(labels, "image_id", ids)
+    )
 
 
 class _Counting:
@@ -132,9 +138,13 @@ class _Counting:
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
-@pytest.mark.parametrize("variable,pool", [("embedding", "mean"), ("query_embeddings", "mean"),
-                                           ("query_embeddings", None)])
-def test_search_by_id_reads_only_the_query_rows_and_equals_search_by_vector(tmp_path, kind, variable, pool):
+@pytest.mark.parametrize(
+    "variable,pool",
+    [("embedding", "mean"), ("query_embeddings", "mean"), ("query_embeddings", None)],
+)
+def test_search_by_id_reads_only_the_query_rows_and_equals_search_by_vector(
+    tmp_path, kind, variable, pool
+):
     st = _detr_store(str(tmp_path / "s.zarr"))
     an = EmbeddingAnalyzer(st)
     kw = {"nlist": 4} if kind == "ivf" else {}
@@ -188,12 +198,17 @@ def test_repeated_search_reuses_state_until_the_store_changes(tmp_path, monkeypa
     pd.testing.assert_frame_equal(first, again)
     assert calls == {"labels": 0, "blob": 0}  # nothing re-read, nothing re-checked
     # a commit changes the token: labels and index are brought up to date
-    st.append([1000], {"query_embeddings": np.zeros((1, Q, D), np.float32),
-                       "decoder_output": np.zeros((1, 3, Q, D), np.float32),
-                       "pred_logits": np.zeros((1, Q, C), np.float32),
-                       "embedding": np.ones((1, D), np.float32),
-                       "encoder_output": [np.ones((2, D), np.float32)]},
-              coords={"skin": [0], "lighting": ["dim"]})
+    st.append(
+        [1000],
+        {
+            "query_embeddings": np.zeros((1, Q, D), np.float32),
+            "decoder_output": np.zeros((1, 3, Q, D), np.float32),
+            "pred_logits": np.zeros((1, Q, C), np.float32),
+            "embedding": np.ones((1, D), np.float32),
+            "encoder_output": [np.ones((2, D), np.float32)],
+        },
+        coords={"skin": [0], "lighting": ["dim"]},
+    )
     st.flush()
     df = an.search(ids=[1000], k=1, variable="embedding", kind="flat")
     assert calls["labels"] >= 1
@@ -201,7 +216,9 @@ def test_repeated_search_reuses_state_until_the_store_changes(tmp_path, monkeypa
     st.close()
 
 
-def _old_search_frame(scores, ids, db_labels=None, query_labels=None, lims=None, higher_is_better=True):
+def _old_search_frame(
+    scores, ids, db_labels=None, query_labels=None, lims=None, higher_is_better=True
+):
     """The concat-based implementation used before (reference)."""
     if lims is None:
         nq, k = ids.shape
@@ -233,24 +250,29 @@ def _old_search_frame(scores, ids, db_labels=None, query_labels=None, lims=None,
 def test_search_frame_equals_the_concat_reference(with_q, extra):
     rng = np.random.default_rng(3)
     n = 40
-    lab = pd.DataFrame({
-        "image_id": np.arange(n) * 2,
-        "name": np.array([f"r{i}" for i in range(n)], dtype=object),
-        "cat": pd.Categorical(np.array(["a", "b", "c"])[np.arange(n) % 3]),
-        "opt": pd.array(np.arange(n) % 5, dtype="Int64"),
-    })
+    lab = pd.DataFrame(
+        {
+            "image_id": np.arange(n) * 2,
+            "name": np.array([f"r{i}" for i in range(n)], dtype=object),
+            "cat": pd.Categorical(np.array(["a", "b", "c"])[np.arange(n) % 3]),
+            "opt": pd.array(np.arange(n) % 5, dtype="Int64"),
+        }
+    )
     if extra:
         lab[extra] = rng.random(n)
     ids = rng.integers(0, n, size=(6, 4))
     ids[2, 3] = -1  # padding is dropped
     scores = rng.random((6, 4)).astype(np.float32)
     ql = lab.iloc[[3, 1, 4, 1, 5, 9]] if with_q else None
-    pd.testing.assert_frame_equal(search_frame(scores, ids, lab, ql), _old_search_frame(scores, ids, lab, ql))
+    pd.testing.assert_frame_equal(
+        search_frame(scores, ids, lab, ql), _old_search_frame(scores, ids, lab, ql)
+    )
     lims = np.array([0, 3, 3, 7])
     fi, fs = rng.integers(0, n, 7), rng.random(7).astype(np.float32)
     ql3 = lab.iloc[[0, 2, 4]] if with_q else None
-    pd.testing.assert_frame_equal(search_frame(fs, fi, lab, ql3, lims=lims),
-                                  _old_search_frame(fs, fi, lab, ql3, lims=lims))
+    pd.testing.assert_frame_equal(
+        search_frame(fs, fi, lab, ql3, lims=lims), _old_search_frame(fs, fi, lab, ql3, lims=lims)
+    )
     pd.testing.assert_frame_equal(search_frame(scores, ids), _old_search_frame(scores, ids))
 
 
@@ -259,8 +281,10 @@ def test_search_by_id_on_a_plain_dataset_equals_search_by_vector():
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(60, Q, D)).astype(np.float32)
-    ds = xr.Dataset({"query_embeddings": (("image", "query", "hidden"), x)},
-                    coords={"image_id": ("image", np.arange(60) + 500), "skin": ("image", np.arange(60) % 2)})
+    ds = xr.Dataset(
+        {"query_embeddings": (("image", "query", "hidden"), x)},
+        coords={"image_id": ("image", np.arange(60) + 500), "skin": ("image", np.arange(60) % 2)},
+    )
     an = EmbeddingAnalyzer(ds)
     assert an.store is None
     got = row_vectors(an, "query_embeddings", "mean", None, np.array([7, 3]))
@@ -270,7 +294,9 @@ def test_search_by_id_on_a_plain_dataset_equals_search_by_vector():
     for c in ("neighbor", "score", "image_id", "skin"):
         pd.testing.assert_series_equal(df[c], ref[c])
     assert df["query_image_id"].tolist() == [507] * 3 + [503] * 3
-    np.testing.assert_array_equal(ds["query_embeddings"].values, x)  # the caller's data is untouched
+    np.testing.assert_array_equal(
+        ds["query_embeddings"].values, x
+    )  # the caller's data is untouched
 
 
 def test_search_without_index_looks_for_saved_ones_once_per_version(tmp_path, monkeypatch):

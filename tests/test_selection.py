@@ -22,7 +22,12 @@ from embstore.selection import (
 )
 
 SKIN = [1, 2, 1, 3, 1, 2, 7, 7]
-LIGHT = ["well_lit", "dimly_lit", "dimly_lit", "well_lit"] + ["well_lit", "dimly_lit", "well_lit", "dimly_lit"]
+LIGHT = ["well_lit", "dimly_lit", "dimly_lit", "well_lit"] + [
+    "well_lit",
+    "dimly_lit",
+    "well_lit",
+    "dimly_lit",
+]
 FLAG = [True, False, True, False, True, False, True, True]
 IDS = [100, 101, 102, 103, 104, 105, 106, 107]
 
@@ -388,7 +393,7 @@ def test_property_matches_numpy_reference(case):
     got = out["x"] if as_dataset else out
     assert got.dims == ("image", "hidden")
     expected = np.flatnonzero(expected)
-    (name, label), = labels.items() if len(labels) == 1 else ((None, None),)
+    ((name, label),) = labels.items() if len(labels) == 1 else ((None, None),)
     if isinstance(label, list) and len(set(table[name])) == len(table[name]):
         # a list on a unique coordinate (an id) gives the rows in the list's order, as xarray
         order = {v: k for k, v in enumerate(dict.fromkeys(label))}

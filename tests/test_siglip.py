@@ -97,9 +97,15 @@ def make_panoptic(root: Path, png_under_annotations: bool = True) -> dict:
     from PIL import Image
     from skimage import data
 
-    photos = {397133: data.astronaut()[::4, ::4], 37777: data.coffee()[::4, ::4], 555: data.chelsea()[::4, ::4]}
+    photos = {
+        397133: data.astronaut()[::4, ::4],
+        37777: data.coffee()[::4, ::4],
+        555: data.chelsea()[::4, ::4],
+    }
     (root / "val2017").mkdir(parents=True)
-    png_dir = root / ("annotations/panoptic_val2017" if png_under_annotations else "panoptic_val2017")
+    png_dir = root / (
+        "annotations/panoptic_val2017" if png_under_annotations else "panoptic_val2017"
+    )
     png_dir.mkdir(parents=True)
     (root / "annotations").mkdir(exist_ok=True)
     images, annotations, truth = [], [], {}
@@ -122,16 +128,35 @@ def make_panoptic(root: Path, png_under_annotations: bool = True) -> dict:
         for sid, cat in segs.items():
             m = ids == sid
             ys, xs = np.where(m)
-            seg_info.append({"id": int(sid), "category_id": cat, "iscrowd": 0, "area": int(m.sum()),
-                             "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1)]})
+            seg_info.append(
+                {
+                    "id": int(sid),
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "area": int(m.sum()),
+                    "bbox": [
+                        int(xs.min()),
+                        int(ys.min()),
+                        int(np.ptp(xs) + 1),
+                        int(np.ptp(ys) + 1),
+                    ],
+                }
+            )
             truth[(image_id, sid)] = m
-        seg_info.append({"id": 999, "category_id": 2, "iscrowd": 0, "area": 0, "bbox": [0, 0, 0, 0]})
+        seg_info.append(
+            {"id": 999, "category_id": 2, "iscrowd": 0, "area": 0, "bbox": [0, 0, 0, 0]}
+        )
         images.append({"id": image_id, "file_name": f"{fname}.jpg", "width": w, "height": h})
-        annotations.append({"image_id": image_id, "file_name": f"{fname}.png", "segments_info": seg_info})
-    cats = [{"id": 1, "name": "person", "isthing": 1, "supercategory": "person"},
-            {"id": 2, "name": "sky", "isthing": 0, "supercategory": "sky"}]
+        annotations.append(
+            {"image_id": image_id, "file_name": f"{fname}.png", "segments_info": seg_info}
+        )
+    cats = [
+        {"id": 1, "name": "person", "isthing": 1, "supercategory": "person"},
+        {"id": 2, "name": "sky", "isthing": 0, "supercategory": "sky"},
+    ]
     (root / "annotations" / "panoptic_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": cats}))
+        json.dumps({"images": images, "annotations": annotations, "categories": cats})
+    )
     return {"photos": photos, "truth": truth}
 
 
@@ -142,7 +167,9 @@ def test_dataset_layouts(tmp_path):
         ds = PanopticDataset(root, "val")
         assert len(ds) == 3 and ds.num_segments == 9
         table = ds.segment_table()
-        assert {"image_id", "segment_id", "category_id", "isthing", "area", "bbox_x"} <= set(table.columns)
+        assert {"image_id", "segment_id", "category_id", "isthing", "area", "bbox_x"} <= set(
+            table.columns
+        )
         assert table.loc[table.segment_id == 15466, "isthing"].item() == 1
         rgb, ids = ds.load(ds.images[0])
         assert rgb.shape[:2] == ids.shape and 15466 in set(np.unique(ids))
@@ -165,8 +192,13 @@ def extractor(tiny):
     from extractors.siglip import SiglipExtractor
 
     name, weights = tiny
-    return SiglipExtractor(name, pretrained=weights, image_mean=(0.5, 0.5, 0.5),
-                           image_std=(0.5, 0.5, 0.5), resize_mode="squash")
+    return SiglipExtractor(
+        name,
+        pretrained=weights,
+        image_mean=(0.5, 0.5, 0.5),
+        image_std=(0.5, 0.5, 0.5),
+        resize_mode="squash",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +206,12 @@ def reference(tiny):
     """open_clip's own model and transform, built independently of the extractor."""
     name, weights = tiny
     model, _, transform = open_clip.create_model_and_transforms(
-        name, pretrained=weights, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5),
-        image_resize_mode="squash")
+        name,
+        pretrained=weights,
+        image_mean=(0.5, 0.5, 0.5),
+        image_std=(0.5, 0.5, 0.5),
+        image_resize_mode="squash",
+    )
     return model.eval(), transform
 
 
@@ -192,10 +228,16 @@ def test_preprocessing_is_the_models_own():
     from extractors.siglip.extractor import resolve_model_name, resolve_preprocess_cfg
 
     cfg = resolve_preprocess_cfg("ViT-B-16-SigLIP")
-    tag = open_clip.get_pretrained_cfg("ViT-B-16-SigLIP", open_clip.list_pretrained_tags_by_model("ViT-B-16-SigLIP")[0])
+    tag = open_clip.get_pretrained_cfg(
+        "ViT-B-16-SigLIP", open_clip.list_pretrained_tags_by_model("ViT-B-16-SigLIP")[0]
+    )
     assert cfg["mean"] == tuple(tag["mean"]) and cfg["std"] == tuple(tag["std"])
     assert cfg["resize_mode"] == tag["resize_mode"] == "squash"
-    assert resolve_preprocess_cfg("ViT-B-16-SigLIP", mean=(0.1, 0.2, 0.3))["mean"] == (0.1, 0.2, 0.3)
+    assert resolve_preprocess_cfg("ViT-B-16-SigLIP", mean=(0.1, 0.2, 0.3))["mean"] == (
+        0.1,
+        0.2,
+        0.3,
+    )
     assert resolve_model_name("openclip:timm/ViT-B-16-SigLIP") == "ViT-B-16-SigLIP"
     with pytest.raises(ValidationError, match="hf-hub"):
         resolve_model_name("hf-hub:timm/ViT-B-16-SigLIP")
@@ -231,11 +273,26 @@ def test_extract_panoptic_store_matches_open_clip_and_resumes(tmp_path, extracto
 
     info = make_panoptic(tmp_path / "coco")
     out = tmp_path / "val.zarr"
-    s1 = extractor.extract_panoptic(tmp_path / "coco", "val", out=out, batch_size=3, limit=1,
-                                    bg_alpha=0.4, pad_ratio=0.2, fill=(10, 20, 30))
+    s1 = extractor.extract_panoptic(
+        tmp_path / "coco",
+        "val",
+        out=out,
+        batch_size=3,
+        limit=1,
+        bg_alpha=0.4,
+        pad_ratio=0.2,
+        fill=(10, 20, 30),
+    )
     assert s1["written"] == 2 and s1["skipped"] == 1  # segment 999 has no pixels
-    s2 = extractor.extract_panoptic(tmp_path / "coco", "val", out=out, batch_size=3,
-                                    bg_alpha=0.4, pad_ratio=0.2, fill=(10, 20, 30))
+    s2 = extractor.extract_panoptic(
+        tmp_path / "coco",
+        "val",
+        out=out,
+        batch_size=3,
+        bg_alpha=0.4,
+        pad_ratio=0.2,
+        fill=(10, 20, 30),
+    )
     # image 555's file is missing: its 3 segments are skipped, not fatal
     assert s2["already_done"] == 2 and s2["written"] == 2 and s2["skipped"] == 1 + 3
     assert s2["previously_skipped"] == 1
@@ -247,8 +304,18 @@ def test_extract_panoptic_store_matches_open_clip_and_resumes(tmp_path, extracto
         ids = [int(i) for i in st.ids]
         skipped = st.skipped
     assert len(ids) == 4
-    assert set(c.columns) >= {"image_id", "segment_id", "category_id", "isthing", "area",
-                              "bbox_x", "bbox_y", "bbox_w", "bbox_h", "category"}
+    assert set(c.columns) >= {
+        "image_id",
+        "segment_id",
+        "category_id",
+        "isthing",
+        "area",
+        "bbox_x",
+        "bbox_y",
+        "bbox_w",
+        "bbox_h",
+        "category",
+    }
     crops = []
     for iid in ids:
         image_id, seg = split_instance_id(iid)
@@ -257,20 +324,37 @@ def test_extract_panoptic_store_matches_open_clip_and_resumes(tmp_path, extracto
         assert c.loc[iid, "area"] == info["truth"][(image_id, seg)].sum()
         from PIL import Image
 
-        img = np.asarray(Image.open(tmp_path / "coco" / "val2017" / f"{image_id:012d}.jpg").convert("RGB"))
+        img = np.asarray(
+            Image.open(tmp_path / "coco" / "val2017" / f"{image_id:012d}.jpg").convert("RGB")
+        )
         crops.append(_reference_crop(img, info["truth"][(image_id, seg)], 0.4, 0.2, (10, 20, 30)))
     expect = _encode(reference, crops)
     np.testing.assert_allclose(emb, expect, atol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=2e-3)
     expected_skips = [(397133, 999), (37777, 999), (555, 15466 + 2 * 70000), (555, 4), (555, 999)]
     assert sorted(skipped["id"].astype(np.int64).tolist()) == sorted(
-        int(instance_id(i, s)) for i, s in expected_skips)
+        int(instance_id(i, s)) for i, s in expected_skips
+    )
     assert any("555" in r for r in skipped["reason"])
-    s3 = extractor.extract_panoptic(tmp_path / "coco", "val", out=out, batch_size=3,
-                                    bg_alpha=0.4, pad_ratio=0.2, fill=(10, 20, 30))
+    s3 = extractor.extract_panoptic(
+        tmp_path / "coco",
+        "val",
+        out=out,
+        batch_size=3,
+        bg_alpha=0.4,
+        pad_ratio=0.2,
+        fill=(10, 20, 30),
+    )
     assert s3["written"] == 0 and s3["already_done"] == 4 and s3["previously_skipped"] == 5
-    s4 = extractor.extract_panoptic(tmp_path / "coco", "val", out=out, retry_skipped=True,
-                                    bg_alpha=0.4, pad_ratio=0.2, fill=(10, 20, 30))
+    s4 = extractor.extract_panoptic(
+        tmp_path / "coco",
+        "val",
+        out=out,
+        retry_skipped=True,
+        bg_alpha=0.4,
+        pad_ratio=0.2,
+        fill=(10, 20, 30),
+    )
     assert s4["written"] == 0 and s4["skipped"] == 5
 
 
@@ -281,9 +365,28 @@ def test_cli_extract_siglip(tmp_path, tiny, reference):
     name, weights = tiny
     make_panoptic(tmp_path / "coco", png_under_annotations=False)
     out = tmp_path / "cli.zarr"
-    rc = main(["extract", "siglip", "--data-path", str(tmp_path / "coco"), "--split", "val",
-               "--weights", str(weights), "--model", name, "--out", str(out), "--batch-size", "4",
-               "--device", "cpu", "--limit", "2"])
+    rc = main(
+        [
+            "extract",
+            "siglip",
+            "--data-path",
+            str(tmp_path / "coco"),
+            "--split",
+            "val",
+            "--weights",
+            str(weights),
+            "--model",
+            name,
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--limit",
+            "2",
+        ]
+    )
     assert rc == 0
     with Store.open(out) as st:
         assert len(st) == 4
@@ -291,6 +394,8 @@ def test_cli_extract_siglip(tmp_path, tiny, reference):
         assert st.attrs["model"] == f"open_clip:{name}"
         import hashlib
 
-        assert st.attrs["pretrained_sha256"] == hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        assert (
+            st.attrs["pretrained_sha256"] == hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+        )
         emb = np.asarray(st.embedding.values, dtype=np.float32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=2e-3)

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
 
 from embstore import Store
-from embstore.store import schema as schema_mod
 from embstore.errors import (
     DamagedStoreError,
     DTypeMismatchError,
@@ -36,6 +35,7 @@ from embstore.errors import (
     UnknownVariableError,
     ValidationError,
 )
+from embstore.store import schema as schema_mod
 
 VARS = {"query_embeddings": ("query", "hidden"), "pred_logits": ("query", "class")}
 RAGGED = {"encoder_output": ("token", "hidden"), "backbone_features": ("channel", "y", "x")}
@@ -87,7 +87,7 @@ class StoreSuite:
                 data, coords, hw = make_batch(b, rng, ragged=bool(kw.get("ragged", RAGGED)))
                 st.append(b, data, coords=coords, ragged_hw=hw)
                 for j, id_ in enumerate(b):
-                    expected[id_] = {k: (v[j] if not isinstance(v, list) else v[j]) for k, v in data.items()}
+                    expected[id_] = {k: v[j] for k, v in data.items()}
         return expected
 
     # ---------------------------------------------------------------- basics
@@ -97,13 +97,19 @@ class StoreSuite:
         assert st.ids.tolist() == list(range(10))
         assert len(st) == 10
         q = st.query_embeddings
-        assert q.chunks is None and q.dtype == np.float32  # lazily indexed (xarray backend array), not dask
+        assert (
+            q.chunks is None and q.dtype == np.float32
+        )  # lazily indexed (xarray backend array), not dask
         assert isinstance(q.chunk().data, dask.array.Array)
         assert q.dims == ("image", "query", "hidden")
         assert q.dtype == np.float32
         assert st.pred_logits.dtype == np.float32
-        np.testing.assert_array_equal(q.values, np.stack([exp[i]["query_embeddings"] for i in range(10)]))
-        np.testing.assert_array_equal(st["pred_logits"].values, np.stack([exp[i]["pred_logits"] for i in range(10)]))
+        np.testing.assert_array_equal(
+            q.values, np.stack([exp[i]["query_embeddings"] for i in range(10)])
+        )
+        np.testing.assert_array_equal(
+            st["pred_logits"].values, np.stack([exp[i]["pred_logits"] for i in range(10)])
+        )
         assert st.variables == VARS
         assert st.ragged_variables == RAGGED
         assert st.row_dim == "image" and st.id_name == "image_id"
@@ -154,7 +160,7 @@ class StoreSuite:
             assert df["lighting"].tolist() == ["dimly_lit", "well_lit"] * 3
             assert df.loc[4, "skin"] == 1
             q = st.query_embeddings
-            assert set(["image_id", "skin", "lighting", "is_person", "score"]) <= set(q.coords)
+            assert {"image_id", "skin", "lighting", "is_person", "score"} <= set(q.coords)
 
     def test_selection(self, path):
         self.fill(path, ids=range(12))
@@ -170,9 +176,7 @@ class StoreSuite:
             assert sorted(both.image_id.values.tolist()) == [1, 5, 9]
             single = st.sel(skin=2, lighting="well_lit", is_person=True)
             assert single.sizes["image"] >= 1 and "image" in single.query_embeddings.dims
-            np.testing.assert_array_equal(
-                q.sel(skin=1).values, q.values[[0, 4, 8]]
-            )
+            np.testing.assert_array_equal(q.sel(skin=1).values, q.values[[0, 4, 8]])
             with pytest.raises(KeyError) as ei:
                 st.sel(skin=99)
             assert "skin" in str(ei.value)
@@ -234,7 +238,9 @@ class StoreSuite:
             assert np.isnan(w[:2]).all() and w[2] == 1.5
 
     def test_attrs_provenance(self, path):
-        st = self.create(path, attrs={"model": "detr_r50", "config": {"lr": 1e-4}, "argv": ["a", "b"]})
+        st = self.create(
+            path, attrs={"model": "detr_r50", "config": {"lr": 1e-4}, "argv": ["a", "b"]}
+        )
         a = st.attrs
         assert a["model"] == "detr_r50" and a["config"] == {"lr": 1e-4} and a["argv"] == ["a", "b"]
         assert a["embstore_version"] and a["format_version"] == 1 and a["created"] and a["updated"]
@@ -249,8 +255,13 @@ class StoreSuite:
     def test_tables_blobs_skipped(self, path):
         with self.create(path) as st:
             df = pd.DataFrame(
-                {"person": [1, 2, 3], "skin": [3, 7, 1], "label": ["a", "b", "c"], "ok": [True, False, True],
-                 "t": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])},
+                {
+                    "person": [1, 2, 3],
+                    "skin": [3, 7, 1],
+                    "label": ["a", "b", "c"],
+                    "ok": [True, False, True],
+                    "t": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+                },
                 index=pd.Index([10, 20, 30], name="annotation_id"),
             )
             st.write_table("people", df)
@@ -268,7 +279,9 @@ class StoreSuite:
             assert st.read_blob("nothing") is None
             assert sorted(st.tables) == ["people", "plain"]
             sk = st.skipped
-            assert sk["id"].tolist() == [3, 4, 8] and sk["reason"].tolist() == ["unreadable"] * 2 + ["too small"]
+            assert sk["id"].tolist() == [3, 4, 8] and sk["reason"].tolist() == [
+                "unreadable"
+            ] * 2 + ["too small"]
             with pytest.raises(KeyError):
                 st.read_table("nope")
             with pytest.raises(ReadOnlyStoreError):
@@ -276,11 +289,17 @@ class StoreSuite:
 
     # ---------------------------------------------------------------- ragged
     def test_ragged_roundtrip(self, path):
-        exp = self.fill(path, ids=range(7), dtypes={"encoder_output": "float32", "backbone_features": "float32"})
+        exp = self.fill(
+            path, ids=range(7), dtypes={"encoder_output": "float32", "backbone_features": "float32"}
+        )
         with Store.open(path) as st:
             for i in range(7):
-                np.testing.assert_array_equal(st.get_ragged("encoder_output", i), exp[i]["encoder_output"])
-                np.testing.assert_array_equal(st.get_ragged("backbone_features", i), exp[i]["backbone_features"])
+                np.testing.assert_array_equal(
+                    st.get_ragged("encoder_output", i), exp[i]["encoder_output"]
+                )
+                np.testing.assert_array_equal(
+                    st.get_ragged("backbone_features", i), exp[i]["backbone_features"]
+                )
             hw = st.ragged_hw("encoder_output")
             assert hw.loc[4].tolist() == [2, 2, 4]
             assert hw.index.tolist() == list(range(7))
@@ -306,7 +325,7 @@ class StoreSuite:
     def test_ragged_validation(self, path):
         rng = np.random.default_rng(0)
         with self.create(path) as st:
-            data, coords, hw = make_batch([0, 1], rng)
+            data, _coords, hw = make_batch([0, 1], rng)
             st.append([0, 1], data, ragged_hw=hw)
             bad = dict(data)
             bad["encoder_output"] = [np.ones((2, 9)), np.ones((2, 9))]
@@ -340,12 +359,18 @@ class StoreSuite:
             st.close()
         sa, sb = Store.open(a), Store.open(b)
         assert sa.ids.tolist() == sb.ids.tolist() == list(range(17))
-        xr.testing.assert_equal(sa.dataset.compute().drop_indexes(list(sa.dataset.indexes)),
-                                    sb.dataset.compute().drop_indexes(list(sb.dataset.indexes)))
+        xr.testing.assert_equal(
+            sa.dataset.compute().drop_indexes(list(sa.dataset.indexes)),
+            sb.dataset.compute().drop_indexes(list(sb.dataset.indexes)),
+        )
         pd.testing.assert_frame_equal(sa.coords, sb.coords)
         for i in range(17):
-            np.testing.assert_array_equal(sa.get_ragged("encoder_output", i), sb.get_ragged("encoder_output", i))
-            np.testing.assert_array_equal(sa.get_ragged("backbone_features", i), sb.get_ragged("backbone_features", i))
+            np.testing.assert_array_equal(
+                sa.get_ragged("encoder_output", i), sb.get_ragged("encoder_output", i)
+            )
+            np.testing.assert_array_equal(
+                sa.get_ragged("backbone_features", i), sb.get_ragged("backbone_features", i)
+            )
         sa.close(), sb.close()
 
     def test_rows_visible_after_commit_only(self, path):
@@ -426,7 +451,9 @@ class StoreSuite:
             with pytest.raises(UnknownVariableError, match="extra"):
                 st.append([2, 3], d2, ragged_hw=hw)
             with pytest.raises(ValidationError, match="missing"):
-                st.append([2, 3], {k: v for k, v in data.items() if k != "pred_logits"}, ragged_hw=hw)
+                st.append(
+                    [2, 3], {k: v for k, v in data.items() if k != "pred_logits"}, ragged_hw=hw
+                )
             bad(ShapeMismatchError, coords={"skin": [1, 2, 3]})
             bad(DTypeMismatchError, coords={"skin": ["a", "b"]})
             bad(DTypeMismatchError, coords={"skin": [object(), object()]})
@@ -434,7 +461,13 @@ class StoreSuite:
             bad(DTypeMismatchError, ids=(1.5, 2.5))
             assert len(st) == 2 and st.version_token == token
             # allow_nonfinite and a valid append still work afterwards
-            st.append([2, 3], dict(data, query_embeddings=nan), coords=coords, ragged_hw=hw, allow_nonfinite=True)
+            st.append(
+                [2, 3],
+                dict(data, query_embeddings=nan),
+                coords=coords,
+                ragged_hw=hw,
+                allow_nonfinite=True,
+            )
             assert len(st) == 4
         with Store.open(path) as st:
             assert np.isnan(st.query_embeddings.values[3, 2, 3])
@@ -487,7 +520,7 @@ class StoreSuite:
         self.fill(path, ids=range(2))
         rng = np.random.default_rng(0)
         with Store.open(path) as st:
-            d, c, hw = make_batch([5], rng)
+            d, _c, hw = make_batch([5], rng)
             with pytest.raises(ReadOnlyStoreError):
                 st.append([5], d, ragged_hw=hw)
             with pytest.raises(PermissionError):
@@ -575,11 +608,14 @@ class StoreSuite:
                 assert be.array_info(name)[0][0] == 21, name  # one row count for every row array
             assert st.ids.tolist() == list(range(21))
             assert st.coords["skin"].tolist() == [1, 2, 3, 4] * 5 + [1]
-            np.testing.assert_array_equal(st.read("query_embeddings", ids=[19]).astype(np.float32)[0],
-                                          exp[19]["query_embeddings"].astype(np.float16).astype(np.float32))
+            np.testing.assert_array_equal(
+                st.read("query_embeddings", ids=[19]).astype(np.float32)[0],
+                exp[19]["query_embeddings"].astype(np.float16).astype(np.float32),
+            )
             for i in (0, 7, 8, 15, 20):
-                np.testing.assert_array_equal(st.get_ragged("encoder_output", i),
-                                              exp[i]["encoder_output"].astype(np.float16))
+                np.testing.assert_array_equal(
+                    st.get_ragged("encoder_output", i), exp[i]["encoder_output"].astype(np.float16)
+                )
         ds = self.open_plain(path)
         assert ds.sizes["image"] == 21 and ds["image_id"].values.tolist() == list(range(21))
         ds.close()
@@ -588,7 +624,10 @@ class StoreSuite:
     @settings(
         max_examples=8,
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
     )
     @given(
         sizes=st_.lists(st_.integers(0, 6), min_size=1, max_size=4),
@@ -597,9 +636,13 @@ class StoreSuite:
         seed=st_.integers(0, 2**16),
         row_array_target=st_.sampled_from([1, 7, schema_mod.ROW_ARRAY_CHUNK_TARGET]),
     )
-    def test_roundtrip_property(self, tmp_path_factory, sizes, chunk, reopen, seed, row_array_target):
+    def test_roundtrip_property(
+        self, tmp_path_factory, sizes, chunk, reopen, seed, row_array_target
+    ):
         default_target = schema_mod.ROW_ARRAY_CHUNK_TARGET
-        schema_mod.ROW_ARRAY_CHUNK_TARGET = row_array_target  # ids/coords chunks of 1x, ~7 rows or default
+        schema_mod.ROW_ARRAY_CHUNK_TARGET = (
+            row_array_target  # ids/coords chunks of 1x, ~7 rows or default
+        )
         try:
             self._roundtrip(tmp_path_factory, sizes, chunk, reopen, seed)
         finally:
@@ -608,7 +651,11 @@ class StoreSuite:
     def _roundtrip(self, tmp_path_factory, sizes, chunk, reopen, seed):
         path = str(tmp_path_factory.mktemp("h") / f"p{self.suffix}")
         rng = np.random.default_rng(seed)
-        dtypes = {"query_embeddings": "float32", "encoder_output": "float32", "backbone_features": "float32"}
+        dtypes = {
+            "query_embeddings": "float32",
+            "encoder_output": "float32",
+            "backbone_features": "float32",
+        }
         st = self.create(path, chunk_rows=chunk, dtypes=dtypes, write_chunks=1)
         expected, next_id = [], 0
         for n in sizes:
@@ -616,8 +663,16 @@ class StoreSuite:
             next_id += n
             d, c, hw = make_batch(ids, rng)
             st.append(ids, d, coords=c, ragged_hw=hw)
-            expected += [(i, d["query_embeddings"][k], d["encoder_output"][k], d["backbone_features"][k], c["lighting"][k])
-                         for k, i in enumerate(ids)]
+            expected += [
+                (
+                    i,
+                    d["query_embeddings"][k],
+                    d["encoder_output"][k],
+                    d["backbone_features"][k],
+                    c["lighting"][k],
+                )
+                for k, i in enumerate(ids)
+            ]
             if reopen:
                 st.close()
                 st = Store.open(path, mode="a")
@@ -625,7 +680,9 @@ class StoreSuite:
         with Store.open(path) as st:
             assert st.ids.tolist() == [e[0] for e in expected]
             if expected:
-                np.testing.assert_array_equal(st.query_embeddings.values, np.stack([e[1] for e in expected]))
+                np.testing.assert_array_equal(
+                    st.query_embeddings.values, np.stack([e[1] for e in expected])
+                )
                 assert st.coords["lighting"].tolist() == [e[4] for e in expected]
             for i, _q, enc, bb, _l in expected:
                 np.testing.assert_array_equal(st.get_ragged("encoder_output", i), enc)
@@ -665,8 +722,14 @@ class TestZarrStore(StoreSuite):
             assert len(st) == 8
 
     def test_sharded_inner_chunks(self, path):
-        exp = self.fill(path, ids=range(10), chunk_rows=4, inner_chunk_rows=1,
-                        dtypes={"query_embeddings": "float32"}, compressor="zstd")
+        exp = self.fill(
+            path,
+            ids=range(10),
+            chunk_rows=4,
+            inner_chunk_rows=1,
+            dtypes={"query_embeddings": "float32"},
+            compressor="zstd",
+        )
         with Store.open(path) as st:
             np.testing.assert_array_equal(st.query_embeddings.values[7], exp[7]["query_embeddings"])
 
@@ -681,7 +744,9 @@ class TestZarrStore(StoreSuite):
                 st.append(list(range(start, start + 4)), data, coords=coords)
         with Store.open(path) as st:
             assert sorted(st.ids.tolist()) == list(range(8))
-            assert {st._backend.array_info(n)[2] for n in ("image_id", "skin", "query_embeddings")} == {4}
+            assert {
+                st._backend.array_info(n)[2] for n in ("image_id", "skin", "query_embeddings")
+            } == {4}
 
     def test_storage_options_url(self, tmp_path):
         url = "file://" + str(tmp_path / "u.zarr")
@@ -707,15 +772,21 @@ class TestHDF5Store(StoreSuite):
         if shutil.which("h5dump") is None:
             pytest.skip("h5dump is not installed")
         self.fill(path, ids=range(3))
-        out = subprocess.run(["h5dump", "-H", path], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["h5dump", "-H", path], capture_output=True, text=True, check=True
+        ).stdout
         assert "query_embeddings" in out and "DIMENSION_LIST" in out
         assert 'DATASET "image"' in out  # the row dimension is a dimension scale
 
         def dump(name):
-            return subprocess.run(["h5dump", "-d", name, path], capture_output=True, text=True, check=True).stdout
+            return subprocess.run(
+                ["h5dump", "-d", name, path], capture_output=True, text=True, check=True
+            ).stdout
 
         ids = dump("/image_id")
-        assert "(0): 0, 1, 2" in ids and '(DATASET' in ids and '"/image")' in ids  # ids attached to the image dim
+        assert (
+            "(0): 0, 1, 2" in ids and "(DATASET" in ids and '"/image")' in ids
+        )  # ids attached to the image dim
         assert "(0): 1, 2, 3" in dump("/skin")
         assert '"dimly_lit", "well_lit", "dimly_lit"' in dump("/lighting")
 
@@ -727,7 +798,10 @@ def test_appends_from_a_writer_thread_with_concurrent_reads(tmp_path):
     path = str(tmp_path / "t.zarr")
     rng = np.random.default_rng(0)
     st = Store.create(path, variables=VARS, chunk_rows=4, write_chunks=1)
-    batches = [(list(range(i, i + 3)), make_batch(list(range(i, i + 3)), rng, ragged=False)) for i in range(0, 60, 3)]
+    batches = [
+        (list(range(i, i + 3)), make_batch(list(range(i, i + 3)), rng, ragged=False))
+        for i in range(0, 60, 3)
+    ]
 
     def work():
         for ids, (d, c, _) in batches:

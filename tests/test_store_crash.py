@@ -27,7 +27,11 @@ KILLS = 12
 def row(i):
     rng = np.random.default_rng(i)
     h = i % 3 + 1
-    return rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=(2 * h, 4)).astype(np.float32), h
+    return (
+        rng.normal(size=(3, 4)).astype(np.float32),
+        rng.normal(size=(2 * h, 4)).astype(np.float32),
+        h,
+    )
 
 
 def writer(path, ready=None, batch=3, progress=None):
@@ -117,7 +121,7 @@ def test_sigkill_at_random_points(tmp_path):
     rng = np.random.default_rng(1234)
     partial = 0
     per_batch = duration / (N_IDS / 3)
-    for kills in range(1, KILLS + 1):
+    for kills in range(1, KILLS + 1):  # noqa: B007 (reported after the loop)
         ready = ctx.Event()
         progress = ctx.Value("i", 0)
         proc = ctx.Process(target=_child, args=(path, ready, progress))
@@ -208,7 +212,10 @@ def _child_dies_holding_lock(path, conn):
     """Open for appending, leave temporary files as a write cut short would, then die."""
     st = Store.open(path, mode="a")
     pid = os.getpid()
-    for rel in (f"emb/c.9.0.0.{pid}.tmp", f"_embstore/commits/main/000000000099.json.{pid}.140.tmp"):
+    for rel in (
+        f"emb/c.9.0.0.{pid}.tmp",
+        f"_embstore/commits/main/000000000099.json.{pid}.140.tmp",
+    ):
         with open(os.path.join(path, rel), "wb") as fh:
             fh.write(b"half")
     conn.send(pid)
@@ -221,9 +228,14 @@ def test_stale_writer_temp_files_removed_on_takeover(tmp_path):
     create(path)
     writer_ids = list(range(6))
     with Store.open(path, mode="a") as st:
-        st.append(writer_ids, {"emb": np.stack([row(i)[0] for i in writer_ids]),
-                               "tokens": [row(i)[1] for i in writer_ids]},
-                  ragged_hw={"tokens": [(row(i)[2], 2) for i in writer_ids]})
+        st.append(
+            writer_ids,
+            {
+                "emb": np.stack([row(i)[0] for i in writer_ids]),
+                "tokens": [row(i)[1] for i in writer_ids],
+            },
+            ragged_hw={"tokens": [(row(i)[2], 2) for i in writer_ids]},
+        )
     before = snapshot(path)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()

@@ -38,11 +38,16 @@ def _fill(path: str, n: int = 23, chunk_rows: int = 4, batch: int = 5, seed: int
     logits = rng.normal(size=(n, 2, 3)).astype(np.float32)
     skin = (np.arange(n) % 5) + 1
     light = np.where(np.arange(n) % 2 == 0, "well", "dim")
-    with Store.create(path, variables=VARS, dtypes={"emb": "float32"}, chunk_rows=chunk_rows, **kw) as st:
+    with Store.create(
+        path, variables=VARS, dtypes={"emb": "float32"}, chunk_rows=chunk_rows, **kw
+    ) as st:
         for s in range(0, n, batch):
             sl = slice(s, s + batch)
-            st.append(ids[sl], {"emb": emb[sl], "logits": logits[sl]},
-                      coords={"skin": skin[sl], "lighting": light[sl]})
+            st.append(
+                ids[sl],
+                {"emb": emb[sl], "logits": logits[sl]},
+                coords={"skin": skin[sl], "lighting": light[sl]},
+            )
     return ids, emb, logits, skin, light
 
 
@@ -99,11 +104,24 @@ def test_row_indexing_variants_match_numpy(filled):
     with Store.open(path) as st:
         backend = st._backend  # the backend object (st.backend is its name)
         n = len(emb)
-        x = row_array(lambda p: backend.read_points("emb", p), np.arange(n), emb.shape[1:],
-                      emb.dtype, block_rows=4, token="emb")
+        x = row_array(
+            lambda p: backend.read_points("emb", p),
+            np.arange(n),
+            emb.shape[1:],
+            emb.dtype,
+            block_rows=4,
+            token="emb",
+        )
         mask = np.arange(n) % 3 == 1
-        keys = [slice(2, 17, 3), slice(None, None, -1), np.array([5, 5, 0, n - 1, 2]), [4, 1],
-                mask, (slice(3, 9), slice(None), slice(None)), (np.array([7, 2]), Ellipsis)]
+        keys = [
+            slice(2, 17, 3),
+            slice(None, None, -1),
+            np.array([5, 5, 0, n - 1, 2]),
+            [4, 1],
+            mask,
+            (slice(3, 9), slice(None), slice(None)),
+            (np.array([7, 2]), Ellipsis),
+        ]
         for key in keys:
             y = x[key]
             assert isinstance(y, RowArray), key
@@ -119,7 +137,9 @@ def test_row_indexing_variants_match_numpy(filled):
             x[np.array([n])]
         assert np.asarray(x, dtype=np.float64).dtype == np.float64
         # dask arithmetic on it is ordinary dask
-        np.testing.assert_allclose(float((x * 2).sum().compute()), float((emb * 2).sum()), rtol=1e-5)
+        np.testing.assert_allclose(
+            float((x * 2).sum().compute()), float((emb * 2).sum()), rtol=1e-5
+        )
 
 
 def test_row_array_empty_and_blocks():
@@ -132,7 +152,9 @@ def test_row_array_empty_and_blocks():
     assert x[1:3].name == x[np.array([1, 2])].name != x[2:4].name
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(idx=st_.lists(st_.integers(0, 22), max_size=15), block=st_.integers(1, 9))
 def test_row_array_property(idx, block):
     data = np.random.default_rng(1).normal(size=(23, 2))
@@ -149,8 +171,9 @@ def test_store_read(filled):
     with Store.open(path) as st:
         np.testing.assert_array_equal(st.read("emb"), emb)
         np.testing.assert_array_equal(st.read("logits", skin=[1, 5]), logits[np.isin(skin, [1, 5])])
-        np.testing.assert_array_equal(st.read("emb", skin=2, lighting="well"),
-                                      emb[(skin == 2) & (light == "well")])
+        np.testing.assert_array_equal(
+            st.read("emb", skin=2, lighting="well"), emb[(skin == 2) & (light == "well")]
+        )
         np.testing.assert_array_equal(st.read("emb", ids=[ids[7], ids[0], ids[7]]), emb[[7, 0, 7]])
         m = np.arange(len(ids)) % 4 == 0
         np.testing.assert_array_equal(st.read("emb", mask=m), emb[m])
@@ -180,7 +203,9 @@ def test_read_sees_rows_of_an_open_writer(tmp_path):
 @settings(max_examples=60, deadline=None)
 @given(
     chunk=st_.integers(1, 6),
-    ops=st_.lists(st_.tuples(st_.sampled_from(["append", "write", "flush"]), st_.integers(0, 9)), max_size=40),
+    ops=st_.lists(
+        st_.tuples(st_.sampled_from(["append", "write", "flush"]), st_.integers(0, 9)), max_size=40
+    ),
     strings=st_.booleans(),
 )
 def test_chunk_buffer_matches_a_list(chunk, ops, strings):
@@ -192,7 +217,9 @@ def test_chunk_buffer_matches_a_list(chunk, ops, strings):
             if strings:  # widths grow: the gather array must promote its dtype
                 rows = np.array([f"s{counter + j}" * (1 + (counter + j) % 3) for j in range(k)])
             else:
-                rows = np.arange(counter, counter + k, dtype=np.int64).reshape(k, 1).repeat(2, axis=1)
+                rows = (
+                    np.arange(counter, counter + k, dtype=np.int64).reshape(k, 1).repeat(2, axis=1)
+                )
             counter += k
             buf.append(rows)
             ref.extend(rows.tolist())
@@ -240,29 +267,46 @@ def test_local_resize_rewrites_metadata_and_drops_chunks(tmp_path):
     z = zarr.open_array(os.path.join(path, "e"), mode="r")
     assert z.shape == (5, 2)
     # flat chunk keys (c.<i>.0): chunk 2 (rows 8-11) gone
-    assert sorted(f for f in os.listdir(os.path.join(path, "e")) if f.startswith("c")) == ["c.0.0", "c.1.0"]
+    assert sorted(f for f in os.listdir(os.path.join(path, "e")) if f.startswith("c")) == [
+        "c.0.0",
+        "c.1.0",
+    ]
     np.testing.assert_array_equal(z[:], np.arange(10.0).reshape(5, 2))
 
 
 def test_store_arrays_use_flat_chunk_files(tmp_path):
     path = str(tmp_path / "f.zarr")
     with Store.create(path, variables={"q": ("query", "hidden")}, chunk_rows=4) as st:
-        st.append(list(range(9)), {"q": np.ones((9, 3, 2), np.float32)}, coords={"skin": list(range(9))})
+        st.append(
+            list(range(9)), {"q": np.ones((9, 3, 2), np.float32)}, coords={"skin": list(range(9))}
+        )
     for name in ("q", "image_id", "skin"):
         entries = os.listdir(os.path.join(path, name))
         assert "c" not in entries  # no directory tree per chunk
         assert any(e.startswith("c.0") for e in entries)
     assert sorted(e for e in os.listdir(os.path.join(path, "q")) if e.startswith("c.")) == [
-        "c.0.0.0", "c.1.0.0", "c.2.0.0"]
+        "c.0.0.0",
+        "c.1.0.0",
+        "c.2.0.0",
+    ]
 
 
 @pytest.mark.parametrize("sep", ["/", "."])
 @given(n=st_.integers(1, 23), start_chunk=st_.integers(0, 2), seed=st_.integers(0, 2**16))
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_raw_chunk_writes_match_zarr_for_both_key_separators(tmp_path, sep, n, start_chunk, seed):
     d = tmp_path / f"a{sep == '.'}{n}_{start_chunk}_{seed}"
-    z = zarr.create_array(str(d), shape=(40, 3, 2), chunks=(5, 3, 2), dtype="float16", compressors=None,
-                          fill_value=0, chunk_key_encoding={"name": "default", "separator": sep})
+    zarr.create_array(
+        str(d),
+        shape=(40, 3, 2),
+        chunks=(5, 3, 2),
+        dtype="float16",
+        compressors=None,
+        fill_value=0,
+        chunk_key_encoding={"name": "default", "separator": sep},
+    )
     raw = RawZarrArray.open(str(d))
     assert raw is not None and raw.flat == (sep == ".")
     data = np.random.default_rng(seed).standard_normal((n, 3, 2)).astype(np.float16)
@@ -321,8 +365,15 @@ def test_fast_cast_with_torch_is_bit_identical_to_numpy(n, scale, seed):
 def test_direct_shard_writes_match_zarr(tmp_path, inner):
     shape, shard = (10, 3, 2), 4
     data = np.random.default_rng(inner).normal(size=shape).astype(np.float32)
-    kw = dict(shape=shape, chunks=(inner, 3, 2), shards=(shard, 3, 2), dtype="float32",
-              compressors=None, fill_value=np.nan, config={"write_empty_chunks": True})
+    kw = dict(
+        shape=shape,
+        chunks=(inner, 3, 2),
+        shards=(shard, 3, 2),
+        dtype="float32",
+        compressors=None,
+        fill_value=np.nan,
+        config={"write_empty_chunks": True},
+    )
     ref = zarr.create_array(str(tmp_path / "ref"), **kw)
     ref[:] = data
     mine = zarr.create_array(str(tmp_path / "mine"), **kw)

@@ -19,15 +19,20 @@ from embstore.store.integrity import check, repair
 
 
 def _files(path):
-    return sorted(os.path.relpath(os.path.join(d, f), path) for d, _s, fs in os.walk(path) for f in fs)
+    return sorted(
+        os.path.relpath(os.path.join(d, f), path) for d, _s, fs in os.walk(path) for f in fs
+    )
 
 
 @pytest.fixture
 def store(tmp_path):
     p = str(tmp_path / "s.zarr")
     with Store.create(p, variables={"emb": ("h",)}, dtypes={"emb": "float32"}, chunk_rows=4) as st:
-        st.append(list(range(12)), {"emb": np.arange(48, dtype=np.float32).reshape(12, 4)},
-                  coords={"tag": list(range(12))})
+        st.append(
+            list(range(12)),
+            {"emb": np.arange(48, dtype=np.float32).reshape(12, 4)},
+            coords={"tag": list(range(12))},
+        )
         st.write_blob("idx", b"0123456789" * 100)
     return p
 
@@ -38,7 +43,9 @@ def test_missing_chunk_raises_naming_variable_and_rows(store):
     with Store.open(store) as st:
         with pytest.raises(DamagedStoreError, match=r"'emb'.*rows 4\.\.7"):
             st.emb.values
-        np.testing.assert_array_equal(st.read("emb", ids=[0, 9]), [[0, 1, 2, 3], [36, 37, 38, 39]])  # undamaged rows
+        np.testing.assert_array_equal(
+            st.read("emb", ids=[0, 9]), [[0, 1, 2, 3], [36, 37, 38, 39]]
+        )  # undamaged rows
     with Store.open(store, mode="a"):
         pass
     assert _files(store) == before  # opening as a writer deleted nothing
@@ -81,8 +88,12 @@ def test_check_and_repair_clean_store_and_orphans(store):
     with Store.open(store, mode="a") as st:
         st.write_table("t", pd.DataFrame({"a": [1]}))
         st.write_table("t", pd.DataFrame({"a": [2, 3]}))  # old version removed after the commit
-        st._backend.write_table("t@999999-deadbeef", {"a": np.array([9])}, {"columns": ["a"]})  # an orphan
-    assert [k for k in os.listdir(os.path.join(store, "_tables")) if k.startswith("t@")].__len__() == 2
+        st._backend.write_table(
+            "t@999999-deadbeef", {"a": np.array([9])}, {"columns": ["a"]}
+        )  # an orphan
+    assert [
+        k for k in os.listdir(os.path.join(store, "_tables")) if k.startswith("t@")
+    ].__len__() == 2
     rep = check(store)
     assert rep.ok and rep.orphans == ["_tables/t@999999-deadbeef"]
     assert cli_main(["repair", store]) == 0
@@ -94,7 +105,9 @@ def test_check_and_repair_clean_store_and_orphans(store):
 @pytest.fixture
 def prealloc(tmp_path):
     p = str(tmp_path / "p.zarr")
-    Store.create(p, variables={"emb": ("h",)}, shapes={"emb": (2,)}, chunk_rows=4, n_rows=16).close()
+    Store.create(
+        p, variables={"emb": ("h",)}, shapes={"emb": (2,)}, chunk_rows=4, n_rows=16
+    ).close()
     return p
 
 
@@ -136,8 +149,12 @@ def _skip_child(path, region, ids):
 
 def test_record_skipped_from_four_region_writers_at_once(prealloc):
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_skip_child, args=(prealloc, (4 * k, 4 * k + 4), range(10 * k, 10 * k + 3)))
-             for k in range(4)]
+    procs = [
+        ctx.Process(
+            target=_skip_child, args=(prealloc, (4 * k, 4 * k + 4), range(10 * k, 10 * k + 3))
+        )
+        for k in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -173,11 +190,17 @@ def test_stores_without_catalog_still_read_and_upgrade(tmp_path):
     with Store.create(p, variables={"emb": ("h",)}) as st:
         st.append([1], {"emb": np.zeros((1, 2))})
         be = st._backend  # the pre-catalog layout: _tables/<name>, _blobs/<name>, no catalog record
-        be.write_table("people", {"a": np.array([1, 2])}, {"columns": ["a"], "index": [], "kinds": {"a": "i"},
-                                                           "default_index": True})
+        be.write_table(
+            "people",
+            {"a": np.array([1, 2])},
+            {"columns": ["a"], "index": [], "kinds": {"a": "i"}, "default_index": True},
+        )
         be.write_blob("idx", b"old")
-        be.write_table("_skipped", {"id": np.array(["7"]), "reason": np.array(["bad"])},
-                       {"columns": ["id", "reason"], "index": [], "kinds": {}, "default_index": True})
+        be.write_table(
+            "_skipped",
+            {"id": np.array(["7"]), "reason": np.array(["bad"])},
+            {"columns": ["id", "reason"], "index": [], "kinds": {}, "default_index": True},
+        )
     with Store.open(p) as st:
         assert st.tables == ["people"] and st.read_table("people")["a"].tolist() == [1, 2]
         assert st.read_blob("idx") == b"old" and st.skipped["id"].tolist() == ["7"]
@@ -219,11 +242,17 @@ def test_tampered_faiss_index_raises_instead_of_wrong_neighbours(tmp_path):
 
     p = str(tmp_path / "f.zarr")
     rng = np.random.default_rng(0)
-    with Store.create(p, variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"}) as st:
+    with Store.create(
+        p, variables={"embedding": ("hidden",)}, dtypes={"embedding": "float32"}
+    ) as st:
         st.append(list(range(60)), {"embedding": rng.normal(size=(60, 8)).astype(np.float32)})
         EmbeddingAnalyzer(st).build_index("embedding", kind="flat")
     bdir = os.path.join(p, "_blobs")
-    key = [b for b in os.listdir(bdir) if b.startswith("faiss_") and ".json@" not in b and b != "zarr.json"]
+    key = [
+        b
+        for b in os.listdir(bdir)
+        if b.startswith("faiss_") and ".json@" not in b and b != "zarr.json"
+    ]
     assert len(key) == 1
     chunk = os.path.join(bdir, key[0], "c", "0")
     raw = bytearray(open(chunk, "rb").read())

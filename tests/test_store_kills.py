@@ -36,7 +36,9 @@ from embstore.store import faults
 from embstore.store.integrity import check
 
 N0 = 12
-XR_STALE: list[bool] = []  # per verified kill: did plain xarray.open_zarr show other rows than committed?
+XR_STALE: list[
+    bool
+] = []  # per verified kill: did plain xarray.open_zarr show other rows than committed?
 
 
 def _plain_rows(path):
@@ -60,9 +62,15 @@ def _emb(ids):
 
 
 def make_template(path):
-    with Store.create(path, variables={"emb": ("q", "h")}, dtypes={"emb": "float32"}, chunk_rows=4) as st:
+    with Store.create(
+        path, variables={"emb": ("q", "h")}, dtypes={"emb": "float32"}, chunk_rows=4
+    ) as st:
         ids = list(range(N0))
-        st.append(ids, {"emb": _emb(ids)}, coords={"tag": [i % 3 for i in ids], "name": [f"n{i}" for i in ids]})
+        st.append(
+            ids,
+            {"emb": _emb(ids)},
+            coords={"tag": [i % 3 for i in ids], "name": [f"n{i}" for i in ids]},
+        )
         st.write_table("people", pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
         st.write_blob("idx", b"v0" * 10)
         st.record_skipped([100, 101], "unreadable")
@@ -90,8 +98,14 @@ PATHS = {
     "write_blob": (4, lambda st, j: st.write_blob("idx", _blob(j))),
     "record_skipped": (4, lambda st, j: st.record_skipped([200 + 2 * j, 201 + 2 * j], f"r{j}")),
     "update_attrs": (12, lambda st, j: st.update_attrs(k1=j, k2=-j)),
-    "append": (9, lambda st, j: st.append(APPEND_IDS[2 * j - 2 : 2 * j], {"emb": _emb(APPEND_IDS[2 * j - 2 : 2 * j])},
-                                          coords={"tag": [7, 7], "name": ["a", "b"]})),
+    "append": (
+        9,
+        lambda st, j: st.append(
+            APPEND_IDS[2 * j - 2 : 2 * j],
+            {"emb": _emb(APPEND_IDS[2 * j - 2 : 2 * j])},
+            coords={"tag": [7, 7], "name": ["a", "b"]},
+        ),
+    ),
 }
 
 
@@ -113,7 +127,7 @@ def state(st, path_name):
 
 
 def run_calls(path, path_name, upto, kill_at=None):
-    n, call = PATHS[path_name]
+    _n, call = PATHS[path_name]
     st = Store.open(path, mode="a", write_chunks=1)
     faults.arm(kill_at)
     for j in range(1, upto + 1):
@@ -155,9 +169,14 @@ def verify(path, path_name, states, tokens, ref_emb):
     if plain[0] != committed:
         # killed between the commit record and the consolidated metadata (one rename apart): the
         # plain reader still sees the previous commit, a call boundary with fewer rows
-        assert path_name == "append" and tuple(plain[0]) in states and len(plain[0]) < len(committed), plain[0]
+        assert (
+            path_name == "append" and tuple(plain[0]) in states and len(plain[0]) < len(committed)
+        ), plain[0]
     _check_plain(plain, None, ref_emb if path_name == "append" else _emb(range(N0)))
-    for mode in ("r", "a"):  # read as left, then after a writer took over (and finished or cleaned up)
+    for mode in (
+        "r",
+        "a",
+    ):  # read as left, then after a writer took over (and finished or cleaned up)
         with Store.open(path, mode=mode) as st:
             got = state(st, path_name)
             assert got in states, f"{path_name}: state after kill matches no call boundary: {got!r}"
@@ -167,13 +186,17 @@ def verify(path, path_name, states, tokens, ref_emb):
                 np.testing.assert_array_equal(st.emb.values, ref_emb[:n])
                 assert st.ids.tolist() == list(range(n))
             else:
-                assert st.version_token == tokens[j], f"{path_name}: version_token does not match state {j}"
+                assert st.version_token == tokens[j], (
+                    f"{path_name}: version_token does not match state {j}"
+                )
                 np.testing.assert_array_equal(st.emb.values, _emb(range(N0)))
     rep = check(path)
     assert rep.ok, rep.lines()
     with Store.open(path, mode="r") as st:
         committed = st.ids.tolist()
-    _check_plain(_plain_rows(path), committed, ref_emb if path_name == "append" else _emb(range(N0)))
+    _check_plain(
+        _plain_rows(path), committed, ref_emb if path_name == "append" else _emb(range(N0))
+    )
     return j
 
 
@@ -208,8 +231,10 @@ def sweep(tmp_path, path_name, every=1):
 def test_kill_at_every_io_step(tmp_path, path_name):
     XR_STALE.clear()
     kills, seen = sweep(tmp_path, path_name)
-    print(f"KILLS {path_name}: {kills} injected kills, states seen {sorted(seen)}, "
-          f"plain open_zarr showed other rows than committed after {sum(XR_STALE)} of {len(XR_STALE)}")
+    print(
+        f"KILLS {path_name}: {kills} injected kills, states seen {sorted(seen)}, "
+        f"plain open_zarr showed other rows than committed after {sum(XR_STALE)} of {len(XR_STALE)}"
+    )
     assert kills >= 20, f"{path_name}: only {kills} injection points"
     assert len(seen) >= 3  # kills landed before, between and after calls
 

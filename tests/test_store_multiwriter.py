@@ -130,7 +130,13 @@ def test_killed_region_writer_keeps_other_regions(tmp_path):
     with Store.open(path, mode="a", region=(REGION, 2 * REGION)) as st:
         todo = st.missing([f"w1-{j}" for j in range(REGION)])
         js = [int(t.split("-")[1]) for t in todo]
-        st.append(todo, {"emb": np.stack([emb(1000 + j) for j in js])}, coords={"writer": [1] * len(js), "tag": ["t1"] * len(js)})
+        st.append(
+            todo,
+            {"emb": np.stack([emb(1000 + j) for j in js])},
+            coords={"writer": [1] * len(js), "tag": ["t1"] * len(js)},
+        )
     with Store.open(path) as st:
         assert st.ids.tolist() == [f"w{k}-{j}" for k in range(2) for j in range(REGION)]
-        np.testing.assert_array_equal(st.emb.values[REGION:], np.stack([emb(1000 + j) for j in range(REGION)]))
+        np.testing.assert_array_equal(
+            st.emb.values[REGION:], np.stack([emb(1000 + j) for j in range(REGION)])
+        )

@@ -17,8 +17,15 @@ def make(path, n, chunk, inner=None, dtype="float16", trailing=(3, 2), written=N
     chunks = (chunk,) + trailing
     if inner is not None:
         shards, chunks = (chunk,) + trailing, (inner,) + trailing
-    z = zarr.create_array(str(path), shape=(n,) + trailing, chunks=chunks, shards=shards, dtype=dtype,
-                          compressors=None, fill_value=0)
+    z = zarr.create_array(
+        str(path),
+        shape=(n,) + trailing,
+        chunks=chunks,
+        shards=shards,
+        dtype=dtype,
+        compressors=None,
+        fill_value=0,
+    )
     data = (np.arange(n * int(np.prod(trailing))).reshape((n,) + trailing) % 1000).astype(dtype)
     stop = n if written is None else written
     if stop:
@@ -26,7 +33,9 @@ def make(path, n, chunk, inner=None, dtype="float16", trailing=(3, 2), written=N
     return z
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     n=st.integers(1, 40),
     chunk=st.integers(1, 8),
@@ -55,7 +64,9 @@ def test_unsupported_arrays_fall_back(tmp_path):
     assert RawZarrArray.open(str(tmp_path / "zstd")) is None  # default zstd compression
     zarr.create_array(str(tmp_path / "s"), shape=(4,), chunks=(2,), dtype=str)
     assert RawZarrArray.open(str(tmp_path / "s")) is None
-    zarr.create_array(str(tmp_path / "t"), shape=(4, 6), chunks=(2, 3), dtype="float32", compressors=None)
+    zarr.create_array(
+        str(tmp_path / "t"), shape=(4, 6), chunks=(2, 3), dtype="float32", compressors=None
+    )
     assert RawZarrArray.open(str(tmp_path / "t")) is None  # trailing dims split in chunks
     assert RawZarrArray.open(str(tmp_path / "missing")) is None
     assert z.shape == (4, 2)
@@ -79,16 +90,24 @@ def test_rowtake_blocks():
     assert t[0:0].shape == (0, 2)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(1, 30), chunk=st.integers(1, 6), dtype=st.sampled_from(["float16", "float32", "int64", "bool"]))
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(1, 30),
+    chunk=st.integers(1, 6),
+    dtype=st.sampled_from(["float16", "float32", "int64", "bool"]),
+)
 def test_direct_chunk_writes_read_back_by_zarr(tmp_path_factory, n, chunk, dtype):
     path = tmp_path_factory.mktemp("w") / "a"
-    z = zarr.create_array(str(path), shape=(n, 2), chunks=(chunk, 2), dtype=dtype, compressors=None, fill_value=0)
+    z = zarr.create_array(
+        str(path), shape=(n, 2), chunks=(chunk, 2), dtype=dtype, compressors=None, fill_value=0
+    )
     raw = RawZarrArray.open(str(path))
     values = (np.arange(n * 2).reshape(n, 2) % 7).astype(dtype)
     raw.write_chunks(0, values)
     np.testing.assert_array_equal(np.asarray(zarr.open_array(str(path))[:]), values)
-    assert not [p for p in path.rglob("*.tmp")]
+    assert not list(path.rglob("*.tmp"))
     if chunk > 1:
         with pytest.raises(ValueError):
             raw.write_chunks(1, values[:1])  # not on a chunk boundary
@@ -103,7 +122,9 @@ def test_chunk_files_written_in_pieces(tmp_path, monkeypatch, sharded):
     monkeypatch.setattr(rawread, "WRITE_PIECE_BYTES", 5)
     values = np.arange(9 * 3, dtype="float32").reshape(9, 3) / 7
     shards = {"shards": (4, 3), "chunks": (1, 3)} if sharded else {"chunks": (4, 3)}
-    zarr.create_array(str(tmp_path / "a"), shape=(9, 3), dtype="float32", compressors=None, fill_value=0, **shards)
+    zarr.create_array(
+        str(tmp_path / "a"), shape=(9, 3), dtype="float32", compressors=None, fill_value=0, **shards
+    )
     raw = RawZarrArray.open(str(tmp_path / "a"))
     assert raw.can_write
     raw.write_chunks(0, values)

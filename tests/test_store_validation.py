@@ -66,7 +66,9 @@ def _path(tmp_path, ext, name="s"):
 
 
 def _new(tmp_path, ext, name="s", **kw):
-    return Store.create(_path(tmp_path, ext, name), variables={"e": ("d",)}, dtypes={"e": "float32"}, **kw)
+    return Store.create(
+        _path(tmp_path, ext, name), variables={"e": ("d",)}, dtypes={"e": "float32"}, **kw
+    )
 
 
 def _rows(ids):
@@ -129,7 +131,9 @@ def test_bad_names_refused_and_writer_stays_healthy(tmp_path, ext, kind):
         return
     st = _new(tmp_path, ext)
     st.append([1, 2], _rows([1, 2]), coords={"skin": [1, 2]})
-    taken = ["image_id", "e", "image"] if kind in ("coordinate", "set_coords") else []  # tables live apart
+    taken = (
+        ["image_id", "e", "image"] if kind in ("coordinate", "set_coords") else []
+    )  # tables live apart
     for name in BAD_NAMES + taken:
         with pytest.raises(InvalidNameError) as ei:
             if kind == "coordinate":
@@ -147,7 +151,11 @@ def test_bad_names_refused_and_writer_stays_healthy(tmp_path, ext, kind):
 
 def test_ragged_bookkeeping_names_are_reserved(tmp_path):
     with pytest.raises(ValidationError, match="enc_offset"):
-        Store.create(str(tmp_path / "r.zarr"), variables={"enc_offset": ("d",)}, ragged={"enc": ("token", "f")})
+        Store.create(
+            str(tmp_path / "r.zarr"),
+            variables={"enc_offset": ("d",)},
+            ragged={"enc": ("token", "f")},
+        )
     st = Store.create(str(tmp_path / "r.zarr"), ragged={"enc": ("token", "f")})
     st.append([1], {"enc": [np.zeros((2, 3))]})
     for name in ("enc_offset", "enc_n", "enc_h", "enc_w", "enc"):
@@ -163,14 +171,24 @@ def test_names_never_write_outside_the_store(tmp_path, ext):
     a_path, b_path = _path(tmp_path, ext, "a"), _path(tmp_path, ext, "b")
     with _new(tmp_path, ext, "b") as b:
         b.append([100, 101], _rows([100, 101]))
+
     def stamps():
-        files = glob.glob(os.path.join(b_path, "**"), recursive=True) if os.path.isdir(b_path) else [b_path]
+        files = (
+            glob.glob(os.path.join(b_path, "**"), recursive=True)
+            if os.path.isdir(b_path)
+            else [b_path]
+        )
         return {p: (os.path.getmtime(p), os.path.getsize(p)) for p in files}
 
     before = stamps()
     a = _new(tmp_path, ext, "a")
     a.append([1], _rows([1]))
-    for name in (os.path.join(b_path, "image_id"), f"../b{ext}/image_id", os.path.join(b_path, "e"), f"../b{ext}"):
+    for name in (
+        os.path.join(b_path, "image_id"),
+        f"../b{ext}/image_id",
+        os.path.join(b_path, "e"),
+        f"../b{ext}",
+    ):
         with pytest.raises(InvalidNameError):
             a.append([2], _rows([2]), coords={name: [7]})
         with pytest.raises(InvalidNameError):
@@ -194,13 +212,28 @@ def test_ids_and_values_refused(tmp_path, ext):
     st.append([1], _rows([1]), coords={"skin": [3]})
     big = 2**63 + 5
     cases = [
-        (lambda: st.append(np.array([big], dtype=np.uint64), _rows([2])), DTypeMismatchError, str(big)),
+        (
+            lambda: st.append(np.array([big], dtype=np.uint64), _rows([2])),
+            DTypeMismatchError,
+            str(big),
+        ),
         (lambda: st.append([2**64 + 1], _rows([2])), DTypeMismatchError, str(2**64 + 1)),
         (lambda: st.append([7, "a"], _rows([7, 8])), DTypeMismatchError, "'a'"),
-        (lambda: st.append([7, 8], _rows([7, 8]), coords={"skin": [1, "a"]}), DTypeMismatchError, "'a'"),
-        (lambda: st.append([7], _rows([7]), coords={"skin": np.array([big], dtype=np.uint64)}),
-         DTypeMismatchError, str(big)),
-        (lambda: st.append([7], {"e": np.full((1, 3), 1e39)}, allow_nonfinite=True), NonFiniteError, "1e+39"),
+        (
+            lambda: st.append([7, 8], _rows([7, 8]), coords={"skin": [1, "a"]}),
+            DTypeMismatchError,
+            "'a'",
+        ),
+        (
+            lambda: st.append([7], _rows([7]), coords={"skin": np.array([big], dtype=np.uint64)}),
+            DTypeMismatchError,
+            str(big),
+        ),
+        (
+            lambda: st.append([7], {"e": np.full((1, 3), 1e39)}, allow_nonfinite=True),
+            NonFiniteError,
+            "1e+39",
+        ),
         (lambda: st.append([7], {"e": np.array([[np.nan, 0, 0]])}), NonFiniteError, "NaN"),
     ]
     for call, cls, shown in cases:
@@ -214,21 +247,35 @@ def test_ids_and_values_refused(tmp_path, ext):
 @pytest.mark.parametrize("ext", BACKENDS)
 def test_integer_and_float16_overflow(tmp_path, ext):
     path = _path(tmp_path, ext)
-    st = Store.create(path, variables={"i": ("d",), "h": ("d",)}, dtypes={"i": "int8", "h": "float16"})
+    st = Store.create(
+        path, variables={"i": ("d",), "h": ("d",)}, dtypes={"i": "int8", "h": "float16"}
+    )
     ok = {"i": np.array([[-128, 127]]), "h": np.array([[65504.0, -1.0]], dtype=np.float32)}
     st.append([0], ok)
     with pytest.raises(DTypeMismatchError, match="300"):
         st.append([1], {"i": np.array([[300, 0]]), "h": np.zeros((1, 2))})
     with pytest.raises(NonFiniteError, match="100000"):
-        st.append([1], {"i": np.zeros((1, 2), dtype=int), "h": np.array([[1e5, 0]])}, allow_nonfinite=True)
+        st.append(
+            [1], {"i": np.zeros((1, 2), dtype=int), "h": np.array([[1e5, 0]])}, allow_nonfinite=True
+        )
     with pytest.raises(NonFiniteError, match="70000"):  # ints overflow float16 too
         st.append([1], {"i": np.zeros((1, 2), dtype=int), "h": np.array([[70000, 0]])})
     # NaN/Inf already in the data pass with allow_nonfinite, finite values beside them must still fit
-    st.append([2], {"i": np.zeros((1, 2), dtype=np.uint8), "h": np.array([[np.nan, np.inf]])}, allow_nonfinite=True)
+    st.append(
+        [2],
+        {"i": np.zeros((1, 2), dtype=np.uint8), "h": np.array([[np.nan, np.inf]])},
+        allow_nonfinite=True,
+    )
     with pytest.raises(NonFiniteError, match="100000"):
-        st.append([3], {"i": np.zeros((1, 2), dtype=int), "h": np.array([[np.nan, 1e5]])}, allow_nonfinite=True)
+        st.append(
+            [3],
+            {"i": np.zeros((1, 2), dtype=int), "h": np.array([[np.nan, 1e5]])},
+            allow_nonfinite=True,
+        )
     with pytest.raises(NonFiniteError):
-        st.append([3], {"i": np.zeros((1, 2), dtype=int), "h": np.array([[np.inf, 0]], dtype=np.float16)})
+        st.append(
+            [3], {"i": np.zeros((1, 2), dtype=int), "h": np.array([[np.inf, 0]], dtype=np.float16)}
+        )
     st.close()
     ro = Store.open(path)
     assert ro.ids.tolist() == [0, 2]
@@ -241,8 +288,13 @@ def test_integer_and_float16_overflow(tmp_path, ext):
 def test_append_copies_what_it_buffers(tmp_path, ext):
     """A caller reusing one buffer for every batch must not overwrite buffered rows."""
     path = _path(tmp_path, ext)
-    st = Store.create(path, variables={"e": ("d",)}, ragged={"t": ("token", "f")},
-                      dtypes={"e": "float32", "t": "float16"}, chunk_rows=16)
+    st = Store.create(
+        path,
+        variables={"e": ("d",)},
+        ragged={"t": ("token", "f")},
+        dtypes={"e": "float32", "t": "float16"},
+        chunk_rows=16,
+    )
     dense = np.empty((4, 3), dtype=np.float32)  # already the storage dtype: the aliasing case
     tok = np.empty((2, 5), dtype=np.float16)
     ids = np.empty(4, dtype=np.int64)
@@ -258,7 +310,9 @@ def test_append_copies_what_it_buffers(tmp_path, ext):
     ro = Store.open(path)
     assert ro.ids.tolist() == list(range(12))
     assert ro.read("e")[:, 0].tolist() == [1.0] * 4 + [2.0] * 4 + [3.0] * 4
-    assert [float(ro.get_ragged("t", i)[0, 0]) for i in range(12)] == [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    assert [float(ro.get_ragged("t", i)[0, 0]) for i in range(12)] == [1.0] * 4 + [2.0] * 4 + [
+        3.0
+    ] * 4
 
 
 # -------------------------------------------------------------- resources
@@ -270,12 +324,20 @@ def test_chunk_rows_bounded(tmp_path, ext):
             Store.create(path, variables={"e": ("d",)}, chunk_rows=bad, overwrite=True)
         assert repr(bad) in str(ei.value) or str(bad) in str(ei.value)
     st = Store.create(path, variables={"e": ("q", "d")}, chunk_rows=2**20, overwrite=True)
-    with pytest.raises(ValidationError, match="512 MiB"):  # 2**20 rows of 100x256 float16: 50 GiB chunks
+    with pytest.raises(
+        ValidationError, match="512 MiB"
+    ):  # 2**20 rows of 100x256 float16: 50 GiB chunks
         st.append([1], {"e": np.zeros((1, 100, 256), dtype=np.float16)})
     assert len(st) == 0
     st.close()
-    assert sum(os.path.getsize(p) for p in glob.glob(os.path.join(path, "**"), recursive=True)
-               if os.path.isfile(p)) < 2**20
+    assert (
+        sum(
+            os.path.getsize(p)
+            for p in glob.glob(os.path.join(path, "**"), recursive=True)
+            if os.path.isfile(p)
+        )
+        < 2**20
+    )
 
 
 @pytest.mark.parametrize("ext", BACKENDS)
@@ -339,7 +401,9 @@ def test_disk_full_injected(tmp_path, monkeypatch):
     ro = Store.open(path)
     assert ro.ids.tolist() == list(range(32))
     np.testing.assert_array_equal(ro.read("e")[:, 0], np.arange(32, dtype=np.float32))
-    monkeypatch.setattr(rawread, "_write_in_pieces", real)  # space freed: the buffered rows go through
+    monkeypatch.setattr(
+        rawread, "_write_in_pieces", real
+    )  # space freed: the buffered rows go through
     st.close()
     ro = Store.open(path)
     assert ro.ids.tolist() == list(range(64))
@@ -349,7 +413,9 @@ def test_disk_full_injected(tmp_path, monkeypatch):
 def _can_mount_tmpfs(where) -> bool:
     if sys.platform != "linux" or os.geteuid() != 0:
         return False
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True
+    )
     return r.returncode == 0
 
 
@@ -401,8 +467,12 @@ def test_adversarial_errors_are_embstore_errors(tmp_path, ext):
     for _ in range(200):
         node.append([])
         node = node[0]
-    for kv, shown in (({"deep": deep}, "deep"), ({"s": {1, 2}}, "{1, 2}"), ({"nan": float("nan")}, "nan"),
-                      ({"lst": [1, {2}]}, "lst")):
+    for kv, shown in (
+        ({"deep": deep}, "deep"),
+        ({"s": {1, 2}}, "{1, 2}"),
+        ({"nan": float("nan")}, "nan"),
+        ({"lst": [1, {2}]}, "lst"),
+    ):
         with pytest.raises(ValidationError) as ei:
             st.update_attrs(**kv)
         assert shown in str(ei.value)
@@ -414,14 +484,18 @@ def test_adversarial_errors_are_embstore_errors(tmp_path, ext):
         st.write_table("t", pd.DataFrame({"k": [1]}, index=pd.Index([5], name="k")))
     with pytest.raises(ValidationError, match="list"):
         st.write_table("t", [1, 2])
-    st.write_table("t", pd.DataFrame({"index": [1, 2]}))  # an unnamed index beside an 'index' column is fine
+    st.write_table(
+        "t", pd.DataFrame({"index": [1, 2]})
+    )  # an unnamed index beside an 'index' column is fine
     assert st.read_table("t")["index"].tolist() == [1, 2]
     with pytest.raises(ValidationError, match="attribute .a. = <object"):
         Store.create(_path(tmp_path, ext, "x"), variables={"e": ("d",)}, attrs={"a": object()})
     _check_healthy(st, path, [1], [2])
 
 
-@pytest.mark.parametrize("junk", ["[1, 2]", '{"pid": "x", "host": "HOST"}', '{"pid": null}', "", "\xff\xfe", "{"])
+@pytest.mark.parametrize(
+    "junk", ["[1, 2]", '{"pid": "x", "host": "HOST"}', '{"pid": null}', "", "\xff\xfe", "{"]
+)
 def test_garbage_lock_files(tmp_path, junk):
     import socket
 
@@ -479,7 +553,9 @@ def test_legacy_importers_report_nonfinite_files(tmp_path, caplog):
     rep = import_detr_dir(src, tmp_path / "d.zarr", variables=["query_embeddings"])
     assert rep.imported == 3
     assert sorted((os.path.basename(p), n) for p, n in rep.nonfinite) == [
-        (pt_filename(2), 32), (pt_filename(3), 1)]
+        (pt_filename(2), 32),
+        (pt_filename(3), 1),
+    ]
     assert "2 with NaN/Inf values" in str(rep) and rep.to_dict()["nonfinite"]
     assert "NaN/Inf" in caplog.text
     # face npy: 2 of 5 rows non-finite
@@ -502,4 +578,5 @@ def test_legacy_importers_report_nonfinite_files(tmp_path, caplog):
     (cache / "inst2feat.tsv").write_text("\n".join(lines) + "\n")
     res = import_siglip_cache(cache, tmp_path / "s.zarr")
     assert res["rows"] == 2 and [(os.path.basename(p), n) for p, n in res["nonfinite"]] == [
-        ("000000000002_1.npy", 6)]
+        ("000000000002_1.npy", 6)
+    ]

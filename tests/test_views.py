@@ -34,7 +34,9 @@ N = 64
 LIGHT = np.array(["well_lit", "dimly_lit"])
 
 
-def _make(path, *, ids=None, seed=0, scale=40.0, offset=0.81, variables=None, coords=None, attrs=None):
+def _make(
+    path, *, ids=None, seed=0, scale=40.0, offset=0.81, variables=None, coords=None, attrs=None
+):
     """A DETR-like store of float16 query embeddings large enough to overflow float16 sums."""
     rng = np.random.default_rng(seed)
     ids = np.arange(N) if ids is None else np.asarray(ids)
@@ -42,8 +44,7 @@ def _make(path, *, ids=None, seed=0, scale=40.0, offset=0.81, variables=None, co
     q = (rng.standard_normal((n, 10, 32)) * scale + offset * scale).astype(np.float32)
     variables = variables or {"query_embeddings": ("query", "hidden")}
     data = {name: q if len(dims) == 2 else q[:, 0, :] for name, dims in variables.items()}
-    coords = coords if coords is not None else {
-        "skin": (ids % 4) + 1, "lighting": LIGHT[ids % 2]}
+    coords = coords if coords is not None else {"skin": (ids % 4) + 1, "lighting": LIGHT[ids % 2]}
     with Store.create(path, variables=variables, attrs=attrs or {}) as st:
         st.append(ids, data, coords=coords)
     return ids, q.astype(np.float16).astype(np.float32)
@@ -67,14 +68,20 @@ def test_float16_storage_decoded_to_float32(tmp_path, ext):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no RuntimeWarning (overflow) anywhere
         got = {
-            "mean": float(q.mean()), "std": float(q.std()), "sum": float(q.sum()),
+            "mean": float(q.mean()),
+            "std": float(q.std()),
+            "sum": float(q.sum()),
             "abs_mean": float(abs(q).mean()),
         }
         grouped = abs(q).groupby("lighting").mean(...)
         per_query = q.mean("image").values
         frame = q.isel(query=0).to_dataframe()
-    want = {"mean": ref.mean(dtype=np.float64), "std": ref.std(dtype=np.float64),
-            "sum": ref.sum(dtype=np.float64), "abs_mean": np.abs(ref).mean(dtype=np.float64)}
+    want = {
+        "mean": ref.mean(dtype=np.float64),
+        "std": ref.std(dtype=np.float64),
+        "sum": ref.sum(dtype=np.float64),
+        "abs_mean": np.abs(ref).mean(dtype=np.float64),
+    }
     for k in got:
         assert got[k] == pytest.approx(want[k], rel=1e-3), k
     for label in LIGHT:
@@ -118,7 +125,9 @@ def _second_store(path, ref_ids, order, extra=False):
         coords["category"] = np.where(ids % 3 == 0, "person", "other")
     rng = np.random.default_rng(5)
     emb = rng.standard_normal((len(ids), 8)).astype(np.float32)
-    with Store.create(path, variables={"embedding": ("feature",)}, dtypes={"embedding": "float32"}) as st:
+    with Store.create(
+        path, variables={"embedding": ("feature",)}, dtypes={"embedding": "float32"}
+    ) as st:
         st.append(ids, {"embedding": emb}, coords=coords)
     return ids, emb
 
@@ -142,7 +151,9 @@ def test_merge_align_reindex_two_stores(tmp_path, ext):
 
     a2, b2 = xr.align(a.query_embeddings, b.embedding, join="inner")
     assert a2.image_id.values.tolist() == b2.image_id.values.tolist() == common
-    np.testing.assert_array_equal(b2.sel(image_id=[common[3]]).values[0], emb[b_pos[int(common[3])]])
+    np.testing.assert_array_equal(
+        b2.sel(image_id=[common[3]]).values[0], emb[b_pos[int(common[3])]]
+    )
 
     # reindex_like: b on a's rows, the 10 ids b lacks are NaN
     r = b.embedding.reindex_like(a.query_embeddings)
@@ -158,7 +169,7 @@ def test_merge_align_reindex_two_stores(tmp_path, ext):
 def test_merge_with_extra_coordinates_same_rows(tmp_path, ext):
     """A store with more coordinates merges once its rows are those of the other one."""
     a_path, b_path = str(tmp_path / f"a.{ext}"), str(tmp_path / f"b.{ext}")
-    ids, ref = _make(a_path)
+    ids, _ref = _make(a_path)
     order = np.random.default_rng(2).permutation(N)
     _second_store(b_path, ids, order, extra=True)
     a, b = Store.open(a_path), Store.open(b_path)
@@ -170,11 +181,14 @@ def test_merge_with_extra_coordinates_same_rows(tmp_path, ext):
     pos = {int(i): k for k, i in enumerate(ids[order])}
     np.testing.assert_array_equal(merged.embedding.values[5], b.read("embedding")[pos[5]])
     assert merged.sel(skin=[2, 3], lighting="well_lit").image_id.values.tolist() == [
-        i for i in ids if i % 4 == 2]
+        i for i in ids if i % 4 == 2
+    ]
     # the extra coordinate comes back by id
     cat = b.coords["category"].reindex(merged.image_id.values).to_numpy()
     with_cat = attach_row_index(merged.assign_coords(category=("image", cat)), "image")
-    assert with_cat.sel(category="person").image_id.values.tolist() == [i for i in ids if i % 3 == 0]
+    assert with_cat.sel(category="person").image_id.values.tolist() == [
+        i for i in ids if i % 3 == 0
+    ]
 
 
 def test_drop_and_reset_one_coordinate(tmp_path):
@@ -212,7 +226,12 @@ def test_views_pickle(tmp_path, ext):
     path = str(tmp_path / f"r.{ext}")
     _ids, ref = _make(path)
     st = Store.open(path)
-    for view in (st.query_embeddings, st.query_embeddings.sel(skin=[1, 3]), st.dataset, st.sel(skin=2)):
+    for view in (
+        st.query_embeddings,
+        st.query_embeddings.sel(skin=[1, 3]),
+        st.dataset,
+        st.sel(skin=2),
+    ):
         back = pickle.loads(pickle.dumps(view))
         xr.testing.assert_identical(back.load(), view.load())
     back = pickle.loads(pickle.dumps(st.query_embeddings.sel(lighting="dimly_lit")))
@@ -238,7 +257,10 @@ def test_views_go_to_another_process(tmp_path):
 def test_export_round_trip(tmp_path, ext, fmt):
     pytest.importorskip("h5netcdf")
     path = str(tmp_path / f"r.{ext}")
-    _make(path, attrs={"model_config": {"hidden_dim": 32, "layers": [6, 6]}, "note": None, "flag": True})
+    _make(
+        path,
+        attrs={"model_config": {"hidden_dim": 32, "layers": [6, 6]}, "note": None, "flag": True},
+    )
     st = Store.open(path)
     for k, src in enumerate([st.dataset, st.sel(skin=[1, 2], lighting="well_lit")]):
         out = str(tmp_path / f"out{k}.{'nc' if fmt == 'netcdf' else 'zarr'}")
@@ -250,7 +272,7 @@ def test_export_round_trip(tmp_path, ext, fmt):
         assert back.equals(src)
         assert back.attrs["model_config"] == {"hidden_dim": 32, "layers": [6, 6]}
         assert back.attrs["note"] is None and back.attrs["flag"] is True
-        assert decode_attrs(src.attrs) == {k2: v for k2, v in back.attrs.items()}
+        assert decode_attrs(src.attrs) == dict(back.attrs.items())
         assert back.sel(skin=1).image_id.values.tolist() == src.sel(skin=1).image_id.values.tolist()
         plain = xr.open_dataset(out, engine="h5netcdf" if fmt == "netcdf" else "zarr")
         assert isinstance(plain.attrs["model_config"], str)  # stored as a JSON string
@@ -286,7 +308,9 @@ def test_open_zarr_consolidated_committed_rows(tmp_path):
 
 def test_open_zarr_ragged_committed_tokens(tmp_path):
     path = str(tmp_path / "r.zarr")
-    with Store.create(path, variables={"q": ("query", "hidden")}, ragged={"enc": ("token", "hidden")}) as st:
+    with Store.create(
+        path, variables={"q": ("query", "hidden")}, ragged={"enc": ("token", "hidden")}
+    ) as st:
         st.append([1, 2], {"q": np.ones((2, 3, 4)), "enc": [np.ones((5, 4)), np.full((7, 4), 2.0)]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -303,7 +327,9 @@ def test_lazy_selection_reads_only_selected_rows(tmp_path, ext, monkeypatch):
     calls = []
     backend = st._backend
     orig = backend.read_points
-    monkeypatch.setattr(backend, "read_points", lambda name, pos: calls.append((name, list(pos))) or orig(name, pos))
+    monkeypatch.setattr(
+        backend, "read_points", lambda name, pos: calls.append((name, list(pos))) or orig(name, pos)
+    )
     want = [int(i) for i in ids if i % 4 == 2]
     got = st.query_embeddings.sel(skin=3).values
     assert calls == [("query_embeddings", want)]  # one read, exactly those rows
@@ -321,8 +347,13 @@ def _face_store(path):
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(10, 16)).astype(np.float32)
     emb[5:] = emb[:5] + 1e-3
-    with Store.create(path, row_dim="image", id_name="index", variables={"embedding": ("feature",)},
-                      dtypes={"embedding": "float32"}) as st:
+    with Store.create(
+        path,
+        row_dim="image",
+        id_name="index",
+        variables={"embedding": ("feature",)},
+        dtypes={"embedding": "float32"},
+    ) as st:
         st.append(np.arange(10), {"embedding": emb})
 
 
@@ -341,8 +372,11 @@ def test_default_variable_single_and_recorded(tmp_path):
 
     # two dense variables: the recorded default wins; none recorded -> error listing them
     two = str(tmp_path / "two.zarr")
-    _make(two, variables={"a_emb": ("query", "hidden"), "b_emb": ("query", "hidden")},
-          attrs={"default_variable": "b_emb"})
+    _make(
+        two,
+        variables={"a_emb": ("query", "hidden"), "b_emb": ("query", "hidden")},
+        attrs={"default_variable": "b_emb"},
+    )
     assert resolve_variable(Store.open(two), None) == "b_emb"
     bare = str(tmp_path / "bare.zarr")
     _make(bare, variables={"a_emb": ("query", "hidden"), "b_emb": ("query", "hidden")})
@@ -414,6 +448,10 @@ def test_unknown_store_coordinate_alignment_error_names_fix(tmp_path):
     with pytest.raises(ValidationError, match="same row coordinates"):
         a.join(b)
     assert a.reindex_like(RowIndex({"id": np.array([2, 3]), "skin": np.array([1, 2])}, "image"))[
-        "image"].tolist() == [1, -1]
-    assert pd.Index(a.join(RowIndex({"id": np.array([2, 5]), "skin": np.array([1, 4])}, "image"),
-                           how="outer").columns["id"]).tolist() == [1, 2, 5]
+        "image"
+    ].tolist() == [1, -1]
+    assert pd.Index(
+        a.join(
+            RowIndex({"id": np.array([2, 5]), "skin": np.array([1, 4])}, "image"), how="outer"
+        ).columns["id"]
+    ).tolist() == [1, 2, 5]

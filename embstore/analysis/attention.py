@@ -34,23 +34,103 @@ import xarray as xr
 
 from ..errors import UnknownVariableError, ValidationError
 
-__all__ = ["AttentionMixin", "COCO_CLASSES", "foreground_confidence", "top_queries"]
+__all__ = ["COCO_CLASSES", "AttentionMixin", "foreground_confidence", "top_queries"]
 
 logger = logging.getLogger(__name__)
 
 #: COCO category names by DETR class index (91 ids, "N/A" for unused ids).
 COCO_CLASSES = (
-    "N/A", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench", "bird", "cat",
-    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "N/A", "backpack",
-    "umbrella", "N/A", "N/A", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
-    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "N/A", "wine glass", "cup", "fork", "knife", "spoon", "bowl",
-    "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
-    "cake", "chair", "couch", "potted plant", "bed", "N/A", "dining table", "N/A", "N/A", "toilet",
-    "N/A", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven",
-    "toaster", "sink", "refrigerator", "N/A", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
+    "N/A",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "N/A",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "N/A",
+    "backpack",
+    "umbrella",
+    "N/A",
+    "N/A",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "N/A",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "N/A",
+    "dining table",
+    "N/A",
+    "N/A",
+    "toilet",
+    "N/A",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "N/A",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 
@@ -122,7 +202,9 @@ class AttentionMixin:
                 "'embstore extract detr --extract-type decoder,attention'."
             )
         if store is None:
-            raise ValidationError("attention maps are read from a store; open the analyzer on a store.")
+            raise ValidationError(
+                "attention maps are read from a store; open the analyzer on a store."
+            )
         if image_id not in set(np.asarray(self.ids).tolist()):  # type: ignore[attr-defined]
             raise UnknownVariableError(
                 f"image id {image_id!r} is not among the analyzer's rows; pick one of its ids, "
@@ -132,7 +214,9 @@ class AttentionMixin:
         hw = store.ragged_hw(variable).loc[image_id]
         h, w = int(hw["h"]), int(hw["w"])
         # tokens [h*w, L, K] -> [L, K, h, w]
-        maps = np.ascontiguousarray(tokens.transpose(1, 2, 0).reshape(tokens.shape[1], tokens.shape[2], h, w))
+        maps = np.ascontiguousarray(
+            tokens.transpose(1, 2, 0).reshape(tokens.shape[1], tokens.shape[2], h, w)
+        )
         return maps, tuple(self.ragged_variables[variable])  # type: ignore[attr-defined]
 
     def attention(
@@ -172,7 +256,11 @@ class AttentionMixin:
         maps, dims = self._attention_row(image_id, variable)
         item = dims[2] if len(dims) == 3 else "query"
         n_layers = maps.shape[0]
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n_layers <= layer < n_layers:
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, (int, np.integer))
+            or not -n_layers <= layer < n_layers
+        ):
             raise ValidationError(
                 f"layer={layer!r} is out of range for {variable!r} with {n_layers} layers; pass an "
                 f"integer in [{-n_layers}, {n_layers - 1}]."
@@ -187,11 +275,14 @@ class AttentionMixin:
                 )
             sel = sel[idx]
         return xr.DataArray(
-            sel, dims=(item, "y", "x"),
+            sel,
+            dims=(item, "y", "x"),
             coords={item: idx, "y": np.arange(sel.shape[1]), "x": np.arange(sel.shape[2])},
             name=variable,
-            attrs={"image_id": image_id if isinstance(image_id, (int, str)) else str(image_id),
-                   "layer": int(layer) % n_layers},
+            attrs={
+                "image_id": image_id if isinstance(image_id, (int, str)) else str(image_id),
+                "layer": int(layer) % n_layers,
+            },
         )
 
     def _image_path(self, image_id: Any, image_root: str | os.PathLike | None) -> str:
@@ -281,14 +372,19 @@ class AttentionMixin:
         bx = np.asarray(store.read(boxes, ids=[image_id]))[0]
         if isinstance(queries, str):
             if queries != "top":
-                raise ValidationError(f"queries={queries!r}; pass 'top' or a list of query indices.")
+                raise ValidationError(
+                    f"queries={queries!r}; pass 'top' or a list of query indices."
+                )
             q = top_queries(lg, k)
         else:
             q = np.asarray(list(queries), dtype=np.int64)
         maps = self.attention(image_id, layer=layer, queries=q)
         score, label = foreground_confidence(lg)
-        names = list(class_names) if class_names is not None else (
-            list(COCO_CLASSES) if lg.shape[-1] - 1 == len(COCO_CLASSES) else None)
+        names = (
+            list(class_names)
+            if class_names is not None
+            else (list(COCO_CLASSES) if lg.shape[-1] - 1 == len(COCO_CLASSES) else None)
+        )
         with Image.open(self._image_path(image_id, image_root)) as im:
             img = np.asarray(im.convert("RGB"))
         H, W = img.shape[:2]
@@ -299,8 +395,13 @@ class AttentionMixin:
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, qi in zip(axes, q):
             ax.imshow(img)
-            ax.imshow(maps.sel(query=int(qi)).values, extent=(0, W, H, 0), cmap="inferno",
-                      alpha=alpha, interpolation="bilinear")
+            ax.imshow(
+                maps.sel(query=int(qi)).values,
+                extent=(0, W, H, 0),
+                cmap="inferno",
+                alpha=alpha,
+                interpolation="bilinear",
+            )
             cx, cy, bw, bh = bx[qi] * np.array([W, H, W, H])
             ax.add_patch(_rectangle((cx - bw / 2, cy - bh / 2), bw, bh))
             cls = int(label[qi])

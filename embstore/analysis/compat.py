@@ -375,9 +375,13 @@ class LegacyAPIMixin:
         axis = [f"PC{i + 1} ({ratio[i]:.2%})" for i in range(n_components)]
         if save_path is not None:
             scatter_projection(
-                reduced, save_path, title=f"PCA visualization of {embedding_key}",
-                axis_labels=axis, groups=self._color_values(vec, color_by),
-                group_name=color_by, dpi=dpi,
+                reduced,
+                save_path,
+                title=f"PCA visualization of {embedding_key}",
+                axis_labels=axis,
+                groups=self._color_values(vec, color_by),
+                group_name=color_by,
+                dpi=dpi,
             )
         return reduced, pca
 
@@ -428,8 +432,12 @@ class LegacyAPIMixin:
         )
         if save_path is not None:
             scatter_projection(
-                reduced, save_path, title=f"t-SNE visualization of {embedding_key}",
+                reduced,
+                save_path,
+                title=f"t-SNE visualization of {embedding_key}",
                 axis_labels=[f"t-SNE {i + 1}" for i in range(n_components)],
-                groups=self._color_values(vec, color_by), group_name=color_by, dpi=dpi,
+                groups=self._color_values(vec, color_by),
+                group_name=color_by,
+                dpi=dpi,
             )
         return reduced

@@ -37,13 +37,13 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SelectionError, UnknownVariableError, ValidationError
-from .defaults import resolve_variable
 from .compat import LegacyAPIMixin
+from .defaults import resolve_variable
 from .plots import PlotMixin
 from .pooling import parse_pool, pool_dataarray
 from .sources import open_source
 
-__all__ = ["AnalyzerCore", "SPATIAL_DIMS", "feature_dim"]
+__all__ = ["SPATIAL_DIMS", "AnalyzerCore", "feature_dim"]
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,10 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         return len(self.ids)
 
     def __repr__(self) -> str:
-        what = self.store.path if self.store is not None else getattr(
-            self._source, "path", type(self._source).__name__
+        what = (
+            self.store.path
+            if self.store is not None
+            else getattr(self._source, "path", type(self._source).__name__)
         )
         return (
             f"<{type(self).__name__} {what!s}: {len(self)} {self.row_dim} rows, "
@@ -288,7 +290,11 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
                 return arr
             layer = -1
         n = arr.sizes["layer"]
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, (int, np.integer))
+            or not -n <= layer < n
+        ):
             raise ValidationError(
                 f"layer={layer!r} is out of range for {arr.name!r} with {n} layers; "
                 f"pass an integer in [{-n}, {n - 1}] (negative counts from the end)"
@@ -297,9 +303,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         out.attrs["layer"] = int(layer) % n
         return out
 
-    def _pool_ragged(
-        self, name: str, over: tuple[str, ...], method: str
-    ) -> xr.DataArray:
+    def _pool_ragged(self, name: str, over: tuple[str, ...], method: str) -> xr.DataArray:
         import dask
         import dask.array as da
 
@@ -323,7 +327,9 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         def load(block_ids: np.ndarray) -> np.ndarray:
             if hasattr(source, "iter_ragged"):
-                arrays = (row for _, row in source.iter_ragged(name, np.asarray(block_ids).tolist()))
+                arrays = (
+                    row for _, row in source.iter_ragged(name, np.asarray(block_ids).tolist())
+                )
             else:
                 arrays = (source.get_ragged(name, i) for i in block_ids)
             rows = [reduce(np.asarray(a, dtype=np.float32), axis=axis) for a in arrays]
@@ -513,7 +519,10 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
             ordered = {self.id_name: coords.pop(self.id_name), str(inner): coords.pop(str(inner))}
             ordered.update(coords)
             out = xr.DataArray(
-                data, dims=("vector", arr.dims[2]), coords=ordered, name=variable,
+                data,
+                dims=("vector", arr.dims[2]),
+                coords=ordered,
+                name=variable,
                 attrs=dict(arr.attrs) | {"pool": "none"},
             )
             return _attach_index(out, "vector")
@@ -563,9 +572,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         base = base.rename(columns={base.columns[0]: self.id_name}).reset_index(drop=True)
         if variable in self.ragged_variables and variable not in self.variables:
             if method is None:
-                raise ValidationError(
-                    f"ragged variable {variable!r} needs pool='mean' or 'max'"
-                )
+                raise ValidationError(f"ragged variable {variable!r} needs pool='mean' or 'max'")
             return base
         if variable not in self.variables:
             raise self._unknown(variable)
@@ -607,7 +614,11 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
     ) -> Iterator[tuple[int, np.ndarray]]:
         import dask.array as da
 
-        if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+        if (
+            isinstance(block_rows, bool)
+            or not isinstance(block_rows, (int, np.integer))
+            or block_rows < 1
+        ):
             raise ValidationError(f"block_rows must be a positive integer, got {block_rows!r}")
         data = arr.data
         if not isinstance(data, da.Array):
@@ -615,9 +626,9 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         bounds = self._block_bounds(data.chunks[0], int(block_rows))
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
             import sys
+
+            from tqdm.auto import tqdm
 
             bar = tqdm(total=data.shape[0], unit="vec", disable=not sys.stderr.isatty())
         try:

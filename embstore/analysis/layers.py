@@ -54,10 +54,10 @@ from .similarity import cka_from_matrices
 __all__ = [
     "METRICS",
     "LayersMixin",
-    "layer_profile",
     "cka_matrix",
-    "plot_layer_profile",
+    "layer_profile",
     "plot_cka_matrix",
+    "plot_layer_profile",
     "profile_columns",
 ]
 
@@ -78,8 +78,17 @@ METRICS: dict[str, str | None] = {
 
 #: Columns of the :func:`layer_profile` table, in order.
 profile_columns = (
-    "layer", "metric", "grouping", "group", "count", "value", "lo", "hi",
-    "baseline", "energy", "p_holm",
+    "layer",
+    "metric",
+    "grouping",
+    "group",
+    "count",
+    "value",
+    "lo",
+    "hi",
+    "baseline",
+    "energy",
+    "p_holm",
 )
 
 
@@ -109,7 +118,11 @@ def _layers(an: Any, variable: str, layers: Sequence[int] | None) -> list[int]:
         return list(range(n))
     out = []
     for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, (int, np.integer))
+            or not -n <= layer < n
+        ):
             raise ValidationError(
                 f"layer {layer!r} is out of range for {variable!r} with {n} layers; pass integers in "
                 f"[{-n}, {n - 1}]."
@@ -146,7 +159,9 @@ def _probe_rows(
     keep = labeled_mask(labels, list(cols), missing_values)
     codes = np.full(len(X), -1, dtype=np.int64)
     if keep.any():
-        grouped = labels.loc[keep, list(cols)].groupby(list(cols), sort=True, observed=True, dropna=True)
+        grouped = labels.loc[keep, list(cols)].groupby(
+            list(cols), sort=True, observed=True, dropna=True
+        )
         codes[keep] = grouped.ngroup().to_numpy()
     counts = np.bincount(codes[codes >= 0], minlength=max(1, codes.max() + 1))
     valid = counts >= min_count
@@ -154,8 +169,11 @@ def _probe_rows(
     rng = np.random.default_rng(seed)
     correct, summary = linear_probe(X, codes, rng, max_rows=max_rows, seed=seed, model=probe)
     row = {
-        "value": summary["accuracy"], "lo": np.nan, "hi": np.nan,
-        "baseline": summary["majority_baseline"], "count": summary["n_rows"],
+        "value": summary["accuracy"],
+        "lo": np.nan,
+        "hi": np.nan,
+        "baseline": summary["majority_baseline"],
+        "count": summary["n_rows"],
     }
     used = np.isfinite(correct)
     if n_boot > 0 and used.any():
@@ -247,18 +265,41 @@ def layer_profile(
         if "probe_accuracy" in metrics:
             for cols in groupings_of(by, intersections):
                 r = _probe_rows(
-                    X, labels, cols, n_boot=int(n_boot), alpha=alpha, min_count=min_count,
-                    seed=seed, probe=probe, missing_values=missing_values,
+                    X,
+                    labels,
+                    cols,
+                    n_boot=int(n_boot),
+                    alpha=alpha,
+                    min_count=min_count,
+                    seed=seed,
+                    probe=probe,
+                    missing_values=missing_values,
                     max_rows=int(options.get("max_probe_rows", 5000)),
                 )
-                rows.append({"layer": layer, "metric": "probe_accuracy",
-                             "grouping": grouping_name(cols), "group": "all", **r})
+                rows.append(
+                    {
+                        "layer": layer,
+                        "metric": "probe_accuracy",
+                        "grouping": grouping_name(cols),
+                        "group": "all",
+                        **r,
+                    }
+                )
         if not table_metrics:
             continue
         stats = group_statistics(
-            X, labels, by, n_boot=int(n_boot), seed=seed, alpha=alpha, min_count=min_count,
-            n_perm=max(1, int(n_perm)), probe=probe, intersections=intersections,
-            missing_values=missing_values, **options,
+            X,
+            labels,
+            by,
+            n_boot=int(n_boot),
+            seed=seed,
+            alpha=alpha,
+            min_count=min_count,
+            n_perm=max(1, int(n_perm)),
+            probe=probe,
+            intersections=intersections,
+            missing_values=missing_values,
+            **options,
         )
         t = stats.table
         from ..fairness.disparity import group_label
@@ -268,17 +309,22 @@ def layer_profile(
             for m in table_metrics:
                 col = METRICS[m]
                 has_ci = f"{col}_lo" in t.columns
-                rows.append({
-                    "layer": layer, "metric": m, "grouping": g["grouping"],
-                    "group": group_label(g, cols), "count": int(g["count"]),
-                    "value": float(g[col]),
-                    "lo": float(g[f"{col}_lo"]) if has_ci else np.nan,
-                    "hi": float(g[f"{col}_hi"]) if has_ci else np.nan,
-                    "baseline": np.nan,
-                    "energy": float(g["energy"]) if m == "energy_p" else np.nan,
-                    "p_holm": float(g["p_holm"]) if m == "energy_p" else np.nan,
-                    **{b: g[b] for b in by},
-                })
+                rows.append(
+                    {
+                        "layer": layer,
+                        "metric": m,
+                        "grouping": g["grouping"],
+                        "group": group_label(g, cols),
+                        "count": int(g["count"]),
+                        "value": float(g[col]),
+                        "lo": float(g[f"{col}_lo"]) if has_ci else np.nan,
+                        "hi": float(g[f"{col}_hi"]) if has_ci else np.nan,
+                        "baseline": np.nan,
+                        "energy": float(g["energy"]) if m == "energy_p" else np.nan,
+                        "p_holm": float(g["p_holm"]) if m == "energy_p" else np.nan,
+                        **{b: g[b] for b in by},
+                    }
+                )
     out = pd.DataFrame.from_records(rows)
     for c in list(profile_columns) + by:
         if c not in out.columns:
@@ -322,8 +368,11 @@ def cka_matrix(
         for j in range(i + 1, n):
             M[i, j] = M[j, i] = cka_from_matrices(mats[i], mats[j])
     return xr.DataArray(
-        M, dims=("layer", "layer_other"), coords={"layer": idx, "layer_other": idx},
-        name="cka", attrs={"variable": variable, "pool": str(pool), "kind": "linear CKA"},
+        M,
+        dims=("layer", "layer_other"),
+        coords={"layer": idx, "layer_other": idx},
+        name="cka",
+        attrs={"variable": variable, "pool": str(pool), "kind": "linear CKA"},
     )
 
 
@@ -367,8 +416,14 @@ def plot_layer_profile(
             if g["lo"].notna().any():
                 ax.fill_between(g["layer"], g["lo"], g["hi"], color=line.get_color(), alpha=0.2)
             if m == "probe_accuracy" and g["baseline"].notna().any():
-                ax.plot(g["layer"], g["baseline"], ls="--", color=line.get_color(), lw=1,
-                        label=f"{label} majority")
+                ax.plot(
+                    g["layer"],
+                    g["baseline"],
+                    ls="--",
+                    color=line.get_color(),
+                    lw=1,
+                    label=f"{label} majority",
+                )
         if m == "energy_p":
             ax.set_yscale("log")
             ax.axhline(0.05, color="grey", lw=0.8, ls=":")
@@ -408,15 +463,24 @@ def plot_cka_matrix(matrix: xr.DataArray, path: str | os.PathLike, title: str | 
     fig = _figure(3.0 + 0.8 * matrix.shape[1], 2.2 + 0.6 * matrix.shape[0])
     ax = fig.subplots()
     im = ax.imshow(matrix.values, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(matrix.shape[1]), [str(v) for v in matrix[d1].values], rotation=45, ha="right")
+    ax.set_xticks(
+        range(matrix.shape[1]), [str(v) for v in matrix[d1].values], rotation=45, ha="right"
+    )
     ax.set_yticks(range(matrix.shape[0]), [str(v) for v in matrix[d0].values])
     ax.set_xlabel(str(d1))
     ax.set_ylabel(str(d0))
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             v = float(matrix.values[i, j])
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if v > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if v > 0.6 else "white",
+            )
     fig.colorbar(im, ax=ax, label="linear CKA")
     ax.set_title(title or f"linear CKA ({matrix.attrs.get('variable', '')})", fontsize=9)
     return _save(fig, path)
@@ -454,7 +518,10 @@ class LayersMixin:
         return layer_profile(self, variable, by, metrics, **options)
 
     def cka_matrix(
-        self, variable: str = "decoder_output", *, pool: str | None = "mean",
+        self,
+        variable: str = "decoder_output",
+        *,
+        pool: str | None = "mean",
         layers: Sequence[int] | None = None,
     ) -> xr.DataArray:
         """Linear CKA between layers; see :func:`embstore.analysis.layers.cka_matrix`.

@@ -34,12 +34,12 @@ from .._optional import attempt_import
 from ..errors import NotAStoreError, ShapeMismatchError, UnknownVariableError
 
 __all__ = [
+    "KNOWN_DENSE",
+    "KNOWN_RAGGED",
     "LegacyDirSource",
     "is_legacy_dir",
     "legacy_file_name",
     "load_pt",
-    "KNOWN_DENSE",
-    "KNOWN_RAGGED",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,16 +221,16 @@ class LegacyDirSource:
             with open(meta_path, encoding="utf-8") as fh:
                 meta = json.load(fh)
         with os.scandir(self.path) as it:
-            present = {
-                int(m.group(1)) for e in it if (m := _FILE_RE.match(e.name))
-            }
+            present = {int(m.group(1)) for e in it if (m := _FILE_RE.match(e.name))}
         if meta is not None and "image_ids" in meta:
             listed = [int(i) for i in meta["image_ids"]]
             ids = [i for i in listed if i in present]
             if len(ids) < len(listed):
                 logger.warning(
-                    "%s: %d of %d image ids in metadata.json have no .pt file; "
-                    "they are skipped", self.path, len(listed) - len(ids), len(listed)
+                    "%s: %d of %d image ids in metadata.json have no .pt file; they are skipped",
+                    self.path,
+                    len(listed) - len(ids),
+                    len(listed),
                 )
             self._metadata: dict[str, Any] = dict(meta)
         elif present:
@@ -243,7 +243,8 @@ class LegacyDirSource:
             }
             logger.warning(
                 "%s has no metadata.json; using the %d embedding_*.pt files found",
-                self.path, len(ids),
+                self.path,
+                len(ids),
             )
         else:
             raise NotAStoreError(

@@ -20,7 +20,7 @@ from .._optional import attempt_import
 from ..errors import ValidationError
 from .defaults import resolve_variable
 
-__all__ = ["pca_projection", "tsne_projection", "scatter_projection", "PlotMixin"]
+__all__ = ["PlotMixin", "pca_projection", "scatter_projection", "tsne_projection"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ def tsne_projection(
         logger.warning("perplexity %.1f >= %d points: using %d", perplexity, n, n - 1)
         perplexity = float(n - 1)
     tsne = TSNE(
-        n_components=n_components, perplexity=perplexity, random_state=random_state,
+        n_components=n_components,
+        perplexity=perplexity,
+        random_state=random_state,
         init="pca",
     )
     return tsne.fit_transform(matrix)
@@ -248,8 +250,9 @@ class PlotMixin:
         if max_points is not None and n > max_points:
             keep = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
             vec = vec.isel(vector=keep)
-        matrix = np.asarray(vec.data.compute() if hasattr(vec.data, "compute") else vec.data,
-                            dtype=np.float32)
+        matrix = np.asarray(
+            vec.data.compute() if hasattr(vec.data, "compute") else vec.data, dtype=np.float32
+        )
         if method == "pca":
             reduced, pca = pca_projection(matrix, n_components)
             ratio = pca.explained_variance_ratio_
@@ -263,11 +266,14 @@ class PlotMixin:
             attrs = {}
         coords = {
             str(c): ("vector", np.asarray(vec[c].values))
-            for c in vec.coords if vec[c].dims == ("vector",)
+            for c in vec.coords
+            if vec[c].dims == ("vector",)
         }
         out = xr.DataArray(
-            reduced.astype(np.float32), dims=("vector", "component"),
-            coords=coords | {"component": names}, name=f"{variable}_{method}",
+            reduced.astype(np.float32),
+            dims=("vector", "component"),
+            coords=coords | {"component": names},
+            name=f"{variable}_{method}",
             attrs=attrs | {"method": method, "pool": str(pool)},
         )
         if save_path is not None:
@@ -279,7 +285,12 @@ class PlotMixin:
                     )
                 groups = coords[color_by][1]
             scatter_projection(
-                reduced, save_path, title=f"{method.upper()} of {variable} (pool={pool})",
-                axis_labels=axis, groups=groups, group_name=color_by, dpi=dpi,
+                reduced,
+                save_path,
+                title=f"{method.upper()} of {variable} (pool={pool})",
+                axis_labels=axis,
+                groups=groups,
+                group_name=color_by,
+                dpi=dpi,
             )
         return out

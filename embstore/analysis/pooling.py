@@ -53,12 +53,12 @@ from ..errors import ShapeMismatchError, ValidationError
 __all__ = [
     "POOL_METHODS",
     "SCORES",
-    "query_scores",
     "confidence_weights",
-    "topk_indices",
+    "parse_pool",
     "pool_array",
     "pool_dataarray",
-    "parse_pool",
+    "query_scores",
+    "topk_indices",
 ]
 
 #: Pooling methods understood by :func:`pool_dataarray`.
@@ -186,8 +186,7 @@ def _check_k(k: int | None, n_queries: int) -> int:
         raise ValidationError(f"k must be an integer, got {k!r}")
     if not 1 <= int(k) <= n_queries:
         raise ValidationError(
-            f"k={k} is out of range: there are {n_queries} queries, pass "
-            f"1 <= k <= {n_queries}"
+            f"k={k} is out of range: there are {n_queries} queries, pass 1 <= k <= {n_queries}"
         )
     return int(k)
 
@@ -237,14 +236,10 @@ def pool_array(
     array([[4., 5., 6., 7.]], dtype=float32)
     """
     if method not in POOL_METHODS:
-        raise ValidationError(
-            f"unknown pooling method {method!r}; use one of {list(POOL_METHODS)}"
-        )
+        raise ValidationError(f"unknown pooling method {method!r}; use one of {list(POOL_METHODS)}")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3:
-        raise ShapeMismatchError(
-            f"pool_array expects [rows, query, feature], got shape {x.shape}"
-        )
+        raise ShapeMismatchError(f"pool_array expects [rows, query, feature], got shape {x.shape}")
     if method == "mean":
         return x.mean(axis=1, dtype=np.float32)
     if method == "max":
@@ -307,8 +302,7 @@ def parse_pool(pool: str | None, k: int | None = None) -> tuple[str | None, int 
             k = int(rest)
     if method not in POOL_METHODS:
         raise ValidationError(
-            f"unknown pooling method {pool!r}; use None, one of {list(POOL_METHODS)}, "
-            "or 'topk:K'"
+            f"unknown pooling method {pool!r}; use None, one of {list(POOL_METHODS)}, or 'topk:K'"
         )
     return method, k
 
@@ -360,9 +354,7 @@ def pool_dataarray(
     ('image', 'hidden')
     """
     if method not in POOL_METHODS:
-        raise ValidationError(
-            f"unknown pooling method {method!r}; use one of {list(POOL_METHODS)}"
-        )
+        raise ValidationError(f"unknown pooling method {method!r}; use one of {list(POOL_METHODS)}")
     _check_score(score)
     dims = (over,) if isinstance(over, str) else tuple(over)
     missing = [d for d in dims if d not in arr.dims]

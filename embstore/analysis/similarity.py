@@ -48,7 +48,7 @@ import xarray as xr
 
 from ..errors import ShapeMismatchError, ValidationError
 
-__all__ = ["cka", "align_by_id", "cka_from_matrices"]
+__all__ = ["align_by_id", "cka", "cka_from_matrices"]
 
 
 def _row_keys(obj: Any) -> pd.Index | None:
@@ -65,7 +65,9 @@ def _row_keys(obj: Any) -> pd.Index | None:
         keys = [first] + [c for c in ("query",) if c in coords and c != first]
         if len(keys) == 1:
             return pd.Index(np.asarray(obj.coords[first].values))
-        return pd.MultiIndex.from_arrays([np.asarray(obj.coords[k].values) for k in keys], names=keys)
+        return pd.MultiIndex.from_arrays(
+            [np.asarray(obj.coords[k].values) for k in keys], names=keys
+        )
     return None
 
 

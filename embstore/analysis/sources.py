@@ -34,7 +34,7 @@ import xarray as xr
 from ..errors import UnknownVariableError, ValidationError
 from .legacy_dir import LegacyDirSource, is_legacy_dir
 
-__all__ = ["StoreSource", "DatasetSource", "open_source", "LegacyDirSource"]
+__all__ = ["DatasetSource", "LegacyDirSource", "StoreSource", "open_source"]
 
 _DEFAULT_CHUNK_ROWS = 4096
 
@@ -151,8 +151,7 @@ class DatasetSource:
             row_dim = next(iter(dataset.data_vars.values())).dims[0]
         if row_dim not in dataset.dims:
             raise ValidationError(
-                f"row_dim={row_dim!r} is not a dimension of the dataset; "
-                f"dims: {list(dataset.dims)}"
+                f"row_dim={row_dim!r} is not a dimension of the dataset; dims: {list(dataset.dims)}"
             )
         self.row_dim = str(row_dim)
         n = dataset.sizes[self.row_dim]

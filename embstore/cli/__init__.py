@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import EmbstoreError
 from ._runtime import cli_message, command_options, configure_logging, silence_stdout
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 #: Modules contributing subcommands, in the order they appear in ``--help``.
 SUBCOMMAND_MODULES = (
@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract, store and analyse embeddings of image datasets.",
     )
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging, Dask's included (-vv for debug)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging, Dask's included (-vv for debug)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -24,7 +24,9 @@ __all__ = ["cli_message", "command_options", "configure_logging", "silence_stdou
 _DASK_LEVELS = ("warning", "info", "debug")
 
 #: ``pass NAME=VALUE`` advice of library messages (VALUE optional).
-_PASS = re.compile(r"\bpass (?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;)]*)")
+_PASS = re.compile(
+    r"\bpass (?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;)]*)"
+)
 #: Python-only pointers: "to Store.open", ", or use Store.open(path, mode='a')", "or paths=".
 _PYTHON_ONLY = re.compile(
     r" to [A-Z][A-Za-z]+\.[a-z_]+(?:\(\))?"
@@ -60,8 +62,14 @@ def configure_logging(verbosity: int) -> None:
         import dask.config
 
         dask.config.set({"logging.distributed": dask_level})
-    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
-                 "distributed.core", "distributed.http.proxy"):
+    for name in (
+        "distributed",
+        "distributed.scheduler",
+        "distributed.nanny",
+        "distributed.worker",
+        "distributed.core",
+        "distributed.http.proxy",
+    ):
         logging.getLogger(name).setLevel(level)
 
 

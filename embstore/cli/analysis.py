@@ -26,20 +26,28 @@ __all__ = ["register"]
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="path or URL of the store")
-    p.add_argument("--variable", default=None, help="variable to search (default: the store's default variable)")
     p.add_argument(
-        "--pool", default="mean",
+        "--variable",
+        default=None,
+        help="variable to search (default: the store's default variable)",
+    )
+    p.add_argument(
+        "--pool",
+        default="mean",
         help="pooling over queries: mean, max, confidence, topk:K, or none (default: %(default)s)",
     )
     p.add_argument("--layer", type=int, default=None, help="layer of decoder_output")
     p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
     p.add_argument(
-        "--kind", default=None,
+        "--kind",
+        default=None,
         help="index kind: flat, ivf, hnsw or a faiss factory string, built if missing "
         "(default: an index saved with the store if there is one, else an exact block-wise scan)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--sel", nargs="*", default=[], metavar="KEY=VALUE", help="analyse only matching rows")
+    p.add_argument(
+        "--sel", nargs="*", default=[], metavar="KEY=VALUE", help="analyse only matching rows"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -52,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         The top-level subparsers of ``embstore``.
     """
     s = subparsers.add_parser(
-        "search", help="k nearest neighbours of stored rows or of query vectors",
+        "search",
+        help="k nearest neighbours of stored rows or of query vectors",
         description="Print (or save as CSV) the k nearest neighbours of the given row ids "
         "or of the vectors in a .npy file.",
     )
@@ -60,58 +69,117 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = s.add_mutually_exclusive_group(required=True)
     q.add_argument("--ids", nargs="+", help="row ids whose vectors are the queries")
     q.add_argument("--vectors", help=".npy file of query vectors (n, dim)")
-    q.add_argument("--text", nargs="+", help="text queries, embedded with the store's recorded model")
-    q.add_argument("--image", nargs="+", help="query image files, embedded with the store's recorded model")
-    s.add_argument("--weights", default=None, help="model weights for --text/--image if moved since extraction")
+    q.add_argument(
+        "--text", nargs="+", help="text queries, embedded with the store's recorded model"
+    )
+    q.add_argument(
+        "--image", nargs="+", help="query image files, embedded with the store's recorded model"
+    )
+    s.add_argument(
+        "--weights", default=None, help="model weights for --text/--image if moved since extraction"
+    )
     s.add_argument("-k", type=int, default=10, help="neighbours per query (default: %(default)s)")
-    s.add_argument("--threshold", type=float, default=None, help="range search: all neighbours within it")
-    s.add_argument("--exact", action="store_true",
-                   help="exact scan of every vector, ignoring any saved index (not with --kind)")
-    s.add_argument("--save-index", action="store_true", help="build the --kind index and save it with the store")
+    s.add_argument(
+        "--threshold", type=float, default=None, help="range search: all neighbours within it"
+    )
+    s.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact scan of every vector, ignoring any saved index (not with --kind)",
+    )
+    s.add_argument(
+        "--save-index",
+        action="store_true",
+        help="build the --kind index and save it with the store",
+    )
     s.add_argument("--out", default=None, help="write the results to this CSV file")
     s.set_defaults(func=_search)
 
     d = subparsers.add_parser(
-        "dedup", help="find near-duplicate groups (cosine >= threshold)",
+        "dedup",
+        help="find near-duplicate groups (cosine >= threshold)",
         description="Group near-duplicates (connected components of pairs above the "
         "threshold) and report how many rows removing them would drop; the first row "
         "of each group (store order) is kept.",
     )
     _common(d)
     d.add_argument("--threshold", type=float, default=0.90, help="default: %(default)s")
-    d.add_argument("-k", "--topK", dest="k", type=int, default=100, help="neighbours per row (default: %(default)s)")
+    d.add_argument(
+        "-k",
+        "--topK",
+        dest="k",
+        type=int,
+        default=100,
+        help="neighbours per row (default: %(default)s)",
+    )
     d.add_argument("--batch", type=int, default=None, help="query rows per search batch")
     d.add_argument("--out", default=None, help="folder for duplicate_pairs.csv and removed_ids.txt")
     d.set_defaults(func=_dedup)
 
     c = subparsers.add_parser(
-        "cluster", help="threshold clustering (union-find over the k-NN graph), labels and previews",
+        "cluster",
+        help="threshold clustering (union-find over the k-NN graph), labels and previews",
         description="Cluster rows (union-find over neighbours above the threshold) and print the "
         "cluster sizes. With --out, export <prefix>_*_classes.npy / _data_list.npy label files "
         "(prefix fr_train for face stores, as the face training pipeline expects) and preview grids; "
         "with --write-labels, also store the cluster ids as a coordinate.",
     )
     _common(c)
-    c.add_argument("--cluster-thresh", "--threshold", dest="threshold", type=float, default=0.70,
-                   help="default: %(default)s")
-    c.add_argument("-k", "--topK", dest="k", type=int, default=100, help="neighbours per row (default: %(default)s)")
+    c.add_argument(
+        "--cluster-thresh",
+        "--threshold",
+        dest="threshold",
+        type=float,
+        default=0.70,
+        help="default: %(default)s",
+    )
+    c.add_argument(
+        "-k",
+        "--topK",
+        dest="k",
+        type=int,
+        default=100,
+        help="neighbours per row (default: %(default)s)",
+    )
     c.add_argument("--batch", type=int, default=None, help="query rows per search batch")
-    c.add_argument("--remove-duplicates", action="store_true", help="drop near-duplicates before clustering")
+    c.add_argument(
+        "--remove-duplicates", action="store_true", help="drop near-duplicates before clustering"
+    )
     c.add_argument("--duplicate-thresh", type=float, default=0.90, help="default: %(default)s")
-    c.add_argument("--write-labels", action="store_true",
-                   help="write the cluster ids into the store as coordinate --coord (default: the store "
-                   "is not changed)")
-    c.add_argument("--coord", default="cluster", help="coordinate --write-labels writes (default: %(default)s)")
-    c.add_argument("--no-write", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
-    c.add_argument("--out", default=None, help="folder for label files, previews and clustering_result.txt")
-    c.add_argument("--min-size", type=int, default=1, help="drop smaller clusters from the label files")
+    c.add_argument(
+        "--write-labels",
+        action="store_true",
+        help="write the cluster ids into the store as coordinate --coord (default: the store "
+        "is not changed)",
+    )
+    c.add_argument(
+        "--coord", default="cluster", help="coordinate --write-labels writes (default: %(default)s)"
+    )
+    c.add_argument(
+        "--no-write", action="store_true", help=argparse.SUPPRESS
+    )  # the old default's opt-out
+    c.add_argument(
+        "--out", default=None, help="folder for label files, previews and clustering_result.txt"
+    )
+    c.add_argument(
+        "--min-size", type=int, default=1, help="drop smaller clusters from the label files"
+    )
     c.add_argument("--save-groups", type=int, default=0, help="preview the N largest clusters")
-    c.add_argument("--path-coord", default=None, help="coordinate holding image paths (for previews)")
-    c.add_argument("--image-root", default=None, metavar="DIR",
-                   help="folder that relative image paths are relative to (for previews)")
-    c.add_argument("--prefix", default=None,
-                   help="file name prefix of the label files (default: fr_train for face stores, "
-                   "else <model>_clusters)")
+    c.add_argument(
+        "--path-coord", default=None, help="coordinate holding image paths (for previews)"
+    )
+    c.add_argument(
+        "--image-root",
+        default=None,
+        metavar="DIR",
+        help="folder that relative image paths are relative to (for previews)",
+    )
+    c.add_argument(
+        "--prefix",
+        default=None,
+        help="file name prefix of the label files (default: fr_train for face stores, "
+        "else <model>_clusters)",
+    )
     c.set_defaults(func=_cluster)
 
 
@@ -171,14 +239,29 @@ def _search(args: argparse.Namespace) -> int:
     from ..errors import ValidationError
 
     if args.exact and (args.kind or args.save_index):
-        raise ValidationError("--exact scans without an index; drop --kind/--save-index (or --exact)")
+        raise ValidationError(
+            "--exact scans without an index; drop --kind/--save-index (or --exact)"
+        )
     store, an = _open(args, "a" if args.save_index else "r")
     try:
-        kw = dict(variable=args.variable, pool=_pool(args), layer=args.layer, metric=args.metric,
-                  device=args.device, exact=args.exact)
+        kw = dict(
+            variable=args.variable,
+            pool=_pool(args),
+            layer=args.layer,
+            metric=args.metric,
+            device=args.device,
+            exact=args.exact,
+        )
         if args.save_index and args.kind:
-            an.build_index(args.variable, _pool(args), args.kind, args.metric, args.device,
-                           layer=args.layer, progress=None if not args.no_progress else False)
+            an.build_index(
+                args.variable,
+                _pool(args),
+                args.kind,
+                args.metric,
+                args.device,
+                layer=args.layer,
+                progress=None if not args.no_progress else False,
+            )
         queries = np.load(args.vectors) if args.vectors else None
         ids = _ids(args.ids, store) if args.ids else None
         if args.text or args.image:
@@ -206,9 +289,18 @@ def _dedup(args: argparse.Namespace) -> int:
     store, an = _open(args, "r")
     try:
         progress = False if args.no_progress else None
-        groups = an.duplicate_groups(args.threshold, args.k, variable=args.variable, pool=_pool(args),
-                                     layer=args.layer, metric=args.metric, kind=args.kind,
-                                     batch=args.batch, device=args.device, progress=progress)
+        groups = an.duplicate_groups(
+            args.threshold,
+            args.k,
+            variable=args.variable,
+            pool=_pool(args),
+            layer=args.layer,
+            metric=args.metric,
+            kind=args.kind,
+            batch=args.batch,
+            device=args.device,
+            progress=progress,
+        )
         labels = an.labels(args.variable, pool=_pool(args), layer=args.layer)
     finally:
         store.close()
@@ -237,12 +329,22 @@ def _cluster(args: argparse.Namespace) -> int:
     lines: list[str] = [f"{args.store}: {_model_name(store)} {args.variable}, {len(an)} rows"]
     try:
         progress = False if args.no_progress else None
-        common = dict(variable=args.variable, pool=_pool(args), layer=args.layer, metric=args.metric,
-                      kind=args.kind, batch=args.batch, device=args.device, progress=progress)
+        common = dict(
+            variable=args.variable,
+            pool=_pool(args),
+            layer=args.layer,
+            metric=args.metric,
+            kind=args.kind,
+            batch=args.batch,
+            device=args.device,
+            progress=progress,
+        )
         if args.remove_duplicates:
             dd = an.remove_duplicates(args.duplicate_thresh, args.k, **common)
-            lines.append(f"duplicates (>= {args.duplicate_thresh}): removed {dd.n_removed} "
-                         f"of {len(an)} rows, {len(dd.kept_ids)} kept")
+            lines.append(
+                f"duplicates (>= {args.duplicate_thresh}): removed {dd.n_removed} "
+                f"of {len(an)} rows, {len(dd.kept_ids)} kept"
+            )
             an = dd.analyzer
         res = an.cluster(args.threshold, args.k, coord=args.coord if write else None, **common)
         st = res.stats
@@ -258,13 +360,25 @@ def _cluster(args: argparse.Namespace) -> int:
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            exp = an.export_training_labels(out, res, path_coord=args.path_coord, min_size=args.min_size,
-                                            prefix=_label_prefix(args, store))
-            lines.append(f"labels: {exp['classes'].name} / {exp['data_list'].name} "
-                         f"({exp['n_classes']} classes, {exp['n_data']} items)")
+            exp = an.export_training_labels(
+                out,
+                res,
+                path_coord=args.path_coord,
+                min_size=args.min_size,
+                prefix=_label_prefix(args, store),
+            )
+            lines.append(
+                f"labels: {exp['classes'].name} / {exp['data_list'].name} "
+                f"({exp['n_classes']} classes, {exp['n_data']} items)"
+            )
             if args.save_groups:
-                written = an.save_group_previews(out, res, path_coord=args.path_coord, n_groups=args.save_groups,
-                                                 image_root=args.image_root)
+                written = an.save_group_previews(
+                    out,
+                    res,
+                    path_coord=args.path_coord,
+                    n_groups=args.save_groups,
+                    image_root=args.image_root,
+                )
                 lines.append(f"previews of {len(written)} groups in {out}")
             (out / "clustering_result.txt").write_text("\n".join(lines) + "\n")
     finally:

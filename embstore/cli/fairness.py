@@ -27,34 +27,81 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "disparity summaries, plots, CSV tables and a Markdown/HTML report.",
     )
     p.add_argument("store", help="path of the store (e.g. run.zarr)")
-    p.add_argument("--by", action="append", required=True, metavar="COORD",
-                   help="grouping coordinate; repeat for intersections (--by skin --by lighting)")
+    p.add_argument(
+        "--by",
+        action="append",
+        required=True,
+        metavar="COORD",
+        help="grouping coordinate; repeat for intersections (--by skin --by lighting)",
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--variable", default=None, help="embedding variable (default: the store's default variable)")
-    p.add_argument("--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)")
+    p.add_argument(
+        "--variable",
+        default=None,
+        help="embedding variable (default: the store's default variable)",
+    )
+    p.add_argument(
+        "--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)"
+    )
     p.add_argument("--layer", type=int, default=None, help="layer of a layered variable")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
-    p.add_argument("--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)")
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)"
+    )
+    p.add_argument(
+        "--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)")
-    p.add_argument("--min-count", type=int, default=20,
-                   help="groups smaller than this get NaN figures (default: %(default)s)")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU threshold of recall (default: %(default)s)")
-    p.add_argument("--score-threshold", type=float, default=0.0,
-                   help="ignore person predictions scoring below (default: %(default)s)")
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)"
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=20,
+        help="groups smaller than this get NaN figures (default: %(default)s)",
+    )
+    p.add_argument(
+        "--iou", type=float, default=0.5, help="IoU threshold of recall (default: %(default)s)"
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.0,
+        help="ignore person predictions scoring below (default: %(default)s)",
+    )
     det = p.add_mutually_exclusive_group()
-    det.add_argument("--detection", dest="detection", action="store_true", default=None,
-                     help="require detection statistics (default: when the store has them)")
-    det.add_argument("--no-detection", dest="detection", action="store_false",
-                     help="skip detection statistics")
-    p.add_argument("--projection", action="append", choices=("pca", "tsne", "umap"), default=None,
-                   help="2-D projection(s) to draw (default: pca)")
-    p.add_argument("--image-root", default=None, help="folder that file_name coordinates are relative to")
+    det.add_argument(
+        "--detection",
+        dest="detection",
+        action="store_true",
+        default=None,
+        help="require detection statistics (default: when the store has them)",
+    )
+    det.add_argument(
+        "--no-detection", dest="detection", action="store_false", help="skip detection statistics"
+    )
+    p.add_argument(
+        "--projection",
+        action="append",
+        choices=("pca", "tsne", "umap"),
+        default=None,
+        help="2-D projection(s) to draw (default: pca)",
+    )
+    p.add_argument(
+        "--image-root", default=None, help="folder that file_name coordinates are relative to"
+    )
     p.add_argument("--no-gallery", action="store_true", help="skip the image gallery")
     p.add_argument("--no-html", action="store_true", help="write report.md only")
-    p.add_argument("--format", dest="fmt", choices=("png", "svg", "pdf"), default="png",
-                   help="file format of the figures (default: %(default)s)")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG figures (default: %(default)s)")
+    p.add_argument(
+        "--format",
+        dest="fmt",
+        choices=("png", "svg", "pdf"),
+        default="png",
+        help="file format of the figures (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dpi", type=int, default=150, help="resolution of PNG figures (default: %(default)s)"
+    )
     p.set_defaults(func=run)
 
 

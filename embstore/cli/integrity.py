@@ -35,13 +35,15 @@ def register(subparsers: Any) -> None:
         From :meth:`argparse.ArgumentParser.add_subparsers`.
     """
     p = subparsers.add_parser(
-        "check", help="verify a store: records, every committed chunk, tables, blobs (exit 1 if damaged)",
+        "check",
+        help="verify a store: records, every committed chunk, tables, blobs (exit 1 if damaged)",
         description="Read everything a store promises and list damage and uncommitted leftovers. Changes nothing.",
     )
     p.add_argument("store", help="store path (.zarr or .h5)")
     p.set_defaults(func=_check)
     p = subparsers.add_parser(
-        "repair", help="roll a store back to its last valid commit and remove uncommitted leftovers",
+        "repair",
+        help="roll a store back to its last valid commit and remove uncommitted leftovers",
         description="Quarantine unreadable records, rebuild lost commit records, finish an interrupted "
         "set_coords and remove orphans. Never deletes a committed row. Refuses while a writer is open.",
     )

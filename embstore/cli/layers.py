@@ -33,19 +33,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "intervals, linear CKA between layers, plots and a Markdown summary.",
     )
     p.add_argument("store", help="path of the store (e.g. run.zarr)")
-    p.add_argument("--by", action="append", required=True, metavar="COORD",
-                   help="grouping coordinate; repeat for several")
+    p.add_argument(
+        "--by",
+        action="append",
+        required=True,
+        metavar="COORD",
+        help="grouping coordinate; repeat for several",
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--variable", default="decoder_output", help="layered variable (default: %(default)s)")
-    p.add_argument("--metric", action="append", default=None, dest="metrics",
-                   help="metric to compute; repeat (default: probe_accuracy, centroid_distance, energy_p)")
-    p.add_argument("--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
-    p.add_argument("--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)")
+    p.add_argument(
+        "--variable", default="decoder_output", help="layered variable (default: %(default)s)"
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        dest="metrics",
+        help="metric to compute; repeat (default: probe_accuracy, centroid_distance, energy_p)",
+    )
+    p.add_argument(
+        "--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)"
+    )
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)"
+    )
+    p.add_argument(
+        "--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)")
-    p.add_argument("--min-count", type=int, default=20,
-                   help="groups smaller than this get NaN figures (default: %(default)s)")
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)"
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=20,
+        help="groups smaller than this get NaN figures (default: %(default)s)",
+    )
     p.add_argument("--no-cka", action="store_true", help="skip the CKA matrix between layers")
     p.set_defaults(func=run)
 
@@ -78,14 +102,20 @@ def summary_markdown(table, cka=None, *, store: str = "", by=(), variable: str =
             if not len(g):
                 continue
             label = grouping if group == "all" else group
-            pick = g.loc[g["value"].idxmin()] if metric == "energy_p" else g.loc[g["value"].idxmax()]
+            pick = (
+                g.loc[g["value"].idxmin()] if metric == "energy_p" else g.loc[g["value"].idxmax()]
+            )
             word = "lowest" if metric == "energy_p" else "highest"
             ci = "" if np.isnan(pick["lo"]) else f" [{pick['lo']:.3f}, {pick['hi']:.3f}]"
-            lines.append(f"- {label}: {word} at layer {int(pick['layer'])}: {pick['value']:.3g}{ci}")
+            lines.append(
+                f"- {label}: {word} at layer {int(pick['layer'])}: {pick['value']:.3g}{ci}"
+            )
         lines += ["", "| layer | group | value | lo | hi |", "|---|---|---|---|---|"]
         for _, r in sub.iterrows():
             label = r["grouping"] if r["group"] == "all" else r["group"]
-            lines.append(f"| {int(r['layer'])} | {label} | {r['value']:.4g} | {r['lo']:.4g} | {r['hi']:.4g} |")
+            lines.append(
+                f"| {int(r['layer'])} | {label} | {r['value']:.4g} | {r['lo']:.4g} | {r['hi']:.4g} |"
+            )
         lines.append("")
     lines += ["![metrics by layer](layer_profile.png)", ""]
     if cka is not None:
@@ -124,11 +154,21 @@ def run(args: argparse.Namespace) -> int:
     an = EmbeddingAnalyzer(args.store)
     metrics = args.metrics or ("probe_accuracy", "centroid_distance", "energy_p")
     table = layer_profile(
-        an, args.variable, args.by, metrics, pool=pool, n_boot=args.n_boot, n_perm=args.n_perm,
-        seed=args.seed, alpha=args.alpha, min_count=args.min_count,
+        an,
+        args.variable,
+        args.by,
+        metrics,
+        pool=pool,
+        n_boot=args.n_boot,
+        n_perm=args.n_perm,
+        seed=args.seed,
+        alpha=args.alpha,
+        min_count=args.min_count,
     )
     table.to_csv(out / "layer_profile.csv", index=False)
-    plot_layer_profile(table, out / "layer_profile.png", title=f"{args.variable} by {', '.join(args.by)}")
+    plot_layer_profile(
+        table, out / "layer_profile.png", title=f"{args.variable} by {', '.join(args.by)}"
+    )
     M = None
     if not args.no_cka:
         M = cka_matrix(an, args.variable, pool=pool)

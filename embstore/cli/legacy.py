@@ -31,7 +31,9 @@ def _dtypes(items: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValidationError(f"--dtype {item!r}: use VARIABLE=DTYPE, e.g. encoder_output=float16")
+            raise ValidationError(
+                f"--dtype {item!r}: use VARIABLE=DTYPE, e.g. encoder_output=float16"
+            )
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
@@ -49,8 +51,12 @@ def _import_legacy(args: argparse.Namespace) -> int:
     from ..legacy.detr_pt import import_detr_dir
 
     report = import_detr_dir(
-        args.dir, args.store, variables=args.variables, dtypes=_dtypes(args.dtype),
-        overwrite=args.overwrite, batch_rows=args.batch_rows,
+        args.dir,
+        args.store,
+        variables=args.variables,
+        dtypes=_dtypes(args.dtype),
+        overwrite=args.overwrite,
+        batch_rows=args.batch_rows,
     )
     _print(report, args.json)
     if not args.json:
@@ -67,10 +73,19 @@ def _import_legacy(args: argparse.Namespace) -> int:
 def _export_legacy(args: argparse.Namespace) -> int:
     from ..legacy.detr_pt import export_detr_dir
 
-    n = export_detr_dir(args.store, args.dir, variables=args.variables, overwrite=args.overwrite,
-                        dtype=None if args.keep_dtype else "float32")
-    _print({"files": n, "dir": args.dir} if args.json else f"wrote {n} .pt files + metadata.json to {args.dir}",
-           args.json)
+    n = export_detr_dir(
+        args.store,
+        args.dir,
+        variables=args.variables,
+        overwrite=args.overwrite,
+        dtype=None if args.keep_dtype else "float32",
+    )
+    _print(
+        {"files": n, "dir": args.dir}
+        if args.json
+        else f"wrote {n} .pt files + metadata.json to {args.dir}",
+        args.json,
+    )
     return 0
 
 
@@ -78,8 +93,13 @@ def _export_face(args: argparse.Namespace) -> int:
     from ..legacy.face_npy import export_face_npy
 
     files = export_face_npy(
-        args.store, args.dir, variable=args.variable, normalized=args.normalized,
-        split_threshold=args.split_threshold, overwrite=args.overwrite, dtype=args.out_dtype,
+        args.store,
+        args.dir,
+        variable=args.variable,
+        normalized=args.normalized,
+        split_threshold=args.split_threshold,
+        overwrite=args.overwrite,
+        dtype=args.out_dtype,
     )
     _print({"files": files} if args.json else "wrote " + ", ".join(files), args.json)
     return 0
@@ -88,10 +108,22 @@ def _export_face(args: argparse.Namespace) -> int:
 def _import_face(args: argparse.Namespace) -> int:
     from ..legacy.face_npy import import_face_npy
 
-    res = import_face_npy(args.dir, args.store, dtype=args.dtype, allow_pickle=args.allow_pickle,
-                          overwrite=args.overwrite)
-    _print(res if args.json else (f"imported {res['rows']} rows from {res['parts']} file set(s) "
-                                  f"in {res['seconds']:.1f} s -> {args.store}"), args.json)
+    res = import_face_npy(
+        args.dir,
+        args.store,
+        dtype=args.dtype,
+        allow_pickle=args.allow_pickle,
+        overwrite=args.overwrite,
+    )
+    _print(
+        res
+        if args.json
+        else (
+            f"imported {res['rows']} rows from {res['parts']} file set(s) "
+            f"in {res['seconds']:.1f} s -> {args.store}"
+        ),
+        args.json,
+    )
     return 0
 
 
@@ -99,7 +131,10 @@ def _export_siglip(args: argparse.Namespace) -> int:
     from ..legacy.siglip_cache import export_siglip_cache
 
     n = export_siglip_cache(args.store, args.dir, variable=args.variable, overwrite=args.overwrite)
-    _print({"files": n} if args.json else f"wrote {n} .npy files + inst2feat.tsv to {args.dir}", args.json)
+    _print(
+        {"files": n} if args.json else f"wrote {n} .npy files + inst2feat.tsv to {args.dir}",
+        args.json,
+    )
     return 0
 
 
@@ -110,8 +145,10 @@ def _import_siglip(args: argparse.Namespace) -> int:
     if args.json:
         _print(res, True)
     else:
-        print(f"imported {res['rows']} segments ({len(res['missing'])} missing, "
-              f"{len(res['unreadable'])} unreadable) in {res['seconds']:.1f} s -> {args.store}")
+        print(
+            f"imported {res['rows']} segments ({len(res['missing'])} missing, "
+            f"{len(res['unreadable'])} unreadable) in {res['seconds']:.1f} s -> {args.store}"
+        )
         for p, r in res["unreadable"][:20]:
             print(f"  unreadable: {p}: {r}")
         for p in res["missing"][:20]:
@@ -137,18 +174,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="directory with metadata.json and embedding_{id:012d}.pt files")
     p.add_argument("store", help="output store (.zarr directory or .h5)")
     p.add_argument("--variables", nargs="+", default=None, help="keys to import (default: all)")
-    p.add_argument("--dtype", action="append", metavar="VAR=DTYPE",
-                   help="storage dtype of a variable (repeatable), e.g. encoder_output=float16")
+    p.add_argument(
+        "--dtype",
+        action="append",
+        metavar="VAR=DTYPE",
+        help="storage dtype of a variable (repeatable), e.g. encoder_output=float16",
+    )
     p.add_argument("--batch-rows", type=int, default=16, help="files per append (default 16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_import_legacy)
 
-    p = subparsers.add_parser("export-legacy", help="write a DETR store back as per-image .pt files")
+    p = subparsers.add_parser(
+        "export-legacy", help="write a DETR store back as per-image .pt files"
+    )
     p.add_argument("store", help="source store")
     p.add_argument("dir", help="output directory")
     p.add_argument("--variables", nargs="+", default=None, help="variables to write (default: all)")
-    p.add_argument("--keep-dtype", action="store_true", help="keep the store dtype (default float32)")
+    p.add_argument(
+        "--keep-dtype", action="store_true", help="keep the store dtype (default float32)"
+    )
     p.add_argument("--overwrite", action="store_true", help="overwrite existing files")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_export_legacy)
@@ -162,30 +207,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("store", help="face store")
     p.add_argument("dir", help="output directory")
     p.add_argument("--variable", default="embedding", help="variable to export (default embedding)")
-    p.add_argument("--split-threshold", type=int, default=1_000_000,
-                   help="max rows per file before splitting (default 1000000)")
+    p.add_argument(
+        "--split-threshold",
+        type=int,
+        default=1_000_000,
+        help="max rows per file before splitting (default 1000000)",
+    )
     norm = p.add_mutually_exclusive_group()
-    norm.add_argument("--normalized", dest="normalized", action="store_true", default=None,
-                      help="name files *_embs_norm* (default: from the store)")
-    norm.add_argument("--not-normalized", dest="normalized", action="store_false",
-                      help="name files *_embs*")
-    p.add_argument("--out-dtype", default="float32", help="dtype of the embeddings files (default float32)")
+    norm.add_argument(
+        "--normalized",
+        dest="normalized",
+        action="store_true",
+        default=None,
+        help="name files *_embs_norm* (default: from the store)",
+    )
+    norm.add_argument(
+        "--not-normalized", dest="normalized", action="store_false", help="name files *_embs*"
+    )
+    p.add_argument(
+        "--out-dtype", default="float32", help="dtype of the embeddings files (default float32)"
+    )
     p.add_argument("--overwrite", action="store_true", help="overwrite existing files")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_export_face)
 
-    p = subparsers.add_parser("import-face-npy", help="import final_embs*.npy (or embs_0.npy ...) into a store")
+    p = subparsers.add_parser(
+        "import-face-npy", help="import final_embs*.npy (or embs_0.npy ...) into a store"
+    )
     p.add_argument("dir", help="folder written by 01_extract.py")
     p.add_argument("store", help="output store")
     p.add_argument("--dtype", default=None, help="storage dtype (default: the files' dtype)")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="accept object-array path files (only for files you trust)")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="accept object-array path files (only for files you trust)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_import_face)
 
-    p = subparsers.add_parser("export-siglip-cache",
-                              help="export an instance store as <image_id>_<segment_id>.npy + inst2feat.tsv")
+    p = subparsers.add_parser(
+        "export-siglip-cache",
+        help="export an instance store as <image_id>_<segment_id>.npy + inst2feat.tsv",
+    )
     p.add_argument("store", help="instance store (from `embstore extract siglip`)")
     p.add_argument("dir", help="cache directory, e.g. cache/vis_embed")
     p.add_argument("--variable", default="embedding", help="variable to export (default embedding)")
@@ -193,8 +257,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="JSON output")
     p.set_defaults(func=_export_siglip)
 
-    p = subparsers.add_parser("import-siglip-cache",
-                              help="import a SigLIP cache (inst2feat.tsv + .npy files) into a store")
+    p = subparsers.add_parser(
+        "import-siglip-cache",
+        help="import a SigLIP cache (inst2feat.tsv + .npy files) into a store",
+    )
     p.add_argument("dir", help="cache directory")
     p.add_argument("store", help="output store")
     p.add_argument("--dtype", default=None, help="storage dtype (default: the files' dtype)")

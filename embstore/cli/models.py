@@ -19,16 +19,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     subparsers : argparse._SubParsersAction
         The top-level subparsers of ``embstore``.
     """
-    p = subparsers.add_parser("models", help="inspect models for 'embstore extract model'",
-                              description="Inspect torchvision, timm, open_clip and Hugging Face models.")
+    p = subparsers.add_parser(
+        "models",
+        help="inspect models for 'embstore extract model'",
+        description="Inspect torchvision, timm, open_clip and Hugging Face models.",
+    )
     sub = p.add_subparsers(dest="models_command", metavar="COMMAND")
-    lp = sub.add_parser("layers", help="module names with output shapes for a 224x224 input",
-                        description="List every named module of a model with its output shape for one "
-                        "image (random weights; nothing is downloaded).")
+    lp = sub.add_parser(
+        "layers",
+        help="module names with output shapes for a 224x224 input",
+        description="List every named module of a model with its output shape for one "
+        "image (random weights; nothing is downloaded).",
+    )
     lp.add_argument("spec", help="torchvision:NAME, timm:NAME, open_clip:NAME or hf:DIRECTORY")
     lp.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
-    lp.add_argument("--depth", type=int, default=None, help="only names with at most this many parts")
-    lp.add_argument("--all", action="store_true", help="also modules the forward pass does not call")
+    lp.add_argument(
+        "--depth", type=int, default=None, help="only names with at most this many parts"
+    )
+    lp.add_argument(
+        "--all", action="store_true", help="also modules the forward pass does not call"
+    )
     lp.set_defaults(func=run_layers)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -50,7 +60,9 @@ def run_layers(args: argparse.Namespace) -> int:
 
     from extractors.models import layer_table, load_model
 
-    logging.getLogger("extractors.models.sources").setLevel(logging.ERROR)  # random weights are the point
+    logging.getLogger("extractors.models.sources").setLevel(
+        logging.ERROR
+    )  # random weights are the point
     rows = layer_table(load_model(args.spec), size=args.size, max_depth=args.depth)
     width = max([len(r["name"]) for r in rows] + [4])
     print(f"{'name':<{width}}  {'type':<24}  output shape ({args.size}x{args.size} input)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from .._lazy import lazy_attributes
 
-__all__ = ["DiscoveryMixin", "outlier_scores", "cross_pairs"]
+__all__ = ["DiscoveryMixin", "cross_pairs", "outlier_scores"]
 
 _WHERE = {
     "DiscoveryMixin": ".mixin",

@@ -38,7 +38,7 @@ from ..errors import ValidationError
 from ._common import resolve_variable
 from .gallery_views import resolve_paths
 
-__all__ = ["write_explorer", "streamed_pca"]
+__all__ = ["streamed_pca", "write_explorer"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,9 @@ window.addEventListener('load', function () {{
 """
 
 
-def streamed_pca(blocks: Any, dim: int, keep: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def streamed_pca(
+    blocks: Any, dim: int, keep: np.ndarray, n_components: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact PCA over every streamed vector, projecting only the ``keep`` positions.
 
     Parameters
@@ -189,7 +191,9 @@ def _thumb_uri(path: str | None, size: int) -> str:
 
 def _hover_text(labels: pd.DataFrame, rows: np.ndarray, cols: list[str]) -> list[str]:
     sub = labels.iloc[rows][cols]
-    return ["\n".join(f"{c}: {v}" for c, v in zip(cols, vals)) for vals in sub.itertuples(index=False)]
+    return [
+        "\n".join(f"{c}: {v}" for c, v in zip(cols, vals)) for vals in sub.itertuples(index=False)
+    ]
 
 
 def write_explorer(
@@ -249,7 +253,9 @@ def write_explorer(
     labels = an.labels(variable, pool=pool)
     n = len(labels)
     if color is not None and color not in labels.columns:
-        raise ValidationError(f"color={color!r} is not a coordinate; coordinates: {list(labels.columns)}.")
+        raise ValidationError(
+            f"color={color!r} is not a coordinate; coordinates: {list(labels.columns)}."
+        )
     rng = np.random.default_rng(seed)
     subsampled = n > max_points
     keep = np.sort(rng.choice(n, max_points, replace=False)) if subsampled else np.arange(n)
@@ -262,7 +268,9 @@ def write_explorer(
     else:
         umap = attempt_import("umap")
         x = np.concatenate([b[keep[(keep >= s) & (keep < s + len(b))] - s] for s, b in blocks])
-        xy = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, max(2, len(x) - 1))).fit_transform(x)
+        xy = umap.UMAP(
+            n_components=2, random_state=seed, n_neighbors=min(15, max(2, len(x) - 1))
+        ).fit_transform(x)
         axis = ["UMAP 1", "UMAP 2"]
     paths = resolve_paths(labels, path_coord, image_root)
     shown_paths = [paths[i] for i in keep]
@@ -272,14 +280,21 @@ def write_explorer(
     else:
         thumbs = [Path(p).resolve().as_uri() if p else "" for p in shown_paths]
         how = f"more than {max_thumbs} points: thumbnails load from the image files (file://)"
-    cols = [c for c in labels.columns]
+    cols = list(labels.columns)
     text = _hover_text(labels, keep, cols)
     ids = labels[an.id_name].to_numpy()[keep]
-    note = (f"{len(keep):,} of {n:,} rows shown"
-            + (f" (random subsample, seed {seed}: the store has at least {max_points:,} rows)" if subsampled else "")
-            + f"; {method.upper()} of {variable!r}"
-            + (f", coloured by {color!r}" if color else "") + f"; {how}. Hover for the image and "
-            "coordinates, use the lasso or box tool to list ids.")
+    note = (
+        f"{len(keep):,} of {n:,} rows shown"
+        + (
+            f" (random subsample, seed {seed}: the store has at least {max_points:,} rows)"
+            if subsampled
+            else ""
+        )
+        + f"; {method.upper()} of {variable!r}"
+        + (f", coloured by {color!r}" if color else "")
+        + f"; {how}. Hover for the image and "
+        "coordinates, use the lasso or box tool to list ids."
+    )
     fig = go.Figure()
     pos = np.arange(len(keep))
     if color is None:
@@ -292,29 +307,66 @@ def write_explorer(
     for value, idx in groups:
         marker: dict[str, Any] = {"size": 6 if len(keep) < 20000 else 3, "opacity": 0.8}
         if numeric:
-            marker.update(color=labels[color].to_numpy()[keep].astype(float), colorscale="Viridis",
-                          showscale=True, colorbar={"title": {"text": color}})
-        fig.add_trace(go.Scattergl(
-            x=xy[idx, 0], y=xy[idx, 1], mode="markers", customdata=idx, marker=marker,
-            name=f"{color}={value}" if value is not None else (color or "rows"),
-            hovertemplate=f"{an.id_name}=%{{text}}<extra></extra>",
-            text=[str(v) for v in ids[idx]],
-        ))
-    fig.update_layout(dragmode="lasso", width=900, height=700, xaxis_title=axis[0], yaxis_title=axis[1],
-                      legend={"title": {"text": color or ""}}, margin={"l": 40, "r": 10, "t": 10, "b": 40})
+            marker.update(
+                color=labels[color].to_numpy()[keep].astype(float),
+                colorscale="Viridis",
+                showscale=True,
+                colorbar={"title": {"text": color}},
+            )
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[idx, 0],
+                y=xy[idx, 1],
+                mode="markers",
+                customdata=idx,
+                marker=marker,
+                name=f"{color}={value}" if value is not None else (color or "rows"),
+                hovertemplate=f"{an.id_name}=%{{text}}<extra></extra>",
+                text=[str(v) for v in ids[idx]],
+            )
+        )
+    fig.update_layout(
+        dragmode="lasso",
+        width=900,
+        height=700,
+        xaxis_title=axis[0],
+        yaxis_title=axis[1],
+        legend={"title": {"text": color or ""}},
+        margin={"l": 40, "r": 10, "t": 10, "b": 40},
+    )
     div = "embstore-explorer"
-    meta = {"ids": [_jsonable(v) for v in ids], "text": [html.escape(t) for t in text], "thumbs": thumbs}
+    meta = {
+        "ids": [_jsonable(v) for v in ids],
+        "text": [html.escape(t) for t in text],
+        "thumbs": thumbs,
+    }
     js = _JS.replace("{div}", div).replace("{meta}", json.dumps(meta))
-    plot = fig.to_html(full_html=False, include_plotlyjs=True, div_id=div, post_script=js,
-                       config={"displaylogo": False, "scrollZoom": True})
-    page = _PAGE.format(title=html.escape(title or f"embstore explorer: {variable}"), note=html.escape(note),
-                        plot=plot, thumb=thumb)
+    plot = fig.to_html(
+        full_html=False,
+        include_plotlyjs=True,
+        div_id=div,
+        post_script=js,
+        config={"displaylogo": False, "scrollZoom": True},
+    )
+    page = _PAGE.format(
+        title=html.escape(title or f"embstore explorer: {variable}"),
+        note=html.escape(note),
+        plot=plot,
+        thumb=thumb,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     logger.info("wrote explorer %s: %s", out, note)
-    return {"path": out, "n_rows": n, "n_shown": int(len(keep)), "subsampled": subsampled, "method": method,
-            "explained": None if explained is None else [float(e) for e in explained], "note": note}
+    return {
+        "path": out,
+        "n_rows": n,
+        "n_shown": len(keep),
+        "subsampled": subsampled,
+        "method": method,
+        "explained": None if explained is None else [float(e) for e in explained],
+        "note": note,
+    }
 
 
 def _jsonable(v: Any) -> Any:

@@ -24,7 +24,7 @@ import pandas as pd
 from .._optional import attempt_import
 from ..errors import ValidationError
 
-__all__ = ["iter_record_batches", "write_parquet", "write_arrow_stream", "to_hf_dataset"]
+__all__ = ["iter_record_batches", "to_hf_dataset", "write_arrow_stream", "write_parquet"]
 
 #: Store rows per record batch / row group.
 BLOCK_ROWS = 16384
@@ -104,8 +104,15 @@ def iter_record_batches(
         yield pa.RecordBatch.from_pydict(cols)
 
 
-def write_parquet(an: Any, path: str | os.PathLike, variables: Any = None, pool: str | None = "mean",
-                  *, normalize: bool = False, block_rows: int = BLOCK_ROWS) -> Path:
+def write_parquet(
+    an: Any,
+    path: str | os.PathLike,
+    variables: Any = None,
+    pool: str | None = "mean",
+    *,
+    normalize: bool = False,
+    block_rows: int = BLOCK_ROWS,
+) -> Path:
     """Write the rows of ``an`` to one Parquet file (one row group per block).
 
     Parameters
@@ -145,8 +152,15 @@ def _write_batches(batches: Any, path: Path, open_writer: Any) -> bool:
     return writer is not None
 
 
-def write_arrow_stream(an: Any, path: str | os.PathLike, variables: Any = None, pool: str | None = "mean",
-                       *, normalize: bool = False, block_rows: int = BLOCK_ROWS) -> Path:
+def write_arrow_stream(
+    an: Any,
+    path: str | os.PathLike,
+    variables: Any = None,
+    pool: str | None = "mean",
+    *,
+    normalize: bool = False,
+    block_rows: int = BLOCK_ROWS,
+) -> Path:
     """Write the rows of ``an`` to an Arrow IPC stream file (the format HF datasets maps).
 
     Parameters
@@ -170,8 +184,15 @@ def write_arrow_stream(an: Any, path: str | os.PathLike, variables: Any = None, 
     return path
 
 
-def to_hf_dataset(an: Any, variables: Any = None, pool: str | None = "mean", *, normalize: bool = False,
-                  path: str | os.PathLike | None = None, block_rows: int = BLOCK_ROWS) -> Any:
+def to_hf_dataset(
+    an: Any,
+    variables: Any = None,
+    pool: str | None = "mean",
+    *,
+    normalize: bool = False,
+    path: str | os.PathLike | None = None,
+    block_rows: int = BLOCK_ROWS,
+) -> Any:
     """The rows of ``an`` as a Hugging Face :class:`datasets.Dataset`.
 
     Parameters
@@ -193,5 +214,7 @@ def to_hf_dataset(an: Any, variables: Any = None, pool: str | None = "mean", *, 
     datasets = attempt_import("datasets")
     if path is None:
         path = Path(tempfile.mkdtemp(prefix="embstore-hf-")) / "data.arrow"
-    arrow = write_arrow_stream(an, path, variables, pool, normalize=normalize, block_rows=block_rows)
+    arrow = write_arrow_stream(
+        an, path, variables, pool, normalize=normalize, block_rows=block_rows
+    )
     return datasets.Dataset.from_file(str(arrow))

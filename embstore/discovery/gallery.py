@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["Item", "Group", "write_gallery", "thumbnail_uri", "placeholder_uri"]
+__all__ = ["Group", "Item", "placeholder_uri", "thumbnail_uri", "write_gallery"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +158,11 @@ def _fmt(v: Any) -> str:
 def _figure(item: Item, group_title: str, size: int, css: str) -> tuple[str, bool]:
     uri, ok = thumbnail_uri(item.path, size)
     name = os.path.basename(item.path) if item.path else "-"
-    lines = [f"<b>id</b> {html.escape(_fmt(item.id))}", f"<b>file</b> {html.escape(name)}",
-             f"<b>group</b> {html.escape(group_title)}"]
+    lines = [
+        f"<b>id</b> {html.escape(_fmt(item.id))}",
+        f"<b>file</b> {html.escape(name)}",
+        f"<b>group</b> {html.escape(group_title)}",
+    ]
     if item.score is not None:
         lines.append(f"<b>score</b> {_fmt(float(item.score))}")
     for k, v in item.fields.items():
@@ -232,27 +235,42 @@ def write_gallery(
     for p, page in enumerate(pages):
         body = []
         for g in page:
-            head = html.escape(g.title) + (f" &middot; score {_fmt(float(g.score))}" if g.score is not None else "")
+            head = html.escape(g.title) + (
+                f" &middot; score {_fmt(float(g.score))}" if g.score is not None else ""
+            )
             figs = []
             for t, item in enumerate(g.items):
-                fig, ok = _figure(item, g.title, thumb, "query" if first_is_query and t == 0 else "")
+                fig, ok = _figure(
+                    item, g.title, thumb, "query" if first_is_query and t == 0 else ""
+                )
                 missing += not ok
                 figs.append(fig)
-            body.append(f'<section><h2>{head} ({len(g.items)} images)</h2><div class="group">{"".join(figs)}</div></section>')
+            body.append(
+                f'<section><h2>{head} ({len(g.items)} images)</h2><div class="group">{"".join(figs)}</div></section>'
+            )
         if len(pages) > 1:
             links = [
-                f"<span>page {q + 1}</span>" if q == p else f'<a href="{_page_name(q)}">page {q + 1}</a>'
+                f"<span>page {q + 1}</span>"
+                if q == p
+                else f'<a href="{_page_name(q)}">page {q + 1}</a>'
                 for q in range(len(pages))
             ]
             nav = f'<div class="nav">{"".join(links)}</div>'
         else:
             nav = ""
-        text = f"{len(groups)} groups, {n_img} images, page {p + 1} of {len(pages)}. " + html.escape(summary)
+        text = (
+            f"{len(groups)} groups, {n_img} images, page {p + 1} of {len(pages)}. "
+            + html.escape(summary)
+        )
         (out / _page_name(p)).write_text(
-            _PAGE.format(title=html.escape(title), box=thumb, nav=nav, body="\n".join(body), summary=text),
+            _PAGE.format(
+                title=html.escape(title), box=thumb, nav=nav, body="\n".join(body), summary=text
+            ),
             encoding="utf-8",
         )
     if missing:
-        logger.warning("gallery: %d of %d images could not be read (placeholders shown)", missing, n_img)
+        logger.warning(
+            "gallery: %d of %d images could not be read (placeholders shown)", missing, n_img
+        )
     logger.info("wrote gallery %s (%d pages)", out / "index.html", len(pages))
     return out / "index.html"

@@ -30,7 +30,9 @@ PATH_COORDS = ("path", "filepath", "file_path", "image_path", "fpath", "filename
 def _path_column(columns: Sequence[str], path_coord: str | None, suffix: str = "") -> str | None:
     if path_coord is not None:
         if path_coord + suffix not in columns:
-            raise ValidationError(f"path coordinate {path_coord!r} not found; coordinates: {list(columns)}.")
+            raise ValidationError(
+                f"path coordinate {path_coord!r} not found; coordinates: {list(columns)}."
+            )
         return path_coord + suffix
     for c in PATH_COORDS:
         if c + suffix in columns:
@@ -38,7 +40,9 @@ def _path_column(columns: Sequence[str], path_coord: str | None, suffix: str = "
     return None
 
 
-def resolve_paths(labels: pd.DataFrame, path_coord: str | None, image_root: Any, suffix: str = "") -> list[str | None]:
+def resolve_paths(
+    labels: pd.DataFrame, path_coord: str | None, image_root: Any, suffix: str = ""
+) -> list[str | None]:
     """Image path of every label row (joined to ``image_root`` when relative), or ``None``.
 
     Parameters
@@ -71,19 +75,42 @@ def resolve_paths(labels: pd.DataFrame, path_coord: str | None, image_root: Any,
     return out
 
 
-def _items(labels: pd.DataFrame, rows: Sequence[int], paths: list, id_col: str, captions: Sequence[str],
-           scores: Any = None, suffix: str = "") -> list[Item]:
+def _items(
+    labels: pd.DataFrame,
+    rows: Sequence[int],
+    paths: list,
+    id_col: str,
+    captions: Sequence[str],
+    scores: Any = None,
+    suffix: str = "",
+) -> list[Item]:
     items = []
     for t, r in enumerate(rows):
         row = labels.iloc[int(r)]
         fields = {c: row[c + suffix] for c in captions if c + suffix in labels.columns}
         s = None if scores is None else scores[t]
-        items.append(Item(row[id_col + suffix], paths[int(r)], None if s is None or np.isnan(s) else float(s), fields))
+        items.append(
+            Item(
+                row[id_col + suffix],
+                paths[int(r)],
+                None if s is None or np.isnan(s) else float(s),
+                fields,
+            )
+        )
     return items
 
 
-def _from_groups(res: Any, labels: pd.DataFrame, paths: list, id_col: str, captions: Sequence[str],
-                 name: str, n_groups: int, per_group: int, item_score: np.ndarray | None) -> list[Group]:
+def _from_groups(
+    res: Any,
+    labels: pd.DataFrame,
+    paths: list,
+    id_col: str,
+    captions: Sequence[str],
+    name: str,
+    n_groups: int,
+    per_group: int,
+    item_score: np.ndarray | None,
+) -> list[Group]:
     lab = np.asarray(res.labels)
     sizes = np.bincount(lab) if lab.size else np.zeros(0, np.int64)
     out = []
@@ -93,16 +120,34 @@ def _from_groups(res: Any, labels: pd.DataFrame, paths: list, id_col: str, capti
         rows = np.flatnonzero(lab == g)[:per_group]
         sc = None if item_score is None else item_score[rows]
         gs = None if sc is None else float(np.nanmax(sc))
-        out.append(Group(f"{name} {len(out)} (size {int(sizes[g])})",
-                         _items(labels, rows, paths, id_col, captions, sc), gs, int(g)))
+        out.append(
+            Group(
+                f"{name} {len(out)} (size {int(sizes[g])})",
+                _items(labels, rows, paths, id_col, captions, sc),
+                gs,
+                int(g),
+            )
+        )
     return out
 
 
-def build_groups(an: Any, kind: str, *, variable: str | None = None, pool: Any = "mean",
-                 image_root: Any = None, path_coord: str | None = None, threshold: float | None = None,
-                 k: int | None = None, ids: Any = None, against: Any = None, n_groups: int = 50,
-                 per_group: int = 12, captions: Sequence[str] = ("skin", "lighting"),
-                 device: str = "auto") -> tuple[list[Group], str]:
+def build_groups(
+    an: Any,
+    kind: str,
+    *,
+    variable: str | None = None,
+    pool: Any = "mean",
+    image_root: Any = None,
+    path_coord: str | None = None,
+    threshold: float | None = None,
+    k: int | None = None,
+    ids: Any = None,
+    against: Any = None,
+    n_groups: int = 50,
+    per_group: int = 12,
+    captions: Sequence[str] = ("skin", "lighting"),
+    device: str = "auto",
+) -> tuple[list[Group], str]:
     """The groups of one gallery kind, in display order, plus a one-line summary.
 
     Parameters
@@ -151,12 +196,16 @@ def build_groups(an: Any, kind: str, *, variable: str | None = None, pool: Any =
         if res.pairs is not None and len(res.pairs):
             for a in (res.pairs.i, res.pairs.j):
                 np.fmax.at(best, a, res.pairs.score.astype(np.float64))
-        groups = _from_groups(res, labels, paths, id_col, captions, "duplicate group", n_groups, per_group, best)
+        groups = _from_groups(
+            res, labels, paths, id_col, captions, "duplicate group", n_groups, per_group, best
+        )
         return groups, f"near-duplicate groups (cosine >= {thr}), largest first"
     if kind == "clusters":
         thr = 0.7 if threshold is None else threshold
         res = an.cluster(thr, 100 if k is None else k, coord=None, **common).groups
-        groups = _from_groups(res, labels, paths, id_col, captions, "cluster", n_groups, per_group, None)
+        groups = _from_groups(
+            res, labels, paths, id_col, captions, "cluster", n_groups, per_group, None
+        )
         return groups, f"threshold clusters (cosine >= {thr}), largest first"
     if kind == "outliers":
         kk = 10 if k is None else k
@@ -166,10 +215,17 @@ def build_groups(an: Any, kind: str, *, variable: str | None = None, pool: Any =
         groups = []
         for s in range(0, len(pos), per_group):
             rows = pos[s : s + per_group]
-            groups.append(Group(f"ranks {s}-{s + len(rows) - 1}",
-                                _items(labels, rows, paths, id_col, captions, sc[s : s + per_group]),
-                                float(sc[s])))
-        return groups, f"most unusual rows first (mean cosine distance to the {kk} nearest neighbours)"
+            groups.append(
+                Group(
+                    f"ranks {s}-{s + len(rows) - 1}",
+                    _items(labels, rows, paths, id_col, captions, sc[s : s + per_group]),
+                    float(sc[s]),
+                )
+            )
+        return (
+            groups,
+            f"most unusual rows first (mean cosine distance to the {kk} nearest neighbours)",
+        )
     if kind == "neighbors":
         q = list(an.ids[: min(10, len(labels))]) if ids is None else list(np.atleast_1d(ids))
         df = an.search(ids=q, k=per_group if k is None else k, **common)
@@ -178,8 +234,12 @@ def build_groups(an: Any, kind: str, *, variable: str | None = None, pool: Any =
         for qid in q[:n_groups]:
             part = df[df[qcol] == qid].sort_values("rank")
             rows = part["neighbor"].to_numpy()
-            groups.append(Group(f"neighbours of {qid}",
-                                _items(labels, rows, paths, id_col, captions, part["score"].to_numpy())))
+            groups.append(
+                Group(
+                    f"neighbours of {qid}",
+                    _items(labels, rows, paths, id_col, captions, part["score"].to_numpy()),
+                )
+            )
         return groups, "nearest neighbours of each query (outlined), best first"
     # leaks
     if against is None:
@@ -198,5 +258,7 @@ def build_groups(an: Any, kind: str, *, variable: str | None = None, pool: Any =
         rest = _items(df, rows, apaths, id_col, captions, part["score"].to_numpy(), "_against")
         for it in rest:
             it.fields = {"side": "against", **it.fields}
-        groups.append(Group(f"query {first[0].id}", first + rest, float(part["score"].max()), int(i)))
+        groups.append(
+            Group(f"query {first[0].id}", first + rest, float(part["score"].max()), int(i))
+        )
     return groups, f"query rows with matches at cosine >= {thr} in the searched set, best first"

@@ -35,7 +35,9 @@ class DiscoveryMixin:
     """
 
     # ------------------------------------------------------------ helpers
-    def _discovery_source(self, variable: str, pool: Any, layer: Any, n: int, memory_budget: Any) -> Any:
+    def _discovery_source(
+        self, variable: str, pool: Any, layer: Any, n: int, memory_budget: Any
+    ) -> Any:
         from ..search.source import BlockSource
 
         make = getattr(self, "_vector_source", None)
@@ -48,8 +50,18 @@ class DiscoveryMixin:
         return BlockSource(factory, n=n)  # pragma: no cover
 
     def _outlier_scores(
-        self, variable: str, pool: Any, layer: Any, k: int, metric: str, kind: str,
-        nprobe: int | None, memory_budget: Any, device: str, progress: Any, refine: int | None = None,
+        self,
+        variable: str,
+        pool: Any,
+        layer: Any,
+        k: int,
+        metric: str,
+        kind: str,
+        nprobe: int | None,
+        memory_budget: Any,
+        device: str,
+        progress: Any,
+        refine: int | None = None,
     ) -> np.ndarray:
         from .outliers import AUTO_NPROBE, IVF_ROWS, outlier_scores
 
@@ -69,7 +81,13 @@ class DiscoveryMixin:
             if nprobe is not None:
                 index.set_search_params(nprobe=int(nprobe))
         return outlier_scores(
-            src, k, metric, index=index, memory_budget=memory_budget, device=device, progress=progress,
+            src,
+            k,
+            metric,
+            index=index,
+            memory_budget=memory_budget,
+            device=device,
+            progress=progress,
             refine=refine,
         )
 
@@ -151,12 +169,22 @@ class DiscoveryMixin:
         from ..search.index import check_metric
 
         if method not in _METHODS:
-            raise ValidationError(f"method={method!r} is not supported; use one of {list(_METHODS)}.")
+            raise ValidationError(
+                f"method={method!r} is not supported; use one of {list(_METHODS)}."
+            )
         metric = check_metric(metric)
         variable = resolve_variable(self, variable)
         labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
-        common = dict(k=k, metric=metric, kind=kind, nprobe=nprobe, memory_budget=memory_budget,
-                      device=device, progress=progress, refine=refine)
+        common = dict(
+            k=k,
+            metric=metric,
+            kind=kind,
+            nprobe=nprobe,
+            memory_budget=memory_budget,
+            device=device,
+            progress=progress,
+            refine=refine,
+        )
         if by is None:
             scores = self._outlier_scores(variable, pool, layer, **common)
             group_key = None
@@ -178,7 +206,9 @@ class DiscoveryMixin:
                 sub = self.sel(**{c: [v] for c, v in values.items()})  # type: ignore[attr-defined]
                 part = sub._outlier_scores(variable, pool, layer, **common)
                 if part.size != int(mask.sum()):  # pragma: no cover - selection semantics changed
-                    raise ValidationError(f"group {values} selected {part.size} rows, expected {int(mask.sum())}.")
+                    raise ValidationError(
+                        f"group {values} selected {part.size} rows, expected {int(mask.sum())}."
+                    )
                 scores[mask] = part
             group_key = cols
         out = labels.copy()
@@ -300,8 +330,17 @@ class DiscoveryMixin:
         index = None
         if kind is not None:
             index = other.build_index(variable, pool, kind, metric, device, layer=layer, save=False)
-        pairs = cross_pairs(qsrc, dsrc, threshold, metric, k=k, index=index, row_batch=row_batch,
-                            block_rows=block_rows, device=device)
+        pairs = cross_pairs(
+            qsrc,
+            dsrc,
+            threshold,
+            metric,
+            k=k,
+            index=index,
+            row_batch=row_batch,
+            block_rows=block_rows,
+            device=device,
+        )
         id_name = self.id_name  # type: ignore[attr-defined]
         if self._same_store(other) and len(pairs) and id_name in qlab and id_name in dlab:
             keep = qlab[id_name].to_numpy()[pairs.i] != dlab[id_name].to_numpy()[pairs.j]
@@ -311,7 +350,9 @@ class DiscoveryMixin:
         lj = dlab.iloc[pairs.j].reset_index(drop=True).add_suffix("_against")
         df = pd.concat([df, li, lj], axis=1)
         ascending = metric == "l2"
-        return df.sort_values(["score", "i", "j"], ascending=[ascending, True, True], kind="stable").reset_index(drop=True)
+        return df.sort_values(
+            ["score", "i", "j"], ascending=[ascending, True, True], kind="stable"
+        ).reset_index(drop=True)
 
     # ------------------------------------------------------------ exports
     def to_parquet(
@@ -344,7 +385,9 @@ class DiscoveryMixin:
         """
         from .export import write_parquet
 
-        return write_parquet(self, path, variables, pool, normalize=normalize, block_rows=block_rows)
+        return write_parquet(
+            self, path, variables, pool, normalize=normalize, block_rows=block_rows
+        )
 
     def to_hf_dataset(
         self,
@@ -375,7 +418,9 @@ class DiscoveryMixin:
         """
         from .export import to_hf_dataset
 
-        return to_hf_dataset(self, variables, pool, normalize=normalize, path=path, block_rows=block_rows)
+        return to_hf_dataset(
+            self, variables, pool, normalize=normalize, path=path, block_rows=block_rows
+        )
 
     # ------------------------------------------------------------ galleries
     def gallery(
@@ -438,12 +483,30 @@ class DiscoveryMixin:
         from .gallery_views import build_groups
 
         groups, summary = build_groups(
-            self, kind, variable=variable, pool=pool, image_root=image_root, path_coord=path_coord,
-            threshold=threshold, k=k, ids=ids, against=against, n_groups=n_groups,
-            per_group=per_group, captions=tuple(captions), device=device,
+            self,
+            kind,
+            variable=variable,
+            pool=pool,
+            image_root=image_root,
+            path_coord=path_coord,
+            threshold=threshold,
+            k=k,
+            ids=ids,
+            against=against,
+            n_groups=n_groups,
+            per_group=per_group,
+            captions=tuple(captions),
+            device=device,
         )
-        return write_gallery(groups, out_dir, title=f"embstore {kind}", thumb=thumb, per_page=per_page,
-                             summary=summary, first_is_query=kind in ("neighbors", "leaks"))
+        return write_gallery(
+            groups,
+            out_dir,
+            title=f"embstore {kind}",
+            thumb=thumb,
+            per_page=per_page,
+            summary=summary,
+            first_is_query=kind in ("neighbors", "leaks"),
+        )
 
     # ------------------------------------------------------------ text and image queries
     def _query_extractor(self, extractor: Any, weights: Any, device: str) -> Any:
@@ -454,8 +517,11 @@ class DiscoveryMixin:
         cache = self.__dict__.setdefault("_embstore_query_extractors", {})
         key = (str(weights), device)
         if key not in cache:
-            cache[key] = extractor_from_store(self.store, weights=weights,  # type: ignore[attr-defined]
-                                              device="cpu" if device == "auto" else device)
+            cache[key] = extractor_from_store(
+                self.store,
+                weights=weights,  # type: ignore[attr-defined]
+                device="cpu" if device == "auto" else device,
+            )
         return cache[key]
 
     def search_text(
@@ -539,7 +605,11 @@ class DiscoveryMixin:
         """
         from .queries import load_query_images, search_frame_for
 
-        items = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
+        items = (
+            [paths]
+            if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__")
+            else list(paths)
+        )
         images = load_query_images(items)
         ex = self._query_extractor(extractor, weights, device)
         out = ex.extract_images(images)
@@ -586,6 +656,17 @@ class DiscoveryMixin:
         """
         from .explorer import write_explorer
 
-        return write_explorer(self, out, color=color, variable=variable, pool=pool, method=method,
-                              image_root=image_root, path_coord=path_coord, max_points=max_points,
-                              max_thumbs=max_thumbs, thumb=thumb, seed=seed)
+        return write_explorer(
+            self,
+            out,
+            color=color,
+            variable=variable,
+            pool=pool,
+            method=method,
+            image_root=image_root,
+            path_coord=path_coord,
+            max_points=max_points,
+            max_thumbs=max_thumbs,
+            thumb=thumb,
+            seed=seed,
+        )

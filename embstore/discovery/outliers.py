@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["outlier_scores", "scores_from_neighbors", "default_refine", "IVF_ROWS"]
+__all__ = ["IVF_ROWS", "default_refine", "outlier_scores", "scores_from_neighbors"]
 
 #: From this many vectors on, ``kind="auto"`` searches an IVF index instead of
 #: scanning exactly (exact self-kNN is O(n^2): ~64 s at 100k x 512 here, so
@@ -39,7 +39,11 @@ def _check_k(k: Any) -> int:
 
 
 def scores_from_neighbors(
-    start: int, scores: np.ndarray, ids: np.ndarray, k: int, metric: str = "cosine",
+    start: int,
+    scores: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    metric: str = "cosine",
     positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Outlier scores of one batch from its ``(m, k + 1)`` self-kNN result.
@@ -72,7 +76,9 @@ def scores_from_neighbors(
     >>> print(scores_from_neighbors(0, s, i, k=2).round(3))
     [0.3]
     """
-    rows = (np.arange(start, start + ids.shape[0]) if positions is None else np.asarray(positions))[:, None]
+    rows = (np.arange(start, start + ids.shape[0]) if positions is None else np.asarray(positions))[
+        :, None
+    ]
     valid = (ids >= 0) & (ids != rows)
     take = valid & (np.cumsum(valid, axis=1) <= k)
     dist = scores.astype(np.float64) if metric == "l2" else 1.0 - scores.astype(np.float64)
@@ -142,8 +148,15 @@ def outlier_scores(
     n = src.n
     parts: list[tuple[int, np.ndarray]] = []
     for start, d, i in iter_knn_self(
-        src, k + 1, metric, index=index, row_batch=row_batch, block_rows=block_rows,
-        memory_budget=memory_budget, device=device, progress=progress,
+        src,
+        k + 1,
+        metric,
+        index=index,
+        row_batch=row_batch,
+        block_rows=block_rows,
+        memory_budget=memory_budget,
+        device=device,
+        progress=progress,
     ):
         parts.append((start, scores_from_neighbors(start, d, i, k, metric)))
     if n is None:
@@ -179,7 +192,7 @@ def _widen(out: np.ndarray, src: Any, index: Any, k: int, metric: str, c: int) -
 
     try:
         ivf = get_faiss().extract_index_ivf(index.index)
-    except Exception:  # noqa: BLE001 - HNSW, flat, GPU wrappers: nothing to widen
+    except Exception:
         return
     old = int(ivf.nprobe)
     wide = min(int(ivf.nlist), old * WIDEN_FACTOR * WIDEN_FACTOR)
@@ -209,7 +222,9 @@ def default_refine(n: int) -> int:
     return int(min(n, max(1000, n // 200)))
 
 
-def _refine(out: np.ndarray, src: Any, k: int, metric: str, c: int, block_rows: int | None, device: str) -> None:
+def _refine(
+    out: np.ndarray, src: Any, k: int, metric: str, c: int, block_rows: int | None, device: str
+) -> None:
     import logging
 
     from ..search.knn import knn_search
@@ -221,10 +236,14 @@ def _refine(out: np.ndarray, src: Any, k: int, metric: str, c: int, block_rows: 
     floor = float(rest.max()) if rest.size else -np.inf
     xq = src.read_rows(np.sort(cand))
     pos = np.sort(cand)
-    d, i = knn_search(src, xq, k + 1, metric, block_rows=int(block_rows or DEFAULT_BLOCK_ROWS), device=device)
+    d, i = knn_search(
+        src, xq, k + 1, metric, block_rows=int(block_rows or DEFAULT_BLOCK_ROWS), device=device
+    )
     exact = scores_from_neighbors(0, d, i, k, metric, positions=pos)
     out[pos] = exact
     logging.getLogger(__name__).info(
         "outliers: %d approximate top scores re-scored exactly; %d certified (score > %.4f, the best unrefined)",
-        c, int((exact > floor).sum()), floor,
+        c,
+        int((exact > floor).sum()),
+        floor,
     )

@@ -63,7 +63,9 @@ def extractor_from_store(store: Any, weights: Any = None, device: str = "cpu") -
     try:
         klass = getattr(importlib.import_module(mod), cls)
     except ImportError as exc:
-        raise CheckpointError(f"cannot import {target} to rebuild {model!r} ({exc}); install embstore[extract]") from exc
+        raise CheckpointError(
+            f"cannot import {target} to rebuild {model!r} ({exc}); install embstore[extract]"
+        ) from exc
     return klass.from_provenance(attrs, weights=weights, device=device)
 
 
@@ -95,7 +97,9 @@ def load_query_images(paths: Sequence[Any] | Any) -> list[Any]:
             with Image.open(p) as im:
                 out.append(im.convert("RGB"))
         except (OSError, UnidentifiedImageError) as exc:
-            raise ValidationError(f"query image {os.fspath(p)!r} cannot be read ({exc}); check the path") from exc
+            raise ValidationError(
+                f"query image {os.fspath(p)!r} cannot be read ({exc}); check the path"
+            ) from exc
     return out
 
 

@@ -32,16 +32,16 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 __all__ = [
-    "connect",
+    "RegionPlan",
     "add_dask_arguments",
     "client_from_args",
-    "RegionPlan",
-    "plan_regions",
+    "connect",
     "ids_fingerprint",
-    "vector_stats",
     "knn_search",
     "knn_self",
+    "plan_regions",
     "threshold_groups",
+    "vector_stats",
     "write_vectors",
 ]
 

@@ -41,18 +41,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import SelectionError, ValidationError
 from ..analysis.defaults import resolve_variable
+from ..errors import SelectionError, ValidationError
 from ..search.source import positions_of_ids
 
 __all__ = [
     "VectorBlocks",
-    "vector_blocks",
-    "vector_stats",
+    "cluster",
     "knn_search",
     "knn_self",
     "threshold_groups",
-    "cluster",
+    "vector_blocks",
+    "vector_stats",
     "write_vectors",
 ]
 
@@ -153,7 +153,11 @@ def vector_blocks(
     import dask.array as da
 
     block_rows = DEFAULT_BLOCK_ROWS if block_rows is None else block_rows
-    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+    if (
+        isinstance(block_rows, bool)
+        or not isinstance(block_rows, (int, np.integer))
+        or block_rows < 1
+    ):
         raise ValidationError(f"block_rows must be a positive integer, got {block_rows!r}")
     arr = analyzer.vectors(variable, pool=pool, layer=layer, **pool_kwargs)
     data = arr.data
@@ -176,13 +180,17 @@ def _compute(objs: Sequence[Any], client: Any) -> list[Any]:
 
 
 # -------------------------------------------------------------- statistics
-def _block_sums(blocks: VectorBlocks, b: int, codes: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+def _block_sums(
+    blocks: VectorBlocks, b: int, codes: np.ndarray, n_groups: int
+) -> dict[str, np.ndarray]:
     x = blocks.load(b).astype(np.float64)
     a, e = blocks.bounds[b]
     c = np.asarray(codes[a:e])
     order = np.argsort(c, kind="stable")
     cs = c[order]
-    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]]) if len(cs) else np.zeros(0, dtype=np.int64)
+    starts = (
+        np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]]) if len(cs) else np.zeros(0, dtype=np.int64)
+    )
     present = cs[starts]
     xs = x[order]
     norms = np.sqrt((xs * xs).sum(axis=1))
@@ -215,7 +223,10 @@ def _tree(delayed_parts: list[Any], combine: Any, fan_in: int = 8) -> Any:
 
     level = list(delayed_parts)
     while len(level) > 1:
-        level = [dask.delayed(combine, pure=True)(*level[i : i + fan_in]) for i in range(0, len(level), fan_in)]
+        level = [
+            dask.delayed(combine, pure=True)(*level[i : i + fan_in])
+            for i in range(0, len(level), fan_in)
+        ]
     return level[0]
 
 
@@ -286,7 +297,10 @@ def vector_stats(
         )
     shared = dask.delayed(blocks, pure=True)
     codes_d = dask.delayed(codes, pure=True)
-    parts = [dask.delayed(_block_sums, pure=True)(shared, b, codes_d, n_groups) for b in range(len(blocks))]
+    parts = [
+        dask.delayed(_block_sums, pure=True)(shared, b, codes_d, n_groups)
+        for b in range(len(blocks))
+    ]
     (tot,) = _compute([_tree(parts, _add_sums)], client)
     count = tot["count"]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -307,8 +321,11 @@ def vector_stats(
             "dispersion": ("group", dispersion),
         },
         coords=coords,
-        attrs={"variable": variable, "pool": "none" if pool is None else str(pool),
-               "by": ",".join(by_cols)},
+        attrs={
+            "variable": variable,
+            "pool": "none" if pool is None else str(pool),
+            "by": ",".join(by_cols),
+        },
     )
 
 
@@ -320,7 +337,9 @@ def _factorize(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 # ------------------------------------------------------------------- search
-def _block_knn(blocks: VectorBlocks, b: int, xq: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def _block_knn(
+    blocks: VectorBlocks, b: int, xq: np.ndarray, k: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
     from ..search.index import prepare_vectors
     from ..search.knn import _knn_gpu_or_cpu
 
@@ -331,12 +350,16 @@ def _block_knn(blocks: VectorBlocks, b: int, xq: np.ndarray, k: int, metric: str
     return d, np.where(i >= 0, i + a, -1)
 
 
-def _merge_heap(nq: int, k: int, keep_max: bool, *parts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _merge_heap(
+    nq: int, k: int, keep_max: bool, *parts: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     from ..search.index import get_faiss
 
     heap = get_faiss().ResultHeap(nq, k, keep_max=keep_max)
     for d, i in parts:
-        heap.add_result(np.ascontiguousarray(d, dtype=np.float32), np.ascontiguousarray(i, dtype=np.int64))
+        heap.add_result(
+            np.ascontiguousarray(d, dtype=np.float32), np.ascontiguousarray(i, dtype=np.int64)
+        )
     heap.finalize()
     return heap.D, heap.I
 
@@ -419,7 +442,10 @@ def knn_search(
     kk = min(int(k), blocks.n)
     shared = dask.delayed(blocks, pure=True)
     xq_d = dask.delayed(xq, pure=True)
-    parts = [dask.delayed(_block_knn, pure=True, nout=2)(shared, b, xq_d, kk, metric) for b in range(len(blocks))]
+    parts = [
+        dask.delayed(_block_knn, pure=True, nout=2)(shared, b, xq_d, kk, metric)
+        for b in range(len(blocks))
+    ]
     merged = dask.delayed(_merge_heap, pure=True)(xq.shape[0], kk, higher_is_closer(metric), *parts)
     (res,) = _compute([merged], client)
     d, i = res
@@ -440,8 +466,9 @@ def _heap_scan(xq: np.ndarray, db: Any, k: int, metric: str) -> tuple[np.ndarray
     return heap.D, heap.I
 
 
-def _self_result(d: np.ndarray, i: np.ndarray, start: int, metric: str, threshold: float | None,
-                 keep_knn: bool) -> dict[str, Any]:
+def _self_result(
+    d: np.ndarray, i: np.ndarray, start: int, metric: str, threshold: float | None, keep_knn: bool
+) -> dict[str, Any]:
     from ..search.graph import pairs_from_knn
     from ..search.index import scores_from_faiss
 
@@ -454,8 +481,9 @@ def _self_result(d: np.ndarray, i: np.ndarray, start: int, metric: str, threshol
     return out
 
 
-def _self_knn_block(blocks: VectorBlocks, q: int, k: int, metric: str, threshold: float | None,
-                    keep_knn: bool) -> dict[str, Any]:
+def _self_knn_block(
+    blocks: VectorBlocks, q: int, k: int, metric: str, threshold: float | None, keep_knn: bool
+) -> dict[str, Any]:
     """One query block against every database block, each read from the store in turn."""
     from ..search.index import prepare_vectors
 
@@ -465,8 +493,15 @@ def _self_knn_block(blocks: VectorBlocks, q: int, k: int, metric: str, threshold
     return _self_result(d, i, blocks.bounds[q][0], metric, threshold, keep_knn)
 
 
-def _self_knn_cached(q: int, starts: list[int], k: int, metric: str, threshold: float | None,
-                     keep_knn: bool, *db: np.ndarray) -> dict[str, Any]:
+def _self_knn_cached(
+    q: int,
+    starts: list[int],
+    k: int,
+    metric: str,
+    threshold: float | None,
+    keep_knn: bool,
+    *db: np.ndarray,
+) -> dict[str, Any]:
     """One query block against database blocks already in the worker's memory."""
     from ..search.index import prepare_vectors
 
@@ -475,8 +510,15 @@ def _self_knn_cached(q: int, starts: list[int], k: int, metric: str, threshold: 
     return _self_result(d, i, starts[q], metric, threshold, keep_knn)
 
 
-def _self_parts(blocks: VectorBlocks, k: int, metric: str, threshold: float | None, keep_knn: bool,
-                client: Any, cache_bytes: int | None) -> list[dict[str, Any]]:
+def _self_parts(
+    blocks: VectorBlocks,
+    k: int,
+    metric: str,
+    threshold: float | None,
+    keep_knn: bool,
+    client: Any,
+    cache_bytes: int | None,
+) -> list[dict[str, Any]]:
     import dask
 
     nbytes = blocks.n * blocks.dim * 4
@@ -486,12 +528,18 @@ def _self_parts(blocks: VectorBlocks, k: int, metric: str, threshold: float | No
         dblocks = blocks.data.rechunk({0: sizes, 1: -1}).to_delayed().ravel().tolist()
         dblocks = client.persist(dblocks) if client is not None else list(dask.persist(*dblocks))
         starts = [a for a, _ in blocks.bounds]
-        tasks = [dask.delayed(_self_knn_cached, pure=True)(q, starts, k, metric, threshold, keep_knn, *dblocks)
-                 for q in range(len(blocks))]
+        tasks = [
+            dask.delayed(_self_knn_cached, pure=True)(
+                q, starts, k, metric, threshold, keep_knn, *dblocks
+            )
+            for q in range(len(blocks))
+        ]
     else:
         shared = dask.delayed(blocks, pure=True)
-        tasks = [dask.delayed(_self_knn_block, pure=True)(shared, q, k, metric, threshold, keep_knn)
-                 for q in range(len(blocks))]
+        tasks = [
+            dask.delayed(_self_knn_block, pure=True)(shared, q, k, metric, threshold, keep_knn)
+            for q in range(len(blocks))
+        ]
     return sorted(_compute(tasks, client), key=lambda p: p["start"])
 
 
@@ -540,8 +588,12 @@ def knn_self(
     blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
     kk = min(int(k), blocks.n)
     parts = _self_parts(blocks, kk, metric, None, True, client, cache_bytes)
-    return KnnResult(np.concatenate([p["scores"] for p in parts]), np.concatenate([p["ids"] for p in parts]),
-                     metric, True)
+    return KnnResult(
+        np.concatenate([p["scores"] for p in parts]),
+        np.concatenate([p["ids"] for p in parts]),
+        metric,
+        True,
+    )
 
 
 def threshold_groups(
@@ -601,7 +653,11 @@ def threshold_groups(
     for p in parts:
         uf.add(p["pairs"].i, p["pairs"].j)
     return GroupResult(
-        labels=uf.labels(), threshold=float(threshold), metric=metric, k=int(k), exact=True,
+        labels=uf.labels(),
+        threshold=float(threshold),
+        metric=metric,
+        k=int(k),
+        exact=True,
         pairs=Pairs.concat([p["pairs"] for p in parts]) if keep_pairs else None,
     )
 
@@ -634,8 +690,9 @@ def cluster(
     >>> cluster(an, 0.7, k=100, variable="embedding", client=client)   # doctest: +SKIP
     """
     res = threshold_groups(analyzer, threshold, k, **kwargs)
-    labels = analyzer.labels(kwargs.get("variable"), pool=kwargs.get("pool", "mean"),
-                             layer=kwargs.get("layer"))
+    labels = analyzer.labels(
+        kwargs.get("variable"), pool=kwargs.get("pool", "mean"), layer=kwargs.get("layer")
+    )
     out = labels.copy()
     out["cluster"] = res.labels
     return out
@@ -689,8 +746,14 @@ def write_vectors(
     blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
     sizes = tuple(b - a for a, b in blocks.bounds)
     data = blocks.data.rechunk({0: sizes, 1: -1}).astype(dtype)
-    target = zarr.create_array(path, shape=data.shape, chunks=(max(sizes), data.shape[1]), dtype=dtype,
-                               compressors=None, overwrite=overwrite)
+    target = zarr.create_array(
+        path,
+        shape=data.shape,
+        chunks=(max(sizes), data.shape[1]),
+        dtype=dtype,
+        compressors=None,
+        overwrite=overwrite,
+    )
     # chunk grid of the target is uniform; write in blocks aligned to it
     aligned = data.rechunk({0: max(sizes)})
     stored = da.store(aligned, target, lock=False, compute=False)

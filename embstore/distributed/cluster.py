@@ -30,7 +30,7 @@ from typing import Any
 from .._optional import attempt_import
 from ..errors import ValidationError
 
-__all__ = ["connect", "add_dask_arguments", "client_from_args", "n_workers_of", "FAST_ALLOC_ENV"]
+__all__ = ["FAST_ALLOC_ENV", "add_dask_arguments", "client_from_args", "connect", "n_workers_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def n_workers_of(client: Any) -> int:
     """
     try:
         return max(1, len(client.scheduler_info().get("workers", {})))
-    except Exception:  # noqa: BLE001 - best effort, only used for defaults
+    except Exception:
         return 1
 
 
@@ -189,22 +189,46 @@ def add_dask_arguments(parser: argparse.ArgumentParser) -> None:
     'local'
     """
     g = parser.add_argument_group("scale-out on Dask (see the 'Scaling out' docs)")
-    g.add_argument("--scheduler", choices=["local", "dask"], default="local",
-                   help="local: this process (default); dask: one task per chunk-aligned row range, "
-                   "run by Dask workers into one store")
-    g.add_argument("--workers", type=int, default=None,
-                   help="with --scheduler dask: start a local cluster of N worker processes")
-    g.add_argument("--address", default=None,
-                   help="with --scheduler dask: scheduler of a running cluster (tcp://host:8786)")
-    g.add_argument("--memory-limit", default="auto",
-                   help="per-worker memory limit of a local cluster (e.g. 8GiB; default auto)")
-    g.add_argument("--rows-per-task", type=int, default=None,
-                   help="rows per Dask task (a multiple of the store's chunk rows; default: ~4 tasks per worker)")
-    g.add_argument("--retries", type=int, default=2,
-                   help="times a failed task is retried (a task whose worker dies is always rescheduled)")
+    g.add_argument(
+        "--scheduler",
+        choices=["local", "dask"],
+        default="local",
+        help="local: this process (default); dask: one task per chunk-aligned row range, "
+        "run by Dask workers into one store",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --scheduler dask: start a local cluster of N worker processes",
+    )
+    g.add_argument(
+        "--address",
+        default=None,
+        help="with --scheduler dask: scheduler of a running cluster (tcp://host:8786)",
+    )
+    g.add_argument(
+        "--memory-limit",
+        default="auto",
+        help="per-worker memory limit of a local cluster (e.g. 8GiB; default auto)",
+    )
+    g.add_argument(
+        "--rows-per-task",
+        type=int,
+        default=None,
+        help="rows per Dask task (a multiple of the store's chunk rows; default: ~4 tasks per worker)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="times a failed task is retried (a task whose worker dies is always rescheduled)",
+    )
 
 
-def client_from_args(args: argparse.Namespace, **kwargs: Any) -> contextlib.AbstractContextManager[Any]:
+def client_from_args(
+    args: argparse.Namespace, **kwargs: Any
+) -> contextlib.AbstractContextManager[Any]:
     """:func:`connect` configured by the options of :func:`add_dask_arguments`.
 
     Parameters

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["RegionPlan", "plan_regions", "ids_fingerprint", "default_rows_per_task"]
+__all__ = ["RegionPlan", "default_rows_per_task", "ids_fingerprint", "plan_regions"]
 
 
 def ids_fingerprint(ids: Iterable[Any]) -> str:
@@ -61,7 +61,9 @@ def ids_fingerprint(ids: Iterable[Any]) -> str:
     return h.hexdigest()
 
 
-def default_rows_per_task(n_items: int, chunk_rows: int, n_workers: int, tasks_per_worker: int = 4) -> int:
+def default_rows_per_task(
+    n_items: int, chunk_rows: int, n_workers: int, tasks_per_worker: int = 4
+) -> int:
     """Rows per task: about ``tasks_per_worker`` tasks per worker, whole chunks.
 
     Several tasks per worker balance the load (a slow or restarted worker
@@ -129,7 +131,9 @@ class RegionPlan:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValidationError(f"{name}={value!r} must be an int")
         if self.n_items < 1:
-            raise ValidationError(f"n_items={self.n_items}: nothing to extract; pass at least one image")
+            raise ValidationError(
+                f"n_items={self.n_items}: nothing to extract; pass at least one image"
+            )
         if self.chunk_rows < 1:
             raise ValidationError(f"chunk_rows={self.chunk_rows} must be positive")
         if self.rows_per_task < 1 or self.rows_per_task % self.chunk_rows:
@@ -184,8 +188,12 @@ class RegionPlan:
             The dict lacks a field.
         """
         try:
-            return cls(int(data["n_items"]), int(data["chunk_rows"]), int(data["rows_per_task"]),
-                       str(data.get("fingerprint", "")))
+            return cls(
+                int(data["n_items"]),
+                int(data["chunk_rows"]),
+                int(data["rows_per_task"]),
+                str(data.get("fingerprint", "")),
+            )
         except (KeyError, TypeError) as exc:
             raise ValidationError(
                 f"stored region plan {data!r} is incomplete ({exc}); the store was not made by a "

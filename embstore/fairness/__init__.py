@@ -22,28 +22,35 @@ Examples
 
 from __future__ import annotations
 
-from .detection import DetectionStats, box_iou, detection_statistics, greedy_match, match_persons, person_scores
+from .detection import (
+    DetectionStats,
+    box_iou,
+    detection_statistics,
+    greedy_match,
+    match_persons,
+    person_scores,
+)
 from .disparity import difference, disparity_summary, ratio
 from .permutation import PermutationResult, energy_distance, energy_permutation_test
 from .stats import GroupStats, group_statistics
 from .synthetic import SyntheticFacet, make_synthetic_facet, write_synthetic_store
 
 __all__ = [
-    "GroupStats",
     "DetectionStats",
+    "GroupStats",
     "PermutationResult",
     "SyntheticFacet",
-    "group_statistics",
-    "detection_statistics",
-    "match_persons",
-    "greedy_match",
     "box_iou",
-    "person_scores",
+    "detection_statistics",
+    "difference",
+    "disparity_summary",
     "energy_distance",
     "energy_permutation_test",
-    "difference",
-    "ratio",
-    "disparity_summary",
+    "greedy_match",
+    "group_statistics",
     "make_synthetic_facet",
+    "match_persons",
+    "person_scores",
+    "ratio",
     "write_synthetic_store",
 ]

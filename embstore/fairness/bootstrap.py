@@ -26,11 +26,11 @@ import numpy as np
 from ..errors import ValidationError
 
 __all__ = [
-    "resample_counts",
-    "iter_resample_counts",
-    "percentile_ci",
     "bootstrap_means",
     "check_alpha",
+    "iter_resample_counts",
+    "percentile_ci",
+    "resample_counts",
 ]
 
 #: Default upper bound (bytes) for one block of the count matrix.

@@ -60,13 +60,13 @@ __all__ = [
     "PERSON_CLASS",
     "DetectionStats",
     "box_iou",
-    "xywh_to_xyxy",
     "cxcywh_to_xyxy",
-    "person_scores",
-    "greedy_match",
-    "person_boxes",
-    "match_persons",
     "detection_statistics",
+    "greedy_match",
+    "match_persons",
+    "person_boxes",
+    "person_scores",
+    "xywh_to_xyxy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:]], axis=-1)
 
 
-def cxcywh_to_xyxy(boxes: np.ndarray, width: float | np.ndarray, height: float | np.ndarray) -> np.ndarray:
+def cxcywh_to_xyxy(
+    boxes: np.ndarray, width: float | np.ndarray, height: float | np.ndarray
+) -> np.ndarray:
     """Convert DETR's relative ``(cx, cy, w, h)`` boxes to pixel ``(x0, y0, x1, y1)``.
 
     Parameters
@@ -163,7 +165,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
-def person_scores(pred_logits: np.ndarray, person_class: int = PERSON_CLASS) -> tuple[np.ndarray, np.ndarray]:
+def person_scores(
+    pred_logits: np.ndarray, person_class: int = PERSON_CLASS
+) -> tuple[np.ndarray, np.ndarray]:
     """Which queries DETR labels as a person, and their scores.
 
     Parameters
@@ -479,7 +483,9 @@ def detection_statistics(
     keep = labeled_mask(m, by, missing_values)
     n_excluded = int((~keep).sum())
     if n_excluded:
-        logger.warning("detection_statistics: %d people with an unknown %s label left out", n_excluded, by)
+        logger.warning(
+            "detection_statistics: %d people with an unknown %s label left out", n_excluded, by
+        )
         m = m[keep].reset_index(drop=True)
     if len(m) == 0:
         raise ValidationError(

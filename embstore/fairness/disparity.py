@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import ValidationError
 
-__all__ = ["difference", "ratio", "disparity_summary", "group_label"]
+__all__ = ["difference", "disparity_summary", "group_label", "ratio"]
 
 
 def difference(values: Sequence[float] | np.ndarray) -> float:
@@ -174,6 +174,16 @@ def disparity_summary(
             records.append(rec)
     out = pd.DataFrame.from_records(
         records,
-        columns=["grouping", "figure", "n_groups", "min", "max", "difference", "ratio", "argmin", "argmax"],
+        columns=[
+            "grouping",
+            "figure",
+            "n_groups",
+            "min",
+            "max",
+            "difference",
+            "ratio",
+            "argmin",
+            "argmax",
+        ],
     )
     return out.set_index(["grouping", "figure"])

@@ -25,8 +25,8 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ..errors import UnknownVariableError, ValidationError
 from ..analysis.defaults import resolve_variable
+from ..errors import UnknownVariableError, ValidationError
 from .detection import PERSON_CLASS, DetectionStats, detection_statistics, match_persons
 from .stats import GroupStats, group_distance_matrix, group_statistics
 
@@ -147,8 +147,16 @@ class FairnessMixin:
         """
         variable = resolve_variable(self, variable)
         return self.fairness_stats(
-            variable, by, pool, layer, persons=persons, n_boot=n_boot, seed=seed,
-            alpha=alpha, min_count=min_count, **options,
+            variable,
+            by,
+            pool,
+            layer,
+            persons=persons,
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            min_count=min_count,
+            **options,
         ).table
 
     def group_distances(
@@ -287,7 +295,9 @@ class FairnessMixin:
         parts = []
         it_boxes = self._iter_row_blocks(boxes, block_rows)
         it_logits = self._iter_row_blocks(logits, block_rows)
-        bar = tqdm(total=len(width), unit="img", desc="matching people", disable=not sys.stderr.isatty())
+        bar = tqdm(
+            total=len(width), unit="img", desc="matching people", disable=not sys.stderr.isatty()
+        )
         for (start, pb), (_, pl) in zip(it_boxes, it_logits):
             bar.update(len(pb))
             stop = start + len(pb)
@@ -295,8 +305,15 @@ class FairnessMixin:
             if not sel.size:
                 continue
             part = match_persons(
-                persons.iloc[sel], rows[sel] - start, pb, pl, width[start:stop], height[start:stop],
-                iou=iou, score_threshold=score_threshold, person_class=person_class,
+                persons.iloc[sel],
+                rows[sel] - start,
+                pb,
+                pl,
+                width[start:stop],
+                height[start:stop],
+                iou=iou,
+                score_threshold=score_threshold,
+                person_class=person_class,
             )
             part["row"] = rows[sel]
             part.index = sel
@@ -304,8 +321,12 @@ class FairnessMixin:
         bar.close()
         if not parts:
             return match_persons(
-                persons.iloc[:0], np.zeros(0, dtype=np.int64), np.zeros((0, 1, 4)),
-                np.zeros((0, 1, 2)), np.zeros(0), np.zeros(0),
+                persons.iloc[:0],
+                np.zeros(0, dtype=np.int64),
+                np.zeros((0, 1, 4)),
+                np.zeros((0, 1, 2)),
+                np.zeros(0),
+                np.zeros(0),
             )
         return pd.concat(parts).sort_index().reset_index(drop=True)
 
@@ -387,7 +408,12 @@ class FairnessMixin:
         if persons is None:
             persons = self.person_detections(iou, **match_options)
         return detection_statistics(
-            persons, _as_list(by), n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count,
+            persons,
+            _as_list(by),
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            min_count=min_count,
             missing_values=missing_values,
         )
 
@@ -424,6 +450,12 @@ class FairnessMixin:
         >>> an.detection_fairness(by=["skin", "lighting"], n_boot=200)   # doctest: +SKIP
         """
         return self.detection_stats(
-            by, iou, n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count,
-            persons=persons, **match_options,
+            by,
+            iou,
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            min_count=min_count,
+            persons=persons,
+            **match_options,
         ).table

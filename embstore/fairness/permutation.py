@@ -91,9 +91,7 @@ def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    return float(
-        2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean()
-    )
+    return float(2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean())
 
 
 def energy_permutation_test(

@@ -44,11 +44,11 @@ __all__ = [
     "DEFAULT_DPI",
     "FORMATS",
     "MAX_FIGURE_INCHES",
-    "plot_group_bars",
     "plot_distance_heatmap",
-    "project_2d",
-    "plot_projection",
     "plot_gallery",
+    "plot_group_bars",
+    "plot_projection",
+    "project_2d",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ def _save(fig: Any, path: str | os.PathLike) -> str:
     path = os.fspath(path)
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     if fmt not in FORMATS:
-        raise ValidationError(f"cannot save a figure as {fmt!r} ({path}); use a .png, .svg or .pdf path.")
+        raise ValidationError(
+            f"cannot save a figure as {fmt!r} ({path}); use a .png, .svg or .pdf path."
+        )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format=fmt, dpi=fig.dpi)
     return path
@@ -91,7 +93,9 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _panels(table: pd.DataFrame, by: Sequence[str], groupings: Sequence[str] | None) -> list[tuple[str, pd.DataFrame, list[str]]]:
+def _panels(
+    table: pd.DataFrame, by: Sequence[str], groupings: Sequence[str] | None
+) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """(title, rows, coordinates named in the bar labels) of every panel."""
     if "grouping" not in table.columns:
         return [("+".join(by), table, list(by))]
@@ -102,8 +106,12 @@ def _panels(table: pd.DataFrame, by: Sequence[str], groupings: Sequence[str] | N
         coords = [c for c in str(g).split("*") if c in sub.columns] or list(by)
         if len(sub) <= MAX_BARS_PER_PANEL or len(coords) < 2:
             for start in range(0, max(len(sub), 1), MAX_BARS_PER_PANEL * 2):
-                part = sub.iloc[start:start + MAX_BARS_PER_PANEL * 2]
-                suffix = f" ({start + 1}-{start + len(part)} of {len(sub)})" if len(sub) > 2 * MAX_BARS_PER_PANEL else ""
+                part = sub.iloc[start : start + MAX_BARS_PER_PANEL * 2]
+                suffix = (
+                    f" ({start + 1}-{start + len(part)} of {len(sub)})"
+                    if len(sub) > 2 * MAX_BARS_PER_PANEL
+                    else ""
+                )
                 panels.append((f"{g}{suffix}", part, coords))
             continue
         # small multiples: one panel per value of the first coordinate
@@ -113,13 +121,23 @@ def _panels(table: pd.DataFrame, by: Sequence[str], groupings: Sequence[str] | N
     return panels
 
 
-def _group_bars_figure(table: pd.DataFrame, figure: str, by: Sequence[str], groupings: Sequence[str] | None,
-                       title: str | None, reference: float | None, dpi: int) -> Any:
+def _group_bars_figure(
+    table: pd.DataFrame,
+    figure: str,
+    by: Sequence[str],
+    groupings: Sequence[str] | None,
+    title: str | None,
+    reference: float | None,
+    dpi: int,
+) -> Any:
     panels = _panels(table, by, groupings)
     lo_c, hi_c = f"{figure}_lo", f"{figure}_hi"
     # one x-scale for every panel: values and interval ends, and 0 for bars
-    ends = [pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
-            for c in (figure, lo_c, hi_c) if c in table.columns]
+    ends = [
+        pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
+        for c in (figure, lo_c, hi_c)
+        if c in table.columns
+    ]
     finite = np.concatenate(ends)[np.isfinite(np.concatenate(ends))] if ends else np.zeros(0)
     xmin = min(0.0, float(finite.min())) if finite.size else 0.0
     xmax = max(0.0, float(finite.max())) if finite.size else 1.0
@@ -127,12 +145,18 @@ def _group_bars_figure(table: pd.DataFrame, figure: str, by: Sequence[str], grou
         xmin, xmax = min(xmin, reference), max(xmax, reference)
     pad = 0.05 * (xmax - xmin or 1.0)
     ncols = 1 if len(panels) <= 3 else (2 if len(panels) <= 8 else 3)
-    rows = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
+    rows = [panels[i : i + ncols] for i in range(0, len(panels), ncols)]
     heights = [max(max(len(p[1]), 1) for p in row) for row in rows]
-    fig = _figure(1.5 + 3.6 * ncols if ncols > 1 else 7.0,
-                  1.0 + sum(0.24 * h + 0.6 for h in heights), dpi=dpi)
-    axes = fig.subplots(len(rows), ncols, squeeze=False, sharex=True,
-                        gridspec_kw={"height_ratios": [h + 1.5 for h in heights]})
+    fig = _figure(
+        1.5 + 3.6 * ncols if ncols > 1 else 7.0, 1.0 + sum(0.24 * h + 0.6 for h in heights), dpi=dpi
+    )
+    axes = fig.subplots(
+        len(rows),
+        ncols,
+        squeeze=False,
+        sharex=True,
+        gridspec_kw={"height_ratios": [h + 1.5 for h in heights]},
+    )
     for r, row in enumerate(rows):
         for c in range(ncols):
             ax = axes[r, c]
@@ -140,8 +164,12 @@ def _group_bars_figure(table: pd.DataFrame, figure: str, by: Sequence[str], grou
                 ax.axis("off")
                 continue
             gname, sub, coords = row[c]
-            labels = [f"{group_label(rw, coords)} (n={int(rw['count'])})" if "count" in sub.columns
-                      else group_label(rw, coords) for _, rw in sub.iterrows()]
+            labels = [
+                f"{group_label(rw, coords)} (n={int(rw['count'])})"
+                if "count" in sub.columns
+                else group_label(rw, coords)
+                for _, rw in sub.iterrows()
+            ]
             y = (heights[r] - 1) - np.arange(len(sub))  # top-aligned in the row
             v = pd.to_numeric(sub[figure], errors="coerce").to_numpy(dtype=float)
             ok = np.isfinite(v)
@@ -150,8 +178,15 @@ def _group_bars_figure(table: pd.DataFrame, figure: str, by: Sequence[str], grou
                 lo = pd.to_numeric(sub[lo_c], errors="coerce").to_numpy(dtype=float)
                 hi = pd.to_numeric(sub[hi_c], errors="coerce").to_numpy(dtype=float)
                 ci = ok & np.isfinite(lo) & np.isfinite(hi)
-                ax.errorbar(v[ci], y[ci], xerr=[np.maximum(v[ci] - lo[ci], 0), np.maximum(hi[ci] - v[ci], 0)],
-                            fmt="none", ecolor="black", capsize=2, linewidth=0.8)
+                ax.errorbar(
+                    v[ci],
+                    y[ci],
+                    xerr=[np.maximum(v[ci] - lo[ci], 0), np.maximum(hi[ci] - v[ci], 0)],
+                    fmt="none",
+                    ecolor="black",
+                    capsize=2,
+                    linewidth=0.8,
+                )
             for yy in y[~ok]:
                 ax.text(xmin, yy, "  too few rows", va="center", fontsize=7, color="grey")
             if reference is not None:
@@ -166,7 +201,10 @@ def _group_bars_figure(table: pd.DataFrame, figure: str, by: Sequence[str], grou
     for c in range(ncols):
         axes[-1, c].set_xlabel(figure, fontsize=8)
     n_groups = len(table)
-    fig.suptitle(title or f"{figure} by group ({n_groups} groups; bars: value, whiskers: interval)", fontsize=10)
+    fig.suptitle(
+        title or f"{figure} by group ({n_groups} groups; bars: value, whiskers: interval)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -257,7 +295,9 @@ def plot_distance_heatmap(
     dim = distances.dims[0]
     names = [str(v) for v in distances[dim].values]
     # label by the grouping coordinates' values ("3, dimly_lit"); their names go on the axes
-    cols = [str(c) for c, v in distances.coords.items() if v.dims == (dim,) and c not in (dim, "count")]
+    cols = [
+        str(c) for c, v in distances.coords.items() if v.dims == (dim,) and c not in (dim, "count")
+    ]
     if cols:
         values = [np.asarray(distances.coords[c].values) for c in cols]
         names = [", ".join(_short(v[i]) for v in values) for i in range(len(names))]
@@ -276,7 +316,9 @@ def plot_distance_heatmap(
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     if max((len(nm) for nm in short), default=0) > 3:
-        ax.set_xticklabels(short, rotation=60, ha="right", rotation_mode="anchor", fontsize=fontsize)
+        ax.set_xticklabels(
+            short, rotation=60, ha="right", rotation_mode="anchor", fontsize=fontsize
+        )
     else:
         ax.set_xticklabels(short, fontsize=fontsize)
     ax.set_yticklabels(names, fontsize=fontsize)
@@ -297,12 +339,22 @@ def plot_distance_heatmap(
         for i in range(n):
             for j in range(n):
                 if np.isfinite(D[i, j]):
-                    ax.text(j, i, f"{D[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if D[i, j] < mid else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{D[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if D[i, j] < mid else "black",
+                    )
     cbar = fig.colorbar(im, ax=ax, shrink=0.6)
     cbar.set_label("cosine distance between group centroids", fontsize=8)
     cbar.ax.tick_params(labelsize=7)
-    ax.set_title(title or f"centroid distances ({distances.attrs.get('grouping', '')}, {n} groups)", fontsize=10)
+    ax.set_title(
+        title or f"centroid distances ({distances.attrs.get('grouping', '')}, {n} groups)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
@@ -337,7 +389,9 @@ def _project(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, list[st
     """The projection and its two axis labels (PCA: explained variance)."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or len(X) < 3:
-        raise ValidationError(f"need a 2-D matrix with at least 3 rows to project, got shape {X.shape}.")
+        raise ValidationError(
+            f"need a 2-D matrix with at least 3 rows to project, got shape {X.shape}."
+        )
     attempt_import("sklearn")
     if method == "pca":
         from sklearn.decomposition import PCA
@@ -350,11 +404,15 @@ def _project(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, list[st
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (len(X) - 1) / 3)))
-        P = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(X)
+        P = TSNE(
+            n_components=2, perplexity=perplexity, random_state=seed, init="pca"
+        ).fit_transform(X)
         return P, [f"t-SNE 1 (perplexity {perplexity:.0f})", "t-SNE 2"]
     if method == "umap":
         umap = attempt_import("umap")
-        P = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(X) - 1)).fit_transform(X)
+        P = umap.UMAP(
+            n_components=2, random_state=seed, n_neighbors=min(15, len(X) - 1)
+        ).fit_transform(X)
         return P, ["UMAP 1", "UMAP 2"]
     raise ValidationError(f"projection method {method!r} is unknown; use 'pca', 'tsne' or 'umap'.")
 
@@ -402,7 +460,9 @@ def plot_projection(
     X = np.asarray(X)
     groups = np.asarray([str(g) for g in groups])
     if len(groups) != len(X):
-        raise ValidationError(f"groups has {len(groups)} labels for {len(X)} rows; give one per row.")
+        raise ValidationError(
+            f"groups has {len(groups)} labels for {len(X)} rows; give one per row."
+        )
     rng = np.random.default_rng(seed)
     if len(X) > max_points:
         keep = np.sort(rng.choice(len(X), max_points, replace=False))
@@ -410,8 +470,12 @@ def plot_projection(
     P, axis_labels = _project(X, method, seed)
     import re
 
-    names = sorted(set(groups), key=lambda s: [(0, int(t), "") if t.isdigit() else (1, 0, t)
-                                              for t in re.split(r"(\d+)", s)])
+    names = sorted(
+        set(groups),
+        key=lambda s: [
+            (0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s)
+        ],
+    )
     wide = len(names) > 10
     fig = _figure(9.0 if wide else 6.5, 5.5, dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
@@ -421,11 +485,24 @@ def plot_projection(
     markers = "osD^v<>"
     for i, name in enumerate(names):
         m = groups == name
-        ax.scatter(P[m, 0], P[m, 1], s=8, alpha=0.7, color=cmap(i % cmap.N),
-                   marker=markers[(i // cmap.N) % len(markers)], label=f"{name} (n={int(m.sum())})")
+        ax.scatter(
+            P[m, 0],
+            P[m, 1],
+            s=8,
+            alpha=0.7,
+            color=cmap(i % cmap.N),
+            marker=markers[(i // cmap.N) % len(markers)],
+            label=f"{name} (n={int(m.sum())})",
+        )
     if wide:
-        ax.legend(fontsize=6, markerscale=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-                  ncols=1 if len(names) <= 24 else 2)
+        ax.legend(
+            fontsize=6,
+            markerscale=2,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            ncols=1 if len(names) <= 24 else 2,
+        )
     else:
         ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
     ax.set_xlabel(axis_labels[0], fontsize=8)
@@ -492,7 +569,8 @@ def plot_gallery(
                 logger.warning("gallery: cannot read %s (%s)", p, exc)
         for c in range(n_per_group):
             axes[r, c].axis("off")
-        axes[r, 0].text(-0.1, 0.5, g, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+        axes[r, 0].text(
+            -0.1, 0.5, g, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8
+        )
     fig.suptitle(title or "examples per group", fontsize=10)
     return _save(fig, path)
-

@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ValidationError
 from ..analysis.defaults import resolve_variable
+from ..errors import ValidationError
 from .detection import DetectionStats
 from .disparity import group_label
 from .stats import GroupStats
 
-__all__ = ["FairnessReport", "write_fairness_report", "markdown_table", "format_with_ci"]
+__all__ = ["FairnessReport", "format_with_ci", "markdown_table", "write_fairness_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ class FairnessReport:
     html: str | None = None
 
 
-def format_with_ci(value: float, lo: float | None = None, hi: float | None = None, digits: int = 3) -> str:
+def format_with_ci(
+    value: float, lo: float | None = None, hi: float | None = None, digits: int = 3
+) -> str:
     """``"0.912 [0.880, 0.940]"``; empty string for NaN.
 
     Parameters
@@ -131,6 +133,7 @@ def markdown_table(df: pd.DataFrame) -> str:
     |---|---|
     | 1 | x |
     """
+
     def cell(v: Any) -> str:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
             return ""
@@ -154,7 +157,9 @@ def _summary_table(table: pd.DataFrame, by: Sequence[str], figures: Sequence[str
         lo = table.get(f"{f}_lo", pd.Series([None] * len(table)))
         hi = table.get(f"{f}_hi", pd.Series([None] * len(table)))
         out[f] = [
-            format_with_ci(float(v), None if pd.isna(a) else float(a), None if pd.isna(b) else float(b))
+            format_with_ci(
+                float(v), None if pd.isna(a) else float(a), None if pd.isna(b) else float(b)
+            )
             for v, a, b in zip(pd.to_numeric(table[f], errors="coerce"), lo, hi)
         ]
     return out
@@ -162,7 +167,9 @@ def _summary_table(table: pd.DataFrame, by: Sequence[str], figures: Sequence[str
 
 def _disparity_view(disp: pd.DataFrame) -> pd.DataFrame:
     d = disp.reset_index()
-    return d[["grouping", "figure", "n_groups", "min", "max", "difference", "ratio", "argmin", "argmax"]]
+    return d[
+        ["grouping", "figure", "n_groups", "min", "max", "difference", "ratio", "argmin", "argmax"]
+    ]
 
 
 class _Page:
@@ -219,15 +226,25 @@ class _Page:
             elif kind == "p":
                 out.append(f"<p>{esc(val)}</p>")
             elif kind == "table":
-                out.append(val.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0))
+                out.append(
+                    val.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
+                )
             elif kind == "img" and val[0].endswith(".pdf"):
-                out.append(f'<figure><a href="{esc(val[0])}">{esc(val[0])}</a>'
-                           f"<figcaption>{esc(val[1])}</figcaption></figure>")
+                out.append(
+                    f'<figure><a href="{esc(val[0])}">{esc(val[0])}</a>'
+                    f"<figcaption>{esc(val[1])}</figcaption></figure>"
+                )
             elif kind == "img":
-                out.append(f'<figure><img src="{esc(val[0])}" alt="{esc(val[1])}">'
-                           f"<figcaption>{esc(val[1])}</figcaption></figure>")
+                out.append(
+                    f'<figure><img src="{esc(val[0])}" alt="{esc(val[1])}">'
+                    f"<figcaption>{esc(val[1])}</figcaption></figure>"
+                )
             elif kind == "links":
-                out.append("<ul>" + "".join(f'<li><a href="{esc(r)}">{esc(t)}</a></li>' for t, r in val) + "</ul>")
+                out.append(
+                    "<ul>"
+                    + "".join(f'<li><a href="{esc(r)}">{esc(t)}</a></li>' for t, r in val)
+                    + "</ul>"
+                )
         out.append("</body></html>")
         return "\n".join(out)
 
@@ -245,7 +262,9 @@ def _has_detections(analyzer: Any, boxes: str, logits: str, table: str) -> bool:
     return True
 
 
-def _gallery_paths(analyzer: Any, column: str, image_root: str | None, n: int, seed: int) -> dict[str, list[str]]:
+def _gallery_paths(
+    analyzer: Any, column: str, image_root: str | None, n: int, seed: int
+) -> dict[str, list[str]]:
     coords = analyzer.coords
     if "path" in coords.columns:
         paths = coords["path"].astype(str)
@@ -361,7 +380,15 @@ def write_fairness_report(
 
     # ---------------------------------------------------------- embeddings
     gs = analyzer.fairness_stats(
-        variable, by, pool, layer, n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count, **options
+        variable,
+        by,
+        pool,
+        layer,
+        n_boot=n_boot,
+        seed=seed,
+        alpha=alpha,
+        min_count=min_count,
+        **options,
     )
     rep.group_stats = gs
     csv("group_stats.csv", gs.table)
@@ -375,25 +402,46 @@ def write_fairness_report(
         f"Groups with fewer than {min_count} rows have empty figures; {gs.n_excluded} rows with an "
         "unknown label (e.g. skin 0 or 'na') are left out."
     )
-    page.table(_summary_table(gs.table, by, ["dist_to_others", "centroid_norm", "dispersion",
-                                              "homophily_ratio", "probe_recall", "p_value", "p_holm"]))
+    page.table(
+        _summary_table(
+            gs.table,
+            by,
+            [
+                "dist_to_others",
+                "centroid_norm",
+                "dispersion",
+                "homophily_ratio",
+                "probe_recall",
+                "p_value",
+                "p_holm",
+            ],
+        )
+    )
     page.h2("Disparities (embedding figures)")
     page.table(_disparity_view(gs.disparity))
     page.h2("Linear probe")
-    page.p("Cross-validated accuracy of predicting the group from the embedding, vs the majority baseline.")
+    page.p(
+        "Cross-validated accuracy of predicting the group from the embedding, vs the majority baseline."
+    )
     page.table(gs.probe.reset_index())
     for fig_name, ref in EMBEDDING_BARS:
         rel = f"bars_{fig_name}.{fmt}"
-        files[f"bars_{fig_name}"] = plots.plot_group_bars(gs.table, fig_name, out / rel, by=by, reference=ref,
-                                                          dpi=dpi)
-        page.img(rel, f"{fig_name} per group (bars) with {100 * (1 - alpha):.0f}% bootstrap intervals; "
-                      f"n= rows per group")
+        files[f"bars_{fig_name}"] = plots.plot_group_bars(
+            gs.table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
+        )
+        page.img(
+            rel,
+            f"{fig_name} per group (bars) with {100 * (1 - alpha):.0f}% bootstrap intervals; "
+            f"n= rows per group",
+        )
     for gname, D in gs.distances.items():
         safe = gname.replace("*", "_x_")
         csv(f"distances_{safe}.csv", D.to_pandas(), index=True)
         rel = f"heatmap_{safe}.{fmt}"
         files[f"heatmap_{safe}"] = plots.plot_distance_heatmap(D, out / rel, dpi=dpi)
-        page.img(rel, f"centroid distances {gname} ({D.sizes[D.dims[0]]} groups; n= rows per group)")
+        page.img(
+            rel, f"centroid distances {gname} ({D.sizes[D.dims[0]]} groups; n= rows per group)"
+        )
     if projections:
         X, labels = analyzer.matrix(variable, pool=pool, layer=layer)
         groups = labels[by[0]].to_numpy()
@@ -401,11 +449,19 @@ def write_fairness_report(
             rel = f"projection_{method}.{fmt}"
             try:
                 files[f"projection_{method}"] = plots.plot_projection(
-                    X, [f"{by[0]}={g}" for g in groups], out / rel, method=method, seed=seed, dpi=dpi
+                    X,
+                    [f"{by[0]}={g}" for g in groups],
+                    out / rel,
+                    method=method,
+                    seed=seed,
+                    dpi=dpi,
                 )
                 counts = pd.Series(groups).value_counts().sort_index()
-                page.img(rel, f"{method} projection by {by[0]}; n= " +
-                         ", ".join(f"{by[0]}={g}: {int(c)}" for g, c in counts.items()))
+                page.img(
+                    rel,
+                    f"{method} projection by {by[0]}; n= "
+                    + ", ".join(f"{by[0]}={g}: {int(c)}" for g, c in counts.items()),
+                )
             except (EmbstoreError, ImportError) as exc:
                 logger.warning("projection %s skipped: %s", method, exc)
 
@@ -413,7 +469,9 @@ def write_fairness_report(
     if detection is None:
         detection = _has_detections(analyzer, "pred_boxes", "pred_logits", persons_table)
     if detection:
-        persons = analyzer.person_detections(iou, score_threshold=score_threshold, table=persons_table)
+        persons = analyzer.person_detections(
+            iou, score_threshold=score_threshold, table=persons_table
+        )
         det = analyzer.detection_stats(
             by, iou, n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count, persons=persons
         )
@@ -432,15 +490,27 @@ def write_fairness_report(
         page.table(_disparity_view(det.disparity))
         for fig_name, ref in DETECTION_BARS:
             rel = f"bars_{fig_name}.{fmt}"
-            files[f"bars_{fig_name}"] = plots.plot_group_bars(det.table, fig_name, out / rel, by=by,
-                                                              reference=ref, dpi=dpi)
-            page.img(rel, f"{fig_name} per group with {100 * (1 - alpha):.0f}% bootstrap intervals; "
-                          f"n= people per group")
+            files[f"bars_{fig_name}"] = plots.plot_group_bars(
+                det.table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
+            )
+            page.img(
+                rel,
+                f"{fig_name} per group with {100 * (1 - alpha):.0f}% bootstrap intervals; "
+                f"n= people per group",
+            )
         if person_embeddings and int(persons["detected"].sum()) >= 2 * min_count:
             try:
                 pgs = analyzer.fairness_stats(
-                    variable, by, None, layer, persons=persons, n_boot=n_boot, seed=seed, alpha=alpha,
-                    min_count=min_count, **options,
+                    variable,
+                    by,
+                    None,
+                    layer,
+                    persons=persons,
+                    n_boot=n_boot,
+                    seed=seed,
+                    alpha=alpha,
+                    min_count=min_count,
+                    **options,
                 )
             except EmbstoreError as exc:
                 logger.warning("person-level embedding statistics skipped: %s", exc)
@@ -452,11 +522,20 @@ def write_fairness_report(
                     "The same figures on the embedding of the query matched to each detected person, "
                     "grouped by the person's own labels."
                 )
-                page.table(_summary_table(pgs.table, by, ["dist_to_others", "homophily_ratio",
-                                                           "probe_recall", "p_value"]))
+                page.table(
+                    _summary_table(
+                        pgs.table,
+                        by,
+                        ["dist_to_others", "homophily_ratio", "probe_recall", "p_value"],
+                    )
+                )
                 rel = f"bars_person_dist_to_others.{fmt}"
                 files["bars_person_dist_to_others"] = plots.plot_group_bars(
-                    pgs.table, "dist_to_others", out / rel, by=by, title="dist_to_others (detected people)",
+                    pgs.table,
+                    "dist_to_others",
+                    out / rel,
+                    by=by,
+                    title="dist_to_others (detected people)",
                     dpi=dpi,
                 )
                 page.img(rel, "dist_to_others of detected people")
@@ -482,8 +561,15 @@ def write_fairness_report(
     return rep
 
 
-def _page_header(analyzer: Any, by: Sequence[str], variable: str, pool: Any,
-                 n_boot: int, alpha: float, min_count: int) -> _Page:
+def _page_header(
+    analyzer: Any,
+    by: Sequence[str],
+    variable: str,
+    pool: Any,
+    n_boot: int,
+    alpha: float,
+    min_count: int,
+) -> _Page:
     page = _Page("Fairness report")
     store = analyzer.store
     where = str(store.path) if store is not None else "(no store)"

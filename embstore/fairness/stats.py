@@ -84,20 +84,20 @@ from .disparity import disparity_summary, group_label
 from .permutation import energy_permutation_test
 
 __all__ = [
-    "GroupStats",
-    "group_statistics",
-    "groupings_of",
-    "grouping_name",
-    "knn_own_share",
-    "linear_probe",
-    "centroid_distances",
-    "holm",
-    "FIGURES",
     "CI_FIGURES",
-    "group_table_skeleton",
-    "group_distance_matrix",
-    "labeled_mask",
+    "FIGURES",
     "MISSING_VALUES",
+    "GroupStats",
+    "centroid_distances",
+    "group_distance_matrix",
+    "group_statistics",
+    "group_table_skeleton",
+    "grouping_name",
+    "groupings_of",
+    "holm",
+    "knn_own_share",
+    "labeled_mask",
+    "linear_probe",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,14 @@ FIGURES = (
     "p_holm",
 )
 #: Figures that carry bootstrap intervals ``<name>_lo`` / ``<name>_hi``.
-CI_FIGURES = ("centroid_norm", "dispersion", "dist_to_others", "homophily", "homophily_ratio", "probe_recall")
+CI_FIGURES = (
+    "centroid_norm",
+    "dispersion",
+    "dist_to_others",
+    "homophily",
+    "homophily_ratio",
+    "probe_recall",
+)
 
 
 #: Value ranges used to clip the bias-corrected intervals.
@@ -302,7 +309,7 @@ def knn_own_share(
         the pool, the row itself excluded.
     """
     N = len(U)
-    rows = np.sort(rng.choice(N, max_rows, replace=False)) if N > max_rows else np.arange(N)
+    rows = np.sort(rng.choice(N, max_rows, replace=False)) if max_rows < N else np.arange(N)
     n = len(rows)
     k = int(min(k, n - 1))
     if k < 1:
@@ -377,8 +384,8 @@ def linear_probe(
         "balanced_accuracy": np.nan,
         "majority_baseline": float(counts.max() / counts.sum()) if len(classes) else np.nan,
         "chance": 1.0 / len(classes) if len(classes) else np.nan,
-        "n_rows": int(len(rows)),
-        "n_classes": int(len(classes)),
+        "n_rows": len(rows),
+        "n_classes": len(classes),
         "n_folds": folds,
     }
     if len(classes) < 2 or folds < 2:
@@ -559,9 +566,7 @@ def _factorize(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return codes.astype(np.int64), keys
 
 
-def group_table_skeleton(
-    keys: pd.DataFrame, by: Sequence[str], grouping: str
-) -> pd.DataFrame:
+def group_table_skeleton(keys: pd.DataFrame, by: Sequence[str], grouping: str) -> pd.DataFrame:
     """Group-key columns of a tidy table: every ``by`` column plus ``grouping``.
 
     Parameters
@@ -588,10 +593,15 @@ def _tidy_by_columns(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     for b in by:
         col = table[b]
         vals = col.dropna()
-        if len(vals) and all(
-            isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer())
-            for v in vals
-        ) and not all(isinstance(v, (bool, np.bool_)) for v in vals):
+        if (
+            len(vals)
+            and all(
+                isinstance(v, (int, np.integer))
+                or (isinstance(v, (float, np.floating)) and float(v).is_integer())
+                for v in vals
+            )
+            and not all(isinstance(v, (bool, np.bool_)) for v in vals)
+        ):
             table[b] = pd.array([None if pd.isna(v) else int(v) for v in col], dtype="Int64")
         else:
             table[b] = col.astype(object).where(col.notna(), None)
@@ -678,7 +688,9 @@ def group_statistics(
     keep = labeled_mask(labels, by, missing_values)
     n_excluded = int((~keep).sum())
     if n_excluded:
-        logger.warning("group_statistics: %d rows with an unknown %s label left out", n_excluded, by)
+        logger.warning(
+            "group_statistics: %d rows with an unknown %s label left out", n_excluded, by
+        )
         X, labels = X[keep], labels[keep].reset_index(drop=True)
     if len(X) == 0:
         raise ValidationError(
@@ -712,7 +724,9 @@ def group_statistics(
             expected = (pool_counts - 1) / (len(knn_rows) - 1)
         # probe over the large-enough groups
         probe_codes = np.where(valid[codes], codes, -1)
-        correct, summary = linear_probe(X, probe_codes, rng, probe_folds, max_probe_rows, seed, probe)
+        correct, summary = linear_probe(
+            X, probe_codes, rng, probe_folds, max_probe_rows, seed, probe
+        )
         summary["grouping"] = gname
         probes.append(summary)
 
@@ -769,7 +783,9 @@ def group_statistics(
             rep_figs[int(g)] = {key: np.concatenate(val) for key, val in reps.items()}
         fig["p_holm"] = holm(fig["p_value"])
         if n_boot and valid.any():
-            Cu = _unit(rep_centroids.reshape(-1, X.shape[1]).astype(np.float64)).reshape(rep_centroids.shape)
+            Cu = _unit(rep_centroids.reshape(-1, X.shape[1]).astype(np.float64)).reshape(
+                rep_centroids.shape
+            )
             for g, reps in rep_figs.items():
                 others = valid.copy()
                 others[g] = False
@@ -786,7 +802,9 @@ def group_statistics(
                     # bias-corrected percentile interval: centre replicates on the estimate
                     if np.isfinite(fig[name][g]) and np.isfinite(r).any():
                         r = r - (np.nanmean(r) - fig[name][g])
-                    lo, hi = np.clip(percentile_ci(r[:, None], alpha), *_RANGES.get(name, (-np.inf, np.inf)))
+                    lo, hi = np.clip(
+                        percentile_ci(r[:, None], alpha), *_RANGES.get(name, (-np.inf, np.inf))
+                    )
                     ci[name][0][g], ci[name][1][g] = lo[0], hi[0]
         for name in FIGURES:
             if name == "count":

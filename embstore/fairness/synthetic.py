@@ -207,7 +207,9 @@ def make_synthetic_facet(
     img_skin = rng.choice(skins, n_images, p=p)
     lp = np.asarray(lighting_p, dtype=float)
     if not 1 <= len(lp) <= len(LIGHTING):
-        raise ValidationError(f"lighting_p={lighting_p!r}: give 1 to {len(LIGHTING)} probabilities ({LIGHTING}).")
+        raise ValidationError(
+            f"lighting_p={lighting_p!r}: give 1 to {len(LIGHTING)} probabilities ({LIGHTING})."
+        )
     img_light = np.asarray(LIGHTING)[rng.choice(len(lp), n_images, p=lp / lp.sum())]
     width = rng.choice([480, 640, 800], n_images)
     height = rng.choice([360, 480, 600], n_images)
@@ -237,7 +239,11 @@ def make_synthetic_facet(
             h = rng.uniform(0.3, 0.7) * H
             x = rng.uniform(0, W - w)
             y = rng.uniform(0, H - h)
-            rate = miss_rate if (miss_group is not None and img_skin[i] == miss_group) else base_miss_rate
+            rate = (
+                miss_rate
+                if (miss_group is not None and img_skin[i] == miss_group)
+                else base_miss_rate
+            )
             missed = bool(rng.random() < rate)
             bx, by, bw, bh = _jitter_box(rng, np.array([x, y, w, h]), min_iou)
             pred_boxes[i, q] = [(bx + bw / 2) / W, (by + bh / 2) / H, bw / W, bh / H]
@@ -301,13 +307,19 @@ def _write_images(data: SyntheticFacet, image_dir: str) -> None:
         W, H = int(img["width"]) // 8, int(img["height"]) // 8
         tone = tones[int(img["skin"]) - 1] if 1 <= int(img["skin"]) <= 10 else 128
         light = 1.0 if img["lighting"] == "well_lit" else 0.55
-        g = np.linspace(0.7, 1.0, W)[None, :, None] * np.array([tone, tone * 0.85, tone * 0.7]) * light
+        g = (
+            np.linspace(0.7, 1.0, W)[None, :, None]
+            * np.array([tone, tone * 0.85, tone * 0.7])
+            * light
+        )
         arr = np.broadcast_to(g, (H, W, 3)).clip(0, 255).astype(np.uint8)
         im = Image.fromarray(arr)
         draw = ImageDraw.Draw(im)
         if img["image_id"] in by_image.groups:
             for _, p in by_image.get_group(img["image_id"]).iterrows():
-                draw.rectangle([p.x / 8, p.y / 8, (p.x + p.w) / 8, (p.y + p.h) / 8], outline=(255, 255, 255))
+                draw.rectangle(
+                    [p.x / 8, p.y / 8, (p.x + p.w) / 8, (p.y + p.h) / 8], outline=(255, 255, 255)
+                )
         im.save(os.path.join(image_dir, str(img["file_name"])))
 
 
@@ -345,11 +357,17 @@ def write_synthetic_store(
     """
     from ..store import Store
 
-    coords = {c: data.images[c].to_numpy() for c in ("file_name", "width", "height", "skin", "lighting", "n_people")}
+    coords = {
+        c: data.images[c].to_numpy()
+        for c in ("file_name", "width", "height", "skin", "lighting", "n_people")
+    }
     if image_dir is not None:
         _write_images(data, os.fspath(image_dir))
         coords["path"] = np.array(
-            [os.path.abspath(os.path.join(os.fspath(image_dir), f)) for f in data.images["file_name"]]
+            [
+                os.path.abspath(os.path.join(os.fspath(image_dir), f))
+                for f in data.images["file_name"]
+            ]
         )
     st = Store.create(
         os.fspath(path),

@@ -26,12 +26,12 @@ from .._lazy import lazy_attributes
 
 __all__ = [
     "ImportReport",
-    "import_detr_dir",
     "export_detr_dir",
-    "import_face_npy",
     "export_face_npy",
-    "import_siglip_cache",
     "export_siglip_cache",
+    "import_detr_dir",
+    "import_face_npy",
+    "import_siglip_cache",
 ]
 
 _LAZY = {

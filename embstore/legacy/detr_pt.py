@@ -55,8 +55,16 @@ from .._optional import attempt_import
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
 
-__all__ = ["ImportReport", "KNOWN_DIMS", "RAGGED_KEYS", "import_detr_dir", "export_detr_dir",
-           "load_pt", "read_metadata", "pt_filename"]
+__all__ = [
+    "KNOWN_DIMS",
+    "RAGGED_KEYS",
+    "ImportReport",
+    "export_detr_dir",
+    "import_detr_dir",
+    "load_pt",
+    "pt_filename",
+    "read_metadata",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +197,9 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
     """
     d = Path(directory)
     if not d.is_dir():
-        raise DatasetError(f"legacy directory {os.fspath(directory)!r} does not exist or is not a directory")
+        raise DatasetError(
+            f"legacy directory {os.fspath(directory)!r} does not exist or is not a directory"
+        )
     meta_path = d / "metadata.json"
     if meta_path.is_file():
         try:
@@ -238,7 +248,7 @@ def load_pt(path: str | os.PathLike) -> dict[str, np.ndarray]:
     torch = attempt_import("torch")
     try:
         obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError, ...
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValidationError(
             f"cannot load {os.fspath(path)!r} safely with torch.load(weights_only=True): "
@@ -378,8 +388,15 @@ def import_detr_dir(
         }
         try:
             st = Store.create(
-                store, row_dim="image", id_name="image_id", variables=dense, ragged=ragged,
-                dtypes=store_dtypes, chunk_rows=chunk_rows, overwrite=overwrite, attrs=attrs,
+                store,
+                row_dim="image",
+                id_name="image_id",
+                variables=dense,
+                ragged=ragged,
+                dtypes=store_dtypes,
+                chunk_rows=chunk_rows,
+                overwrite=overwrite,
+                attrs=attrs,
                 storage_options=storage_options,
             )
         except StoreExistsError:
@@ -415,7 +432,9 @@ def import_detr_dir(
                 data[k] = [r[1][k] for r in block]
             if "encoder_output" in ragged and all("backbone_features" in r[1] for r in block):
                 grids = [tuple(int(s) for s in r[1]["backbone_features"].shape[-2:]) for r in block]
-                if all(g[0] * g[1] == r[1]["encoder_output"].shape[0] for g, r in zip(grids, block)):
+                if all(
+                    g[0] * g[1] == r[1]["encoder_output"].shape[0] for g, r in zip(grids, block)
+                ):
                     hw["encoder_output"] = grids
             st.append(np.asarray(row_ids), data, ragged_hw=hw or None, allow_nonfinite=True)
             return len(block)
@@ -473,16 +492,25 @@ def import_detr_dir(
         logger.warning("not imported: %s (%s)", path, reason)
     if report.nonfinite:
         logger.warning(
-            "%d imported files hold NaN/Inf values, e.g. %s (%d values)", len(report.nonfinite),
-            report.nonfinite[0][0], report.nonfinite[0][1],
+            "%d imported files hold NaN/Inf values, e.g. %s (%d values)",
+            len(report.nonfinite),
+            report.nonfinite[0][0],
+            report.nonfinite[0][1],
         )
     if report.missing:
-        logger.warning("%d listed files are missing, e.g. %s", len(report.missing), report.missing[0][1])
+        logger.warning(
+            "%d listed files are missing, e.g. %s", len(report.missing), report.missing[0][1]
+        )
     return report
 
 
-def _check_row(arrays: Mapping[str, np.ndarray], keys: Sequence[str], dense: Mapping[str, Any],
-               ragged: Mapping[str, Any], sample: Mapping[str, np.ndarray]) -> str | None:
+def _check_row(
+    arrays: Mapping[str, np.ndarray],
+    keys: Sequence[str],
+    dense: Mapping[str, Any],
+    ragged: Mapping[str, Any],
+    sample: Mapping[str, np.ndarray],
+) -> str | None:
     for k in keys:
         if k not in arrays:
             return f"key {k!r} is missing (keys: {sorted(arrays)})"
@@ -549,7 +577,11 @@ def export_detr_dir(
     try:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        names = list(variables) if variables is not None else list(st.variables) + list(st.ragged_variables)
+        names = (
+            list(variables)
+            if variables is not None
+            else list(st.variables) + list(st.ragged_variables)
+        )
         row_ids = list(st.ids) if ids is None else list(ids)
         legacy = dict(st.attrs.get("legacy_metadata", {}) or {})
         import pandas as pd
@@ -561,14 +593,20 @@ def export_detr_dir(
             raise ValidationError(f"ids {bad} are not in the store; pass ids from store.ids")
         n = 0
         for start in range(0, len(row_ids), 256):
-            block = row_ids[start:start + 256]
-            pos = pos_all[start:start + 256]
-            dense = {v: np.asarray(st[v].isel({st.row_dim: pos}).values) for v in names if v in st.variables}
+            block = row_ids[start : start + 256]
+            pos = pos_all[start : start + 256]
+            dense = {
+                v: np.asarray(st[v].isel({st.row_dim: pos}).values)
+                for v in names
+                if v in st.variables
+            }
             for j, iid in enumerate(block):
                 iid = _jsonable(iid)
                 path = out / pt_filename(iid)
                 if path.exists() and not overwrite:
-                    raise StoreExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+                    raise StoreExistsError(
+                        f"{path} exists; pass overwrite=True (--overwrite) to replace it"
+                    )
                 entry = {}
                 for v in names:
                     arr = dense[v][j] if v in dense else st.get_ragged(v, iid)
@@ -581,7 +619,10 @@ def export_detr_dir(
         meta = {
             "image_ids": [_jsonable(i) for i in row_ids],
             "num_images": len(row_ids),
-            "extract_type": extract_type or legacy.get("extract_type") or st.attrs.get("extract_type") or "custom",
+            "extract_type": extract_type
+            or legacy.get("extract_type")
+            or st.attrs.get("extract_type")
+            or "custom",
             "embedding_keys": names,
         }
         (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

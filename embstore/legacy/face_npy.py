@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
 
-__all__ = ["export_face_npy", "import_face_npy", "find_face_npy", "DEFAULT_SPLIT_THRESHOLD"]
+__all__ = ["DEFAULT_SPLIT_THRESHOLD", "export_face_npy", "find_face_npy", "import_face_npy"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,11 @@ def export_face_npy(
         arr = st[variable]
         n, dim = int(arr.shape[0]), int(arr.shape[1])
         coords = st.coords
-        col = path_coord if path_coord in coords.columns else ("file_name" if "file_name" in coords.columns else None)
+        col = (
+            path_coord
+            if path_coord in coords.columns
+            else ("file_name" if "file_name" in coords.columns else None)
+        )
         if col is None:
             raise ValidationError(
                 f"the store has no {path_coord!r} coordinate (coordinates: {list(coords.columns)}); "
@@ -158,12 +162,15 @@ def export_face_npy(
                 names = (f"final_{emb_stem}.npy", "final_fpaths.npy", "final_indices.npy")
             for name in names:
                 if (out / name).exists() and not overwrite:
-                    raise StoreExistsError(f"{out / name} exists; pass overwrite=True (--overwrite) to replace it")
-            emb = np.lib.format.open_memmap(out / names[0], mode="w+", dtype=np.dtype(dtype),
-                                            shape=(stop - start, dim))
+                    raise StoreExistsError(
+                        f"{out / name} exists; pass overwrite=True (--overwrite) to replace it"
+                    )
+            emb = np.lib.format.open_memmap(
+                out / names[0], mode="w+", dtype=np.dtype(dtype), shape=(stop - start, dim)
+            )
             for b in range(start, stop, int(block_rows)):
                 e = min(stop, b + int(block_rows))
-                emb[b - start:e - start] = np.asarray(arr[b:e].values)
+                emb[b - start : e - start] = np.asarray(arr[b:e].values)
             emb.flush()
             del emb
             np.save(out / names[1], paths[start:stop].astype(str), allow_pickle=False)
@@ -303,10 +310,19 @@ def import_face_npy(
     own = isinstance(store, (str, os.PathLike))
     if own:
         st = Store.create(
-            store, row_dim="image", id_name="index", variables={"embedding": ("hidden",)},
-            dtypes={"embedding": store_dtype}, chunk_rows=chunk_rows, overwrite=overwrite,
-            attrs={"source": "legacy face npy", "legacy_dir": os.fspath(directory),
-                   "l2_norm": bool(normalized), **dict(attrs or {})},
+            store,
+            row_dim="image",
+            id_name="index",
+            variables={"embedding": ("hidden",)},
+            dtypes={"embedding": store_dtype},
+            chunk_rows=chunk_rows,
+            overwrite=overwrite,
+            attrs={
+                "source": "legacy face npy",
+                "legacy_dir": os.fspath(directory),
+                "l2_norm": bool(normalized),
+                **dict(attrs or {}),
+            },
         )
     else:
         st = store
@@ -339,17 +355,30 @@ def import_face_npy(
                 block = np.asarray(emb[b:e])
                 if count_nonfinite(block):
                     bad_rows += int(np.count_nonzero(~np.isfinite(block).all(axis=1)))
-                st.append(indices[b:e], {"embedding": block},
-                          coords={"path": fpaths[b:e].astype(str)}, allow_nonfinite=True)
+                st.append(
+                    indices[b:e],
+                    {"embedding": block},
+                    coords={"path": fpaths[b:e].astype(str)},
+                    allow_nonfinite=True,
+                )
                 rows += e - b
             if bad_rows:
                 nonfinite.append((str(emb_path), bad_rows))
-                logger.warning("%s: %d of %d rows hold NaN/Inf values (imported as they are)",
-                               emb_path, bad_rows, n)
+                logger.warning(
+                    "%s: %d of %d rows hold NaN/Inf values (imported as they are)",
+                    emb_path,
+                    bad_rows,
+                    n,
+                )
             offset += n
         st.flush()
     finally:
         if own:
             st.close()
-    return {"rows": rows, "parts": len(parts), "normalized": normalized, "nonfinite": nonfinite,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "rows": rows,
+        "parts": len(parts),
+        "normalized": normalized,
+        "nonfinite": nonfinite,
+        "seconds": time.perf_counter() - t0,
+    }

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
 
-__all__ = ["export_siglip_cache", "import_siglip_cache", "cache_filename", "TSV_NAME", "TSV_HEADER"]
+__all__ = ["TSV_HEADER", "TSV_NAME", "cache_filename", "export_siglip_cache", "import_siglip_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,9 @@ def export_siglip_cache(
     st = Store.open(store, mode="r") if own else store
     try:
         if variable not in st.variables:
-            raise ValidationError(f"variable {variable!r} not in the store ({list(st.variables)}); pass variable=...")
+            raise ValidationError(
+                f"variable {variable!r} not in the store ({list(st.variables)}); pass variable=..."
+            )
         coords = st.coords
         for c in ("image_id", "segment_id"):
             if c not in coords.columns:
@@ -124,7 +126,9 @@ def export_siglip_cache(
         out.mkdir(parents=True, exist_ok=True)
         tsv = out / TSV_NAME
         if tsv.exists() and not overwrite:
-            raise StoreExistsError(f"{tsv} exists; pass overwrite=True (--overwrite) to replace the cache")
+            raise StoreExistsError(
+                f"{tsv} exists; pass overwrite=True (--overwrite) to replace the cache"
+            )
         arr = st[variable]
         n = int(arr.shape[0])
         names = [cache_filename(i, s) for i, s in zip(img, seg)]
@@ -134,7 +138,9 @@ def export_siglip_cache(
             for j in range(e - b):
                 path = out / names[b + j]
                 if path.exists() and not overwrite:
-                    raise StoreExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+                    raise StoreExistsError(
+                        f"{path} exists; pass overwrite=True (--overwrite) to replace it"
+                    )
                 np.save(path, block[j], allow_pickle=False)
         with open(tsv, "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f, delimiter="\t", lineterminator="\n")
@@ -164,7 +170,9 @@ def _read_index(d: Path) -> list[tuple[int, int, str]]:
                 try:
                     rows.append((int(rec[0]), int(rec[1]), rec[2].strip()))
                 except (ValueError, IndexError) as exc:
-                    raise DatasetError(f"{tsv}, line {lineno}: cannot parse {rec!r} ({exc})") from exc
+                    raise DatasetError(
+                        f"{tsv}, line {lineno}: cannot parse {rec!r} ({exc})"
+                    ) from exc
         return rows
     rows = []
     for name in sorted(os.listdir(d)):
@@ -252,10 +260,15 @@ def import_siglip_cache(
     def flush() -> None:
         nonlocal rows
         if buf_ids:
-            st.append(np.asarray(buf_ids, dtype=np.int64), {"embedding": np.stack(buf_vecs)},
-                      coords={"image_id": np.asarray(buf_img, dtype=np.int64),
-                              "segment_id": np.asarray(buf_seg, dtype=np.int64)},
-                      allow_nonfinite=True)
+            st.append(
+                np.asarray(buf_ids, dtype=np.int64),
+                {"embedding": np.stack(buf_vecs)},
+                coords={
+                    "image_id": np.asarray(buf_img, dtype=np.int64),
+                    "segment_id": np.asarray(buf_seg, dtype=np.int64),
+                },
+                allow_nonfinite=True,
+            )
             rows += len(buf_ids)
             buf_ids.clear()
             buf_vecs.clear()
@@ -293,11 +306,19 @@ def import_siglip_cache(
                 store_dtype = str(np.dtype(dtype)) if dtype is not None else str(vec.dtype)
                 if own:
                     st = Store.create(
-                        store, row_dim="instance", id_name="instance_id",
-                        variables={"embedding": ("hidden",)}, dtypes={"embedding": store_dtype},
-                        chunk_rows=chunk_rows, overwrite=overwrite,
-                        attrs={"source": "legacy siglip cache", "legacy_dir": os.fspath(directory),
-                               "instance_id": "image_id * 2**24 + segment_id", **dict(attrs or {})},
+                        store,
+                        row_dim="instance",
+                        id_name="instance_id",
+                        variables={"embedding": ("hidden",)},
+                        dtypes={"embedding": store_dtype},
+                        chunk_rows=chunk_rows,
+                        overwrite=overwrite,
+                        attrs={
+                            "source": "legacy siglip cache",
+                            "legacy_dir": os.fspath(directory),
+                            "instance_id": "image_id * 2**24 + segment_id",
+                            **dict(attrs or {}),
+                        },
                     )
                 else:
                     st = store
@@ -325,7 +346,16 @@ def import_siglip_cache(
     for p, r in unreadable:
         logger.warning("not imported: %s (%s)", p, r)
     if nonfinite:
-        logger.warning("%d imported files hold NaN/Inf values, e.g. %s (%d values)", len(nonfinite),
-                       nonfinite[0][0], nonfinite[0][1])
-    return {"rows": rows, "missing": missing, "unreadable": unreadable, "nonfinite": nonfinite,
-            "seconds": time.perf_counter() - t0}
+        logger.warning(
+            "%d imported files hold NaN/Inf values, e.g. %s (%d values)",
+            len(nonfinite),
+            nonfinite[0][0],
+            nonfinite[0][1],
+        )
+    return {
+        "rows": rows,
+        "missing": missing,
+        "unreadable": unreadable,
+        "nonfinite": nonfinite,
+        "seconds": time.perf_counter() - t0,
+    }

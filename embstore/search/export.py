@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ShapeMismatchError, ValidationError
 from .results import GroupResult
 
-__all__ = ["format_count", "training_label_name", "export_training_labels", "save_group_previews"]
+__all__ = ["export_training_labels", "format_count", "save_group_previews", "training_label_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def export_training_labels(
         raise ValidationError(f"min_size must be >= 1, got {min_size}.")
     lab, items = lab[mask], items[mask]
     if lab.size:
-        uniq, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
+        _uniq, inverse, counts = np.unique(lab, return_inverse=True, return_counts=True)
         big = counts >= min_size
         sel = big[inverse]
         lab, items, inverse = lab[sel], items[sel], inverse[sel]
@@ -123,7 +123,12 @@ def export_training_labels(
     np.save(cpath, classes)
     np.save(dpath, items)
     logger.info("wrote %s (%d classes, %d items)", cpath, n_classes, classes.size)
-    return {"classes": cpath, "data_list": dpath, "n_classes": n_classes, "n_data": int(classes.size)}
+    return {
+        "classes": cpath,
+        "data_list": dpath,
+        "n_classes": n_classes,
+        "n_data": int(classes.size),
+    }
 
 
 def _thumb(path: Any, size: int) -> Any:
@@ -182,7 +187,9 @@ def save_group_previews(
 
     lab = np.asarray(labels.labels if isinstance(labels, GroupResult) else labels)
     if len(paths) != lab.size:
-        raise ShapeMismatchError(f"{len(paths)} paths for {lab.size} labels; give one image path per row.")
+        raise ShapeMismatchError(
+            f"{len(paths)} paths for {lab.size} labels; give one image path per row."
+        )
     if lab.size == 0:
         return []
     uniq, first, counts = np.unique(lab, return_index=True, return_counts=True)
@@ -191,8 +198,7 @@ def save_group_previews(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     html_groups = []  # the same groups as a captioned HTML gallery (embstore.discovery.gallery)
-    rank = 0
-    for gi in order:
+    for rank, gi in enumerate(order):
         if rank >= n_groups or counts[gi] < min_size:
             break
         members = np.flatnonzero(lab == uniq[gi])[:per_group]
@@ -207,11 +213,14 @@ def save_group_previews(
         grid.save(gpath)
         written.append(gpath)
         html_groups.append((f"group {rank} (size {int(counts[gi])})", members))
-        rank += 1
     if html_groups:
         from ..discovery.gallery import Group, Item, write_gallery
 
-        write_gallery([Group(t, [Item(int(r), str(paths[r])) for r in m]) for t, m in html_groups], out,
-                      title="embstore group previews", thumb=max(size, 112))
+        write_gallery(
+            [Group(t, [Item(int(r), str(paths[r])) for r in m]) for t, m in html_groups],
+            out,
+            title="embstore group previews",
+            thumb=max(size, 112),
+        )
     logger.info("wrote %d group previews to %s", len(written), out)
     return written

@@ -201,7 +201,9 @@ def _groups(
     kept: list[Pairs] = []
     if k is None:
         if index is not None and not index.exact:
-            raise ValidationError("k=None (exhaustive range search) cannot use an approximate index.")
+            raise ValidationError(
+                "k=None (exhaustive range search) cannot use an approximate index."
+            )
         batches = iter_range_pairs(
             src, threshold, metric, row_batch=row_batch, block_rows=block_rows, progress=progress
         )
@@ -438,8 +440,15 @@ def dedup_and_cluster(
     dup_uf, clu_uf = StreamingComponents(n), StreamingComponents(n)
     dup_pairs: list[Pairs] = []
     for start, d, i in iter_knn_self(
-        src, k, metric, index=index, row_batch=row_batch, block_rows=block_rows,
-        memory_budget=memory_budget, device=device, progress=progress,
+        src,
+        k,
+        metric,
+        index=index,
+        row_batch=row_batch,
+        block_rows=block_rows,
+        memory_budget=memory_budget,
+        device=device,
+        progress=progress,
     ):
         cp = pairs_from_knn(d, i, cluster_threshold, metric, start)
         clu_uf.add(cp.i, cp.j)
@@ -448,8 +457,14 @@ def dedup_and_cluster(
         dup_uf.add(dp.i, dp.j)
         dup_pairs.append(dp)
     exact = index is None or index.exact
-    dups = GroupResult(dup_uf.labels(), float(dup_threshold), metric, k, exact, Pairs.concat(dup_pairs))
+    dups = GroupResult(
+        dup_uf.labels(), float(dup_threshold), metric, k, exact, Pairs.concat(dup_pairs)
+    )
     clusters = GroupResult(clu_uf.labels(), float(cluster_threshold), metric, k, exact)
-    logger.info("dedup_and_cluster: %d vectors, %d removable duplicates, %d clusters",
-                n, dups.n_removed, clusters.n_groups)
+    logger.info(
+        "dedup_and_cluster: %d vectors, %d removable duplicates, %d clusters",
+        n,
+        dups.n_removed,
+        clusters.n_groups,
+    )
     return dups, clusters

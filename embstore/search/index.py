@@ -26,16 +26,16 @@ from ..errors import DeviceUnavailableError, IndexError_, ValidationError
 from .source import DEFAULT_BLOCK_ROWS, as_block_source, as_float32_matrix
 
 __all__ = [
-    "METRICS",
     "KINDS",
+    "METRICS",
     "SearchIndex",
     "build_index",
     "check_metric",
     "factory_string",
     "get_faiss",
+    "higher_is_closer",
     "prepare_vectors",
     "resolve_device",
-    "higher_is_closer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -323,7 +323,9 @@ class SearchIndex:
             try:
                 ps.set_index_parameter(self.index, "nprobe", int(nprobe))
             except RuntimeError as exc:
-                raise ValidationError(f"nprobe does not apply to a {self.factory!r} index ({exc}).") from exc
+                raise ValidationError(
+                    f"nprobe does not apply to a {self.factory!r} index ({exc})."
+                ) from exc
         if ef_search is not None:
             try:
                 ps.set_index_parameter(self.index, "efSearch", int(ef_search))
@@ -362,7 +364,9 @@ class SearchIndex:
             i = np.hstack([i, np.full((i.shape[0], pad), -1, dtype=i.dtype)])
         return d, i
 
-    def range_search(self, queries: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def range_search(
+        self, queries: Any, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All neighbours within a threshold.
 
         Parameters
@@ -487,9 +491,9 @@ def _to_gpu(index: Any, ngpu: int, shard: bool = True) -> Any:
 
 
 def _progress(total: int | None, desc: str, enabled: bool | None) -> Any:
-    from tqdm.auto import tqdm
-
     import sys
+
+    from tqdm.auto import tqdm
 
     disable = (not sys.stderr.isatty()) if enabled is None else (not enabled)
     return tqdm(total=total, desc=desc, unit="vec", disable=disable)

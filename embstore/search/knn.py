@@ -42,11 +42,11 @@ from .results import KnnResult, Pairs
 from .source import DEFAULT_BLOCK_ROWS, BlockSource, as_block_source
 
 __all__ = [
-    "plan_batches",
-    "knn_search",
     "iter_knn_self",
-    "knn_self",
     "iter_range_pairs",
+    "knn_search",
+    "knn_self",
+    "plan_batches",
     "range_search_blocks",
 ]
 
@@ -240,8 +240,9 @@ def iter_knn_self(
         )
     dev = resolve_device(device)[0] if index is None else index.device
     if index is None and _fits_in_memory(src.n, dim, row_batch, block_rows, memory_budget):
-        yield from _knn_self_in_memory(src, k, metric, int(dim), row_batch if explicit_batch else None, dev,
-                                       progress)
+        yield from _knn_self_in_memory(
+            src, k, metric, int(dim), row_batch if explicit_batch else None, dev, progress
+        )
         return
     bar = _progress(src.n, "kNN exact" if index is None else f"kNN {index.factory}", progress)
     for start, xq in src.blocks(row_batch):
@@ -279,7 +280,13 @@ def _fits_in_memory(
 
 
 def _knn_self_in_memory(
-    src: BlockSource, k: int, metric: str, dim: int, row_batch: int | None, dev: str, progress: bool | None
+    src: BlockSource,
+    k: int,
+    metric: str,
+    dim: int,
+    row_batch: int | None,
+    dev: str,
+    progress: bool | None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Exact self-kNN with the database read once into one normalised float32 matrix.
 
@@ -403,7 +410,10 @@ def iter_range_pairs(
     higher = higher_is_closer(metric)
     # faiss keeps d > radius (ip) / d < radius (l2): widen by one ulp, filter exactly below
     radius = float(
-        np.nextafter(np.float32(threshold_to_faiss(threshold, metric)), np.float32(-np.inf if higher else np.inf))
+        np.nextafter(
+            np.float32(threshold_to_faiss(threshold, metric)),
+            np.float32(-np.inf if higher else np.inf),
+        )
     )
     bar = _progress(src.n, "range pairs", progress)
     for qstart, xq in src.blocks(row_batch):
@@ -477,7 +487,10 @@ def range_search_blocks(
     higher = higher_is_closer(metric)
     fm = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
     radius = float(
-        np.nextafter(np.float32(threshold_to_faiss(threshold, metric)), np.float32(-np.inf if higher else np.inf))
+        np.nextafter(
+            np.float32(threshold_to_faiss(threshold, metric)),
+            np.float32(-np.inf if higher else np.inf),
+        )
     )
     qs, ds, ids = [], [], []
     for start, xb in src.blocks(block_rows):

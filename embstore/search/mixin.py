@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadOnlyStoreError, SelectionError, ValidationError
 from ..analysis.defaults import resolve_variable
+from ..errors import ReadOnlyStoreError, SelectionError, ValidationError
 from .export import export_training_labels as _export_labels
 from .export import save_group_previews as _save_previews
 from .results import GroupResult, Pairs, search_frame
 from .source import DEFAULT_BLOCK_ROWS, BlockSource, positions_of_ids
 
-__all__ = ["SearchMixin", "Deduplicated", "ClusterResult", "PATH_COORDS"]
+__all__ = ["PATH_COORDS", "ClusterResult", "Deduplicated", "SearchMixin"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,9 @@ class SearchMixin:
                 return stored_blocks(self, variable, pool, layer, per_row, rows)
             return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
 
-        return BlockSource(factory, n=n, read_rows=self._read_rows(variable, n, memory_budget), fresh=direct)
+        return BlockSource(
+            factory, n=n, read_rows=self._read_rows(variable, n, memory_budget), fresh=direct
+        )
 
     def _read_rows(self, variable: str, n_vectors: int, memory_budget: int | None) -> int | None:
         """Vectors per store read so that one read stays within a quarter of the
@@ -196,13 +198,19 @@ class SearchMixin:
             logger.warning("ignoring unreadable index metadata faiss_%s.json", key)
             return None
         if meta.get("version_token") != token or meta.get("selection") != sel_hash:
-            logger.info("index faiss_%s is stale (store changed since it was built); rebuilding", key)
+            logger.info(
+                "index faiss_%s is stale (store changed since it was built); rebuilding", key
+            )
             return None
         data = store.read_blob(_blob(key))
         if data is None:
             return None
         idx = SearchIndex.from_bytes(
-            bytes(data), meta["metric"], meta["kind"], meta["factory"], device=meta.get("device", "auto")
+            bytes(data),
+            meta["metric"],
+            meta["kind"],
+            meta["factory"],
+            device=meta.get("device", "auto"),
         )
         logger.info("reloaded index faiss_%s (%d vectors)", key, idx.ntotal)
         return idx
@@ -241,7 +249,9 @@ class SearchMixin:
                 cache["state"] = state
         return state
 
-    def _labels(self, variable: str, pool: Any, layer: Any, memo: dict[str, Any] | None = None) -> pd.DataFrame:
+    def _labels(
+        self, variable: str, pool: Any, layer: Any, memo: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """:meth:`labels` of ``variable``, memoised while the store is unchanged."""
         memo = self._state()[2] if memo is None else memo
         key = ("labels", variable, repr(pool), layer)
@@ -256,7 +266,9 @@ class SearchMixin:
             memo["row_index"] = pd.Index(np.asarray(self.ids))  # type: ignore[attr-defined]
         return memo["row_index"]
 
-    def _find_index(self, variable: str, pool: Any, layer: Any, metric: str, kind: str | None) -> Any:
+    def _find_index(
+        self, variable: str, pool: Any, layer: Any, metric: str, kind: str | None
+    ) -> Any:
         cache = self._search_cache()
         token, sel_hash, memo = self._state()
         kinds = [kind] if kind is not None else ["flat", "ivf", "hnsw"]
@@ -296,7 +308,11 @@ class SearchMixin:
         index = self._row_index(memo)
         if not index.is_unique:  # a plain dataset may repeat ids: match them all
             pos = positions_of_ids(labels, self.id_name, ids)  # type: ignore[attr-defined]
-            return self._vector_source(variable, pool, layer, n=len(labels)).read_rows(pos), labels.iloc[pos], labels
+            return (
+                self._vector_source(variable, pool, layer, n=len(labels)).read_rows(pos),
+                labels.iloc[pos],
+                labels,
+            )
         per_row = len(labels) // max(len(index), 1)
         pos = id_positions(index, ids, per_row)
         rows = pos[::per_row] // per_row
@@ -370,8 +386,13 @@ class SearchMixin:
         src = self._vector_source(variable, pool, layer)
         # faiss adds blocks of any size: add each read as it comes (no joining copy)
         idx = _build(
-            src, kind=kind, metric=metric, device=device,
-            block_rows=min(block_rows, src.max_read_rows or block_rows), progress=progress, **index_kwargs,
+            src,
+            kind=kind,
+            metric=metric,
+            device=device,
+            block_rows=min(block_rows, src.max_read_rows or block_rows),
+            progress=progress,
+            **index_kwargs,
         )
         token, sel_hash, _ = self._state()
         if save:
@@ -440,11 +461,15 @@ class SearchMixin:
         metric = check_metric(metric)
         xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
         if exact and kind is not None:
-            raise ValidationError(f"exact=True scans without an index; drop kind={kind!r} (or exact).")
+            raise ValidationError(
+                f"exact=True scans without an index; drop kind={kind!r} (or exact)."
+            )
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
-            else None if exact else self._find_index(variable, pool, layer, metric, None)
+            else None
+            if exact
+            else self._find_index(variable, pool, layer, metric, None)
         )
         if idx is not None:
             scores, nbrs = idx.search(xq, k)
@@ -496,19 +521,26 @@ class SearchMixin:
         metric = check_metric(metric)
         xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
         if exact and kind is not None:
-            raise ValidationError(f"exact=True scans without an index; drop kind={kind!r} (or exact).")
+            raise ValidationError(
+                f"exact=True scans without an index; drop kind={kind!r} (or exact)."
+            )
         idx = (
             self.build_index(variable, pool, kind, metric, device, layer=layer)
             if kind is not None
-            else None if exact else self._find_index(variable, pool, layer, metric, None)
+            else None
+            if exact
+            else self._find_index(variable, pool, layer, metric, None)
         )
         if idx is not None:
             lims, scores, nbrs = idx.range_search(xq, threshold)
         else:
             src = self._vector_source(variable, pool, layer, n=len(labels))
-            lims, scores, nbrs = range_search_blocks(src, xq, threshold, metric, block_rows=block_rows)
-        frame = search_frame(scores, nbrs, labels, qlabels, lims=lims,
-                             higher_is_better=higher_is_closer(metric))
+            lims, scores, nbrs = range_search_blocks(
+                src, xq, threshold, metric, block_rows=block_rows
+            )
+        frame = search_frame(
+            scores, nbrs, labels, qlabels, lims=lims, higher_is_better=higher_is_closer(metric)
+        )
         frame.attrs["index"] = _describe_index(idx)
         return frame
 
@@ -534,11 +566,22 @@ class SearchMixin:
         src = self._vector_source(variable, pool, layer, n=len(labels), memory_budget=memory_budget)
         index = None
         if kind is not None:
-            index = self.build_index(variable, pool, kind, metric, device, layer=layer, progress=progress)
+            index = self.build_index(
+                variable, pool, kind, metric, device, layer=layer, progress=progress
+            )
             metric = index.metric
         res = _groups(
-            src, threshold, k, metric, index=index, keep_pairs=keep_pairs, row_batch=batch,
-            block_rows=None, memory_budget=memory_budget, device=device, progress=progress,
+            src,
+            threshold,
+            k,
+            metric,
+            index=index,
+            keep_pairs=keep_pairs,
+            row_batch=batch,
+            block_rows=None,
+            memory_budget=memory_budget,
+            device=device,
+            progress=progress,
         )
         return res, labels
 
@@ -563,8 +606,20 @@ class SearchMixin:
         :class:`~embstore.search.results.GroupResult` (labels, pairs, keep mask).
         """
         variable = resolve_variable(self, variable)
-        res, _ = self._groups(threshold, k, variable, pool, layer, metric, kind, batch,
-                              memory_budget, device, progress, keep_pairs=True)
+        res, _ = self._groups(
+            threshold,
+            k,
+            variable,
+            pool,
+            layer,
+            metric,
+            kind,
+            batch,
+            memory_budget,
+            device,
+            progress,
+            keep_pairs=True,
+        )
         return res
 
     def find_duplicates(
@@ -616,8 +671,20 @@ class SearchMixin:
             (suffixes ``_i``, ``_j``).
         """
         variable = resolve_variable(self, variable)
-        res, labels = self._groups(threshold, k, variable, pool, layer, metric, kind, batch,
-                                   memory_budget, device, progress, keep_pairs=True)
+        res, labels = self._groups(
+            threshold,
+            k,
+            variable,
+            pool,
+            layer,
+            metric,
+            kind,
+            batch,
+            memory_budget,
+            device,
+            progress,
+            keep_pairs=True,
+        )
         pairs = res.pairs if res.pairs is not None else Pairs.empty()
         df = pairs.to_frame(labels)
         grp = res.labels[df["i"].to_numpy()]
@@ -663,13 +730,27 @@ class SearchMixin:
                 f"gives {len(labels)} vectors for {len(self.ids)} rows; pass pool='mean' (or another method)."  # type: ignore[attr-defined]
             )
         res = self.duplicate_groups(
-            threshold, k, variable=variable, pool=pool, layer=layer, metric=metric, kind=kind,
-            batch=batch, memory_budget=memory_budget, device=device, progress=progress,
+            threshold,
+            k,
+            variable=variable,
+            pool=pool,
+            layer=layer,
+            metric=metric,
+            kind=kind,
+            batch=batch,
+            memory_budget=memory_budget,
+            device=device,
+            progress=progress,
         )
         ids = np.asarray(self.ids)  # type: ignore[attr-defined]
         keep = res.keep
         kept, removed = ids[keep], ids[~keep]
-        logger.info("remove_duplicates: %d of %d rows removed (threshold %.3f)", removed.size, ids.size, threshold)
+        logger.info(
+            "remove_duplicates: %d of %d rows removed (threshold %.3f)",
+            removed.size,
+            ids.size,
+            threshold,
+        )
         sub = self.sel(**{self.id_name: kept.tolist()}) if removed.size else self.sel()  # type: ignore[attr-defined]
         return Deduplicated(sub, kept, removed, int(removed.size), res)
 
@@ -713,20 +794,39 @@ class SearchMixin:
         ClusterResult
         """
         variable = resolve_variable(self, variable)
-        res, labels = self._groups(threshold, k, variable, pool, layer, metric, kind, batch,
-                                   memory_budget, device, progress, keep_pairs=False)
+        res, labels = self._groups(
+            threshold,
+            k,
+            variable,
+            pool,
+            layer,
+            metric,
+            kind,
+            batch,
+            memory_budget,
+            device,
+            progress,
+            keep_pairs=False,
+        )
         frame = res.to_frame(labels, column=coord or "cluster")
         stats = res.stats()
         logger.info(
             "cluster: %d vectors -> %d clusters (%d singletons, largest %d); sizes %s",
-            stats["n_vectors"], stats["n_groups"], stats["n_singletons"], stats["largest"],
+            stats["n_vectors"],
+            stats["n_groups"],
+            stats["n_singletons"],
+            stats["largest"],
             stats["size_histogram"],
         )
         written = None
         store = self.store  # type: ignore[attr-defined]
         if coord is not None and store is not None:
             if len(labels) != len(self.ids):  # type: ignore[attr-defined]
-                logger.warning("cluster ids not written: %d vectors for %d rows (unpooled)", len(labels), len(self.ids))  # type: ignore[attr-defined]
+                logger.warning(
+                    "cluster ids not written: %d vectors for %d rows (unpooled)",
+                    len(labels),
+                    len(self.ids),
+                )  # type: ignore[attr-defined]
             else:
                 old = self._store_token()
                 try:
@@ -734,7 +834,8 @@ class SearchMixin:
                     written = coord
                 except (ReadOnlyStoreError, PermissionError) as exc:
                     logger.warning(
-                        "cluster ids not written to the store (read-only: %s); open it with mode='a'", exc
+                        "cluster ids not written to the store (read-only: %s); open it with mode='a'",
+                        exc,
                     )
                 if written:
                     self._refresh_tokens(old)
@@ -859,7 +960,9 @@ class SearchMixin:
         keep = None
         if dedup is not None:
             keep = frame[self.id_name].isin(set(dedup.kept_ids.tolist())).to_numpy()  # type: ignore[attr-defined]
-        return _export_labels(clusters.groups, items, out_dir, keep=keep, min_size=min_size, prefix=prefix)
+        return _export_labels(
+            clusters.groups, items, out_dir, keep=keep, min_size=min_size, prefix=prefix
+        )
 
     def save_group_previews(
         self,
@@ -904,13 +1007,22 @@ class SearchMixin:
                 )
         paths = self._paths(labels_df, path_coord, required=True)
         if image_root is not None:
-            paths = [p if os.path.isabs(p) else os.path.join(os.fspath(image_root), p) for p in map(str, paths)]
+            paths = [
+                p if os.path.isabs(p) else os.path.join(os.fspath(image_root), p)
+                for p in map(str, paths)
+            ]
         n_missing = sum(not os.path.exists(p) for p in map(str, paths))
         if n_missing:
-            logger.warning("%d of %d image paths do not exist (e.g. %s); their previews are grey - "
-                           "give the folder they are relative to (image_root=, --image-root)",
-                           n_missing, len(paths), next(p for p in map(str, paths) if not os.path.exists(p)))
-        return _save_previews(res, paths, out_dir, n_groups=n_groups, per_group=per_group, size=size)
+            logger.warning(
+                "%d of %d image paths do not exist (e.g. %s); their previews are grey - "
+                "give the folder they are relative to (image_root=, --image-root)",
+                n_missing,
+                len(paths),
+                next(p for p in map(str, paths) if not os.path.exists(p)),
+            )
+        return _save_previews(
+            res, paths, out_dir, n_groups=n_groups, per_group=per_group, size=size
+        )
 
 
 def _describe_index(idx: Any) -> str:

@@ -64,7 +64,9 @@ def _locate(index: pd.Index, want: np.ndarray, where: str) -> np.ndarray:
         # index would make pandas cast the whole index to object first (O(n))
         loc = index.get_indexer(pd.Index(want.tolist()) if len(want) else want)
     except (TypeError, ValueError):  # unorderable / unhashable mixtures: compare one by one
-        loc = np.array([index.get_loc(v) if v in index else -1 for v in want.tolist()], dtype=np.int64)
+        loc = np.array(
+            [index.get_loc(v) if v in index else -1 for v in want.tolist()], dtype=np.int64
+        )
     if (loc < 0).any():
         raise SelectionError(
             f"ids {want[loc < 0][:5].tolist()} are not in the analysed rows ({len(index)} ids, "
@@ -164,7 +166,9 @@ def stored_blocks(
         yield s * per_row, row_vectors(analyzer, variable, pool, layer, rows)
 
 
-def row_vectors(analyzer: Any, variable: str, pool: Any, layer: Any, rows: np.ndarray) -> np.ndarray:
+def row_vectors(
+    analyzer: Any, variable: str, pool: Any, layer: Any, rows: np.ndarray
+) -> np.ndarray:
     """float32 vectors of the analysed rows at positions ``rows`` (all their vectors, row-major).
 
     Equal to the corresponding rows of ``analyzer.iter_vectors(variable,
@@ -196,10 +200,17 @@ def row_vectors(analyzer: Any, variable: str, pool: Any, layer: Any, rows: np.nd
     if found is not None:
         store, row_ids = found
         dims = analyzer.variables[variable]
-        if layer is None and "layer" not in dims and (method is None or len(dims) == 1) and len(dims) in (1, 2):
+        if (
+            layer is None
+            and "layer" not in dims
+            and (method is None or len(dims) == 1)
+            and len(dims) in (1, 2)
+        ):
             # no pooling: the vectors are the stored values cast to float32 (exact)
             raw = store.read(variable, ids=row_ids)
-            return np.ascontiguousarray(raw.astype(np.float32, copy=False).reshape(-1, raw.shape[-1]))
+            return np.ascontiguousarray(
+                raw.astype(np.float32, copy=False).reshape(-1, raw.shape[-1])
+            )
         return _pooled_rows(analyzer, store, variable, pool, layer, method, row_ids)
     # other sources: the analyzer restricted to these rows (sel keeps row order)
     order = np.argsort(rows, kind="stable")
@@ -211,8 +222,15 @@ def row_vectors(analyzer: Any, variable: str, pool: Any, layer: Any, rows: np.nd
     return np.ascontiguousarray(vec.reshape(len(rows), per_row, -1)[back].reshape(len(vec), -1))
 
 
-def _pooled_rows(analyzer: Any, store: Any, variable: str, pool: Any, layer: Any, method: Any,
-                 row_ids: np.ndarray) -> np.ndarray:
+def _pooled_rows(
+    analyzer: Any,
+    store: Any,
+    variable: str,
+    pool: Any,
+    layer: Any,
+    method: Any,
+    row_ids: np.ndarray,
+) -> np.ndarray:
     """Pool the stored rows ``row_ids`` with the analyzer's code, on an in-memory dataset of them."""
     import xarray as xr
 
@@ -223,10 +241,12 @@ def _pooled_rows(analyzer: Any, store: Any, variable: str, pool: Any, layer: Any
         names.append("pred_logits")
     row_dim, id_name = analyzer.row_dim, analyzer.id_name
     data = {
-        name: ((row_dim, *analyzer.variables[name]), store.read(name, ids=row_ids)) for name in names
+        name: ((row_dim, *analyzer.variables[name]), store.read(name, ids=row_ids))
+        for name in names
     }
-    tiny = AnalyzerCore(xr.Dataset(data, coords={id_name: (row_dim, row_ids)}), row_dim=row_dim,
-                        id_name=id_name)
+    tiny = AnalyzerCore(
+        xr.Dataset(data, coords={id_name: (row_dim, row_ids)}), row_dim=row_dim, id_name=id_name
+    )
     data = tiny.vectors(variable, pool=pool, layer=layer).data
     if hasattr(data, "compute"):  # a few rows: the synchronous scheduler avoids thread start-up
         data = data.compute(scheduler="sync")

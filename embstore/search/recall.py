@@ -15,7 +15,9 @@ from .source import DEFAULT_BLOCK_ROWS, as_block_source
 __all__ = ["pair_recall"]
 
 
-def _pairs(rows: np.ndarray, scores: np.ndarray, ids: np.ndarray, threshold: float, higher: bool) -> set:
+def _pairs(
+    rows: np.ndarray, scores: np.ndarray, ids: np.ndarray, threshold: float, higher: bool
+) -> set:
     ok = scores >= threshold if higher else scores <= threshold
     ok &= (ids >= 0) & (ids != rows[:, None])
     r = np.broadcast_to(rows[:, None], ids.shape)[ok]

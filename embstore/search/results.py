@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["KnnResult", "Pairs", "GroupResult", "RecallReport", "search_frame"]
+__all__ = ["GroupResult", "KnnResult", "Pairs", "RecallReport", "search_frame"]
 
 
 @dataclass
@@ -167,7 +167,9 @@ class GroupResult:
         order = np.argsort(self.labels, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(self.sizes)])
         return [
-            order[bounds[g] : bounds[g + 1]] for g in range(self.n_groups) if self.sizes[g] >= min_size
+            order[bounds[g] : bounds[g + 1]]
+            for g in range(self.n_groups)
+            if self.sizes[g] >= min_size
         ]
 
     def representatives(self) -> np.ndarray:
@@ -224,7 +226,9 @@ class GroupResult:
         df = pd.DataFrame(
             {
                 column: self.labels,
-                "group_size": self.sizes[self.labels] if self.labels.size else np.zeros(0, np.int64),
+                "group_size": self.sizes[self.labels]
+                if self.labels.size
+                else np.zeros(0, np.int64),
                 "representative": np.arange(self.labels.size) == reps[self.labels]
                 if self.labels.size
                 else np.zeros(0, bool),
@@ -329,7 +333,9 @@ def search_frame(
     cols += [("rank", rank), ("neighbor", nb)]
     if db_labels is not None:
         cols += [(c, _take(v, nb)) for c, v in db_labels.items()]
-    if any(c == "score" for c, _ in cols):  # a "score" label is overwritten in place, as pandas would
+    if any(
+        c == "score" for c, _ in cols
+    ):  # a "score" label is overwritten in place, as pandas would
         cols = [(c, sc if c == "score" else v) for c, v in cols]
     else:
         cols.append(("score", sc))

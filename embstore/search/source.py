@@ -25,7 +25,6 @@ __all__ = ["BlockSource", "as_block_source", "as_float32_matrix", "positions_of_
 DEFAULT_BLOCK_ROWS = 65536
 
 
-
 def positions_of_ids(labels: Any, id_name: str, ids: Any) -> np.ndarray:
     """Positions of the vectors whose id is in ``ids``, in the order of ``ids``.
 
@@ -70,6 +69,7 @@ def positions_of_ids(labels: Any, id_name: str, ids: Any) -> np.ndarray:
     rank = pd.Index(want).get_indexer(col.to_numpy())
     pos = np.flatnonzero(rank >= 0)
     return pos[np.argsort(rank[pos], kind="stable")]
+
 
 def as_float32_matrix(x: Any, dim: int | None = None, name: str = "vectors") -> np.ndarray:
     """Return ``x`` as a C-contiguous 2-D ``float32`` array.
@@ -243,7 +243,7 @@ class BlockSource:
         if self.dim is None:
             if not self.reiterable:
                 raise ValidationError("pass dim= for a one-shot block iterator.")
-            for _, block in self.blocks(1024):
+            for _, _block in self.blocks(1024):
                 break
             else:
                 raise ValidationError("the block source is empty: no vectors to search.")
@@ -277,7 +277,9 @@ class BlockSource:
         rows = np.asarray(rows, dtype=np.int64).ravel()
         n = self.n
         if n is not None and rows.size and (rows.min() < 0 or rows.max() >= n):
-            raise ValidationError(f"row positions must lie in [0, {n}); got {rows.min()}..{rows.max()}.")
+            raise ValidationError(
+                f"row positions must lie in [0, {n}); got {rows.min()}..{rows.max()}."
+            )
         out: np.ndarray | None = None
         for start, block in self.blocks(block_rows):
             if out is None:
@@ -324,7 +326,7 @@ def as_block_source(data: Any, dim: int | None = None, n: int | None = None) -> 
     """
     if isinstance(data, BlockSource):
         return data
-    if hasattr(data, "shape") and hasattr(data, "__getitem__") and len(getattr(data, "shape")) in (1, 2):
+    if hasattr(data, "shape") and hasattr(data, "__getitem__") and len(data.shape) in (1, 2):
         shape = data.shape
         if len(shape) == 1:
             data = np.asarray(data)[None, :]

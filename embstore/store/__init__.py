@@ -15,4 +15,4 @@ from __future__ import annotations
 from .core import Store
 from .schema import FORMAT_VERSION, default_dtype
 
-__all__ = ["Store", "FORMAT_VERSION", "default_dtype"]
+__all__ = ["FORMAT_VERSION", "Store", "default_dtype"]

@@ -29,7 +29,7 @@ import threading
 
 from . import faults
 
-__all__ = ["write_replace", "write_new", "remove"]
+__all__ = ["remove", "write_new", "write_replace"]
 
 
 def _tmp(path: str) -> str:
@@ -80,7 +80,10 @@ def write_new(path: str, data: bytes) -> None:
         faults.step("rename")
         try:
             os.link(tmp, path)  # fails if the name is taken
-        except (PermissionError, NotImplementedError):  # pragma: no cover - file systems without hard links
+        except (
+            PermissionError,
+            NotImplementedError,
+        ):  # pragma: no cover - file systems without hard links
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

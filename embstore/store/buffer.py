@@ -109,9 +109,19 @@ class ChunkBuffer:
         data = self._consolidate()
         need = self._n + len(arr)
         sp = self._space
-        fits = sp is not None and sp.dtype == dtype and sp.shape[1:] == arr.shape[1:] and len(sp) >= need
-        if fits and data is not None:  # existing rows must already sit at the front of the gather array
-            fits = data.base is sp and data.__array_interface__["data"][0] == sp.__array_interface__["data"][0]
+        fits = (
+            sp is not None
+            and sp.dtype == dtype
+            and sp.shape[1:] == arr.shape[1:]
+            and len(sp) >= need
+        )
+        if (
+            fits and data is not None
+        ):  # existing rows must already sit at the front of the gather array
+            fits = (
+                data.base is sp
+                and data.__array_interface__["data"][0] == sp.__array_interface__["data"][0]
+            )
         if not fits:
             same = sp is not None and sp.shape[1:] == arr.shape[1:]
             cap = max(need, self.chunk, 2 * len(sp) if same and sp is not None else 0)
@@ -131,7 +141,9 @@ class ChunkBuffer:
         """The gather array, (re)allocated to hold ``rows`` rows shaped like ``like``."""
         sp = self._space
         if sp is None or sp.dtype != dtype or sp.shape[1:] != like.shape[1:] or len(sp) < rows:
-            cap = max(rows, self.chunk, 0 if sp is None or sp.shape[1:] != like.shape[1:] else 2 * len(sp))
+            cap = max(
+                rows, self.chunk, 0 if sp is None or sp.shape[1:] != like.shape[1:] else 2 * len(sp)
+            )
             sp = np.empty((cap,) + like.shape[1:], dtype=dtype)
             self._space = sp
         return sp
@@ -148,8 +160,11 @@ class ChunkBuffer:
                 first = parts[0]
                 sp = self._space
                 keep_first = (  # the leftover partial chunk already sits at the front
-                    sp is not None and first.base is sp and first.__array_interface__["data"][0]
-                    == sp.__array_interface__["data"][0] and sp.dtype == dtype and len(sp) >= self._n
+                    sp is not None
+                    and first.base is sp
+                    and first.__array_interface__["data"][0] == sp.__array_interface__["data"][0]
+                    and sp.dtype == dtype
+                    and len(sp) >= self._n
                 )
                 if not keep_first:
                     sp = self._room(self._n, first, dtype)

@@ -38,11 +38,12 @@ import hashlib
 import json
 import os
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DamagedStoreError, StoreError
 
-__all__ = ["CATALOG", "Catalog", "load_catalog", "update_catalog", "physical_name", "owner_pid"]
+__all__ = ["CATALOG", "Catalog", "load_catalog", "owner_pid", "physical_name", "update_catalog"]
 
 #: Pseudo-region under ``_embstore/commits/`` that holds catalog records.
 CATALOG = "_catalog"
@@ -95,7 +96,9 @@ class Catalog:
     def encode(self) -> bytes:
         """Serialise with a SHA-256 checksum of the body."""
         body = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
-        return json.dumps({"body": body, "sha256": hashlib.sha256(body.encode()).hexdigest()}).encode()
+        return json.dumps(
+            {"body": body, "sha256": hashlib.sha256(body.encode()).hexdigest()}
+        ).encode()
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Catalog | None:
@@ -145,7 +148,9 @@ def load_catalog(backend: Any, strict: bool = True) -> Catalog:
     return Catalog()
 
 
-def update_catalog(backend: Any, change: Callable[[Catalog], None], attempts: int = 50) -> tuple[Catalog, Catalog]:
+def update_catalog(
+    backend: Any, change: Callable[[Catalog], None], attempts: int = 50
+) -> tuple[Catalog, Catalog]:
     """Apply ``change`` to the newest catalog and commit it as a new record.
 
     Parameters
@@ -178,4 +183,6 @@ def update_catalog(backend: Any, change: Callable[[Catalog], None], attempts: in
             if seq <= new.seq - _KEEP:
                 backend.delete_record(CATALOG, seq)
         return new, old
-    raise StoreError(f"could not commit a catalog record to {backend.path!r}: other writers kept committing; retry")
+    raise StoreError(
+        f"could not commit a catalog record to {backend.path!r}: other writers kept committing; retry"
+    )

@@ -25,7 +25,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["CommitRecord", "MAIN_REGION", "region_name"]
+__all__ = ["MAIN_REGION", "CommitRecord", "region_name"]
 
 #: Region name of the single (non-region) appender.
 MAIN_REGION = "main"
@@ -115,4 +115,4 @@ class CommitRecord:
     @staticmethod
     def now() -> str:
         """Current UTC time in ISO-8601 format."""
-        return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

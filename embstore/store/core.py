@@ -38,8 +38,8 @@ import pandas as pd
 
 from ..errors import (
     DamagedStoreError,
-    DTypeMismatchError,
     DiskFullError,
+    DTypeMismatchError,
     DuplicateIdError,
     EmbstoreError,
     ReadOnlyStoreError,
@@ -49,9 +49,9 @@ from ..errors import (
     UnknownVariableError,
     ValidationError,
 )
+from . import transaction
 from .backends import Backend, backend_class
 from .backends.base import fill_value_for
-from . import transaction
 from .buffer import ChunkBuffer
 from .catalog import CATALOG
 from .commit import MAIN_REGION, CommitRecord, region_name
@@ -68,7 +68,7 @@ _KEEP_RECORDS = 3
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _embstore_version() -> str:
@@ -145,7 +145,7 @@ class Store:
         else:
             self._region = region_name(*region)
             self._rstart, self._rstop = region
-        backend.strict_arrays = set(schema.variables) | set(schema.ragged) | {schema.id_name}
+        backend.strict_arrays = frozenset({*schema.variables, *schema.ragged, schema.id_name})
         self._load()
         self._row_bufs: dict[str, ChunkBuffer] = {}
         self._flat_bufs: dict[str, ChunkBuffer] = {}
@@ -158,7 +158,9 @@ class Store:
 
                     check_claims(backend, self._region, schema.n_prealloc, force)
                 stale = getattr(self._lock, "stale_pid", None)
-                if stale is not None:  # its writer was killed: drop its half-written temporary files
+                if (
+                    stale is not None
+                ):  # its writer was killed: drop its half-written temporary files
                     backend.remove_temp_files(stale)
                     transaction.remove_orphans(self, stale)
                 self._prepare_writer()
@@ -261,7 +263,15 @@ class Store:
         """
         path = str(path)
         schema = Schema.build(
-            row_dim, id_name, variables, ragged, dtypes, chunk_rows, inner_chunk_rows, n_rows, compressor
+            row_dim,
+            id_name,
+            variables,
+            ragged,
+            dtypes,
+            chunk_rows,
+            inner_chunk_rows,
+            n_rows,
+            compressor,
         )
         bcls = backend_class(path)
         if n_rows and not bcls.supports_regions:
@@ -282,7 +292,9 @@ class Store:
                 )
         if schema.chunk_rows is None and shapes:
             schema.chunk_rows = schema.pick_chunk_rows(
-                max(int(np.prod(s)) * np.dtype(schema.dtypes[k]).itemsize for k, s in shapes.items())
+                max(
+                    int(np.prod(s)) * np.dtype(schema.dtypes[k]).itemsize for k, s in shapes.items()
+                )
             )
         if n_rows:
             if schema.chunk_rows is None:
@@ -382,16 +394,29 @@ class Store:
         mode = check_mode(mode)
         unknown = sorted(set(create_kw) - set(CREATE_ARGS))
         if unknown:
-            raise ValidationError(f"Store.open got unexpected arguments {unknown}; create arguments are {list(CREATE_ARGS)}")
+            raise ValidationError(
+                f"Store.open got unexpected arguments {unknown}; create arguments are {list(CREATE_ARGS)}"
+            )
         path = str(path)
         bcls = backend_class(path)
-        if mode in ("w", "w-") or (mode == "a" and create_kw and not bcls.exists(path, storage_options)):
+        if mode in ("w", "w-") or (
+            mode == "a" and create_kw and not bcls.exists(path, storage_options)
+        ):
             if region is not None:
-                raise ValidationError(f"region= needs an existing preallocated store; mode={mode!r} creates one")
-            return cls.create(path, overwrite=mode == "w", storage_options=storage_options, write_chunks=write_chunks,
-                              **create_kw)
+                raise ValidationError(
+                    f"region= needs an existing preallocated store; mode={mode!r} creates one"
+                )
+            return cls.create(
+                path,
+                overwrite=mode == "w",
+                storage_options=storage_options,
+                write_chunks=write_chunks,
+                **create_kw,
+            )
         if create_kw and mode != "a":
-            raise ValidationError(f"create arguments {sorted(create_kw)} are for mode 'a', 'w' or 'w-'; got mode={mode!r}")
+            raise ValidationError(
+                f"create arguments {sorted(create_kw)} are for mode 'a', 'w' or 'w-'; got mode={mode!r}"
+            )
         mode = "a" if mode == "r+" else mode
         backend = bcls.open(path, mode, storage_options)
         try:
@@ -417,15 +442,21 @@ class Store:
             raise
 
     @staticmethod
-    def _check_region(schema: Schema, backend: Backend, region: tuple[int, int], mode: str) -> tuple[int, int]:
+    def _check_region(
+        schema: Schema, backend: Backend, region: tuple[int, int], mode: str
+    ) -> tuple[int, int]:
         if not backend.supports_regions:
-            raise ValidationError(f"region={region}: the {backend.kind} backend has no region writers; use Zarr")
+            raise ValidationError(
+                f"region={region}: the {backend.kind} backend has no region writers; use Zarr"
+            )
         if mode != "a":
             raise ValidationError("region= is only for writers: pass mode='a'")
         try:
             start, stop = (int(region[0]), int(region[1]))
         except (TypeError, ValueError, IndexError) as exc:
-            raise ValidationError(f"region={region!r} must be a (start, stop) pair of ints") from exc
+            raise ValidationError(
+                f"region={region!r} must be a (start, stop) pair of ints"
+            ) from exc
         cr = schema.chunk_rows or 1
         n = schema.n_prealloc
         if not (0 <= start < stop <= n):
@@ -475,7 +506,10 @@ class Store:
             if rec is not None:
                 records[r] = rec
         if MAIN_REGION not in records:
-            if self._backend.has_array(self._schema.id_name) and self._backend.array_info(self._schema.id_name)[0][0]:
+            if (
+                self._backend.has_array(self._schema.id_name)
+                and self._backend.array_info(self._schema.id_name)[0][0]
+            ):
                 raise DamagedStoreError(
                     f"{self.path!r} holds rows but its commit records (_embstore/commits/main) are missing; "
                     "nothing was deleted. Run `embstore repair` to rebuild them from the stored ids"
@@ -710,7 +744,7 @@ class Store:
         if len(idx) == 0:
             return cand
         arr = np.asarray(cand)
-        if idx.dtype.kind in "iu" and arr.dtype.kind not in "iu" or (
+        if (idx.dtype.kind in "iu" and arr.dtype.kind not in "iu") or (
             idx.dtype.kind not in "iu" and arr.dtype.kind in "iu"
         ):
             return cand
@@ -741,7 +775,9 @@ class Store:
         coords: Mapping[str, Any] | None,
         ragged_hw: Mapping[str, Sequence[tuple[int, int]]] | None,
         allow_nonfinite: bool,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[np.ndarray]], dict[str, tuple[int, ...]]]:
+    ) -> tuple[
+        np.ndarray, dict[str, np.ndarray], dict[str, list[np.ndarray]], dict[str, tuple[int, ...]]
+    ]:
         """Check a batch; nothing is cast or copied yet.
 
         Dense variables and ragged token rows come back validated but in
@@ -770,7 +806,9 @@ class Store:
                 f"(use store.missing(ids)) or create a new store"
             )
         if not isinstance(data, Mapping):
-            raise ValidationError(f"data must be a dict {{variable: array}}; got {type(data).__name__}")
+            raise ValidationError(
+                f"data must be a dict {{variable: array}}; got {type(data).__name__}"
+            )
         declared = set(sch.variables) | set(sch.ragged)
         unknown = sorted(set(data) - declared)
         if unknown:
@@ -831,7 +869,11 @@ class Store:
                 )
             toks, offs, ns, hs, ws = [], [], [], [], []
             known = self._known_trailing(var)
-            start = self._flat_bufs[var].end if var in self._flat_bufs else int(self._own.ragged.get(var, 0))
+            start = (
+                self._flat_bufs[var].end
+                if var in self._flat_bufs
+                else int(self._own.ragged.get(var, 0))
+            )
             for i, item in enumerate(items):
                 a = np.asarray(item)
                 if a.ndim != len(dims) or (layout == "map" and a.ndim != 3):
@@ -866,7 +908,9 @@ class Store:
             rows[var + "_w"] = np.asarray(ws, dtype=np.int64)
         reserved = set(self._row_array_names()) | declared | {sch.row_dim}
         if coords is not None and not isinstance(coords, Mapping):
-            raise ValidationError(f"coords must be a dict {{name: values}}; got {type(coords).__name__}")
+            raise ValidationError(
+                f"coords must be a dict {{name: values}}; got {type(coords).__name__}"
+            )
         for cname, values in (coords or {}).items():
             check_name("coordinate", cname, reserved - set(self._coords_known))
             arr = coerce_coord(cname, values, n)
@@ -938,14 +982,18 @@ class Store:
         self._check_writable()
         if len(ids) == 0:
             return
-        id_arr, rows, flats, new_trailing = self._validate(ids, data, coords, ragged_hw, allow_nonfinite)
+        id_arr, rows, flats, new_trailing = self._validate(
+            ids, data, coords, ragged_hw, allow_nonfinite
+        )
         n = len(id_arr)
         if n == 0:
             return
         if self._schema.chunk_rows is not None:  # a chunk of any new array must stay <= 512 MiB
             for name, trailing in new_trailing.items():
                 if name in self._schema.variables:
-                    row_bytes = int(np.prod(trailing)) * np.dtype(self._schema.dtypes[name]).itemsize
+                    row_bytes = (
+                        int(np.prod(trailing)) * np.dtype(self._schema.dtypes[name]).itemsize
+                    )
                     check_chunk_rows("chunk_rows", self._schema.chunk_rows, row_bytes)
         if self._rstop is not None:
             end = self._row_end() + n
@@ -981,7 +1029,9 @@ class Store:
                 if name not in self._coords_known and name in (coords or {}):
                     self._coords_known.append(name)
             if name in self._schema.variables:
-                buf.append_cast(arr, self._schema.dtypes[name])  # validated, not yet cast: cast into the buffer
+                buf.append_cast(
+                    arr, self._schema.dtypes[name]
+                )  # validated, not yet cast: cast into the buffer
             else:
                 buf.append(arr)
         for name, buf in self._row_bufs.items():
@@ -1018,12 +1068,19 @@ class Store:
         """
         if self._backend.has_array(var):
             return self._backend.array_info(var)[2]
-        per_token = max(1, int(np.prod(flat.shape[1:])) * np.dtype(self._schema.dtypes[var]).itemsize)
+        per_token = max(
+            1, int(np.prod(flat.shape[1:])) * np.dtype(self._schema.dtypes[var]).itemsize
+        )
         t = max(1, (16 * 2**20) // per_token)
         return int(min(1 << 16, max(256, 2 ** int(np.floor(np.log2(t))))))
 
     def _ensure_array(
-        self, name: str, trailing: tuple[int, ...], length: int, dtype: Any = None, chunk: int | None = None
+        self,
+        name: str,
+        trailing: tuple[int, ...],
+        length: int,
+        dtype: Any = None,
+        chunk: int | None = None,
     ) -> None:
         if self._backend.has_array(name):
             return
@@ -1047,7 +1104,13 @@ class Store:
             cr = sch.row_array_chunk(name)
             inner = None
         self._backend.create_array(
-            name, (length,) + tuple(trailing), cr, dt, dims, attrs=attrs, inner_chunk_rows=inner,
+            name,
+            (length,) + tuple(trailing),
+            cr,
+            dt,
+            dims,
+            attrs=attrs,
+            inner_chunk_rows=inner,
             compressor=sch.compressor,
         )
         self._trailing[name] = tuple(trailing)
@@ -1071,7 +1134,8 @@ class Store:
             text = str(exc)
             code = getattr(exc, "errno", None)
             full = code in (errno.ENOSPC, errno.EDQUOT) or (
-                code is None and ("No space left" in text or "errno = 28," in text or "errno = 122," in text)
+                code is None
+                and ("No space left" in text or "errno = 28," in text or "errno = 122," in text)
             )
             if isinstance(exc, EmbstoreError) or not full:
                 raise
@@ -1112,7 +1176,9 @@ class Store:
             if buf.start >= end:  # written by an earlier try that failed further on (disk full)
                 continue
             block = buf.block(end)
-            self._ensure_array(name, tuple(block.shape[1:]), self._schema.n_prealloc, dtype=block.dtype)
+            self._ensure_array(
+                name, tuple(block.shape[1:]), self._schema.n_prealloc, dtype=block.dtype
+            )
             if self._region == MAIN_REGION:
                 self._grow(name, end, cr)  # every row array grows alike (one row count)
             self._backend.write(name, buf.start, block)
@@ -1122,7 +1188,9 @@ class Store:
         self._commit(n=end - rec.start, ragged=ragged_tot)
         self._disk_end = end
         if self._ids_cache is not None:
-            self._ids_cache = np.concatenate([self._ids_cache, new_ids]) if len(self._ranges()) <= 1 else None
+            self._ids_cache = (
+                np.concatenate([self._ids_cache, new_ids]) if len(self._ranges()) <= 1 else None
+            )
             if self._ids_cache is not None:
                 self._ids_cache.flags.writeable = False
         self._index_cache = None
@@ -1141,7 +1209,10 @@ class Store:
             return
         rec = self._own
         for name in self._row_array_names():
-            if self._backend.has_array(name) and self._backend.array_info(name)[0][0] != rec.start + rec.n:
+            if (
+                self._backend.has_array(name)
+                and self._backend.array_info(name)[0][0] != rec.start + rec.n
+            ):
                 if self._schema.n_prealloc and rec.start + rec.n < self._schema.n_prealloc:
                     continue
                 self._backend.resize(name, max(rec.start + rec.n, self._schema.n_prealloc))
@@ -1249,7 +1320,8 @@ class Store:
                 if self._pending_rows():
                     log.warning(
                         "store %s was not closed: its last buffered rows were not committed "
-                        "(call close() or use a with-block)", self.path
+                        "(call close() or use a with-block)",
+                        self.path,
                     )
                 self._lock.release()
         except Exception:
@@ -1263,7 +1335,9 @@ class Store:
 
     def _has_coord(self, name: str) -> bool:
         """Whether coordinate ``name`` has stored values (its array, or a committed staged version)."""
-        return self._backend.has_array(name) or any(name in r.staged for r in self._records.values())
+        return self._backend.has_array(name) or any(
+            name in r.staged for r in self._records.values()
+        )
 
     @property
     def coord_names(self) -> list[str]:
@@ -1282,13 +1356,15 @@ class Store:
         >>> st.append([5, 6], {"e": np.zeros((2, 1))}, coords={"skin": [1, 2]})
         >>> st.coords
                   skin
-        image_id      
+        image_id
         5            1
         6            2
         """
         ids = self.ids
         names = [c for c in self.coord_names if self._has_coord(c)]
-        df = pd.DataFrame({c: self._coord_values(c) for c in names}, index=pd.Index(ids, name=self.id_name))
+        df = pd.DataFrame(
+            {c: self._coord_values(c) for c in names}, index=pd.Index(ids, name=self.id_name)
+        )
         return df
 
     @_synchronized
@@ -1329,16 +1405,30 @@ class Store:
         self._check_writable()
         self.flush()
         all_pos = self._positions()
-        total = self._disk_end if self._region == MAIN_REGION else max(
-            self._schema.n_prealloc, self._disk_end
+        total = (
+            self._disk_end
+            if self._region == MAIN_REGION
+            else max(self._schema.n_prealloc, self._disk_end)
         )
         # a region writer touches only its own rows (and so only its own chunks)
-        lo, hi = (0, total) if self._region == MAIN_REGION else (self._rstart, min(int(self._rstop or total), total))
+        lo, hi = (
+            (0, total)
+            if self._region == MAIN_REGION
+            else (self._rstart, min(int(self._rstop or total), total))
+        )
         if ids is None:
-            pos = all_pos if self._region == MAIN_REGION else np.arange(self._own.start, self._own.start + self._own.n)
+            pos = (
+                all_pos
+                if self._region == MAIN_REGION
+                else np.arange(self._own.start, self._own.start + self._own.n)
+            )
         else:
             id_list = np.asarray(list(ids))
-            loc = self._id_index().get_indexer(id_list) if len(id_list) else np.zeros(0, dtype=np.int64)
+            loc = (
+                self._id_index().get_indexer(id_list)
+                if len(id_list)
+                else np.zeros(0, dtype=np.int64)
+            )
             if (loc < 0).any():
                 raise ValidationError(
                     f"set_coords: ids {id_list[loc < 0][:5].tolist()} are not in the store; pass committed ids"
@@ -1351,7 +1441,9 @@ class Store:
                     f"writer ({lo}, {hi}) sets coordinates of its own rows only (open that region, or set them "
                     "with a plain writer after the region writers have closed)"
                 )
-        reserved = set(self._schema.variables) | set(self._schema.ragged) | {self.row_dim, self.id_name}
+        reserved = (
+            set(self._schema.variables) | set(self._schema.ragged) | {self.row_dim, self.id_name}
+        )
         for var in self._schema.ragged:
             reserved |= {var + s for s in _RAGGED_SUFFIXES}
         prepared = {}
@@ -1371,12 +1463,18 @@ class Store:
             if self._backend.has_array(cname):
                 full = self._backend.read(cname, slice(0, total))
                 if len(full) < total:
-                    full = np.concatenate([full, np.full(total - len(full), fill_value_for(full.dtype), full.dtype)])
+                    full = np.concatenate(
+                        [full, np.full(total - len(full), fill_value_for(full.dtype), full.dtype)]
+                    )
                 if full.dtype.kind == "f":
                     arr = arr.astype(np.float64)
             else:
                 full = np.full(total, fill_value_for(arr.dtype), dtype=arr.dtype)
-            full = full.astype(arr.dtype) if full.dtype.kind in "UT" and arr.dtype.kind in "UT" else full
+            full = (
+                full.astype(arr.dtype)
+                if full.dtype.kind in "UT" and arr.dtype.kind in "UT"
+                else full
+            )
             full[pos] = arr
             fulls[cname] = full
             if cname not in self._coords_known:
@@ -1386,7 +1484,9 @@ class Store:
             for cname, full in fulls.items():
                 sname = transaction.stage_name(cname)
                 dt = "str" if full.dtype.kind in "UOT" else full.dtype.name
-                self._backend.create_array(sname, (total,), self._row_chunk(cname), dt, (self.row_dim,))
+                self._backend.create_array(
+                    sname, (total,), self._row_chunk(cname), dt, (self.row_dim,)
+                )
                 self._backend.write(sname, 0, full)
                 entries[cname] = {"array": sname, "ranges": [[lo, hi]]}
             self._backend.flush()
@@ -1509,7 +1609,10 @@ class Store:
         import xarray as xr
 
         ds = xr.Dataset(
-            {n: ((self.row_dim,) + dims, self._lazy(n, sub)) for n, dims in self._schema.variables.items()},
+            {
+                n: ((self.row_dim,) + dims, self._lazy(n, sub))
+                for n, dims in self._schema.variables.items()
+            },
             coords=self._xr_coords(sub),
             attrs=self._view_attrs(),
         )
@@ -1566,7 +1669,9 @@ class Store:
         ds = self._dataset(row_positions(columns, row_labels))
         return ds.sel(**other) if other else ds
 
-    def read(self, var: str, ids: Sequence[Any] | None = None, mask: Any = None, **labels: Any) -> np.ndarray:
+    def read(
+        self, var: str, ids: Sequence[Any] | None = None, mask: Any = None, **labels: Any
+    ) -> np.ndarray:
         """Eagerly read a dense variable into one NumPy array (no xarray, no dask).
 
         The fastest way to get values out: only the selected rows' bytes are
@@ -1655,7 +1760,9 @@ class Store:
             return np.zeros((0,) + tuple(shape[1:]), dtype=dtype)
         return self._backend.read_points(var, pos)
 
-    def _mask_select(self, ds: Any, labels: Mapping[str, Any]) -> Any:  # pragma: no cover - fallback
+    def _mask_select(
+        self, ds: Any, labels: Mapping[str, Any]
+    ) -> Any:  # pragma: no cover - fallback
         mask = np.ones(ds.sizes[self.row_dim], dtype=bool)
         for k, v in labels.items():
             if k not in ds.coords:
@@ -1663,7 +1770,9 @@ class Store:
             vals = np.asarray(ds.coords[k])
             m = np.isin(vals, np.atleast_1d(v))
             if not m.any():
-                raise SelectionError(f"{k}={v!r} matches nothing; values present: {np.unique(vals)[:20].tolist()}")
+                raise SelectionError(
+                    f"{k}={v!r} matches nothing; values present: {np.unique(vals)[:20].tolist()}"
+                )
             mask &= m
         return ds.isel({self.row_dim: np.nonzero(mask)[0]})
 
@@ -1737,7 +1846,9 @@ class Store:
             index=pd.Index(ids, name=self.id_name),
         )
 
-    def iter_ragged(self, var: str, ids: Sequence[Any] | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+    def iter_ragged(
+        self, var: str, ids: Sequence[Any] | None = None
+    ) -> Iterator[tuple[Any, np.ndarray]]:
         """Yield ``(id, row)`` for ragged rows (all committed rows by default)."""
         layout = self._ragged_check(var)
         self._sync_reader()
@@ -1758,7 +1869,9 @@ class Store:
         out[order] = vals
         return out
 
-    def get_ragged_padded(self, var: str, ids: Sequence[Any] | None = None, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def get_ragged_padded(
+        self, var: str, ids: Sequence[Any] | None = None, fill: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows of a ragged variable padded to a common size.
 
         Parameters
@@ -1783,7 +1896,9 @@ class Store:
             raise SelectionError(f"no rows to pad for {var!r}; the store or the id list is empty")
         return pad_rows(rows, layout, fill)
 
-    def to_parquet(self, path: Any, variables: Any = None, pool: str | None = "mean", **kwargs: Any) -> Any:
+    def to_parquet(
+        self, path: Any, variables: Any = None, pool: str | None = "mean", **kwargs: Any
+    ) -> Any:
         """Write ids, coordinates and vectors to a Parquet file (streamed in row groups).
 
         See :meth:`embstore.discovery.mixin.DiscoveryMixin.to_parquet` (``normalize``,
@@ -1816,7 +1931,9 @@ class Store:
         self._check_writable()
         bad = {"embstore", "store_uuid", "format_version"} & set(kv)
         if bad:
-            raise ValidationError(f"attributes {sorted(bad)} are managed by embstore; use other names")
+            raise ValidationError(
+                f"attributes {sorted(bad)} are managed by embstore; use other names"
+            )
         check_attrs(kv)
         a = self._backend.read_attrs()
         a.update(kv)
@@ -1937,17 +2054,25 @@ class Store:
             reasons = [reasons] * len(ids)
         reasons = [str(r) for r in reasons]
         if len(reasons) != len(ids):
-            raise ShapeMismatchError(f"record_skipped got {len(ids)} ids but {len(reasons)} reasons")
+            raise ShapeMismatchError(
+                f"record_skipped got {len(ids)} ids but {len(reasons)} reasons"
+            )
         new = pd.DataFrame({"id": np.asarray(ids), "reason": reasons})
         # one table per writer region: region writers never rewrite each other's records
         own = "_skipped" if self._region == MAIN_REGION else f"_skipped.{self._region}"
         got = transaction.read_table(self._backend, own)
-        old = pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]}) if got is not None else None
+        old = (
+            pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]})
+            if got is not None
+            else None
+        )
         df = pd.concat([old, new], ignore_index=True) if old is not None and len(old) else new
         if df["id"].dtype == object:
             df["id"] = df["id"].astype(str)
         transaction.write_table(
-            self._backend, own, {"id": df["id"].to_numpy(), "reason": df["reason"].to_numpy().astype(str)},
+            self._backend,
+            own,
+            {"id": df["id"].to_numpy(), "reason": df["reason"].to_numpy().astype(str)},
             {"columns": ["id", "reason"], "index": [], "kinds": {}, "default_index": True},
         )
 
@@ -1962,7 +2087,9 @@ class Store:
                 if got is not None:
                     parts.append(pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]}))
         if not parts:
-            return pd.DataFrame({"id": pd.Series([], dtype=object), "reason": pd.Series([], dtype=object)})
+            return pd.DataFrame(
+                {"id": pd.Series([], dtype=object), "reason": pd.Series([], dtype=object)}
+            )
         df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         if len(parts) > 1 and df["id"].dtype == object:
             df["id"] = df["id"].astype(str)

@@ -24,7 +24,7 @@ import os
 import signal
 from typing import Any
 
-__all__ = ["arm", "step", "counted"]
+__all__ = ["arm", "counted", "step"]
 
 _kill_at: int | None = None
 _count = 0

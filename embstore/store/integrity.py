@@ -78,14 +78,19 @@ class Report:
 
     def lines(self) -> list[str]:
         """Human-readable summary, one finding per line."""
-        out = [f"{self.path}: {self.rows} committed rows, " + ("OK" if self.ok else f"{len(self.problems)} problem(s)")]
+        out = [
+            f"{self.path}: {self.rows} committed rows, "
+            + ("OK" if self.ok else f"{len(self.problems)} problem(s)")
+        ]
         out += [f"DAMAGED: {p}" for p in self.problems]
         out += [f"orphan: {o}" for o in self.orphans]
         out += [f"repaired: {a}" for a in self.actions]
         return out
 
 
-def _open_backend(path: str, mode: str, storage_options: dict[str, Any] | None) -> tuple[Any, Schema]:
+def _open_backend(
+    path: str, mode: str, storage_options: dict[str, Any] | None
+) -> tuple[Any, Schema]:
     bcls = backend_class(path)
     backend = bcls.open(path, mode, storage_options)
     attrs = backend.read_attrs()
@@ -93,7 +98,9 @@ def _open_backend(path: str, mode: str, storage_options: dict[str, Any] | None) 
 
     if "embstore" not in attrs:
         backend.close()
-        raise NotAStoreError(f"{path!r} has no embstore schema in its attributes; it was not made by Store.create")
+        raise NotAStoreError(
+            f"{path!r} has no embstore schema in its attributes; it was not made by Store.create"
+        )
     return backend, Schema.from_json(attrs["embstore"], repr(path))
 
 
@@ -160,7 +167,9 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                     except Exception as exc:  # every failure is a finding
                         rep.problems.append(f"array {name!r} rows {lo}..{hi - 1}: {exc}")
             raw = be._raw(name) if hasattr(be, "_raw") else None
-            if raw is not None:  # every chunk file whole, with its crc32c (also the last, partial one)
+            if (
+                raw is not None
+            ):  # every chunk file whole, with its crc32c (also the last, partial one)
                 cr = raw.chunk_rows
                 chunks = sorted({c for a, b in rs for c in range(a // cr, -(-b // cr))})
                 for c in chunks:
@@ -182,7 +191,9 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
         try:
             ids = st.ids
             if len(np.unique(ids)) != len(ids):
-                rep.problems.append(f"{len(ids) - len(np.unique(ids))} duplicate id(s) among committed rows")
+                rep.problems.append(
+                    f"{len(ids) - len(np.unique(ids))} duplicate id(s) among committed rows"
+                )
         except Exception as exc:
             rep.problems.append(f"ids: {exc}")
         for c in st.coord_names:
@@ -205,7 +216,9 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                     rep.problems.append(f"blob {b!r}: {exc}")
             staged, tables, blobs = transaction._referenced(st)
             rep.orphans += [s for s in be.list_staged() if s not in staged]
-            rep.orphans += [f"_tables/{t}" for t in be.list_tables() if "@" in t and t not in tables]
+            rep.orphans += [
+                f"_tables/{t}" for t in be.list_tables() if "@" in t and t not in tables
+            ]
             rep.orphans += [f"_blobs/{b}" for b in be.list_blobs() if "@" in b and b not in blobs]
         except Exception as exc:
             rep.problems.append(f"catalog: {exc}")
@@ -227,14 +240,18 @@ def _rebuild_main(backend: Any, schema: Schema) -> CommitRecord | None:
         off, cnt = var + "_offset", var + "_n"
         if n and backend.has_array(off) and backend.has_array(cnt):
             p = schema.n_prealloc + n - 1
-            ragged[var] = int(backend.read(off, slice(p, p + 1))[0]) + int(backend.read(cnt, slice(p, p + 1))[0])
+            ragged[var] = int(backend.read(off, slice(p, p + 1))[0]) + int(
+                backend.read(cnt, slice(p, p + 1))[0]
+            )
     reserved = set(schema.variables) | set(schema.ragged) | {idn}
     for var in schema.ragged:
         reserved |= {var + s for s in ("_offset", "_n", "_h", "_w")}
     group = getattr(backend, "group", None)
     coords = []
     if group is not None:
-        coords = sorted(k for k in group.array_keys() if k not in reserved and not k.startswith("_"))
+        coords = sorted(
+            k for k in group.array_keys() if k not in reserved and not k.startswith("_")
+        )
     return CommitRecord(MAIN_REGION, 0, schema.n_prealloc, n, ragged, coords, CommitRecord.now())
 
 
@@ -279,9 +296,13 @@ def repair(path: str, storage_options: dict[str, Any] | None = None) -> Report:
             if root is not None and getattr(backend, "fs", True) is None:
                 q = os.path.join(root, "_embstore", "quarantine")
                 os.makedirs(q, exist_ok=True)
-                os.replace(os.path.join(root, "_embstore", "commits", region, f"{seq:012d}.json"),
-                           os.path.join(q, f"{region}-{seq:012d}.json"))
-                rep.actions.append(f"moved unreadable record {region}/{seq} ({len(raw)} bytes) to _embstore/quarantine/")
+                os.replace(
+                    os.path.join(root, "_embstore", "commits", region, f"{seq:012d}.json"),
+                    os.path.join(q, f"{region}-{seq:012d}.json"),
+                )
+                rep.actions.append(
+                    f"moved unreadable record {region}/{seq} ({len(raw)} bytes) to _embstore/quarantine/"
+                )
             else:
                 backend.delete_record(region, seq)
                 rep.actions.append(f"removed unreadable record {region}/{seq}")
@@ -301,7 +322,9 @@ def repair(path: str, storage_options: dict[str, Any] | None = None) -> Report:
         lock.release()
         backend.close()
     try:
-        with Store.open(path, mode="a", storage_options=storage_options) as st:  # finishes staged set_coords
+        with Store.open(
+            path, mode="a", storage_options=storage_options
+        ) as st:  # finishes staged set_coords
             for o in transaction.remove_orphans(st):
                 rep.actions.append(f"removed uncommitted {o}")
     except StoreLockedError:

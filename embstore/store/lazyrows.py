@@ -53,7 +53,6 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-
 from dask.highlevelgraph import HighLevelGraph
 from xarray.backends import BackendArray
 
@@ -69,14 +68,19 @@ except ImportError:  # pragma: no cover - older dask
         return (func,) + args
 
 
-def _read_block(read: Callable[[np.ndarray], np.ndarray], pos: np.ndarray, rest: tuple[int, ...],
-                dtype: np.dtype) -> np.ndarray:
+def _read_block(
+    read: Callable[[np.ndarray], np.ndarray],
+    pos: np.ndarray,
+    rest: tuple[int, ...],
+    dtype: np.dtype,
+) -> np.ndarray:
     """One dask block: the rows at ``pos`` (a task of :func:`row_array`)."""
     if len(pos) == 0:
         return np.zeros((0,) + rest, dtype=dtype)
     return read(pos)
 
-__all__ = ["RowArray", "row_array", "StoreBackendArray", "lazy_variable", "decoded_dtype"]
+
+__all__ = ["RowArray", "StoreBackendArray", "decoded_dtype", "lazy_variable", "row_array"]
 
 
 def _is_full(k: Any) -> bool:
@@ -141,7 +145,9 @@ class RowArray(da.Array):
         if k0 is None:
             return super().__getitem__(key)
         pos = self._es_positions[k0]  # raises IndexError for out-of-range positions
-        return row_array(self._es_read, pos, self.shape[1:], self.dtype, self._es_block, self._es_token)
+        return row_array(
+            self._es_read, pos, self.shape[1:], self.dtype, self._es_block, self._es_token
+        )
 
 
 def row_array(
@@ -233,7 +239,7 @@ def _closed(backend: Any) -> bool:
         return False
     try:
         return not bool(h5.id.valid)
-    except Exception:  # noqa: BLE001 - any failure means the handle is unusable
+    except Exception:
         return True
 
 
@@ -291,7 +297,9 @@ class StoreBackendArray(BackendArray):
         Stored element dtype.
     """
 
-    def __init__(self, backend: Any, name: str, positions: np.ndarray, rest: tuple[int, ...], dtype: Any) -> None:
+    def __init__(
+        self, backend: Any, name: str, positions: np.ndarray, rest: tuple[int, ...], dtype: Any
+    ) -> None:
         self._ref = backend if isinstance(backend, _BackendRef) else _BackendRef(backend)
         self.name = name
         self.positions = np.ascontiguousarray(positions, dtype=np.int64)

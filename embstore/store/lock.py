@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import StoreLockedError
 
-__all__ = ["FileLock", "pid_alive", "parse_owner"]
+__all__ = ["FileLock", "parse_owner", "pid_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,11 @@ class FileLock:
                                     f"({exc}); remove it by hand once no writer runs"
                                 ) from exc
                             continue
-                if owner is not None and owner.get("host") == me["host"] and not pid_alive(int(owner.get("pid", -1))):
+                if (
+                    owner is not None
+                    and owner.get("host") == me["host"]
+                    and not pid_alive(int(owner.get("pid", -1)))
+                ):
                     log.warning(
                         "taking over stale lock %s of dead process %s", self.path, owner.get("pid")
                     )
@@ -160,12 +164,14 @@ class FileLock:
                     f"{self.what} is already open for appending by {owner} (lock file {self.path}); "
                     "close that writer first, or open read-only with mode='r'. If that process is gone "
                     "(e.g. on another host), pass force=True to Store.open"
-                )
+                ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self.held = True
             return
-        raise StoreLockedError(f"could not take the append lock {self.path} for {self.what}; retry or pass force=True")
+        raise StoreLockedError(
+            f"could not take the append lock {self.path} for {self.what}; retry or pass force=True"
+        )
 
     def release(self) -> None:
         """Release the lock if held (idempotent)."""

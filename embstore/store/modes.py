@@ -22,14 +22,23 @@ from typing import Any
 
 from ..errors import ValidationError
 
-__all__ = ["MODES", "CREATE_ARGS", "check_mode", "schema_mismatch"]
+__all__ = ["CREATE_ARGS", "MODES", "check_mode", "schema_mismatch"]
 
 MODES = ("r", "r+", "a", "w", "w-")
 
 #: Keyword arguments of :meth:`embstore.Store.create` that ``Store.open`` accepts.
 CREATE_ARGS = (
-    "row_dim", "id_name", "variables", "dtypes", "ragged", "chunk_rows", "attrs",
-    "n_rows", "shapes", "inner_chunk_rows", "compressor",
+    "row_dim",
+    "id_name",
+    "variables",
+    "dtypes",
+    "ragged",
+    "chunk_rows",
+    "attrs",
+    "n_rows",
+    "shapes",
+    "inner_chunk_rows",
+    "compressor",
 )
 
 
@@ -60,17 +69,22 @@ def schema_mismatch(stored: Any, create_kw: dict[str, Any]) -> list[str]:
     from .schema import Schema
 
     want = Schema.build(
-        create_kw.get("row_dim", stored.row_dim), create_kw.get("id_name", stored.id_name),
+        create_kw.get("row_dim", stored.row_dim),
+        create_kw.get("id_name", stored.id_name),
         create_kw.get("variables", stored.variables if "ragged" not in create_kw else {}),
         create_kw.get("ragged", stored.ragged if "variables" not in create_kw else {}),
-        create_kw.get("dtypes"), None, None, 0, None,
+        create_kw.get("dtypes"),
+        None,
+        None,
+        0,
+        None,
     )
     out = []
     for field in ("row_dim", "id_name", "variables", "ragged"):
         a, b = getattr(stored, field), getattr(want, field)
         if a != b:
             out.append(f"{field}: stored {a!r}, given {b!r}")
-    for k, dt in (create_kw.get("dtypes") or {}).items():
+    for k in create_kw.get("dtypes") or {}:
         if k in stored.dtypes and str(stored.dtypes[k]) != str(want.dtypes.get(k)):
             out.append(f"dtypes[{k!r}]: stored {stored.dtypes[k]}, given {want.dtypes.get(k)}")
     cr = create_kw.get("chunk_rows")

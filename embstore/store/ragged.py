@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["to_tokens", "from_tokens", "pad_rows", "flat_dims"]
+__all__ = ["flat_dims", "from_tokens", "pad_rows", "to_tokens"]
 
 
 def flat_dims(var: str, dims: Sequence[str], layout: str) -> tuple[str, ...]:
@@ -64,7 +64,9 @@ def from_tokens(tokens: np.ndarray, layout: str, h: int, w: int) -> np.ndarray:
     return tokens
 
 
-def pad_rows(rows: Sequence[np.ndarray], layout: str, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(
+    rows: Sequence[np.ndarray], layout: str, fill: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Pad per-row arrays to a common size.
 
     Parameters

@@ -102,8 +102,12 @@ class RawZarrArray:
         self.row_items = int(np.prod(self.shape[1:], dtype=np.int64))
         self.row_bytes = self.row_items * self.dtype.itemsize
         fv = meta.get("fill_value")
-        self.fill = np.array(np.nan if fv == "NaN" else (0 if fv is None else fv)).astype(self.dtype)
-        sep = ((meta.get("chunk_key_encoding") or {}).get("configuration") or {}).get("separator", "/")
+        self.fill = np.array(np.nan if fv == "NaN" else (0 if fv is None else fv)).astype(
+            self.dtype
+        )
+        sep = ((meta.get("chunk_key_encoding") or {}).get("configuration") or {}).get(
+            "separator", "/"
+        )
         self.flat = sep == "."  # chunk files c.<i>.0.0 in the array directory (no c/ tree)
         self._tail = "/".join(["0"] * (self.ndim - 1))
         self._dot_tail = ".0" * (self.ndim - 1)
@@ -136,14 +140,20 @@ class RawZarrArray:
             if meta["chunk_grid"]["name"] != "regular":
                 return None
             cke = meta["chunk_key_encoding"]
-            if cke["name"] != "default" or (cke.get("configuration") or {}).get("separator", "/") not in ("/", "."):
+            if cke["name"] != "default" or (cke.get("configuration") or {}).get(
+                "separator", "/"
+            ) not in ("/", "."):
                 return None
             shape = list(meta["shape"])
             chunk = list(meta["chunk_grid"]["configuration"]["chunk_shape"])
             if len(shape) == 0 or chunk[1:] != shape[1:]:
                 return None
             codecs = meta["codecs"]
-            if len(codecs) == 2 and _plain_bytes_codec(codecs[0]) and codecs[1].get("name") == "crc32c":
+            if (
+                len(codecs) == 2
+                and _plain_bytes_codec(codecs[0])
+                and codecs[1].get("name") == "crc32c"
+            ):
                 obj = cls(path, meta, None)  # raw rows + a 4-byte crc32c of them
                 obj.crc = True
                 return obj
@@ -162,7 +172,11 @@ class RawZarrArray:
                 if conf.get("index_location", "end") != "end":
                     return None
                 ic = conf.get("index_codecs", [])
-                if not ic or not _plain_bytes_codec(ic[0]) or [x.get("name") for x in ic[1:]] not in ([], ["crc32c"]):
+                if (
+                    not ic
+                    or not _plain_bytes_codec(ic[0])
+                    or [x.get("name") for x in ic[1:]] not in ([], ["crc32c"])
+                ):
                     return None
                 obj = cls(path, meta, int(inner[0]))
                 obj._index_extra = 4 if len(ic) == 2 else 0
@@ -175,7 +189,11 @@ class RawZarrArray:
     def _chunk_file(self, c: int) -> str:
         if self.flat:
             return os.path.join(self.path, f"c.{c}{self._dot_tail}")
-        return os.path.join(self.path, "c", str(c), self._tail) if self.ndim > 1 else os.path.join(self.path, "c", str(c))
+        return (
+            os.path.join(self.path, "c", str(c), self._tail)
+            if self.ndim > 1
+            else os.path.join(self.path, "c", str(c))
+        )
 
     def _open_chunk(self, c: int, cdir: int | None) -> int:
         """Open chunk ``c`` read-only (relative to the open ``c/`` directory ``cdir`` if given).
@@ -239,7 +257,9 @@ class RawZarrArray:
     def _read_chunk_rows(self, c: int, r0: int, r1: int, dst: np.ndarray) -> None:
         self._read_chunk_runs(c, [(r0, r1, dst)])
 
-    def _read_chunk_runs(self, c: int, runs: list[tuple[int, int, np.ndarray]], cdir: int | None = None) -> None:
+    def _read_chunk_runs(
+        self, c: int, runs: list[tuple[int, int, np.ndarray]], cdir: int | None = None
+    ) -> None:
         """Read runs ``(r0, r1, dst)`` of rows (chunk-local) of chunk ``c``, opening its file once."""
         try:
             fd = self._open_chunk(c, cdir)
@@ -259,8 +279,15 @@ class RawZarrArray:
         try:
             if self.inner_rows is None:
                 rb = self.row_bytes
-                if self.crc and len(runs) == 1 and runs[0][0] == 0 and runs[0][1] == self.chunk_rows:
-                    self._read_verified(fd, c, runs[0][2])  # a whole chunk: check its crc32c on the way
+                if (
+                    self.crc
+                    and len(runs) == 1
+                    and runs[0][0] == 0
+                    and runs[0][1] == self.chunk_rows
+                ):
+                    self._read_verified(
+                        fd, c, runs[0][2]
+                    )  # a whole chunk: check its crc32c on the way
                     return
                 for r0, _r1, dst in runs:
                     if not self._read_into(fd, r0 * rb, dst):
@@ -286,7 +313,9 @@ class RawZarrArray:
                         if nb != ir * self.row_bytes or not self._read_into(
                             fd, off + (r - k * ir) * self.row_bytes, part
                         ):
-                            raise OSError(f"shard {self._chunk_file(c)} has an unexpected inner chunk size")
+                            raise OSError(
+                                f"shard {self._chunk_file(c)} has an unexpected inner chunk size"
+                            )
                     r = k_end
         finally:
             os.close(fd)
@@ -302,8 +331,12 @@ class RawZarrArray:
             n = self._read_into(fd, 0, dst) and len(view)
             trailer = bytearray(os.pread(fd, 4, len(view)))
             n += len(trailer)
-        if n != len(view) + 4 or int(google_crc32c.value(dst.reshape(-1).view(np.uint8))) != int.from_bytes(trailer, "little"):
-            self._damaged(c, "fails its crc32c checksum" if n == len(view) + 4 else "is shorter than expected")
+        if n != len(view) + 4 or int(
+            google_crc32c.value(dst.reshape(-1).view(np.uint8))
+        ) != int.from_bytes(trailer, "little"):
+            self._damaged(
+                c, "fails its crc32c checksum" if n == len(view) + 4 else "is shorter than expected"
+            )
 
     def _damaged(self, c: int, what: str) -> None:
         from ..errors import DamagedStoreError
@@ -368,7 +401,9 @@ class RawZarrArray:
             out[...] = self.read_positions(uniq)[inv]
             return out
         if positions[0] < 0 or positions[-1] >= self.shape[0]:
-            raise IndexError(f"row positions must lie in [0, {self.shape[0]}), got {positions[0]}..{positions[-1]}")
+            raise IndexError(
+                f"row positions must lie in [0, {self.shape[0]}), got {positions[0]}..{positions[-1]}"
+            )
         cr = self.chunk_rows
         # runs of consecutive positions, split at chunk boundaries
         chunk = positions // cr
@@ -436,7 +471,9 @@ class RawZarrArray:
             chunk is padded with the fill value.
         """
         if start % self.chunk_rows or not self.can_write:
-            raise ValueError("write_chunks needs a chunk-aligned start (and a writable shard index)")
+            raise ValueError(
+                "write_chunks needs a chunk-aligned start (and a writable shard index)"
+            )
         cr = self.chunk_rows
         tail = self._shard_tail() if self.inner_rows is not None else b""
         values = np.ascontiguousarray(values, dtype=self.dtype)
@@ -455,7 +492,9 @@ class RawZarrArray:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
             if self.crc:
-                tail = int(google_crc32c.value(block.reshape(-1).view(np.uint8))).to_bytes(4, "little")
+                tail = int(google_crc32c.value(block.reshape(-1).view(np.uint8))).to_bytes(
+                    4, "little"
+                )
             tmp = f"{path}.{os.getpid()}.tmp"
             try:
                 faults.step("write")

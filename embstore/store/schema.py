@@ -36,12 +36,12 @@ from ..errors import (
 
 __all__ = [
     "FORMAT_VERSION",
-    "Schema",
-    "default_dtype",
-    "check_numeric",
-    "coerce_coord",
     "RAGGED_LAYOUTS",
     "ROW_ARRAY_CHUNK_TARGET",
+    "Schema",
+    "check_numeric",
+    "coerce_coord",
+    "default_dtype",
 ]
 
 #: Version of the on-disk layout written by this code. Stores with a larger
@@ -185,7 +185,9 @@ class Schema:
             for name, dims in group.items():
                 _check_name(kind, name)
                 if name in seen:
-                    raise ValidationError(f"{kind} name {name!r} is used twice (or equals row_dim/id_name); rename it")
+                    raise ValidationError(
+                        f"{kind} name {name!r} is used twice (or equals row_dim/id_name); rename it"
+                    )
                 seen.add(name)
                 for d in dims:
                     _check_name(f"dimension of {name!r}", d)
@@ -226,8 +228,14 @@ class Schema:
         from .validation import check_chunk_rows
 
         for label, val in (("chunk_rows", chunk_rows), ("inner_chunk_rows", inner_chunk_rows)):
-            check_chunk_rows(label, val, row_bytes=8)  # ids are 8 bytes a row; widest variable checked at append
-        if inner_chunk_rows is not None and chunk_rows is not None and chunk_rows % inner_chunk_rows:
+            check_chunk_rows(
+                label, val, row_bytes=8
+            )  # ids are 8 bytes a row; widest variable checked at append
+        if (
+            inner_chunk_rows is not None
+            and chunk_rows is not None
+            and chunk_rows % inner_chunk_rows
+        ):
             raise ValidationError(
                 f"chunk_rows={chunk_rows} must be a multiple of inner_chunk_rows={inner_chunk_rows}"
             )
@@ -239,7 +247,9 @@ class Schema:
                 f"{sorted(ragged)}; store them in a separate store or use one appender"
             )
         if compressor not in (None, "zstd"):
-            raise ValidationError(f"compressor={compressor!r} is not supported; use None (raw) or 'zstd'")
+            raise ValidationError(
+                f"compressor={compressor!r} is not supported; use None (raw) or 'zstd'"
+            )
         return cls(
             row_dim=row_dim,
             id_name=id_name,
@@ -265,7 +275,9 @@ class Schema:
         try:
             version = int(d["format_version"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise NotAStoreError(f"{where} has no valid embstore schema ({exc}); is it an embstore store?") from exc
+            raise NotAStoreError(
+                f"{where} has no valid embstore schema ({exc}); is it an embstore store?"
+            ) from exc
         if version > FORMAT_VERSION:
             raise FormatVersionError(
                 f"{where} was written with store format version {version}, newer than this embstore "
@@ -300,7 +312,7 @@ class Schema:
         """
         target = 8 * 2**20
         rows = max(1, target // max(1, row_bytes))
-        rows = 2 ** int(math.floor(math.log2(rows)))
+        rows = 2 ** math.floor(math.log2(rows))
         rows = int(min(1024, max(16, rows)))
         if self.inner_chunk_rows:
             rows = max(self.inner_chunk_rows, rows - rows % self.inner_chunk_rows)
@@ -340,7 +352,9 @@ class Schema:
         return cr * max(1, ROW_ARRAY_CHUNK_TARGET // cr)
 
 
-def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: bool, cast: bool = True) -> np.ndarray:
+def check_numeric(
+    name: str, arr: np.ndarray, storage: str, allow_nonfinite: bool, cast: bool = True
+) -> np.ndarray:
     """Validate and cast one batch of a numeric variable to its storage dtype.
 
     Parameters
@@ -404,7 +418,9 @@ def check_numeric(name: str, arr: np.ndarray, storage: str, allow_nonfinite: boo
             if not (np.isfinite(lo) and np.isfinite(hi)):
                 if not allow_nonfinite:
                     _raise_nonfinite(name, arr)
-                fin = arr[np.isfinite(arr)]  # rare path: NaN/Inf admitted, finite values still must fit
+                fin = arr[
+                    np.isfinite(arr)
+                ]  # rare path: NaN/Inf admitted, finite values still must fit
                 lo, hi = (fin.min(), fin.max()) if fin.size else (0.0, 0.0)
             _check_range(name, float(lo), float(hi), arr.dtype, target, storage)
         elif not np.can_cast(arr.dtype, target, "safe"):  # ints that may not fit the storage dtype
@@ -421,7 +437,9 @@ def _raise_nonfinite(name: str, arr: np.ndarray) -> None:
     )
 
 
-def _check_range(name: str, lo: float, hi: float, src: np.dtype, target: np.dtype, storage: str) -> None:
+def _check_range(
+    name: str, lo: float, hi: float, src: np.dtype, target: np.dtype, storage: str
+) -> None:
     """Refuse finite values (or ints) that do not fit the storage dtype (the cast would change them)."""
     if target.kind == "f":
         if src.kind == "f" and target.itemsize >= src.itemsize:
@@ -503,14 +521,22 @@ def fast_cast(arr: np.ndarray, target: np.dtype, out: np.ndarray | None = None) 
         return arr
     torch = sys.modules.get("torch")
     if (
-        torch is not None and target == np.float16 and arr.dtype == np.float32 and arr.size > 4096
-        and (out is None or (out.flags.c_contiguous and out.flags.writeable and out.shape == arr.shape))
+        torch is not None
+        and target == np.float16
+        and arr.dtype == np.float32
+        and arr.size > 4096
+        and (
+            out is None
+            or (out.flags.c_contiguous and out.flags.writeable and out.shape == arr.shape)
+        )
     ):
         try:
             src = np.ascontiguousarray(arr)
             dst = np.empty(src.shape, dtype=np.float16) if out is None else out
-            s = torch.from_numpy(src.reshape(-1)) if src.flags.writeable else torch.from_numpy(
-                src.reshape(-1).copy()
+            s = (
+                torch.from_numpy(src.reshape(-1))
+                if src.flags.writeable
+                else torch.from_numpy(src.reshape(-1).copy())
             )
             d = torch.from_numpy(dst.reshape(-1))
             n = int(s.numel())

@@ -40,15 +40,15 @@ from .backends.base import fill_value_for
 from .catalog import load_catalog, owner_pid, physical_name, update_catalog
 
 __all__ = [
-    "stage_name",
-    "read_with_staged",
-    "roll_forward",
-    "remove_orphans",
-    "write_table",
-    "read_table",
     "list_tables",
-    "write_blob",
     "read_blob",
+    "read_table",
+    "read_with_staged",
+    "remove_orphans",
+    "roll_forward",
+    "stage_name",
+    "write_blob",
+    "write_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,11 @@ def read_with_staged(
         ``{"array": physical name, "ranges": [[lo, hi], ...]}`` entries of
         the commit records that stage a new version of ``name``.
     """
-    pos = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges]) if ranges else np.zeros(0, np.int64)
+    pos = (
+        np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
+        if ranges
+        else np.zeros(0, np.int64)
+    )
     dtype = backend.array_info(staged[0]["array"])[1]
     out = np.full(len(pos), fill_value_for(dtype), dtype=dtype)
     if backend.has_array(name) and len(pos):
@@ -88,7 +92,11 @@ def read_with_staged(
         if have.any():
             base = backend.read(name, pos[have])
             if dtype.kind in "UT" or base.dtype.kind in "UT":
-                out = out.astype(np.result_type(out.dtype, base.dtype)) if base.dtype.kind in "UT" else out
+                out = (
+                    out.astype(np.result_type(out.dtype, base.dtype))
+                    if base.dtype.kind in "UT"
+                    else out
+                )
             out[have] = base
     for ent in staged:
         sn = backend.array_info(ent["array"])[0][0]
@@ -96,7 +104,11 @@ def read_with_staged(
             m = (pos >= lo) & (pos < min(hi, sn))
             if m.any():
                 vals = backend.read(ent["array"], pos[m])
-                if vals.dtype.kind in "UT" and out.dtype.kind in "UT" and vals.dtype.itemsize > out.dtype.itemsize:
+                if (
+                    vals.dtype.kind in "UT"
+                    and out.dtype.kind in "UT"
+                    and vals.dtype.itemsize > out.dtype.itemsize
+                ):
                     out = out.astype(vals.dtype)
                 out[m] = vals
     return out
@@ -139,7 +151,11 @@ def roll_forward(store: Any) -> None:
 
 def _referenced(store: Any) -> tuple[set[str], set[str], set[str]]:
     """Physical names that commit and catalog records refer to (staged, tables, blobs)."""
-    staged = {ent["array"] for rec in store._records.values() for ent in (getattr(rec, "staged", {}) or {}).values()}
+    staged = {
+        ent["array"]
+        for rec in store._records.values()
+        for ent in (getattr(rec, "staged", {}) or {}).values()
+    }
     cat = load_catalog(store._backend, strict=False)
     return staged, set(cat.tables.values()), {b["key"] for b in cat.blobs.values()}
 
@@ -171,7 +187,9 @@ def remove_orphans(store: Any, pid: int | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------------- tables
-def write_table(backend: Any, name: str, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def write_table(
+    backend: Any, name: str, columns: dict[str, np.ndarray], meta: dict[str, Any]
+) -> None:
     """Write a new version of table ``name`` and commit it in the catalog; delete the old one."""
     phys = physical_name(name)
     backend.write_table(phys, columns, meta)
@@ -240,7 +258,9 @@ def read_blob(backend: Any, name: str) -> bytes | None:
         return backend.read_blob(name) if "@" not in name else None  # legacy store, no checksum
     data = backend.read_blob(ent["key"])
     if data is None:
-        raise DamagedStoreError(f"blob {name!r} of {backend.path!r} is committed as {ent['key']!r}, which is missing; run `embstore check`")
+        raise DamagedStoreError(
+            f"blob {name!r} of {backend.path!r} is committed as {ent['key']!r}, which is missing; run `embstore check`"
+        )
     if len(data) != ent.get("size", len(data)) or hashlib.sha256(data).hexdigest() != ent["sha256"]:
         raise DamagedStoreError(
             f"blob {name!r} of {backend.path!r} fails its SHA-256 check ({len(data)} bytes read, "

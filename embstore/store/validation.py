@@ -42,16 +42,16 @@ import numpy as np
 from ..errors import DTypeMismatchError, InvalidNameError, ValidationError
 
 __all__ = [
+    "MAX_ATTR_DEPTH",
+    "MAX_CHUNK_BYTES",
     "MAX_NAME_LENGTH",
     "RESERVED_NAMES",
-    "MAX_CHUNK_BYTES",
-    "MAX_ATTR_DEPTH",
-    "check_name",
-    "check_ids",
-    "reject_mixed",
     "check_attrs",
     "check_chunk_rows",
+    "check_ids",
+    "check_name",
     "check_table_frame",
+    "reject_mixed",
 ]
 
 #: Longest accepted name: file names are at most 255 bytes on common file
@@ -228,16 +228,27 @@ def check_ids(ids: Any) -> np.ndarray:
     try:
         arr = np.asarray(ids)
     except (OverflowError, ValueError, TypeError) as exc:
-        raise DTypeMismatchError(f"ids could not be read as one array ({exc}); pass a list of ints or strings") from exc
+        raise DTypeMismatchError(
+            f"ids could not be read as one array ({exc}); pass a list of ints or strings"
+        ) from exc
     if arr.ndim != 1:
         raise ShapeMismatchError(f"ids must be 1-D (one id per row); got shape {arr.shape}")
-    if arr.dtype.kind == "O" and len(arr) and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in arr
+    if (
+        arr.dtype.kind == "O"
+        and len(arr)
+        and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in arr
+        )
     ):
         big = [int(v) for v in arr if not _INT64_MIN <= int(v) <= _INT64_MAX]
         _range_error(big)
         arr = arr.astype(np.int64)
-    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and len(arr) and int(arr.max()) > _INT64_MAX:
+    if (
+        arr.dtype.kind == "u"
+        and arr.dtype.itemsize == 8
+        and len(arr)
+        and int(arr.max()) > _INT64_MAX
+    ):
         _range_error([int(v) for v in arr[arr > np.uint64(_INT64_MAX)][:3]])
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
@@ -272,7 +283,12 @@ def check_coord_ints(name: str, arr: np.ndarray) -> None:
         A value outside int64.
     """
     big: list[int] = []
-    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and len(arr) and int(arr.max()) > _INT64_MAX:
+    if (
+        arr.dtype.kind == "u"
+        and arr.dtype.itemsize == 8
+        and len(arr)
+        and int(arr.max()) > _INT64_MAX
+    ):
         big = [int(v) for v in arr[arr > np.uint64(_INT64_MAX)][:3]]
     elif arr.dtype.kind == "O":
         big = [int(v) for v in arr if isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX][:3]
@@ -384,7 +400,9 @@ def check_chunk_rows(label: str, value: Any, row_bytes: int | None = None) -> in
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValidationError(f"{label}={value!r} must be a positive integer or None (e.g. 64), not a bool")
+        raise ValidationError(
+            f"{label}={value!r} must be a positive integer or None (e.g. 64), not a bool"
+        )
     value = int(value)
     if row_bytes is not None and value * max(1, int(row_bytes)) > MAX_CHUNK_BYTES:
         raise ValidationError(
@@ -421,7 +439,9 @@ def check_table_frame(df: Any) -> None:
     if not isinstance(df, pd.DataFrame):
         raise ValidationError(f"write_table needs a pandas.DataFrame; got {type(df).__name__}")
     names = [str(c) for c in df.columns]
-    index_names = [str(n) for n in df.index.names if n is not None]  # pandas names unnamed levels freely
+    index_names = [
+        str(n) for n in df.index.names if n is not None
+    ]  # pandas names unnamed levels freely
     seen: set[str] = set()
     dup = []
     for c in index_names + names:

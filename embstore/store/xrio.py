@@ -24,7 +24,7 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-__all__ = ["encode_attrs", "decode_attrs", "open_dataset", "JSON_ATTRS_KEY", "ROW_DIM_KEY"]
+__all__ = ["JSON_ATTRS_KEY", "ROW_DIM_KEY", "decode_attrs", "encode_attrs", "open_dataset"]
 
 #: attribute listing the names of JSON-encoded attributes
 JSON_ATTRS_KEY = "embstore_json_attrs"

@@ -77,13 +77,19 @@ class StoreTests:
         return None
 
     # ------------------------------------------------------------- helpers
-    def create(self, path: str, so: dict[str, Any] | None, ragged: bool = False, **kw: Any) -> Store:
+    def create(
+        self, path: str, so: dict[str, Any] | None, ragged: bool = False, **kw: Any
+    ) -> Store:
         """Create the suite's store (dense ``emb``, chunks of 4 rows; ragged ``tok`` if asked).
 
         Few arrays keep the suite fast on object stores (every array costs requests per commit).
         """
-        args: dict[str, Any] = dict(variables=VARIABLES, ragged=RAGGED if ragged else None,
-                                    dtypes=DTYPES if ragged else {"emb": "float32"}, chunk_rows=4)
+        args: dict[str, Any] = dict(
+            variables=VARIABLES,
+            ragged=RAGGED if ragged else None,
+            dtypes=DTYPES if ragged else {"emb": "float32"},
+            chunk_rows=4,
+        )
         args.update(kw)
         return Store.create(path, storage_options=so, **args)
 
@@ -100,7 +106,9 @@ class StoreTests:
             data["tok"] = tok_rows(ids)
         st.append(ids, data, coords=coords or None)
 
-    def filled(self, path: str, so: dict[str, Any] | None, n: int = 10, ragged: bool = False) -> None:
+    def filled(
+        self, path: str, so: dict[str, Any] | None, n: int = 10, ragged: bool = False
+    ) -> None:
         """A closed store with rows ``0..n-1`` (coordinate ``tag = id % 3``)."""
         with self.create(path, so, ragged=ragged) as st:
             for a in range(0, n, 3):
@@ -182,7 +190,9 @@ class StoreTests:
         self.filled(path, storage_options, n=6)
         with self.open(path, storage_options, mode="r+") as st:
             if not st._backend.staged_arrays:
-                pytest.skip(f"{st.backend} backend has no staged arrays: set_coords writes in place")
+                pytest.skip(
+                    f"{st.backend} backend has no staged arrays: set_coords writes in place"
+                )
             with self.open(path, storage_options) as rd:
                 before = rd.coords["tag"].tolist()
                 st.set_coords({"tag": [5] * 6})
@@ -197,8 +207,11 @@ class StoreTests:
             st.write_table("people", df.iloc[:2])  # replaced as a whole
         with self.open(path, storage_options) as st:
             assert "people" in st.tables
-            pd.testing.assert_frame_equal(st.read_table("people").reset_index(drop=True),
-                                          df.iloc[:2].reset_index(drop=True), check_dtype=False)
+            pd.testing.assert_frame_equal(
+                st.read_table("people").reset_index(drop=True),
+                df.iloc[:2].reset_index(drop=True),
+                check_dtype=False,
+            )
 
     def test_blobs(self, path: str, storage_options: Any) -> None:
         data = np.random.default_rng(0).bytes(3000)
@@ -218,7 +231,10 @@ class StoreTests:
             sk = st.skipped
             assert sorted(map(int, sk["id"])) == [100, 101, 102]
             assert dict(zip(map(int, sk["id"]), sk["reason"])) == {
-                100: "unreadable", 101: "unreadable", 102: "too small"}
+                100: "unreadable",
+                101: "unreadable",
+                102: "too small",
+            }
 
     def test_attrs(self, path: str, storage_options: Any) -> None:
         with self.create(path, storage_options, attrs={"model": "m1"}) as st:
@@ -304,7 +320,9 @@ class StoreTests:
         with self.open(path, storage_options) as st:
             strict = st._backend.strict_arrays
             if not strict:
-                pytest.skip(f"{st.backend} backend does not check that committed chunks exist (strict_arrays)")
+                pytest.skip(
+                    f"{st.backend} backend does not check that committed chunks exist (strict_arrays)"
+                )
             assert {"emb", "image_id"} <= set(strict)
 
     def test_atomic_records_flag(self, path: str, storage_options: Any) -> None:
@@ -313,6 +331,8 @@ class StoreTests:
         with self.open(path, storage_options, mode="r+") as st:
             b = st._backend
             if not b.atomic_records:
-                pytest.skip(f"{st.backend} backend does not write commit records atomically (atomic_records)")
+                pytest.skip(
+                    f"{st.backend} backend does not write commit records atomically (atomic_records)"
+                )
             listed = b.list_records(st._region)
             assert listed and all(isinstance(s, int) for s in listed)

@@ -23,14 +23,14 @@ from __future__ import annotations
 from embstore._lazy import lazy_attributes
 
 __all__ = [
-    "DetrExtractor",
+    "DETR",
     "EXTRACT_TYPES",
     "DetrConfig",
-    "DETR",
-    "build_detr",
+    "DetrExtractor",
     "DetrTransform",
-    "pad_batch",
+    "build_detr",
     "infer_config",
+    "pad_batch",
     "resolve_variables",
 ]
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from embstore.errors import ValidationError
 
-__all__ = ["parse_points", "point_cells", "attention_hooks"]
+__all__ = ["attention_hooks", "parse_points", "point_cells"]
 
 
 def parse_points(points: str | Sequence[Sequence[float]] | None) -> tuple[tuple[float, float], ...]:

@@ -39,23 +39,24 @@ import argparse
 import logging
 import os
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from embstore.errors import CheckpointError, ValidationError
+from extractors.provenance import file_sha256
 
 from .model import DetrConfig
-from extractors.provenance import file_sha256  # noqa: F401  (re-exported)
 
 __all__ = [
-    "is_url",
-    "read_checkpoint",
-    "unwrap_state_dict",
     "args_to_dict",
+    "check_state_dict",
+    "file_sha256",
     "infer_backbone",
     "infer_config",
-    "check_state_dict",
+    "is_url",
     "load_state_dict_strict",
-    "file_sha256",
+    "read_checkpoint",
+    "unwrap_state_dict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,17 @@ _RESNETS: dict[tuple[bool, tuple[int, ...]], str] = {
 }
 
 #: Fields that :func:`infer_config` reads from shapes (overrides must agree).
-SHAPE_FIELDS = ("backbone", "hidden_dim", "enc_layers", "dec_layers", "dim_feedforward",
-                "num_queries", "num_classes", "pre_norm", "position_embedding")
+SHAPE_FIELDS = (
+    "backbone",
+    "hidden_dim",
+    "enc_layers",
+    "dec_layers",
+    "dim_feedforward",
+    "num_queries",
+    "num_classes",
+    "pre_norm",
+    "position_embedding",
+)
 
 _BODY = "backbone.0.body."
 
@@ -96,8 +106,9 @@ def _torch_load(path: str | os.PathLike, weights_only: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def read_checkpoint(path_or_url: str | os.PathLike, *, weights_only: bool = True,
-                    model_dir: Optional[str] = None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+def read_checkpoint(
+    path_or_url: str | os.PathLike, *, weights_only: bool = True, model_dir: str | None = None
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """Read a DETR checkpoint file or URL.
 
     Parameters
@@ -143,18 +154,22 @@ def read_checkpoint(path_or_url: str | os.PathLike, *, weights_only: bool = True
             if weights_only:
                 with torch.serialization.safe_globals([argparse.Namespace]):
                     obj = torch.hub.load_state_dict_from_url(
-                        source, model_dir=model_dir, map_location="cpu", weights_only=True)
+                        source, model_dir=model_dir, map_location="cpu", weights_only=True
+                    )
             else:
                 obj = torch.hub.load_state_dict_from_url(
-                    source, model_dir=model_dir, map_location="cpu", weights_only=False)
+                    source, model_dir=model_dir, map_location="cpu", weights_only=False
+                )
         except Exception as exc:  # network errors, HTTP errors, bad pickles
             raise CheckpointError(
                 f"could not fetch or read the checkpoint URL {source!r} ({type(exc).__name__}: "
                 f"{exc}). Check the URL and the network, or download the file and pass "
                 "its local path."
             ) from exc
-        cached = os.path.join(model_dir or os.path.join(torch.hub.get_dir(), "checkpoints"),
-                              os.path.basename(source.split("?")[0]))
+        cached = os.path.join(
+            model_dir or os.path.join(torch.hub.get_dir(), "checkpoints"),
+            os.path.basename(source.split("?")[0]),
+        )
         if os.path.isfile(cached):
             info["checkpoint_file"] = cached
             info["checkpoint_sha256"] = file_sha256(cached)
@@ -167,8 +182,11 @@ def read_checkpoint(path_or_url: str | os.PathLike, *, weights_only: bool = True
         try:
             obj = _torch_load(source, weights_only)
         except Exception as exc:
-            hint = (" If you trust this file and it pickles other objects, pass "
-                    "weights_only=False." if weights_only else "")
+            hint = (
+                " If you trust this file and it pickles other objects, pass weights_only=False."
+                if weights_only
+                else ""
+            )
             raise CheckpointError(
                 f"could not read checkpoint {source!r} ({type(exc).__name__}: {exc}); "
                 f"is it a PyTorch .pth file?{hint}"
@@ -229,7 +247,7 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, A
         )
     sd = dict(sd)
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd, args
 
 
@@ -296,7 +314,9 @@ def infer_backbone(state_dict: Mapping[str, Any]) -> str:
     bottleneck = f"{_BODY}layer1.0.conv3.weight" in state_dict
     name = _RESNETS.get((bottleneck, blocks))
     stem = _shape(state_dict, f"{_BODY}conv1.weight")
-    last = _shape(state_dict, f"{_BODY}layer4.{blocks[3] - 1}.{'conv3' if bottleneck else 'conv2'}.weight")
+    last = _shape(
+        state_dict, f"{_BODY}layer4.{blocks[3] - 1}.{'conv3' if bottleneck else 'conv2'}.weight"
+    )
     width = _shape(state_dict, f"{_BODY}layer1.0.conv1.weight")[0]
     expected_last = 2048 if bottleneck else 512
     if name is None or stem[0] != 64 or last[0] != expected_last or width != 64:
@@ -352,8 +372,11 @@ def infer_config(state_dict: Mapping[str, Any], args: Any = None, **overrides: A
         "pre_norm": "transformer.encoder.norm.weight" in state_dict,
         "position_embedding": "learned" if "backbone.1.row_embed.weight" in state_dict else "sine",
     }
-    layer0 = ("transformer.encoder.layers.0." if inferred["enc_layers"]
-              else "transformer.decoder.layers.0.")
+    layer0 = (
+        "transformer.encoder.layers.0."
+        if inferred["enc_layers"]
+        else "transformer.decoder.layers.0."
+    )
     inferred["dim_feedforward"] = int(_shape(state_dict, layer0 + "linear1.weight")[0])
 
     saved = args_to_dict(args)
@@ -365,7 +388,10 @@ def infer_config(state_dict: Mapping[str, Any], args: Any = None, **overrides: A
         if key in saved and saved[key] is not None and saved[key] != inferred[key]:
             logger.warning(
                 "checkpoint args say %s=%r but the state dict has %r; using the state dict",
-                key, saved[key], inferred[key])
+                key,
+                saved[key],
+                inferred[key],
+            )
     for key, value in overrides.items():
         if key in SHAPE_FIELDS and value != inferred[key]:
             raise CheckpointError(
@@ -377,7 +403,9 @@ def infer_config(state_dict: Mapping[str, Any], args: Any = None, **overrides: A
     return DetrConfig(**values)
 
 
-def check_state_dict(model: Any, state_dict: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+def check_state_dict(
+    model: Any, state_dict: Mapping[str, Any]
+) -> tuple[list[str], list[str], list[str]]:
     """Compare a state dict with a model's, without loading.
 
     Parameters
@@ -398,13 +426,18 @@ def check_state_dict(model: Any, state_dict: Mapping[str, Any]) -> tuple[list[st
         ``"name: checkpoint (a, b) vs model (c, d)"`` for shape mismatches.
     """
     own = model.state_dict()
-    keys = [k for k in state_dict if not k.endswith("num_batches_tracked")
-            or k.replace("num_batches_tracked", "running_var") not in own]
+    keys = [
+        k
+        for k in state_dict
+        if not k.endswith("num_batches_tracked")
+        or k.replace("num_batches_tracked", "running_var") not in own
+    ]
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in keys if k not in own]
     mismatched = [
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
     ]
     return missing, unexpected, mismatched
 
@@ -414,8 +447,9 @@ def _listing(label: str, items: list[str], n: int) -> str:
     return f"{len(items)} {label}: {items[:n]}{more}"
 
 
-def load_state_dict_strict(model: Any, state_dict: Mapping[str, Any], source: str = "checkpoint",
-                           max_listed: int = 10) -> None:
+def load_state_dict_strict(
+    model: Any, state_dict: Mapping[str, Any], source: str = "checkpoint", max_listed: int = 10
+) -> None:
     """Load ``state_dict`` into ``model`` with strict key and shape checking.
 
     Parameters
@@ -437,9 +471,15 @@ def load_state_dict_strict(model: Any, state_dict: Mapping[str, Any], source: st
     """
     missing, unexpected, mismatched = check_state_dict(model, state_dict)
     if missing or unexpected or mismatched:
-        parts = [_listing(label, items, max_listed) for label, items in
-                 (("missing keys", missing), ("unexpected keys", unexpected),
-                  ("shape mismatches", mismatched)) if items]
+        parts = [
+            _listing(label, items, max_listed)
+            for label, items in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", mismatched),
+            )
+            if items
+        ]
         raise CheckpointError(
             f"checkpoint {source!r} does not match the DETR model "
             f"({model.config.backbone if hasattr(model, 'config') else type(model).__name__}): "

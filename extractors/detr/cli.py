@@ -38,45 +38,109 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Extract DETR embeddings into a store. Re-running the same command resumes: "
         "only images the store lacks are extracted.",
     )
-    p.add_argument("--checkpoint", "--resume", dest="checkpoint", required=True, metavar="PATH_OR_URL",
-                   help="official-format DETR checkpoint (.pth path or URL), e.g. detr-r50-e632da11.pth")
-    p.add_argument("--annotations", metavar="CSV_OR_JSON",
-                   help="FACET annotations.csv or COCO JSON (skin, lighting, persons)")
-    p.add_argument("--extract-type", "--extract_type", dest="extract_type", default="decoder",
-                   type=_extract_type, metavar="TYPE[,TYPE]",
-                   help="what to keep: decoder, all, encoder, backbone, attention, or several joined "
-                   "by commas (default: decoder = query embeddings, decoder output, predictions; "
-                   "attention = decoder cross-attention maps, large, never part of all)")
-    p.add_argument("--encoder-attention-points", dest="encoder_attention_points", default=None,
-                   metavar="Y,X;Y,X",
-                   help="also store the encoder self-attention of these relative feature-grid "
-                   "positions (in [0, 1]), e.g. '0.5,0.5;0.25,0.75'")
-    p.add_argument("--variables", nargs="+", metavar="NAME",
-                   help="explicit variables instead of --extract-type (e.g. query_embeddings pred_boxes)")
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"],
-                   help="storage dtype of embeddings (logits and boxes stay float32)")
-    p.add_argument("--skin", nargs="+", metavar="TONE",
-                   help="keep images whose majority Monk skin tone is one of these (1 or skin1 ...)")
-    p.add_argument("--light", nargs="+", metavar="LABEL",
-                   help="keep images whose majority lighting is one of these (well, dimly, under, over, na)")
+    p.add_argument(
+        "--checkpoint",
+        "--resume",
+        dest="checkpoint",
+        required=True,
+        metavar="PATH_OR_URL",
+        help="official-format DETR checkpoint (.pth path or URL), e.g. detr-r50-e632da11.pth",
+    )
+    p.add_argument(
+        "--annotations",
+        metavar="CSV_OR_JSON",
+        help="FACET annotations.csv or COCO JSON (skin, lighting, persons)",
+    )
+    p.add_argument(
+        "--extract-type",
+        "--extract_type",
+        dest="extract_type",
+        default="decoder",
+        type=_extract_type,
+        metavar="TYPE[,TYPE]",
+        help="what to keep: decoder, all, encoder, backbone, attention, or several joined "
+        "by commas (default: decoder = query embeddings, decoder output, predictions; "
+        "attention = decoder cross-attention maps, large, never part of all)",
+    )
+    p.add_argument(
+        "--encoder-attention-points",
+        dest="encoder_attention_points",
+        default=None,
+        metavar="Y,X;Y,X",
+        help="also store the encoder self-attention of these relative feature-grid "
+        "positions (in [0, 1]), e.g. '0.5,0.5;0.25,0.75'",
+    )
+    p.add_argument(
+        "--variables",
+        nargs="+",
+        metavar="NAME",
+        help="explicit variables instead of --extract-type (e.g. query_embeddings pred_boxes)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float16",
+        choices=["float16", "float32"],
+        help="storage dtype of embeddings (logits and boxes stay float32)",
+    )
+    p.add_argument(
+        "--skin",
+        nargs="+",
+        metavar="TONE",
+        help="keep images whose majority Monk skin tone is one of these (1 or skin1 ...)",
+    )
+    p.add_argument(
+        "--light",
+        nargs="+",
+        metavar="LABEL",
+        help="keep images whose majority lighting is one of these (well, dimly, under, over, na)",
+    )
     p.add_argument("--limit", type=int, help="extract at most this many images (after filters)")
-    p.add_argument("--min-size", "--min_size", dest="min_size", type=int, default=800,
-                   help="shortest side after resizing (official eval: 800)")
-    p.add_argument("--max-size", "--max_size", dest="max_size", type=int, default=1333,
-                   help="longest side bound (official eval: 1333)")
-    p.add_argument("--autocast", choices=["fp16", "bf16"],
-                   help="mixed-precision forward (GPU speed-up; ~1e-3 relative deviation)")
-    p.add_argument("--nheads", type=int, help="attention heads if the checkpoint has no args (default 8)")
-    p.add_argument("--dilation", action="store_true", default=None,
-                   help="DC5 checkpoints (dilated last stage) without saved args")
-    p.add_argument("--commit-every", dest="commit_every", type=float, default=60.0, metavar="SECONDS",
-                   help="commit written rows at least this often (default 60); a killed run loses "
-                   "at most this much work")
+    p.add_argument(
+        "--min-size",
+        "--min_size",
+        dest="min_size",
+        type=int,
+        default=800,
+        help="shortest side after resizing (official eval: 800)",
+    )
+    p.add_argument(
+        "--max-size",
+        "--max_size",
+        dest="max_size",
+        type=int,
+        default=1333,
+        help="longest side bound (official eval: 1333)",
+    )
+    p.add_argument(
+        "--autocast",
+        choices=["fp16", "bf16"],
+        help="mixed-precision forward (GPU speed-up; ~1e-3 relative deviation)",
+    )
+    p.add_argument(
+        "--nheads", type=int, help="attention heads if the checkpoint has no args (default 8)"
+    )
+    p.add_argument(
+        "--dilation",
+        action="store_true",
+        default=None,
+        help="DC5 checkpoints (dilated last stage) without saved args",
+    )
+    p.add_argument(
+        "--commit-every",
+        dest="commit_every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="commit written rows at least this often (default 60); a killed run loses "
+        "at most this much work",
+    )
     p.add_argument("--no_aux_loss", "--no-aux-loss", action="store_true", help=argparse.SUPPRESS)
     from ..cli_common import add_extract_arguments
 
     add_extract_arguments(
-        p, image_aliases=("--coco_path", "--coco-path"), out_aliases=("--output_dir", "--output-dir"),
+        p,
+        image_aliases=("--coco_path", "--coco-path"),
+        out_aliases=("--output_dir", "--output-dir"),
         images_help="image folder (recursive) or text file with one path per line; a folder with "
         "annotations/annotations.csv (FACET) uses it automatically",
     )
@@ -148,16 +212,33 @@ def run(args: argparse.Namespace) -> int:
         args,
         lambda: _run_local(args, overrides),
         extractor_factory=functools.partial(
-            DetrExtractor.from_checkpoint, args.checkpoint, extract_type=list(args.variables or []) or args.extract_type,
-            min_size=args.min_size, max_size=args.max_size, autocast=args.autocast, storage_dtype=args.dtype,
-            encoder_attention_points=args.encoder_attention_points, **overrides,
+            DetrExtractor.from_checkpoint,
+            args.checkpoint,
+            extract_type=list(args.variables or []) or args.extract_type,
+            min_size=args.min_size,
+            max_size=args.max_size,
+            autocast=args.autocast,
+            storage_dtype=args.dtype,
+            encoder_attention_points=args.encoder_attention_points,
+            **overrides,
         ),
-        dataset=lambda: open_dataset(args.images, args.annotations, skin=args.skin, light=args.light,
-                                     limit=args.limit),
-        out=args.out, row_dim="image", id_name="image_id",
-        attrs={"model_name": "detr", "storage_dtype": args.dtype, "command_line": _command_line(args)},
-        batch_size=args.batch_size, num_workers=args.num_workers or 0, device=args.device,
-        flush_interval=args.commit_every, overwrite=args.overwrite, progress=args.progress,
+        dataset=lambda: open_dataset(
+            args.images, args.annotations, skin=args.skin, light=args.light, limit=args.limit
+        ),
+        out=args.out,
+        row_dim="image",
+        id_name="image_id",
+        attrs={
+            "model_name": "detr",
+            "storage_dtype": args.dtype,
+            "command_line": _command_line(args),
+        },
+        batch_size=args.batch_size,
+        num_workers=args.num_workers or 0,
+        device=args.device,
+        flush_interval=args.commit_every,
+        overwrite=args.overwrite,
+        progress=args.progress,
     )
     print(f"{args.out}: {summary}")
     for image_id, reason in summary.skipped_examples:

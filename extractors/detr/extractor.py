@@ -68,7 +68,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,20 +82,26 @@ if TYPE_CHECKING:  # torch is imported only when a model is built or loaded
     from .model import DETR, DetrConfig
 
 __all__ = [
-    "EXTRACT_TYPES",
     "ATTENTION_NAMES",
-    "VARIABLE_DIMS",
+    "EXTRACT_TYPES",
     "RAGGED_DIMS",
-    "resolve_variables",
+    "VARIABLE_DIMS",
     "DetrExtractor",
+    "resolve_variables",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: ``extract_type`` -> variables (see the module docstring).
 EXTRACT_TYPES: dict[str, list[str]] = {
-    "all": ["query_embeddings", "decoder_output", "pred_logits", "pred_boxes",
-            "encoder_output", "backbone_features"],
+    "all": [
+        "query_embeddings",
+        "decoder_output",
+        "pred_logits",
+        "pred_boxes",
+        "encoder_output",
+        "backbone_features",
+    ],
     "decoder": ["query_embeddings", "decoder_output", "pred_logits", "pred_boxes"],
     "encoder": ["encoder_output", "pred_logits", "pred_boxes"],
     "backbone": ["backbone_features", "pred_logits", "pred_boxes"],
@@ -125,8 +132,13 @@ _ALL_NAMES = tuple(EXTRACT_TYPES["all"])
 _KNOWN_NAMES = _ALL_NAMES + ATTENTION_NAMES
 _DECODER_NAMES = {"query_embeddings", "decoder_output", "pred_logits", "pred_boxes"}
 
-_AUTOCAST = {"fp16": "float16", "float16": "float16", "half": "float16",
-             "bf16": "bfloat16", "bfloat16": "bfloat16"}
+_AUTOCAST = {
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
 
 
 def extract_type_name(names: Iterable[str]) -> str:
@@ -187,7 +199,7 @@ def resolve_variables(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(n for n in _KNOWN_NAMES if n in names)
 
 
-def _autocast_dtype(autocast: Optional[str]):
+def _autocast_dtype(autocast: str | None):
     import torch
 
     if autocast is None:
@@ -245,11 +257,19 @@ class DetrExtractor:
     {}
     """
 
-    def __init__(self, model: DETR, device: Any = "cpu", *, extract_type: str | Sequence[str] = "all",
-                 min_size: int = 800, max_size: Optional[int] = 1333,
-                 autocast: Optional[str] = None, storage_dtype: str = "float16",
-                 info: Optional[Mapping[str, Any]] = None,
-                 encoder_attention_points: Any = None) -> None:
+    def __init__(
+        self,
+        model: DETR,
+        device: Any = "cpu",
+        *,
+        extract_type: str | Sequence[str] = "all",
+        min_size: int = 800,
+        max_size: int | None = 1333,
+        autocast: str | None = None,
+        storage_dtype: str = "float16",
+        info: Mapping[str, Any] | None = None,
+        encoder_attention_points: Any = None,
+    ) -> None:
         import torch
 
         from .attention import parse_points
@@ -263,7 +283,7 @@ class DetrExtractor:
         self.model = model.to(self.device).eval()
         # DataParallel over several GPUs; the model itself otherwise
         self._runner = data_parallel(self.model, self.devices)
-        self.config: Optional[DetrConfig] = getattr(model, "config", None)
+        self.config: DetrConfig | None = getattr(model, "config", None)
         self.output_names = resolve_variables(extract_type)
         self.encoder_attention_points = parse_points(encoder_attention_points)
         if self.encoder_attention_points and "encoder_attention" not in self.output_names:
@@ -290,12 +310,20 @@ class DetrExtractor:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_checkpoint(cls, path_or_url: str | os.PathLike, device: Any = "cpu", *,
-                        extract_type: str | Sequence[str] = "all", min_size: int = 800,
-                        max_size: Optional[int] = 1333, autocast: Optional[str] = None,
-                        storage_dtype: str = "float16", weights_only: bool = True,
-                        encoder_attention_points: Any = None,
-                        **overrides: Any) -> "DetrExtractor":
+    def from_checkpoint(
+        cls,
+        path_or_url: str | os.PathLike,
+        device: Any = "cpu",
+        *,
+        extract_type: str | Sequence[str] = "all",
+        min_size: int = 800,
+        max_size: int | None = 1333,
+        autocast: str | None = None,
+        storage_dtype: str = "float16",
+        weights_only: bool = True,
+        encoder_attention_points: Any = None,
+        **overrides: Any,
+    ) -> DetrExtractor:
         """Load an official-format DETR checkpoint (strict).
 
         Parameters
@@ -336,14 +364,27 @@ class DetrExtractor:
         model = build_detr(config)
         load_state_dict_strict(model, state_dict, source=os.fspath(path_or_url))
         logger.info("loaded DETR %s from %s", config, path_or_url)
-        return cls(model, device, extract_type=extract_type, min_size=min_size, max_size=max_size,
-                   autocast=autocast, storage_dtype=storage_dtype, info=info,
-                   encoder_attention_points=encoder_attention_points)
+        return cls(
+            model,
+            device,
+            extract_type=extract_type,
+            min_size=min_size,
+            max_size=max_size,
+            autocast=autocast,
+            storage_dtype=storage_dtype,
+            info=info,
+            encoder_attention_points=encoder_attention_points,
+        )
 
     @classmethod
-    def from_config(cls, config: DetrConfig | Mapping[str, Any], device: Any = "cpu", *,
-                    state_dict: Optional[Mapping[str, Any]] = None,
-                    **kwargs: Any) -> "DetrExtractor":
+    def from_config(
+        cls,
+        config: DetrConfig | Mapping[str, Any],
+        device: Any = "cpu",
+        *,
+        state_dict: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> DetrExtractor:
         """Build from an architecture, with random weights or a given state dict.
 
         Parameters
@@ -374,13 +415,16 @@ class DetrExtractor:
         """Load weights strictly into the model (raises CheckpointError on mismatch)."""
         from .checkpoint import load_state_dict_strict
 
-        load_state_dict_strict(self.model, {k: v.to(self.device) for k, v in state_dict.items()},
-                               source="state_dict")
+        load_state_dict_strict(
+            self.model, {k: v.to(self.device) for k, v in state_dict.items()}, source="state_dict"
+        )
 
     def __repr__(self) -> str:
         cfg = self.config.backbone if self.config is not None else type(self.model).__name__
-        return (f"DetrExtractor({cfg}, devices={[str(d) for d in self.devices]}, "
-                f"variables={list(self.output_names)}, {self.transform!r})")
+        return (
+            f"DetrExtractor({cfg}, devices={[str(d) for d in self.devices]}, "
+            f"variables={list(self.output_names)}, {self.transform!r})"
+        )
 
     # ---------------------------------------------------------- store schema
     @property
@@ -396,8 +440,10 @@ class DetrExtractor:
     @property
     def store_dtypes(self) -> dict[str, str]:
         """Storage dtypes: ``storage_dtype`` for hidden states, float32 for logits/boxes."""
-        return {n: ("float32" if ("logits" in n or "boxes" in n) else self.storage_dtype)
-                for n in self.output_names}
+        return {
+            n: ("float32" if ("logits" in n or "boxes" in n) else self.storage_dtype)
+            for n in self.output_names
+        }
 
     # names of ARCHITECTURE.md's extraction contract
     variables = store_variables
@@ -411,14 +457,18 @@ class DetrExtractor:
             "model": "detr",
             "model_config": self.config.to_dict() if self.config is not None else None,
             "preprocessing": {
-                "min_size": self.transform.min_size, "max_size": self.transform.max_size,
+                "min_size": self.transform.min_size,
+                "max_size": self.transform.max_size,
                 "resize": "PIL bilinear, shortest side min_size, longest <= max_size",
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
                 "padding": "zeros bottom/right to batch max",
             },
             "extract_variables": list(self.output_names),
             "extract_type": extract_type_name(self.output_names),
-            "default_variable": "query_embeddings" if "query_embeddings" in self.output_names else None,
+            "default_variable": "query_embeddings"
+            if "query_embeddings" in self.output_names
+            else None,
             "autocast": self.autocast,
         }
         if self.encoder_attention_points:
@@ -436,8 +486,9 @@ class DetrExtractor:
         return {n: hw for n in ("encoder_output",) + ATTENTION_NAMES if n in outputs}
 
     # ------------------------------------------------------------ compute
-    def preprocess(self, images: Sequence[Any], min_size: Optional[int] = None,
-                   max_size: Optional[int] = None):
+    def preprocess(
+        self, images: Sequence[Any], min_size: int | None = None, max_size: int | None = None
+    ):
         """Official eval transform + padding: ``(pixel_values, pixel_mask, input_hw)``.
 
         ``min_size``/``max_size`` of None use the extractor's settings (see
@@ -453,7 +504,8 @@ class DetrExtractor:
             raise ValidationError("no images given; pass a non-empty list of images.")
         transform = DetrTransform(
             self.transform.min_size if min_size is None else min_size,
-            self.transform.max_size if max_size is None else max_size)
+            self.transform.max_size if max_size is None else max_size,
+        )
         return pad_batch([transform(img) for img in images])
 
     collate = staticmethod(pad_batch)
@@ -463,9 +515,13 @@ class DetrExtractor:
             return "decoder"
         return "encoder" if {"encoder_output", "encoder_attention"} & set(names) else "backbone"
 
-    def forward_batch(self, pixel_values: Any, pixel_mask: Any,
-                      variables: str | Sequence[str] | None = None,
-                      autocast: Optional[str] | bool = False) -> dict[str, Any]:
+    def forward_batch(
+        self,
+        pixel_values: Any,
+        pixel_mask: Any,
+        variables: str | Sequence[str] | None = None,
+        autocast: str | bool | None = False,
+    ) -> dict[str, Any]:
         """Run the model on a padded batch; tensors stay on the device.
 
         Parameters
@@ -490,8 +546,11 @@ class DetrExtractor:
 
         names = self.output_names if variables is None else resolve_variables(variables)
         dtype = _autocast_dtype(self.autocast if autocast is False else autocast)
-        ctx = (torch.autocast(device_type=self.device.type, dtype=dtype) if dtype is not None
-               else contextlib.nullcontext())
+        ctx = (
+            torch.autocast(device_type=self.device.type, dtype=dtype)
+            if dtype is not None
+            else contextlib.nullcontext()
+        )
         pixel_values = pixel_values.to(self.device, non_blocking=True)
         pixel_mask = pixel_mask.to(self.device, non_blocking=True)
         attention: Any = contextlib.nullcontext({})
@@ -541,11 +600,16 @@ class DetrExtractor:
             if name == "encoder_output":
                 result[name] = [
                     np.ascontiguousarray(arr[b, :, :h, :w].reshape(arr.shape[1], -1).T)
-                    for b, (h, w) in enumerate(hw)]
+                    for b, (h, w) in enumerate(hw)
+                ]
             elif name == "backbone_features":
-                result[name] = [np.ascontiguousarray(arr[b, :, :h, :w]) for b, (h, w) in enumerate(hw)]
+                result[name] = [
+                    np.ascontiguousarray(arr[b, :, :h, :w]) for b, (h, w) in enumerate(hw)
+                ]
             elif name in ATTENTION_NAMES:
-                result[name] = [np.ascontiguousarray(arr[b, :, :, :h, :w]) for b, (h, w) in enumerate(hw)]
+                result[name] = [
+                    np.ascontiguousarray(arr[b, :, :, :h, :w]) for b, (h, w) in enumerate(hw)
+                ]
             else:
                 result[name] = arr
         result["feature_hw"] = hw
@@ -553,17 +617,26 @@ class DetrExtractor:
             result["input_hw"] = np.asarray(input_hw, dtype=np.int64)
         return result
 
-    def extract_batch(self, pixel_values: Any, pixel_mask: Any, input_hw: Any = None,
-                      variables: str | Sequence[str] | None = None,
-                      autocast: Optional[str] | bool = False) -> dict[str, Any]:
+    def extract_batch(
+        self,
+        pixel_values: Any,
+        pixel_mask: Any,
+        input_hw: Any = None,
+        variables: str | Sequence[str] | None = None,
+        autocast: str | bool | None = False,
+    ) -> dict[str, Any]:
         """:meth:`forward_batch` then :meth:`postprocess` (numpy results)."""
         raw = self.forward_batch(pixel_values, pixel_mask, variables=variables, autocast=autocast)
         return self.postprocess(raw, input_hw)
 
-    def extract_images(self, images: Sequence[Any], min_size: Optional[int] = None,
-                       max_size: Optional[int] = None,
-                       variables: str | Sequence[str] | None = None,
-                       autocast: Optional[str] | bool = False) -> dict[str, Any]:
+    def extract_images(
+        self,
+        images: Sequence[Any],
+        min_size: int | None = None,
+        max_size: int | None = None,
+        variables: str | Sequence[str] | None = None,
+        autocast: str | bool | None = False,
+    ) -> dict[str, Any]:
         """Preprocess images as one padded batch and extract numpy outputs.
 
         Parameters

@@ -37,7 +37,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,18 +49,18 @@ from embstore.errors import ValidationError
 
 __all__ = [
     "BACKBONE_CHANNELS",
-    "DetrConfig",
-    "PositionEmbeddingSine",
-    "PositionEmbeddingLearned",
-    "Backbone",
-    "Joiner",
-    "Transformer",
-    "TransformerEncoder",
-    "TransformerDecoder",
-    "TransformerEncoderLayer",
-    "TransformerDecoderLayer",
-    "MLP",
     "DETR",
+    "MLP",
+    "Backbone",
+    "DetrConfig",
+    "Joiner",
+    "PositionEmbeddingLearned",
+    "PositionEmbeddingSine",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "build_detr",
     "downsample_mask",
 ]
@@ -128,13 +129,18 @@ class DetrConfig:
                 f"backbone={self.backbone!r} is not supported; use one of "
                 f"{sorted(BACKBONE_CHANNELS)}."
             )
-        for name in ("hidden_dim", "nheads", "enc_layers", "dec_layers",
-                     "dim_feedforward", "num_queries", "num_classes"):
+        for name in (
+            "hidden_dim",
+            "nheads",
+            "enc_layers",
+            "dec_layers",
+            "dim_feedforward",
+            "num_queries",
+            "num_classes",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValidationError(
-                    f"{name}={value!r} must be a non-negative integer."
-                )
+                raise ValidationError(f"{name}={value!r} must be a non-negative integer.")
         if self.nheads < 1 or self.hidden_dim % self.nheads:
             raise ValidationError(
                 f"nheads={self.nheads} must be >= 1 and divide hidden_dim="
@@ -170,7 +176,7 @@ class DetrConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "DetrConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> DetrConfig:
         """Build a configuration from a mapping; unknown keys are an error.
 
         Parameters
@@ -186,8 +192,7 @@ class DetrConfig:
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ValidationError(
-                f"unknown DETR configuration keys {unknown}; valid keys are "
-                f"{sorted(fields)}."
+                f"unknown DETR configuration keys {unknown}; valid keys are {sorted(fields)}."
             )
         return cls(**dict(values))
 
@@ -275,8 +280,13 @@ class PositionEmbeddingSine(nn.Module):
         Defaults to ``2 * pi``.
     """
 
-    def __init__(self, num_pos_feats: int = 64, temperature: float = 10000,
-                 normalize: bool = False, scale: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        num_pos_feats: int = 64,
+        temperature: float = 10000,
+        normalize: bool = False,
+        scale: float | None = None,
+    ) -> None:
         super().__init__()
         if scale is not None and not normalize:
             raise ValidationError("scale was given but normalize=False; pass normalize=True.")
@@ -298,8 +308,12 @@ class PositionEmbeddingSine(nn.Module):
         dim_t = self.temperature ** (2 * (dim_t // 2) / self.num_pos_feats)
         pos_x = x_embed[:, :, :, None] / dim_t
         pos_y = y_embed[:, :, :, None] / dim_t
-        pos_x = torch.stack((pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4).flatten(3)
-        pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
+        pos_x = torch.stack(
+            (pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4
+        ).flatten(3)
+        pos_y = torch.stack(
+            (pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4
+        ).flatten(3)
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
 
 
@@ -326,10 +340,18 @@ class PositionEmbeddingLearned(nn.Module):
         j = torch.arange(h, device=x.device)
         x_emb = self.col_embed(i)
         y_emb = self.row_embed(j)
-        pos = torch.cat([
-            x_emb.unsqueeze(0).repeat(h, 1, 1),
-            y_emb.unsqueeze(1).repeat(1, w, 1),
-        ], dim=-1).permute(2, 0, 1).unsqueeze(0).repeat(x.shape[0], 1, 1, 1)
+        pos = (
+            torch.cat(
+                [
+                    x_emb.unsqueeze(0).repeat(h, 1, 1),
+                    y_emb.unsqueeze(1).repeat(1, w, 1),
+                ],
+                dim=-1,
+            )
+            .permute(2, 0, 1)
+            .unsqueeze(0)
+            .repeat(x.shape[0], 1, 1, 1)
+        )
         return pos
 
 
@@ -343,8 +365,12 @@ class Joiner(nn.Sequential):
         super().__init__(backbone, position_embedding)
         self.num_channels = backbone.num_channels
 
-    def forward(self, x: Tensor, mask: Tensor,  # type: ignore[override]
-                with_pos: bool = True) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,  # type: ignore[override]
+        with_pos: bool = True,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Run the backbone on ``x`` ``[B, 3, H, W]`` with padding mask ``[B, H, W]``."""
         features = self[0](x)
         fmask = downsample_mask(mask, tuple(features.shape[-2:]))
@@ -357,7 +383,7 @@ class Joiner(nn.Sequential):
 # ---------------------------------------------------------------------------
 
 
-def _with_pos(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
+def _with_pos(tensor: Tensor, pos: Tensor | None) -> Tensor:
     return tensor if pos is None else tensor + pos
 
 
@@ -372,8 +398,9 @@ class TransformerEncoderLayer(nn.Module):
         Pre-norm instead of post-norm.
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
-                 normalize_before: bool = False) -> None:
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int = 2048, normalize_before: bool = False
+    ) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -382,19 +409,25 @@ class TransformerEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.normalize_before = normalize_before
 
-    def forward(self, src: Tensor, key_padding_mask: Optional[Tensor] = None,
-                pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, src: Tensor, key_padding_mask: Tensor | None = None, pos: Tensor | None = None
+    ) -> Tensor:
         """``src`` and ``pos`` are ``[HW, B, D]``; mask ``[B, HW]`` (True = padding)."""
         if self.normalize_before:
             src2 = self.norm1(src)
             q = k = _with_pos(src2, pos)
-            src = src + self.self_attn(q, k, value=src2, key_padding_mask=key_padding_mask,
-                                       need_weights=False)[0]
+            src = (
+                src
+                + self.self_attn(
+                    q, k, value=src2, key_padding_mask=key_padding_mask, need_weights=False
+                )[0]
+            )
             src2 = self.norm2(src)
             return src + self.linear2(F.relu(self.linear1(src2)))
         q = k = _with_pos(src, pos)
-        src2 = self.self_attn(q, k, value=src, key_padding_mask=key_padding_mask,
-                              need_weights=False)[0]
+        src2 = self.self_attn(
+            q, k, value=src, key_padding_mask=key_padding_mask, need_weights=False
+        )[0]
         src = self.norm1(src + src2)
         src2 = self.linear2(F.relu(self.linear1(src)))
         return self.norm2(src + src2)
@@ -411,8 +444,9 @@ class TransformerDecoderLayer(nn.Module):
         Pre-norm instead of post-norm.
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
-                 normalize_before: bool = False) -> None:
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int = 2048, normalize_before: bool = False
+    ) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
         self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
@@ -423,27 +457,42 @@ class TransformerDecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         self.normalize_before = normalize_before
 
-    def forward(self, tgt: Tensor, memory: Tensor,
-                memory_key_padding_mask: Optional[Tensor] = None,
-                pos: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_key_padding_mask: Tensor | None = None,
+        pos: Tensor | None = None,
+        query_pos: Tensor | None = None,
+    ) -> Tensor:
         """``tgt``/``query_pos`` ``[Q, B, D]``; ``memory``/``pos`` ``[HW, B, D]``."""
         if self.normalize_before:
             tgt2 = self.norm1(tgt)
             q = k = _with_pos(tgt2, query_pos)
             tgt = tgt + self.self_attn(q, k, value=tgt2, need_weights=False)[0]
             tgt2 = self.norm2(tgt)
-            tgt = tgt + self.multihead_attn(
-                query=_with_pos(tgt2, query_pos), key=_with_pos(memory, pos), value=memory,
-                key_padding_mask=memory_key_padding_mask, need_weights=False)[0]
+            tgt = (
+                tgt
+                + self.multihead_attn(
+                    query=_with_pos(tgt2, query_pos),
+                    key=_with_pos(memory, pos),
+                    value=memory,
+                    key_padding_mask=memory_key_padding_mask,
+                    need_weights=False,
+                )[0]
+            )
             tgt2 = self.norm3(tgt)
             return tgt + self.linear2(F.relu(self.linear1(tgt2)))
         q = k = _with_pos(tgt, query_pos)
         tgt2 = self.self_attn(q, k, value=tgt, need_weights=False)[0]
         tgt = self.norm1(tgt + tgt2)
         tgt2 = self.multihead_attn(
-            query=_with_pos(tgt, query_pos), key=_with_pos(memory, pos), value=memory,
-            key_padding_mask=memory_key_padding_mask, need_weights=False)[0]
+            query=_with_pos(tgt, query_pos),
+            key=_with_pos(memory, pos),
+            value=memory,
+            key_padding_mask=memory_key_padding_mask,
+            need_weights=False,
+        )[0]
         tgt = self.norm2(tgt + tgt2)
         tgt2 = self.linear2(F.relu(self.linear1(tgt)))
         return self.norm3(tgt + tgt2)
@@ -456,15 +505,17 @@ def _clones(module: nn.Module, n: int) -> nn.ModuleList:
 class TransformerEncoder(nn.Module):
     """A stack of encoder layers (``norm`` only for pre-norm models)."""
 
-    def __init__(self, layer: TransformerEncoderLayer, num_layers: int,
-                 norm: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self, layer: TransformerEncoderLayer, num_layers: int, norm: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.layers = _clones(layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
 
-    def forward(self, src: Tensor, key_padding_mask: Optional[Tensor] = None,
-                pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self, src: Tensor, key_padding_mask: Tensor | None = None, pos: Tensor | None = None
+    ) -> Tensor:
         """Return the memory ``[HW, B, D]``."""
         out = src
         for layer in self.layers:
@@ -483,16 +534,25 @@ class TransformerDecoder(nn.Module):
         self.num_layers = num_layers
         self.norm = norm
 
-    def forward(self, tgt: Tensor, memory: Tensor,
-                memory_key_padding_mask: Optional[Tensor] = None,
-                pos: Optional[Tensor] = None,
-                query_pos: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_key_padding_mask: Tensor | None = None,
+        pos: Tensor | None = None,
+        query_pos: Tensor | None = None,
+    ) -> Tensor:
         """Return ``[L, Q, B, D]``: the final norm applied to every layer's output."""
         out = tgt
         intermediate = []
         for layer in self.layers:
-            out = layer(out, memory, memory_key_padding_mask=memory_key_padding_mask,
-                        pos=pos, query_pos=query_pos)
+            out = layer(
+                out,
+                memory,
+                memory_key_padding_mask=memory_key_padding_mask,
+                pos=pos,
+                query_pos=query_pos,
+            )
             intermediate.append(self.norm(out))
         return torch.stack(intermediate)
 
@@ -508,13 +568,20 @@ class Transformer(nn.Module):
         Pre-norm layers (adds ``encoder.norm``).
     """
 
-    def __init__(self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6,
-                 num_decoder_layers: int = 6, dim_feedforward: int = 2048,
-                 normalize_before: bool = False) -> None:
+    def __init__(
+        self,
+        d_model: int = 256,
+        nhead: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dim_feedforward: int = 2048,
+        normalize_before: bool = False,
+    ) -> None:
         super().__init__()
         enc_layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, normalize_before)
         self.encoder = TransformerEncoder(
-            enc_layer, num_encoder_layers, nn.LayerNorm(d_model) if normalize_before else None)
+            enc_layer, num_encoder_layers, nn.LayerNorm(d_model) if normalize_before else None
+        )
         dec_layer = TransformerDecoderLayer(d_model, nhead, dim_feedforward, normalize_before)
         self.decoder = TransformerDecoder(dec_layer, num_decoder_layers, nn.LayerNorm(d_model))
         for p in self.parameters():
@@ -529,19 +596,22 @@ class Transformer(nn.Module):
         pos = pos_embed.flatten(2).permute(2, 0, 1)
         return self.encoder(src, key_padding_mask=mask.flatten(1), pos=pos)
 
-    def decode(self, memory: Tensor, mask: Tensor, query_embed: Tensor,
-               pos_embed: Tensor) -> Tensor:
+    def decode(
+        self, memory: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor
+    ) -> Tensor:
         """Decoder only: returns ``[L, B, Q, D]``."""
         bs = memory.shape[1]
         pos = pos_embed.flatten(2).permute(2, 0, 1)
         query_pos = query_embed.unsqueeze(1).repeat(1, bs, 1)
         tgt = torch.zeros_like(query_pos)
-        hs = self.decoder(tgt, memory, memory_key_padding_mask=mask.flatten(1),
-                          pos=pos, query_pos=query_pos)
+        hs = self.decoder(
+            tgt, memory, memory_key_padding_mask=mask.flatten(1), pos=pos, query_pos=query_pos
+        )
         return hs.transpose(1, 2)
 
-    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor,
-                pos_embed: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Return ``(hs [L, B, Q, D], memory [B, D, h, w])`` as the official code."""
         bs, c, h, w = src.shape
         memory = self.encode(src, mask, pos_embed)
@@ -562,7 +632,9 @@ class MLP(nn.Module):
         super().__init__()
         self.num_layers = num_layers
         h = [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip([input_dim] + h, h + [output_dim]))
+        self.layers = nn.ModuleList(
+            nn.Linear(n, k) for n, k in zip([input_dim] + h, h + [output_dim])
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layers."""
@@ -603,17 +675,22 @@ class DETR(nn.Module):
         # registration order as in the official code, so state_dict() order matches too
         self.num_queries = config.num_queries
         self.transformer = Transformer(
-            d_model=d, nhead=config.nheads, num_encoder_layers=config.enc_layers,
-            num_decoder_layers=config.dec_layers, dim_feedforward=config.dim_feedforward,
-            normalize_before=config.pre_norm)
+            d_model=d,
+            nhead=config.nheads,
+            num_encoder_layers=config.enc_layers,
+            num_decoder_layers=config.dec_layers,
+            dim_feedforward=config.dim_feedforward,
+            normalize_before=config.pre_norm,
+        )
         self.class_embed = nn.Linear(d, config.num_classes + 1)
         self.bbox_embed = MLP(d, d, 4, 3)
         self.query_embed = nn.Embedding(config.num_queries, d)
         self.input_proj = nn.Conv2d(config.num_channels, d, kernel_size=1)
         self.backbone = Joiner(Backbone(config.backbone, config.dilation), pos_embed)
 
-    def forward(self, pixel_values: Tensor, pixel_mask: Tensor,
-                stage: str = "decoder") -> dict[str, Tensor]:
+    def forward(
+        self, pixel_values: Tensor, pixel_mask: Tensor, stage: str = "decoder"
+    ) -> dict[str, Tensor]:
         """Run the model up to ``stage``.
 
         Parameters

@@ -28,7 +28,8 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,19 +38,20 @@ from embstore.errors import ValidationError
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "get_size_with_aspect_ratio",
-    "to_pil_rgb",
     "DetrTransform",
+    "get_size_with_aspect_ratio",
     "pad_batch",
     "preprocess_images",
+    "to_pil_rgb",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def get_size_with_aspect_ratio(image_size: tuple[int, int], size: int,
-                               max_size: int | None = None) -> tuple[int, int]:
+def get_size_with_aspect_ratio(
+    image_size: tuple[int, int], size: int, max_size: int | None = None
+) -> tuple[int, int]:
     """Output ``(h, w)`` of DETR's resize for an image of ``(w, h)`` (PIL order).
 
     Parameters
@@ -78,7 +80,7 @@ def get_size_with_aspect_ratio(image_size: tuple[int, int], size: int,
         min_original = float(min((w, h)))
         max_original = float(max((w, h)))
         if max_original / min_original * size > max_size:
-            size = int(round(max_size * min_original / max_original))
+            size = round(max_size * min_original / max_original)
     if (w <= h and w == size) or (h <= w and h == size):
         return (h, w)
     if w < h:
@@ -230,8 +232,7 @@ def pad_batch(tensors: Sequence[Any]):
     return pixels, mask, input_hw
 
 
-def preprocess_images(images: Sequence[Any], min_size: int = 800,
-                      max_size: int | None = 1333):
+def preprocess_images(images: Sequence[Any], min_size: int = 800, max_size: int | None = 1333):
     """Transform and pad a list of images into one DETR batch.
 
     Parameters

@@ -28,7 +28,7 @@ from typing import Any
 
 from embstore.errors import ValidationError
 
-__all__ = ["extract_detr", "DetrPipelineExtractor", "default_num_workers"]
+__all__ = ["DetrPipelineExtractor", "default_num_workers", "extract_detr"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +128,10 @@ class DetrPipelineExtractor:
                 import numpy as np
 
                 # [L, Q, h, w] per image -> h*w tokens of (L, Q), the store's ragged layout
-                out[name] = [np.ascontiguousarray(a.reshape(a.shape[0], a.shape[1], -1).transpose(2, 0, 1))
-                             for a in out[name]]
+                out[name] = [
+                    np.ascontiguousarray(a.reshape(a.shape[0], a.shape[1], -1).transpose(2, 0, 1))
+                    for a in out[name]
+                ]
                 out.setdefault("_ragged_hw", {})[name] = [(int(h), int(w)) for h, w in feature_hw]
         return out
 
@@ -254,29 +256,52 @@ def extract_detr(
     dataset = open_dataset(images, annotations, skin=skin, light=light, limit=limit)
     spec: Any = list(variables) if variables else extract_type
     detr = DetrExtractor.from_checkpoint(
-        checkpoint, device=device, extract_type=spec, min_size=min_size, max_size=max_size,
-        autocast=autocast, storage_dtype=dtype, encoder_attention_points=encoder_attention_points,
+        checkpoint,
+        device=device,
+        extract_type=spec,
+        min_size=min_size,
+        max_size=max_size,
+        autocast=autocast,
+        storage_dtype=dtype,
+        encoder_attention_points=encoder_attention_points,
         **{k: v for k, v in overrides.items() if v is not None},
     )
     ex = DetrPipelineExtractor(detr)
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     attrs = dict(detr.store_attrs)
-    attrs.update({
-        "model_name": "detr",
-        "storage_dtype": dtype,
-        "dataset": {"kind": dataset.kind, "source": dataset.source or os.fspath(images),
-                    "images": os.fspath(images),
-                    "annotations": os.fspath(annotations) if annotations else None,
-                    "skin": None if skin is None else [str(s) for s in (skin if isinstance(skin, (list, tuple)) else [skin])],
-                    "light": None if light is None else [str(s) for s in (light if isinstance(light, (list, tuple)) else [light])],
-                    "limit": limit},
-        "command_line": command_line or "",
-    })
+    attrs.update(
+        {
+            "model_name": "detr",
+            "storage_dtype": dtype,
+            "dataset": {
+                "kind": dataset.kind,
+                "source": dataset.source or os.fspath(images),
+                "images": os.fspath(images),
+                "annotations": os.fspath(annotations) if annotations else None,
+                "skin": None
+                if skin is None
+                else [str(s) for s in (skin if isinstance(skin, (list, tuple)) else [skin])],
+                "light": None
+                if light is None
+                else [str(s) for s in (light if isinstance(light, (list, tuple)) else [light])],
+                "limit": limit,
+            },
+            "command_line": command_line or "",
+        }
+    )
     out_s = os.fspath(out)
     exists = _store_exists(out_s)
     try:  # "a": create if absent, else resume after a schema check; "w": start again
-        store = Store.open(out_s, mode="w" if overwrite else "a", row_dim="image", id_name="image_id",
-                           variables=ex.variables, ragged=ex.ragged, dtypes=ex.dtypes, attrs=attrs)
+        store = Store.open(
+            out_s,
+            mode="w" if overwrite else "a",
+            row_dim="image",
+            id_name="image_id",
+            variables=ex.variables,
+            ragged=ex.ragged,
+            dtypes=ex.dtypes,
+            attrs=attrs,
+        )
     except ValidationError as exc:
         raise ValidationError(
             f"{exc}; re-run with the same --extract-type/--variables/--dtype to resume, or pass a new --out"
@@ -288,13 +313,29 @@ def extract_detr(
             store.close()
             raise
         logger.info("resuming into %s (%d rows present)", out_s, len(store))
-    return run_and_record(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
-                          retry_skipped=retry_skipped, progress=progress, flush_interval=flush_interval,
-                          command_line=command_line, started=now)
+    return run_and_record(
+        ex,
+        dataset,
+        store,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        retry_skipped=retry_skipped,
+        progress=progress,
+        flush_interval=flush_interval,
+        command_line=command_line,
+        started=now,
+    )
 
 
-def run_and_record(ex: Any, dataset: Any, store: Any, *, started: str, command_line: str | None = None,
-                   **run_kwargs: Any) -> Any:
+def run_and_record(
+    ex: Any,
+    dataset: Any,
+    store: Any,
+    *,
+    started: str,
+    command_line: str | None = None,
+    **run_kwargs: Any,
+) -> Any:
     """Run an extraction into an open store, then record the run in its attributes.
 
     The dataset's person table (FACET) is merged into the store first; the
@@ -332,11 +373,18 @@ def run_and_record(ex: Any, dataset: Any, store: Any, *, started: str, command_l
             summary = run_extraction(ex, dataset, store, **run_kwargs)
         finally:
             runs = list(store.attrs.get("runs", []) or [])
-            runs.append({"command_line": command_line or "", "started": started,
-                         "summary": summary.to_dict() if summary is not None else "interrupted or failed"})
+            runs.append(
+                {
+                    "command_line": command_line or "",
+                    "started": started,
+                    "summary": summary.to_dict()
+                    if summary is not None
+                    else "interrupted or failed",
+                }
+            )
             try:
                 store.update_attrs(runs=runs)
-            except Exception:  # noqa: BLE001 - never mask the run's own error
+            except Exception:
                 logger.exception("could not record the run in the store attributes")
     return summary
 
@@ -348,7 +396,7 @@ def _store_exists(path: str) -> bool:
 
             fs, p = fsspec.core.url_to_fs(path)
             return bool(fs.exists(p))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
     return Path(path).exists()
 
@@ -376,7 +424,9 @@ def _clean_table(df: Any) -> Any:
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == object:
-            out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+            out[col] = out[col].map(
+                lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
+            )
     return out
 
 

@@ -22,9 +22,10 @@ import json
 import math
 import os
 import zlib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["deterministic_tensor", "deterministic_state_dict", "state_dict_spec_from_json"]
+__all__ = ["deterministic_state_dict", "deterministic_tensor", "state_dict_spec_from_json"]
 
 #: Gain for the 2-D+ weights whose name ends with the key (1.0 otherwise).
 _GAINS = (

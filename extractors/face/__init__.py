@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from embstore._lazy import lazy_attributes
 
-__all__ = ["FaceExtractor", "IResNet", "iresnet", "extract_face", "preprocess_face"]
+__all__ = ["FaceExtractor", "IResNet", "extract_face", "iresnet", "preprocess_face"]
 
 _LAZY = {
     "FaceExtractor": "extractors.face.extractor",

@@ -27,11 +27,11 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, default_collate, to_numpy
-from extractors.provenance import file_sha256  # noqa: F401  (re-exported)
+from extractors.provenance import file_sha256
 
 __all__ = [
-    "FaceExtractor",
     "INPUT_SIZE",
+    "FaceExtractor",
     "extract_face",
     "face_dataset",
     "file_sha256",
@@ -80,7 +80,9 @@ def preprocess_face(image: Any) -> np.ndarray:
                 "convert with np.clip(x, 0, 255).astype(np.uint8)"
             )
         if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
-            pil = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[2] == 1 else image)
+            pil = Image.fromarray(
+                image.squeeze(-1) if image.ndim == 3 and image.shape[2] == 1 else image
+            )
         else:
             raise ValidationError(
                 f"image array has shape {image.shape}; expected H x W x 3 (RGB uint8)"
@@ -124,10 +126,12 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     torch = attempt_import("torch")
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"face checkpoint {path!r} does not exist; pass the path of a .pth file")
+        raise CheckpointError(
+            f"face checkpoint {path!r} does not exist; pass the path of a .pth file"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types here
+    except Exception as exc:
         raise CheckpointError(
             f"could not load face checkpoint {path!r} with torch.load(weights_only=True): {exc}. "
             "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
@@ -143,7 +147,7 @@ def load_state_dict(path: str | os.PathLike) -> dict:
             "save it with torch.save(model.state_dict(), path)"
         )
     if obj and all(str(k).startswith("module.") for k in obj):
-        obj = {str(k)[len("module."):]: v for k, v in obj.items()}
+        obj = {str(k)[len("module.") :]: v for k, v in obj.items()}
     return dict(obj)
 
 
@@ -216,7 +220,7 @@ class FaceExtractor(HookExtractor):
             collate=default_collate,
             autocast=autocast,
         )
-        self.dtypes = {name: self.dtype for name in self.variables}
+        self.dtypes = dict.fromkeys(self.variables, self.dtype)
         self.arch: str | None = None
         self.checkpoint: str | None = None
 
@@ -235,7 +239,7 @@ class FaceExtractor(HookExtractor):
         device: str = "cpu",
         num_features: int = 512,
         **kwargs: Any,
-    ) -> "FaceExtractor":
+    ) -> FaceExtractor:
         """Build the iresnet ``arch`` and load a checkpoint strictly.
 
         Parameters
@@ -279,8 +283,11 @@ class FaceExtractor(HookExtractor):
             if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
         ]
         if missing or unexpected or wrong:
+
             def _few(items: list[str]) -> str:
-                return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+                return ", ".join(items[:8]) + (
+                    f", ... ({len(items)} in all)" if len(items) > 8 else ""
+                )
 
             parts = []
             if missing:
@@ -294,7 +301,9 @@ class FaceExtractor(HookExtractor):
                 f"num_features={num_features} ({'; '.join(parts)}). Check --arch "
                 "(r18/r34/r50/r100/r200) and --num-features"
             )
-        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+        model.load_state_dict(
+            {k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True
+        )
         fx = cls(model, device=device, **kwargs)
         fx.arch = arch
         fx.checkpoint = os.fspath(path)
@@ -451,7 +460,9 @@ def face_dataset(source: str | os.PathLike, limit: int | None = None) -> Any:
     else:
         from embstore.errors import DatasetError
 
-        raise DatasetError(f"--input {src!r} does not exist; pass an image folder or a text file of paths")
+        raise DatasetError(
+            f"--input {src!r} does not exist; pass an image folder or a text file of paths"
+        )
 
     def records() -> Any:
         it = (ImageRecord(i, rec.path, {"path": rec.path}) for i, rec in enumerate(base))
@@ -537,8 +548,14 @@ def extract_face(
     from extractors.pipeline import run_extraction
 
     fx = extractor or FaceExtractor.from_checkpoint(
-        weights, arch=arch, device=device, num_features=num_features,
-        l2_norm=l2_norm, pre_fc=pre_fc, dtype=dtype, autocast=autocast,
+        weights,
+        arch=arch,
+        device=device,
+        num_features=num_features,
+        l2_norm=l2_norm,
+        pre_fc=pre_fc,
+        dtype=dtype,
+        autocast=autocast,
     )
     dataset = face_dataset(input, limit=limit)
     own = isinstance(out, (str, os.PathLike))
@@ -546,8 +563,12 @@ def extract_face(
     if own:
         try:  # create if absent, else resume after a schema check ("w": replace)
             st = Store.open(
-                out, mode="w" if overwrite else "a", row_dim="image", id_name="index",
-                variables=fx.variables, dtypes=fx.dtypes,
+                out,
+                mode="w" if overwrite else "a",
+                row_dim="image",
+                id_name="index",
+                variables=fx.variables,
+                dtypes=fx.dtypes,
                 attrs={**fx.provenance(), "input": os.fspath(input)},
             )
         except ValidationError as exc:
@@ -556,8 +577,15 @@ def extract_face(
                 "choose another --out"
             ) from None
     try:
-        summary = run_extraction(fx, dataset, st, batch_size=batch_size, num_workers=num_workers,
-                                 progress=progress, retry_skipped=retry_skipped)
+        summary = run_extraction(
+            fx,
+            dataset,
+            st,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=progress,
+            retry_skipped=retry_skipped,
+        )
     finally:
         if own:
             st.close()

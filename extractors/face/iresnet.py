@@ -74,7 +74,7 @@ def normalize_arch(arch: str) -> str:
     key = str(arch).strip().lower()
     for prefix in ("iresnet", "resnet", "r"):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
             break
     key = "r" + key
     if key not in ARCH_LAYERS:
@@ -85,11 +85,11 @@ def normalize_arch(arch: str) -> str:
     return key
 
 
-def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> "nn.Conv2d":
+def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
-def _conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> "nn.Conv2d":
+def _conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
@@ -111,7 +111,7 @@ class IBasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: "nn.Module | None" = None
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(inplanes, eps=1e-05)
@@ -123,7 +123,7 @@ class IBasicBlock(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
-    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block.
 
         Parameters
@@ -196,7 +196,7 @@ class IResNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> "nn.Sequential":
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * IBasicBlock.expansion:
             downsample = nn.Sequential(
@@ -208,7 +208,7 @@ class IResNet(nn.Module):
         layers.extend(IBasicBlock(self.inplanes, planes) for _ in range(1, blocks))
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the embedding and the flattened ``bn2`` output.
 
         Parameters
@@ -237,7 +237,7 @@ class IResNet(nn.Module):
         x = self.features(x)
         return x, pre_fc
 
-    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the ``[B, num_features]`` embedding of a normalised batch.
 
         Parameters

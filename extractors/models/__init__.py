@@ -15,4 +15,4 @@ run
 from .extractor import ModelExtractor, layer_table
 from .sources import LoadedModel, load_model, parse_spec
 
-__all__ = ["ModelExtractor", "layer_table", "LoadedModel", "load_model", "parse_spec"]
+__all__ = ["LoadedModel", "ModelExtractor", "layer_table", "load_model", "parse_spec"]

@@ -43,7 +43,7 @@ from embstore.errors import ValidationError
 from ..base import HookExtractor, to_numpy
 from .sources import LoadedModel, load_model
 
-__all__ = ["POOLS", "ModelExtractor", "reduce_output", "layer_table"]
+__all__ = ["POOLS", "ModelExtractor", "layer_table", "reduce_output"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,12 +164,16 @@ class ModelExtractor(HookExtractor):
         layers = list(dict.fromkeys(layers))
         if not layers:
             raise ValidationError("no layers given; pass e.g. layers=['layer4', 'avgpool'].")
-        loaded = spec if isinstance(spec, LoadedModel) else load_model(spec, weights, **load_options)
+        loaded = (
+            spec if isinstance(spec, LoadedModel) else load_model(spec, weights, **load_options)
+        )
         self.loaded = loaded
         self.layers = layers
         self.pool = pool
         outputs = {_variable_name(layer): layer for layer in layers}
-        super().__init__(loaded.model, outputs, device, preprocess=loaded.preprocess, autocast=autocast)
+        super().__init__(
+            loaded.model, outputs, device, preprocess=loaded.preprocess, autocast=autocast
+        )
         if loaded.forward is not None and len(self.devices) > 1:
             raise ValidationError(
                 f"{loaded.info.get('source')} models run through their own forward "
@@ -196,7 +200,7 @@ class ModelExtractor(HookExtractor):
             self.shapes[var] = tuple(int(s) for s in tensor.shape[1:])
             (dense if kind == "dense" else self.ragged)[var] = dims
         self._dims = dense
-        self.dtypes = {v: self.storage_dtype for v in raw}
+        self.dtypes = dict.fromkeys(raw, self.storage_dtype)
 
     @property
     def variables(self) -> dict[str, tuple[str, ...]]:
@@ -280,7 +284,9 @@ class ModelExtractor(HookExtractor):
         return {k: (v if isinstance(v, list) else to_numpy(v)) for k, v in out.items()}
 
 
-def layer_table(loaded: LoadedModel, size: int = 224, max_depth: int | None = None) -> list[dict[str, Any]]:
+def layer_table(
+    loaded: LoadedModel, size: int = 224, max_depth: int | None = None
+) -> list[dict[str, Any]]:
     """Every named module with its output shape for one ``size x size`` image.
 
     Parameters

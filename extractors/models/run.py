@@ -96,18 +96,38 @@ def extract_model(
     from .extractor import ModelExtractor
 
     dataset = open_dataset(images, annotations, limit=limit)
-    ex = ModelExtractor(spec, layers, weights, pool=pool, device=device, dtype=dtype, autocast=autocast,
-                        **{k: v for k, v in load_options.items() if v is not None})
+    ex = ModelExtractor(
+        spec,
+        layers,
+        weights,
+        pool=pool,
+        device=device,
+        dtype=dtype,
+        autocast=autocast,
+        **{k: v for k, v in load_options.items() if v is not None},
+    )
     attrs = dict(ex.store_attrs)
-    attrs["dataset"] = {"kind": dataset.kind, "images": os.fspath(images),
-                        "annotations": os.fspath(annotations) if annotations else None, "limit": limit}
+    attrs["dataset"] = {
+        "kind": dataset.kind,
+        "images": os.fspath(images),
+        "annotations": os.fspath(annotations) if annotations else None,
+        "limit": limit,
+    }
     attrs["command_line"] = command_line or ""
     out_s = os.fspath(out)
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     if _store_exists(out_s):
         if overwrite:
-            store = Store.create(out_s, row_dim="image", id_name="image_id", variables=ex.variables,
-                                 ragged=ex.ragged, dtypes=ex.dtypes, overwrite=True, attrs=attrs)
+            store = Store.create(
+                out_s,
+                row_dim="image",
+                id_name="image_id",
+                variables=ex.variables,
+                ragged=ex.ragged,
+                dtypes=ex.dtypes,
+                overwrite=True,
+                attrs=attrs,
+            )
         else:
             store = Store.open(out_s, mode="a")
             try:
@@ -116,8 +136,24 @@ def extract_model(
                 store.close()
                 raise
     else:
-        store = Store.create(out_s, row_dim="image", id_name="image_id", variables=ex.variables,
-                             ragged=ex.ragged, dtypes=ex.dtypes, attrs=attrs)
-    return run_and_record(ex, dataset, store, batch_size=batch_size, num_workers=num_workers,
-                          retry_skipped=retry_skipped, progress=progress, flush_interval=flush_interval,
-                          command_line=command_line, started=now)
+        store = Store.create(
+            out_s,
+            row_dim="image",
+            id_name="image_id",
+            variables=ex.variables,
+            ragged=ex.ragged,
+            dtypes=ex.dtypes,
+            attrs=attrs,
+        )
+    return run_and_record(
+        ex,
+        dataset,
+        store,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        retry_skipped=retry_skipped,
+        progress=progress,
+        flush_interval=flush_interval,
+        command_line=command_line,
+        started=now,
+    )

@@ -49,13 +49,20 @@ from embstore.errors import CheckpointError, ValidationError
 
 from ..provenance import file_sha256
 
-__all__ = ["SOURCES", "LoadedModel", "parse_spec", "read_weights", "load_model"]
+__all__ = ["SOURCES", "LoadedModel", "load_model", "parse_spec", "read_weights"]
 
 logger = logging.getLogger(__name__)
 
 #: Accepted source prefixes (aliases map to the canonical name).
-SOURCES = {"torchvision": "torchvision", "tv": "torchvision", "timm": "timm", "open_clip": "open_clip",
-           "openclip": "open_clip", "hf": "hf", "transformers": "hf"}
+SOURCES = {
+    "torchvision": "torchvision",
+    "tv": "torchvision",
+    "timm": "timm",
+    "open_clip": "open_clip",
+    "openclip": "open_clip",
+    "hf": "hf",
+    "transformers": "hf",
+}
 
 
 @dataclass
@@ -142,7 +149,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
             obj: Any = load_file(path, device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every reader error becomes one CheckpointError
+    except Exception as exc:
         raise CheckpointError(f"could not read weights {path!r}: {exc}") from exc
     for key in ("state_dict", "model", "model_state_dict", "module"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
@@ -154,7 +161,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
             "torch.save(model.state_dict(), path)."
         )
     if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return dict(obj)
 
 
@@ -162,7 +169,9 @@ def _load_strict(model: Any, state_dict: Mapping[str, Any], source: str) -> None
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
+    shapes = sorted(
+        k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape)
+    )
     if missing or unexpected or shapes:
         raise CheckpointError(
             f"weights {source!r} do not fit the model: {len(missing)} missing (e.g. {missing[:3]}), "
@@ -190,7 +199,9 @@ def _weights_info(weights: str | os.PathLike | None) -> dict[str, Any]:
     return {"weights": os.path.abspath(os.fspath(weights)), "weights_sha256": file_sha256(weights)}
 
 
-def _torchvision(name: str, weights: Any, num_classes: int | None, transform_weights: str | None) -> LoadedModel:
+def _torchvision(
+    name: str, weights: Any, num_classes: int | None, transform_weights: str | None
+) -> LoadedModel:
     tv = attempt_import("torchvision")
     try:
         kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
@@ -210,8 +221,11 @@ def _torchvision(name: str, weights: Any, num_classes: int | None, transform_wei
         _load_strict(model, read_weights(weights), os.fspath(weights))
     info = {
         "architecture": name,
-        "preprocessing": {"library": "torchvision", "weights_transforms": f"{enum.__name__}.{entry.name}",
-                          "transform": repr(preprocess)},
+        "preprocessing": {
+            "library": "torchvision",
+            "weights_transforms": f"{enum.__name__}.{entry.name}",
+            "transform": repr(preprocess),
+        },
         "library_versions": _versions("torchvision"),
     }
     return LoadedModel(model, preprocess, None, info)
@@ -225,16 +239,20 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> LoadedModel:
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
     except RuntimeError as exc:
-        raise ValidationError(f"timm has no model {name!r} ({exc}); see timm.list_models().") from exc
+        raise ValidationError(
+            f"timm has no model {name!r} ({exc}); see timm.list_models()."
+        ) from exc
     if weights is not None:
         _load_strict(model, read_weights(weights), os.fspath(weights))
     config = resolve_data_config({}, model=model)
     preprocess = create_transform(**config)
     info = {
         "architecture": name,
-        "preprocessing": {"library": "timm", "data_config": {k: (list(v) if isinstance(v, tuple) else v)
-                                                              for k, v in config.items()},
-                          "transform": repr(preprocess)},
+        "preprocessing": {
+            "library": "timm",
+            "data_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+            "transform": repr(preprocess),
+        },
         "library_versions": _versions("timm"),
     }
     return LoadedModel(model, preprocess, None, info)
@@ -254,19 +272,31 @@ def _open_clip(name: str, weights: Any) -> LoadedModel:
     pp = resolve_preprocess_cfg(name)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=None if weights is None else os.fspath(weights), device="cpu",
-            image_mean=pp.get("mean"), image_std=pp.get("std"),
-            image_interpolation=pp.get("interpolation"), image_resize_mode=pp.get("resize_mode"),
-            pretrained_image=False, pretrained_text=False, weights_only=True,
+            name,
+            pretrained=None if weights is None else os.fspath(weights),
+            device="cpu",
+            image_mean=pp.get("mean"),
+            image_std=pp.get("std"),
+            image_interpolation=pp.get("interpolation"),
+            image_resize_mode=pp.get("resize_mode"),
+            pretrained_image=False,
+            pretrained_text=False,
+            weights_only=True,
         )
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
-        raise CheckpointError(f"could not build open_clip model {name!r} with weights {weights!r}: {exc}") from exc
+        raise CheckpointError(
+            f"could not build open_clip model {name!r} with weights {weights!r}: {exc}"
+        ) from exc
     info = {
         "architecture": name,
-        "preprocessing": {"library": "open_clip",
-                          "preprocess_cfg": {k: (list(v) if isinstance(v, tuple) else v)
-                                             for k, v in (getattr(model.visual, "preprocess_cfg", {}) or {}).items()},
-                          "transform": repr(preprocess)},
+        "preprocessing": {
+            "library": "open_clip",
+            "preprocess_cfg": {
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in (getattr(model.visual, "preprocess_cfg", {}) or {}).items()
+            },
+            "transform": repr(preprocess),
+        },
         "library_versions": _versions("open_clip_torch", "timm"),
     }
     return LoadedModel(model, preprocess, _encode_image, info)
@@ -313,7 +343,9 @@ def _hf(directory: str, weights: Any) -> LoadedModel:
         model = AutoModel.from_pretrained(directory, local_files_only=True)
         processor = AutoImageProcessor.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"could not load the Hugging Face model in {directory!r}: {exc}") from exc
+        raise CheckpointError(
+            f"could not load the Hugging Face model in {directory!r}: {exc}"
+        ) from exc
     files = [f for f in sorted(os.listdir(directory)) if f.endswith((".safetensors", ".bin"))]
     info = {
         "architecture": type(model).__name__,

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from embstore._lazy import lazy_attributes
 
-__all__ = ["SiglipExtractor", "extract_panoptic", "PanopticDataset", "masked_crop",
-           "instance_id", "split_instance_id"]
+__all__ = [
+    "PanopticDataset",
+    "SiglipExtractor",
+    "extract_panoptic",
+    "instance_id",
+    "masked_crop",
+    "split_instance_id",
+]
 
 _LAZY = {
     "SiglipExtractor": "extractors.siglip.extractor",

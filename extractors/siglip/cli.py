@@ -35,23 +35,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="val", help="split name (default val)")
     w = p.add_mutually_exclusive_group(required=True)
-    w.add_argument("--weights", default=None,
-                   help="local open_clip weights file (nothing is downloaded)")
-    w.add_argument("--random-weights", action="store_true",
-                   help="run the model with RANDOM weights (tests and timing only; the store records it)")
-    p.add_argument("--model", default="ViT-B-16-SigLIP",
-                   help="open_clip model name (default ViT-B-16-SigLIP; 'openclip:timm/...' accepted)")
-    p.add_argument("--bg-alpha", type=float, default=0.3, help="weight of the original background (default 0.3)")
-    p.add_argument("--pad-ratio", type=float, default=0.1, help="box padding per side (default 0.1)")
-    p.add_argument("--fill", type=int, nargs=3, default=(0, 0, 0), metavar=("R", "G", "B"),
-                   help="background fill colour (default 0 0 0)")
+    w.add_argument(
+        "--weights", default=None, help="local open_clip weights file (nothing is downloaded)"
+    )
+    w.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run the model with RANDOM weights (tests and timing only; the store records it)",
+    )
+    p.add_argument(
+        "--model",
+        default="ViT-B-16-SigLIP",
+        help="open_clip model name (default ViT-B-16-SigLIP; 'openclip:timm/...' accepted)",
+    )
+    p.add_argument(
+        "--bg-alpha",
+        type=float,
+        default=0.3,
+        help="weight of the original background (default 0.3)",
+    )
+    p.add_argument(
+        "--pad-ratio", type=float, default=0.1, help="box padding per side (default 0.1)"
+    )
+    p.add_argument(
+        "--fill",
+        type=int,
+        nargs=3,
+        default=(0, 0, 0),
+        metavar=("R", "G", "B"),
+        help="background fill colour (default 0 0 0)",
+    )
     p.add_argument("--dtype", default="float16", help="storage dtype (default float16)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     from ..cli_common import add_extract_arguments
 
     add_extract_arguments(
-        p, image_aliases=("--data-path", "--data_path"), batch_size=8,
+        p,
+        image_aliases=("--data-path", "--data_path"),
+        batch_size=8,
         images_help="COCO root: annotations/panoptic_{split}2017.json, panoptic PNGs, {split}2017/ images",
     )
     p.set_defaults(func=run)
@@ -81,12 +103,25 @@ def run(args: argparse.Namespace) -> int:
             "extract siglip runs in one process (one row per segment, not per image); "
             "drop --scheduler dask/--workers/--address and use --device cuda for speed"
         )
-    ex = SiglipExtractor(args.model, pretrained=None if args.random_weights else args.weights,
-                         device=args.device, dtype=args.dtype)
+    ex = SiglipExtractor(
+        args.model,
+        pretrained=None if args.random_weights else args.weights,
+        device=args.device,
+        dtype=args.dtype,
+    )
     summary = ex.extract_panoptic(
-        args.images, split=args.split, out=args.out, bg_alpha=args.bg_alpha, pad_ratio=args.pad_ratio,
-        fill=tuple(args.fill), batch_size=args.batch_size, num_workers=num_workers(args), limit=args.limit,
-        progress=args.progress, retry_skipped=args.retry_skipped, overwrite=args.overwrite,
+        args.images,
+        split=args.split,
+        out=args.out,
+        bg_alpha=args.bg_alpha,
+        pad_ratio=args.pad_ratio,
+        fill=tuple(args.fill),
+        batch_size=args.batch_size,
+        num_workers=num_workers(args),
+        limit=args.limit,
+        progress=args.progress,
+        retry_skipped=args.retry_skipped,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(summary, default=str))

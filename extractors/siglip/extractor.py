@@ -36,25 +36,36 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, to_numpy
+from extractors.provenance import file_sha256
 
 from .panoptic import PanopticDataset, masked_crop
-from extractors.provenance import file_sha256  # noqa: F401  (re-exported)
 
 __all__ = [
+    "COORD_NAMES",
     "SiglipExtractor",
     "extract_panoptic",
+    "file_sha256",
     "open_or_create_store",
     "resolve_model_name",
     "resolve_preprocess_cfg",
-    "file_sha256",
-    "COORD_NAMES",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Row coordinates stored for every instance.
-COORD_NAMES = ("image_id", "segment_id", "category_id", "category", "isthing", "iscrowd",
-               "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h")
+COORD_NAMES = (
+    "image_id",
+    "segment_id",
+    "category_id",
+    "category",
+    "isthing",
+    "iscrowd",
+    "area",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
 
 
 def resolve_model_name(model_name: str) -> str:
@@ -86,7 +97,7 @@ def resolve_model_name(model_name: str) -> str:
     open_clip = attempt_import("open_clip")
     name = str(model_name).strip()
     if name.startswith("openclip:"):
-        name = name[len("openclip:"):]
+        name = name[len("openclip:") :]
     if name.startswith("local-dir:"):
         return name
     if name.startswith("hf-hub:"):
@@ -143,7 +154,9 @@ def resolve_preprocess_cfg(model_name: str, **overrides: Any) -> dict[str, Any]:
         tag_cfg = open_clip.get_pretrained_cfg(model_name, tags[0])
         for key in ("mean", "std", "interpolation", "resize_mode"):
             if key in tag_cfg:
-                cfg[key] = tuple(tag_cfg[key]) if isinstance(tag_cfg[key], (list, tuple)) else tag_cfg[key]
+                cfg[key] = (
+                    tuple(tag_cfg[key]) if isinstance(tag_cfg[key], (list, tuple)) else tag_cfg[key]
+                )
     for key, value in overrides.items():
         if value is not None:
             cfg[key] = tuple(value) if isinstance(value, (list, tuple)) else value
@@ -217,7 +230,11 @@ class SiglipExtractor(HookExtractor):
         else:
             logger.warning("no weights given for %s: the model has RANDOM weights", name)
         pp = resolve_preprocess_cfg(
-            name, mean=image_mean, std=image_std, interpolation=interpolation, resize_mode=resize_mode
+            name,
+            mean=image_mean,
+            std=image_std,
+            interpolation=interpolation,
+            resize_mode=resize_mode,
         )
         try:
             clip_model, _, transform = open_clip.create_model_and_transforms(
@@ -267,9 +284,13 @@ class SiglipExtractor(HookExtractor):
             ``model``, ``pretrained``, ``preprocess`` (open_clip's config).
         """
         pp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.preprocess_cfg.items()}
-        return {"model": f"open_clip:{self.model_name}", "pretrained": self.pretrained,
-                "pretrained_sha256": file_sha256(self.pretrained) if self.pretrained else None,
-                "preprocess": pp, "default_variable": "embedding"}
+        return {
+            "model": f"open_clip:{self.model_name}",
+            "pretrained": self.pretrained,
+            "pretrained_sha256": file_sha256(self.pretrained) if self.pretrained else None,
+            "preprocess": pp,
+            "default_variable": "embedding",
+        }
 
     def extract_batch(self, batch: Any) -> dict[str, Any]:
         """Encode a preprocessed batch; L2-normalised float32 device tensors.
@@ -423,8 +444,15 @@ class SiglipExtractor(HookExtractor):
                 f"({sha}); pass the checkpoint the store was extracted with"
             )
         pp = dict(attrs.get("preprocess") or {})
-        return cls(name, pretrained=path, device=device, image_mean=pp.get("mean"), image_std=pp.get("std"),
-                   interpolation=pp.get("interpolation"), resize_mode=pp.get("resize_mode"))
+        return cls(
+            name,
+            pretrained=path,
+            device=device,
+            image_mean=pp.get("mean"),
+            image_std=pp.get("std"),
+            interpolation=pp.get("interpolation"),
+            resize_mode=pp.get("resize_mode"),
+        )
 
     def extract_panoptic(
         self,
@@ -474,9 +502,19 @@ class SiglipExtractor(HookExtractor):
             Summary: ``written``, ``already_done``, ``skipped``, ``seconds``, ``instances_per_s``, ``store``.
         """
         return extract_panoptic(
-            self, data_path, split=split, out=out, bg_alpha=bg_alpha, pad_ratio=pad_ratio, fill=fill,
-            batch_size=batch_size, num_workers=num_workers, limit=limit, progress=progress,
-            retry_skipped=retry_skipped, overwrite=overwrite,
+            self,
+            data_path,
+            split=split,
+            out=out,
+            bg_alpha=bg_alpha,
+            pad_ratio=pad_ratio,
+            fill=fill,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            limit=limit,
+            progress=progress,
+            retry_skipped=retry_skipped,
+            overwrite=overwrite,
         )
 
 
@@ -487,8 +525,15 @@ class _SegmentCrops:
     the transform).
     """
 
-    def __init__(self, dataset: PanopticDataset, pending: list[tuple[int, list[dict]]],
-                 transform: Any, bg_alpha: float, pad_ratio: float, fill: Sequence[int]) -> None:
+    def __init__(
+        self,
+        dataset: PanopticDataset,
+        pending: list[tuple[int, list[dict]]],
+        transform: Any,
+        bg_alpha: float,
+        pad_ratio: float,
+        fill: Sequence[int],
+    ) -> None:
         self.dataset, self.pending, self.transform = dataset, pending, transform
         self.bg_alpha, self.pad_ratio, self.fill = bg_alpha, pad_ratio, tuple(fill)
 
@@ -505,15 +550,23 @@ class _SegmentCrops:
             rgb, ids = self.dataset.load(image)
             if rgb.shape[:2] != ids.shape:
                 raise ValueError(f"PNG size {ids.shape} differs from image size {rgb.shape[:2]}")
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, not fatal
-            reason = (f"unreadable image/PNG for image {image.image_id} "
-                      f"({image.image_path}, {image.png_path}): {type(exc).__name__}: {exc}")
-            return {"coords": [], "tensors": [], "skipped": [(c["instance_id"], reason) for c in coords]}
+        except Exception as exc:
+            reason = (
+                f"unreadable image/PNG for image {image.image_id} "
+                f"({image.image_path}, {image.png_path}): {type(exc).__name__}: {exc}"
+            )
+            return {
+                "coords": [],
+                "tensors": [],
+                "skipped": [(c["instance_id"], reason) for c in coords],
+            }
         kept, tensors, skipped = [], [], []
         for seg, c in zip(segments, coords):
             res = masked_crop(rgb, ids == int(seg["id"]), self.bg_alpha, self.pad_ratio, self.fill)
             if res is None:
-                skipped.append((c["instance_id"], f"segment {c['segment_id']} has no pixels in the PNG"))
+                skipped.append(
+                    (c["instance_id"], f"segment {c['segment_id']} has no pixels in the PNG")
+                )
                 continue
             crop, _box = res
             kept.append(c)
@@ -525,8 +578,12 @@ def _collate_list(items: list[Any]) -> list[Any]:
     return items
 
 
-def open_or_create_store(out: Any, extractor: SiglipExtractor, attrs: dict[str, Any] | None = None,
-                         overwrite: bool = False) -> Any:
+def open_or_create_store(
+    out: Any,
+    extractor: SiglipExtractor,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Any:
     """Open ``out`` for appending, or create it with the instance schema.
 
     Parameters
@@ -657,14 +714,22 @@ def extract_panoptic(
     t0 = time.perf_counter()
     dataset = PanopticDataset(data_path, split=split)
     images = dataset.images if limit is None else dataset.images[: int(limit)]
-    run_attrs = {"dataset": "coco_panoptic", "split": split, "data_path": os.fspath(data_path),
-                 "bg_alpha": float(bg_alpha), "pad_ratio": float(pad_ratio), "fill": [int(v) for v in fill]}
+    run_attrs = {
+        "dataset": "coco_panoptic",
+        "split": split,
+        "data_path": os.fspath(data_path),
+        "bg_alpha": float(bg_alpha),
+        "pad_ratio": float(pad_ratio),
+        "fill": [int(v) for v in fill],
+    }
     st = open_or_create_store(out, extractor, attrs=run_attrs, overwrite=overwrite)
     own_store = isinstance(out, (str, os.PathLike))
     written = skipped_n = 0
     try:
-        all_ids = [int(instance_id(im.image_id, int(seg["id"]))) for im in images for seg in im.segments]
-        todo = set(int(i) for i in st.missing(all_ids)) if len(st) else set(all_ids)
+        all_ids = [
+            int(instance_id(im.image_id, int(seg["id"]))) for im in images for seg in im.segments
+        ]
+        todo = {int(i) for i in st.missing(all_ids)} if len(st) else set(all_ids)
         already = len(all_ids) - len(todo)
         previously_skipped = 0
         if not retry_skipped:
@@ -681,7 +746,11 @@ def extract_panoptic(
         logger.info("%d segments to embed (%d already in the store)", len(todo), already)
         crops = _SegmentCrops(dataset, pending, extractor.transform, bg_alpha, pad_ratio, fill)
         loader = torch.utils.data.DataLoader(
-            crops, batch_size=1, shuffle=False, num_workers=int(num_workers), collate_fn=_collate_list
+            crops,
+            batch_size=1,
+            shuffle=False,
+            num_workers=int(num_workers),
+            collate_fn=_collate_list,
         )
         show = sys.stderr.isatty() if progress is None else bool(progress)
         bar = tqdm(total=len(todo), unit="inst", disable=not show, desc="siglip")
@@ -708,8 +777,11 @@ def extract_panoptic(
                 return 0
             emb = extractor.extract_batch(torch.stack(buf_tensors))["embedding"]
             ids = np.array([c["instance_id"] for c in buf_coords], dtype=np.int64)
-            coords = {name: np.array([c[name] for c in buf_coords]) for name in COORD_NAMES
-                      if name != "category"}
+            coords = {
+                name: np.array([c[name] for c in buf_coords])
+                for name in COORD_NAMES
+                if name != "category"
+            }
             coords["category"] = np.array(
                 [dataset.categories.get(c["category_id"], {}).get("name", "") for c in buf_coords],
                 dtype=object,
@@ -724,7 +796,11 @@ def extract_panoptic(
             for (item,) in loader:
                 if item["skipped"]:
                     ids, reasons = zip(*item["skipped"])
-                    pending.append(writer.submit(lambda i=list(ids), r=list(reasons): st.record_skipped(i, r) or 0))
+                    pending.append(
+                        writer.submit(
+                            lambda i=list(ids), r=list(reasons): st.record_skipped(i, r) or 0
+                        )
+                    )
                     skipped_n += len(ids)
                     bar.update(len(ids))
                     logger.warning("skipped %d segment(s): %s", len(ids), reasons[0])

@@ -99,7 +99,9 @@ def instance_id(image_id: Any, segment_id: Any) -> Any:
             f"segment_id={segment_id!r}"
         )
     if np.any(img >= (1 << 39)):
-        raise ValidationError(f"image_id {image_id!r} is too large for an int64 instance id (max 2**39 - 1)")
+        raise ValidationError(
+            f"image_id {image_id!r} is too large for an int64 instance id (max 2**39 - 1)"
+        )
     out = img * SEGMENT_RANGE + seg
     return out if out.ndim else np.int64(out)
 
@@ -246,10 +248,10 @@ def crop_box(
     h, w = image_hw
     px, py = pad_ratio * (x1 - x0), pad_ratio * (y1 - y0)
     return (
-        max(0, int(math.floor(x0 - px))),
-        max(0, int(math.floor(y0 - py))),
-        min(int(w), int(math.ceil(x1 + px))),
-        min(int(h), int(math.ceil(y1 + py))),
+        max(0, math.floor(x0 - px)),
+        max(0, math.floor(y0 - py)),
+        min(int(w), math.ceil(x1 + px)),
+        min(int(h), math.ceil(y1 + py)),
     )
 
 
@@ -409,7 +411,10 @@ class PanopticDataset:
                     f"root that holds annotations/panoptic_{split}2017.json"
                 )
         png_dir = None
-        for cand in (root / "annotations" / f"panoptic_{split}2017", root / f"panoptic_{split}2017"):
+        for cand in (
+            root / "annotations" / f"panoptic_{split}2017",
+            root / f"panoptic_{split}2017",
+        ):
             if cand.is_dir():
                 png_dir = cand
                 break
@@ -420,7 +425,9 @@ class PanopticDataset:
             )
         image_dir = root / f"{split}2017"
         if not image_dir.is_dir():
-            raise DatasetError(f"image folder {image_dir} not found; put the COCO {split}2017 images there")
+            raise DatasetError(
+                f"image folder {image_dir} not found; put the COCO {split}2017 images there"
+            )
         self.json_path, self.png_dir, self.image_dir = json_path, png_dir, image_dir
         try:
             with open(json_path, encoding="utf-8") as f:
@@ -463,7 +470,7 @@ class PanopticDataset:
         """Number of segments over all images."""
         return sum(len(im.segments) for im in self.images)
 
-    def segment_table(self) -> "Any":
+    def segment_table(self) -> Any:
         """All segments as a :class:`pandas.DataFrame` with their row coordinates.
 
         Returns
@@ -479,8 +486,19 @@ class PanopticDataset:
         for im in self.images:
             for seg in im.segments:
                 rows.append(self.segment_coords(im, seg))
-        cols = ["instance_id", "image_id", "segment_id", "category_id", "isthing", "iscrowd",
-                "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]
+        cols = [
+            "instance_id",
+            "image_id",
+            "segment_id",
+            "category_id",
+            "isthing",
+            "iscrowd",
+            "area",
+            "bbox_x",
+            "bbox_y",
+            "bbox_w",
+            "bbox_h",
+        ]
         return pd.DataFrame(rows, columns=cols)
 
     def segment_coords(self, image: PanopticImage, segment: dict) -> dict[str, Any]:

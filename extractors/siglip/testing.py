@@ -23,7 +23,7 @@ from typing import Any
 
 from embstore._optional import attempt_import
 
-__all__ = ["TINY_MODEL_NAME", "TINY_CONFIG", "register_tiny_config", "save_random_weights"]
+__all__ = ["TINY_CONFIG", "TINY_MODEL_NAME", "register_tiny_config", "save_random_weights"]
 
 #: Name under which :func:`register_tiny_config` registers the config.
 TINY_MODEL_NAME = "embstore-tiny-SigLIP"
@@ -35,8 +35,14 @@ TINY_CONFIG: dict[str, Any] = {
     "init_logit_bias": -10,
     "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
     # vocab_size covers open_clip's default SimpleTokenizer (the ids extract_texts feeds it)
-    "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                 "no_causal_mask": True},
+    "text_cfg": {
+        "context_length": 8,
+        "vocab_size": 49408,
+        "width": 32,
+        "heads": 2,
+        "layers": 1,
+        "no_causal_mask": True,
+    },
 }
 
 _REGISTERED: dict[str, str] = {}
@@ -49,7 +55,9 @@ class _DropRandomInitWarning(logging.Filter):
         return "No pretrained weights loaded" not in record.getMessage()
 
 
-def register_tiny_config(name: str = TINY_MODEL_NAME, directory: str | os.PathLike | None = None) -> str:
+def register_tiny_config(
+    name: str = TINY_MODEL_NAME, directory: str | os.PathLike | None = None
+) -> str:
     """Write :data:`TINY_CONFIG` as ``<name>.json`` and register it with open_clip.
 
     Parameters
@@ -68,7 +76,9 @@ def register_tiny_config(name: str = TINY_MODEL_NAME, directory: str | os.PathLi
     open_clip = attempt_import("open_clip")
     if name in _REGISTERED and name in open_clip.list_models():
         return name
-    directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="embstore-oc-"))
+    directory = (
+        Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="embstore-oc-"))
+    )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     path.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
@@ -77,7 +87,9 @@ def register_tiny_config(name: str = TINY_MODEL_NAME, directory: str | os.PathLi
     return name
 
 
-def save_random_weights(path: str | os.PathLike, model_name: str = TINY_MODEL_NAME, seed: int = 0) -> str:
+def save_random_weights(
+    path: str | os.PathLike, model_name: str = TINY_MODEL_NAME, seed: int = 0
+) -> str:
     """Save the state dict of a randomly initialised open_clip model.
 
     Parameters

@@ -62,7 +62,9 @@ class RowTake:
     ([50, 70], (3,))
     """
 
-    def __init__(self, read: Any, positions: np.ndarray, rest: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(
+        self, read: Any, positions: np.ndarray, rest: tuple[int, ...], dtype: np.dtype
+    ) -> None:
         self._read = read
         self.positions = np.asarray(positions, dtype=np.int64)
         self.shape = (len(self.positions),) + tuple(rest)
@@ -77,8 +79,10 @@ class RowTake:
         if np.ndim(pos) == 0:
             out = self._read(np.array([int(pos)], dtype=np.int64))[0]
             return out[rest] if rest else out
-        out = self._read(np.asarray(pos, dtype=np.int64)) if len(pos) else np.zeros(
-            (0,) + self.shape[1:], dtype=self.dtype
+        out = (
+            self._read(np.asarray(pos, dtype=np.int64))
+            if len(pos)
+            else np.zeros((0,) + self.shape[1:], dtype=self.dtype)
         )
         return out[(slice(None),) + rest] if rest else out
 
@@ -112,7 +116,7 @@ class Backend(abc.ABC):
     staged_arrays: bool = False
     #: Names of arrays whose every committed row has a chunk written (dense
     #: variables, ids): a missing chunk raises instead of reading fill values.
-    strict_arrays: set[str] = set()
+    strict_arrays: frozenset[str] = frozenset()
 
     # -- lifecycle ---------------------------------------------------------
     @classmethod
@@ -122,7 +126,13 @@ class Backend(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def create(cls, path: str, overwrite: bool, storage_options: dict[str, Any] | None, attrs: dict[str, Any]) -> Backend:
+    def create(
+        cls,
+        path: str,
+        overwrite: bool,
+        storage_options: dict[str, Any] | None,
+        attrs: dict[str, Any],
+    ) -> Backend:
         """Create an empty store with group attributes ``attrs``."""
 
     @classmethod
@@ -130,13 +140,13 @@ class Backend(abc.ABC):
     def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> Backend:
         """Open an existing store (``mode`` is ``"r"`` or ``"a"``)."""
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 (optional hook)
         """Push buffered bytes to storage (no-op where writes are direct)."""
 
-    def invalidate(self) -> None:
+    def invalidate(self) -> None:  # noqa: B027 (optional hook)
         """Forget cached metadata (other processes may have changed the store)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release resources."""
 
     # -- attributes --------------------------------------------------------

@@ -56,7 +56,10 @@ def _nodes(root: str) -> dict[str, dict[str, Any]]:
 
 
 def write_consolidated(
-    backend: Any, rows: int | None = None, row_dim: str | None = None, lengths: dict[str, int] | None = None
+    backend: Any,
+    rows: int | None = None,
+    row_dim: str | None = None,
+    lengths: dict[str, int] | None = None,
 ) -> bool:
     """Write consolidated metadata into the root ``zarr.json`` of a local Zarr store.
 
@@ -107,5 +110,7 @@ def write_consolidated(
         if m is not None and m.get("node_type") == "array" and m.get("shape"):
             m["shape"][0] = min(int(m["shape"][0]), int(n))
     meta["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": nodes}
-    atomic.write_replace(top, json.dumps(meta, indent=2).encode())  # temp file + rename, never in place
+    atomic.write_replace(
+        top, json.dumps(meta, indent=2).encode()
+    )  # temp file + rename, never in place
     return True

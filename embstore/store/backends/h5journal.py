@@ -42,7 +42,17 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Journal", "read_journal", "fault_point", "set_fault_hook", "is_disk_full", "fsync_path", "fsync_dir", "ensure_space", "json_default"]
+__all__ = [
+    "Journal",
+    "ensure_space",
+    "fault_point",
+    "fsync_dir",
+    "fsync_path",
+    "is_disk_full",
+    "json_default",
+    "read_journal",
+    "set_fault_hook",
+]
 
 _MAGIC = b"EJ01"
 _HEAD = struct.Struct("<4sIQI")
@@ -78,7 +88,9 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     msg = str(exc)
-    return isinstance(exc, (OSError, RuntimeError)) and ("No space left" in msg or "errno = 28" in msg)
+    return isinstance(exc, (OSError, RuntimeError)) and (
+        "No space left" in msg or "errno = 28" in msg
+    )
 
 
 #: Free bytes kept in reserve: HDF5 writes metadata at close, and a failure
@@ -99,7 +111,10 @@ def ensure_space(path: str, nbytes: int) -> None:
         return
     free = st.f_bavail * st.f_frsize
     if free < nbytes + SPACE_MARGIN:
-        raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free, {nbytes + SPACE_MARGIN} needed)")
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device ({free} bytes free, {nbytes + SPACE_MARGIN} needed)",
+        )
 
 
 def fsync_path(path: str) -> None:

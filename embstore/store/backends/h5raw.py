@@ -55,8 +55,15 @@ class RawH5Rows:
         Fill value of unallocated chunks.
     """
 
-    def __init__(self, path: str, offsets: np.ndarray, shape: tuple[int, ...], dtype: np.dtype,
-                 chunk_rows: int, fill: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        offsets: np.ndarray,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        chunk_rows: int,
+        fill: Any,
+    ) -> None:
         self.path = path
         self.offsets = offsets
         self.shape = shape
@@ -98,7 +105,14 @@ class RawH5Rows:
         if not ok[0]:
             return None
         fill = ds.fillvalue if ds.fillvalue is not None else 0
-        return cls(filename or ds.file.filename, offsets, tuple(int(s) for s in ds.shape), np.dtype(dt), cr, fill)
+        return cls(
+            filename or ds.file.filename,
+            offsets,
+            tuple(int(s) for s in ds.shape),
+            np.dtype(dt),
+            cr,
+            fill,
+        )
 
     def _fileno(self) -> int:
         if self._fd < 0:
@@ -130,11 +144,19 @@ class RawH5Rows:
         """Rows ``a .. b - 1``."""
         return self.read(np.arange(a, b, dtype=np.int64))
 
-    def _read_runs(self, out: np.ndarray, pos: np.ndarray, chunk: np.ndarray, starts: np.ndarray,
-                   stops: np.ndarray) -> None:
+    def _read_runs(
+        self,
+        out: np.ndarray,
+        pos: np.ndarray,
+        chunk: np.ndarray,
+        starts: np.ndarray,
+        stops: np.ndarray,
+    ) -> None:
         fd = self._fileno()
         rb = self.row_bytes
-        flat = out.reshape(len(out), -1).view(np.uint8).reshape(-1) if out.size else out.view(np.uint8)
+        flat = (
+            out.reshape(len(out), -1).view(np.uint8).reshape(-1) if out.size else out.view(np.uint8)
+        )
         base = self.offsets[chunk[starts]]
         file_off = base + (pos[starts] - chunk[starts] * self.chunk_rows) * rb
         for s, e, off, b in zip(starts.tolist(), stops.tolist(), file_off.tolist(), base.tolist()):

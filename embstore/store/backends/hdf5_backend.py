@@ -99,7 +99,6 @@ from ...errors import (
 )
 from ..lock import FileLock, pid_alive
 from .base import Backend, fill_value_for
-from .h5raw import RawH5Rows
 from .h5journal import (
     Journal,
     ensure_space,
@@ -110,6 +109,7 @@ from .h5journal import (
     json_default,
     read_journal,
 )
+from .h5raw import RawH5Rows
 
 __all__ = ["HDF5Backend"]
 
@@ -187,7 +187,9 @@ class HDF5Backend(Backend):
         self._raw: dict[str, RawH5Rows | None] = {}
         self._mut = 0  # operations applied (raw readers are rebuilt after a change)
         self._raw_mut = 0
-        self._shared = False  # reads the working copy of a writer in this process (through its HDF5 cache)
+        self._shared = (
+            False  # reads the working copy of a writer in this process (through its HDF5 cache)
+        )
 
     # -- files -------------------------------------------------------------
     @classmethod
@@ -212,8 +214,12 @@ class HDF5Backend(Backend):
                 import h5py
 
                 try:  # reads need no netCDF layer (it costs 11 ms per open)
-                    return _PlainH5(h5py.File(path, "r"))  # HDF5's default locking, as xarray's readers
-                except OSError as exc:  # this process still has the file open from a writer's unlocked copy
+                    return _PlainH5(
+                        h5py.File(path, "r")
+                    )  # HDF5's default locking, as xarray's readers
+                except (
+                    OSError
+                ) as exc:  # this process still has the file open from a writer's unlocked copy
                     if "locking flag" not in str(exc):
                         raise
                     return _PlainH5(h5py.File(path, "r", locking=False))
@@ -229,7 +235,9 @@ class HDF5Backend(Backend):
             if mode == "w":
                 if is_disk_full(exc):
                     raise _disk_full(path, exc) from exc
-                raise StoreError(f"cannot create HDF5 file {path!r} ({exc}); check the directory and permissions") from exc
+                raise StoreError(
+                    f"cannot create HDF5 file {path!r} ({exc}); check the directory and permissions"
+                ) from exc
             if "signature not found" in msg:
                 raise NotAStoreError(
                     f"{path!r} is not an HDF5 file (no HDF5 signature): it is damaged or was never an "
@@ -249,7 +257,9 @@ class HDF5Backend(Backend):
         nc = cls._open_nc(path, "r")
         if _META not in nc._h5file:
             nc.close()
-            raise NotAStoreError(f"{path!r} is an HDF5 file but not an embstore store (no /{_META} group)")
+            raise NotAStoreError(
+                f"{path!r} is an HDF5 file but not an embstore store (no /{_META} group)"
+            )
         return nc
 
     @staticmethod
@@ -259,7 +269,13 @@ class HDF5Backend(Backend):
 
     # -- lifecycle ---------------------------------------------------------
     @classmethod
-    def create(cls, path: str, overwrite: bool, storage_options: dict[str, Any] | None, attrs: dict[str, Any]) -> HDF5Backend:
+    def create(
+        cls,
+        path: str,
+        overwrite: bool,
+        storage_options: dict[str, Any] | None,
+        attrs: dict[str, Any],
+    ) -> HDF5Backend:
         if os.path.exists(path) and not overwrite:
             raise StoreExistsError(
                 f"{path!r} already exists; pass overwrite=True to replace it, or use "
@@ -276,7 +292,9 @@ class HDF5Backend(Backend):
                 nc.close()
             fsync_path(init)
             fault_point("replace")
-            os.replace(init, path)  # a complete file appears at once (overwrite=True: the old one goes)
+            os.replace(
+                init, path
+            )  # a complete file appears at once (overwrite=True: the old one goes)
             fsync_dir(path)
         except BaseException as exc:
             _unlink(init)
@@ -289,7 +307,9 @@ class HDF5Backend(Backend):
     @classmethod
     def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> HDF5Backend:
         if not os.path.exists(path):
-            raise StoreNotFoundError(f"no store at {path!r}; check the path or create one with Store.create")
+            raise StoreNotFoundError(
+                f"no store at {path!r}; check the path or create one with Store.create"
+            )
         live = _SESSIONS.get(os.path.realpath(path))
         if mode == "r" and live is not None and live._work is not None:
             import h5py
@@ -318,7 +338,11 @@ class HDF5Backend(Backend):
         except StoreLockedError:
             return  # a live writer: read the committed file (state of its last clean close)
         except OSError as exc:  # e.g. read-only directory
-            log.warning("cannot take the lock of %s to recover its journal (%s); reading the committed file", path, exc)
+            log.warning(
+                "cannot take the lock of %s to recover its journal (%s); reading the committed file",
+                path,
+                exc,
+            )
             return
         try:
             cls._remove_dead_tmp(path)
@@ -371,11 +395,16 @@ class HDF5Backend(Backend):
                 for header, payload in _chain(first, entries):
                     try:
                         b._apply(header, payload)
-                    except Exception as exc:  # noqa: BLE001 - a valid prefix is still a consistent state
+                    except Exception as exc:
                         if is_disk_full(exc):
                             raise
-                        log.warning("journal of %s: entry %d (%s) does not apply (%s); stopping there",
-                                    path, applied, header.get("op"), exc)
+                        log.warning(
+                            "journal of %s: entry %d (%s) does not apply (%s); stopping there",
+                            path,
+                            applied,
+                            header.get("op"),
+                            exc,
+                        )
                         break
                     applied += 1
                 b._trim_to_last_record()
@@ -397,7 +426,9 @@ class HDF5Backend(Backend):
                     "Fix the cause and reopen"
                 ) from exc
             raise
-        log.warning("recovered %d journaled operations of a writer of %s that did not close", applied, path)
+        log.warning(
+            "recovered %d journaled operations of a writer of %s that did not close", applied, path
+        )
         return True
 
     def _trim_to_last_record(self) -> None:
@@ -417,13 +448,17 @@ class HDF5Backend(Backend):
                 return
             n = rec.start + rec.n
             for name, var in list(self.nc.variables.items()):
-                if var.dimensions and var.dimensions[0] == schema["row_dim"] and self.h5[name].shape[0] > n:
+                if (
+                    var.dimensions
+                    and var.dimensions[0] == schema["row_dim"]
+                    and self.h5[name].shape[0] > n
+                ):
                     self._do_resize(name, n)
             for name in schema.get("ragged", {}):
                 tot = int(rec.ragged.get(name, 0))
                 if self.has_array(name) and self.h5[name].shape[0] > tot:
                     self._do_resize(name, tot)
-        except Exception as exc:  # noqa: BLE001 - the next writer trims too
+        except Exception as exc:
             log.warning("could not trim %s to its last commit (%s)", self.path, exc)
 
     def _begin(self) -> None:
@@ -431,10 +466,14 @@ class HDF5Backend(Backend):
         if self._journal is not None:
             return
         if self.mode == "r":
-            raise ReadOnlyStoreError(f"{self.path!r} is open read-only; open it with mode='a' to write")
+            raise ReadOnlyStoreError(
+                f"{self.path!r} is open read-only; open it with mode='a' to write"
+            )
         path = self.path
         self.nc.close()
-        if os.path.exists(self._wal(path)):  # a journal we did not see at open (force=True takeover)
+        if os.path.exists(
+            self._wal(path)
+        ):  # a journal we did not see at open (force=True takeover)
             self._recover(path)
         work = self._tmp(path, "work")
         wnc = None
@@ -448,13 +487,15 @@ class HDF5Backend(Backend):
             fault_point("copy")
             shutil.copyfile(path, work)
             wnc = self._open_nc(work, "a")
-            wnc._h5file[_META].attrs[_GEN] = uuid.uuid4().hex  # differs from the base: marks the journal stale
+            wnc._h5file[_META].attrs[_GEN] = (
+                uuid.uuid4().hex
+            )  # differs from the base: marks the journal stale
             self._journal = Journal.create(self._wal(path), gen)
         except BaseException as exc:
             if wnc is not None:
                 try:
                     wnc.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             _unlink(work)
             self._reopen_committed(close_current=False)
@@ -471,7 +512,7 @@ class HDF5Backend(Backend):
         if close_current:
             try:
                 self.nc.close()
-            except Exception:  # noqa: BLE001 - a broken working copy
+            except Exception:
                 pass
         self.nc = self._open_committed(self.path)
         self.h5 = self.nc._h5file
@@ -506,14 +547,16 @@ class HDF5Backend(Backend):
             except (OSError, RuntimeError) as exc:
                 self._broken = f"closing failed ({exc})"
                 self._work_ok = False
-                log.warning("consolidating %s failed (%s); recovering from its journal", self.path, exc)
+                log.warning(
+                    "consolidating %s failed (%s); recovering from its journal", self.path, exc
+                )
         self._abort()
 
     def _abort(self) -> None:
         """Drop the working copy of a failed session; fold the journal into a fresh copy."""
         try:
             self.nc.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         if self._work is not None:
             _unlink(self._work)
@@ -523,7 +566,11 @@ class HDF5Backend(Backend):
         try:
             self._recover(self.path)
         except StoreError as exc:
-            log.warning("%s; the journal %s stays and is folded in at the next open", exc, self._wal(self.path))
+            log.warning(
+                "%s; the journal %s stays and is folded in at the next open",
+                exc,
+                self._wal(self.path),
+            )
         self._broken = None
         self._work_ok = True
         self._reopen_committed(close_current=False)
@@ -565,7 +612,9 @@ class HDF5Backend(Backend):
             self._apply(header, payload)
             return
         if self._broken is not None:
-            what = "the disk is full" if "No space left" in self._broken else "an earlier write failed"
+            what = (
+                "the disk is full" if "No space left" in self._broken else "an earlier write failed"
+            )
             raise StoreError(
                 f"{what} ({self._broken}): this writer of {self.path!r} stops. Close the store and reopen it "
                 "(committed rows are safe)"
@@ -609,8 +658,13 @@ class HDF5Backend(Backend):
             self._do_write_attrs(json.loads(bytes(payload)))
         elif op == "create":
             self._do_create_array(
-                h["name"], tuple(h["shape"]), int(h["chunk_rows"]), h["dtype"], tuple(h["dims"]),
-                h["attrs"], h["compressor"],
+                h["name"],
+                tuple(h["shape"]),
+                int(h["chunk_rows"]),
+                h["dtype"],
+                tuple(h["dims"]),
+                h["attrs"],
+                h["compressor"],
             )
         elif op == "array_attrs":
             for k, v in h["attrs"].items():
@@ -679,17 +733,36 @@ class HDF5Backend(Backend):
     ) -> None:
         if self.has_array(name):
             return
-        enc = {k: (int(v) if isinstance(v, bool) else (v if isinstance(v, (str, int, float)) else json.dumps(v)))
-               for k, v in (attrs or {}).items()}
-        self._mutate({
-            "op": "create", "name": name, "shape": [int(s) for s in shape], "chunk_rows": int(chunk_rows),
-            "dtype": str(dtype) if dtype == "str" else np.dtype(dtype).str, "dims": list(dims), "attrs": enc,
-            "compressor": compressor,
-        })
+        enc = {
+            k: (
+                int(v)
+                if isinstance(v, bool)
+                else (v if isinstance(v, (str, int, float)) else json.dumps(v))
+            )
+            for k, v in (attrs or {}).items()
+        }
+        self._mutate(
+            {
+                "op": "create",
+                "name": name,
+                "shape": [int(s) for s in shape],
+                "chunk_rows": int(chunk_rows),
+                "dtype": str(dtype) if dtype == "str" else np.dtype(dtype).str,
+                "dims": list(dims),
+                "attrs": enc,
+                "compressor": compressor,
+            }
+        )
 
     def _do_create_array(
-        self, name: str, shape: tuple[int, ...], chunk_rows: int, dtype: str, dims: tuple[str, ...],
-        attrs: dict[str, Any], compressor: str | None,
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        chunk_rows: int,
+        dtype: str,
+        dims: tuple[str, ...],
+        attrs: dict[str, Any],
+        compressor: str | None,
     ) -> None:
         import h5py
 
@@ -706,7 +779,11 @@ class HDF5Backend(Backend):
             kw["compression"] = "gzip"
             kw["compression_opts"] = 1
         var = self.nc.create_variable(
-            name, dims, dtype=h5dtype, chunks=(max(1, chunk_rows),) + tuple(max(1, s) for s in shape[1:]), **kw
+            name,
+            dims,
+            dtype=h5dtype,
+            chunks=(max(1, chunk_rows),) + tuple(max(1, s) for s in shape[1:]),
+            **kw,
         )
         if not is_str and not is_bool:
             fv = fill_value_for(np.dtype(dtype))
@@ -841,7 +918,9 @@ class HDF5Backend(Backend):
             parts.append(bytes(raw))
         self._mutate({"op": "table", "name": name, "meta": meta, "columns": heads}, b"".join(parts))
 
-    def _do_write_table(self, name: str, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    def _do_write_table(
+        self, name: str, columns: dict[str, np.ndarray], meta: dict[str, Any]
+    ) -> None:
         import h5py
 
         tables = self.h5.require_group("_tables")
@@ -852,7 +931,9 @@ class HDF5Backend(Backend):
         for i, (col, values) in enumerate(columns.items()):
             values = np.asarray(values)
             if values.dtype.kind in "UO":
-                ds = g.create_dataset(f"c{i}", data=values.astype(object), dtype=h5py.string_dtype())
+                ds = g.create_dataset(
+                    f"c{i}", data=values.astype(object), dtype=h5py.string_dtype()
+                )
             elif values.dtype.kind == "b":
                 ds = g.create_dataset(f"c{i}", data=values.astype(np.int8))
                 ds.attrs["dtype"] = "bool"
@@ -870,7 +951,11 @@ class HDF5Backend(Backend):
         for i in range(len(meta["columns"])):
             ds = g[f"c{i}"]
             if ds.dtype.kind == "O":
-                v = np.array(list(ds.asstr()[:]), dtype=str) if ds.shape[0] else np.zeros(0, dtype="<U1")
+                v = (
+                    np.array(list(ds.asstr()[:]), dtype=str)
+                    if ds.shape[0]
+                    else np.zeros(0, dtype="<U1")
+                )
             else:
                 v = ds[:]
                 if ds.attrs.get("dtype") in ("bool", b"bool"):
@@ -907,7 +992,9 @@ def _read_spans(ds: Any, pos: np.ndarray) -> np.ndarray:
     cr = int(ds.chunks[0])
     out = np.empty((len(pos),) + tuple(ds.shape[1:]), dtype=ds.dtype)
     brk = np.flatnonzero(np.diff(pos // cr) != 0) + 1
-    for s, e in zip(np.concatenate(([0], brk)).tolist(), np.concatenate((brk, [len(pos)])).tolist()):
+    for s, e in zip(
+        np.concatenate(([0], brk)).tolist(), np.concatenate((brk, [len(pos)])).tolist()
+    ):
         a, b = int(pos[s]), int(pos[e - 1]) + 1
         out[s:e] = ds[a:b][pos[s:e] - a]
     return out

@@ -74,7 +74,7 @@ class ZarrBackend(Backend):
         self.storage_options = storage_options or {}
         self._arrays: dict[str, Any] = {}
         self._raw_cache: dict[str, Any] = {}
-        self.strict_arrays: set[str] = set()
+        self.strict_arrays: frozenset[str] = frozenset()
         if _is_local(path):
             self.fs = None
             self.root = _local_path(path).rstrip("/")
@@ -99,17 +99,29 @@ class ZarrBackend(Backend):
         return fresh_exists(fs, root)
 
     @classmethod
-    def _open_group(cls, path: str, mode: str, storage_options: dict[str, Any] | None, **kw: Any) -> Any:
+    def _open_group(
+        cls, path: str, mode: str, storage_options: dict[str, Any] | None, **kw: Any
+    ) -> Any:
         import zarr
 
-        if mode != "w":  # consolidated metadata is for plain readers (consolidate.py), never for embstore
+        if (
+            mode != "w"
+        ):  # consolidated metadata is for plain readers (consolidate.py), never for embstore
             kw.setdefault("use_consolidated", False)
         if _is_local(path):
             return zarr.open_group(_local_path(path), mode=mode, zarr_format=3, **kw)
-        return zarr.open_group(path, mode=mode, zarr_format=3, storage_options=storage_options or {}, **kw)
+        return zarr.open_group(
+            path, mode=mode, zarr_format=3, storage_options=storage_options or {}, **kw
+        )
 
     @classmethod
-    def create(cls, path: str, overwrite: bool, storage_options: dict[str, Any] | None, attrs: dict[str, Any]) -> ZarrBackend:
+    def create(
+        cls,
+        path: str,
+        overwrite: bool,
+        storage_options: dict[str, Any] | None,
+        attrs: dict[str, Any],
+    ) -> ZarrBackend:
         if cls.exists(path, storage_options):
             if not overwrite:
                 raise StoreExistsError(
@@ -140,12 +152,18 @@ class ZarrBackend(Backend):
     def group(self) -> Any:
         """The zarr group (opened on first use)."""
         if self._group is None:
-            self._group = self._open_group(self.path, "r" if self._mode == "r" else "r+", self.storage_options)
+            self._group = self._open_group(
+                self.path, "r" if self._mode == "r" else "r+", self.storage_options
+            )
         return self._group
 
     def _json(self, name: str | None) -> dict[str, Any] | None:
         """Parsed ``zarr.json`` of a node of a local store (None if absent)."""
-        p = os.path.join(self.root, name, "zarr.json") if name else os.path.join(self.root, "zarr.json")
+        p = (
+            os.path.join(self.root, name, "zarr.json")
+            if name
+            else os.path.join(self.root, "zarr.json")
+        )
         try:
             with open(p) as fh:
                 return json.load(fh)
@@ -161,7 +179,9 @@ class ZarrBackend(Backend):
     @classmethod
     def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> ZarrBackend:
         if not cls.exists(path, storage_options):
-            raise StoreNotFoundError(f"no store at {path!r}; check the path or create one with Store.create")
+            raise StoreNotFoundError(
+                f"no store at {path!r}; check the path or create one with Store.create"
+            )
         if _is_local(path):
             root = _local_path(path)
             try:
@@ -199,14 +219,20 @@ class ZarrBackend(Backend):
             return
         self.group.attrs.put(attrs)
 
-    def _write_node_json(self, name: str | None, update: dict[str, Any], merge_attrs: bool = False) -> bool:
+    def _write_node_json(
+        self, name: str | None, update: dict[str, Any], merge_attrs: bool = False
+    ) -> bool:
         """Rewrite a local node's ``zarr.json`` atomically (temp file + rename).
 
         zarr rewrites metadata in place, so a kill in the middle would leave a
         torn ``zarr.json`` and an unopenable store or array. Returns False
         when the file cannot be read (then zarr's own writer is used).
         """
-        p = os.path.join(self.root, name, "zarr.json") if name else os.path.join(self.root, "zarr.json")
+        p = (
+            os.path.join(self.root, name, "zarr.json")
+            if name
+            else os.path.join(self.root, "zarr.json")
+        )
         try:
             with open(p) as fh:
                 meta = json.load(fh)
@@ -271,8 +297,14 @@ class ZarrBackend(Backend):
         compressors: Any = None
         if compressor == "zstd":
             compressors = zarr.codecs.ZstdCodec(level=3)
-        if self.chunk_checksums and shards is None:  # crc32c of every chunk (verified by zarr and rawread)
-            compressors = [compressors, zarr.codecs.Crc32cCodec()] if compressors is not None else [zarr.codecs.Crc32cCodec()]
+        if (
+            self.chunk_checksums and shards is None
+        ):  # crc32c of every chunk (verified by zarr and rawread)
+            compressors = (
+                [compressors, zarr.codecs.Crc32cCodec()]
+                if compressors is not None
+                else [zarr.codecs.Crc32cCodec()]
+            )
         kw: dict[str, Any] = {}
         if zdtype is not str:
             kw["compressors"] = compressors
@@ -307,7 +339,11 @@ class ZarrBackend(Backend):
         if meta is not None:
             try:
                 conf = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                dt = np.dtype(meta["data_type"]) if meta["data_type"] not in ("string", "variable_length_utf8") else np.dtype("<U1")
+                dt = (
+                    np.dtype(meta["data_type"])
+                    if meta["data_type"] not in ("string", "variable_length_utf8")
+                    else np.dtype("<U1")
+                )
                 return tuple(meta["shape"]), dt, int(conf[0])
             except (KeyError, TypeError):
                 pass
@@ -339,8 +375,11 @@ class ZarrBackend(Backend):
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return False
         if (
-            meta.get("node_type") != "array" or not shape or grid.get("name") != "regular"
-            or cke.get("name") != "default" or (cke.get("configuration") or {}).get("separator", "/") not in ("/", ".")
+            meta.get("node_type") != "array"
+            or not shape
+            or grid.get("name") != "regular"
+            or cke.get("name") != "default"
+            or (cke.get("configuration") or {}).get("separator", "/") not in ("/", ".")
         ):
             return False
         old = shape[0]
@@ -498,8 +537,13 @@ class ZarrBackend(Backend):
                 dtype = values.dtype
                 kw["compressors"] = None
             a = g.create_array(
-                f"c{i}", shape=values.shape, dtype=dtype, chunks=(max(1, min(len(values), 1 << 16)),),
-                dimension_names=[f"{name}_row"], attributes={"column": col}, **kw,
+                f"c{i}",
+                shape=values.shape,
+                dtype=dtype,
+                chunks=(max(1, min(len(values), 1 << 16)),),
+                dimension_names=[f"{name}_row"],
+                attributes={"column": col},
+                **kw,
             )
             if len(values):
                 a[:] = values
@@ -528,8 +572,14 @@ class ZarrBackend(Backend):
         if name in blobs:
             del blobs[name]
         arr = np.frombuffer(bytes(data), dtype=np.uint8)
-        a = blobs.create_array(name, shape=arr.shape, dtype="uint8", chunks=(max(1, min(len(arr), 1 << 24)),),
-                               compressors=None, dimension_names=[f"{name}_byte"])
+        a = blobs.create_array(
+            name,
+            shape=arr.shape,
+            dtype="uint8",
+            chunks=(max(1, min(len(arr), 1 << 24)),),
+            compressors=None,
+            dimension_names=[f"{name}_byte"],
+        )
         if len(arr):
             a[:] = arr
 
@@ -575,7 +625,9 @@ class ZarrBackend(Backend):
 
     def list_staged(self) -> list[str]:
         try:
-            return sorted(f"_embstore/stage/{k}" for k in self.group["_embstore/stage"].array_keys())
+            return sorted(
+                f"_embstore/stage/{k}" for k in self.group["_embstore/stage"].array_keys()
+            )
         except KeyError:
             return []
 
@@ -605,7 +657,11 @@ class ZarrBackend(Backend):
     def list_locks(self) -> list[str]:
         """Regions whose append lock (claim) exists."""
         base = f"{self.root}/_embstore/locks"
-        names = (os.listdir(base) if os.path.isdir(base) else []) if self.fs is None else list_names(self.fs, base)
+        names = (
+            (os.listdir(base) if os.path.isdir(base) else [])
+            if self.fs is None
+            else list_names(self.fs, base)
+        )
         return sorted(n[: -len(".lock")] for n in names if n.endswith(".lock"))
 
     def make_lock(self, region: str) -> Any:
