@@ -34,7 +34,13 @@ extensions = [
 ]
 
 # ---------------------------------------------------------------- API reference
-write_api_tables(os.path.join(os.path.dirname(__file__), "api_tables.rst"))
+_documented = set(write_api_tables(os.path.join(os.path.dirname(__file__), "api_tables.rst")))
+# pages of objects that left the API (renamed, made private) would be orphans: remove them
+_generated = os.path.join(os.path.dirname(__file__), "generated")
+if os.path.isdir(_generated):
+    for _page in os.listdir(_generated):
+        if _page.endswith(".rst") and _page[: -len(".rst")] not in _documented:
+            os.remove(os.path.join(_generated, _page))
 autosummary_generate = [
     "api_tables.rst"
 ]  # the generated tables (excluded as a page, included by api.rst)
