@@ -329,7 +329,14 @@ class StoreBackendArray(BackendArray):
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return np.zeros((0,) + self.shape[1:], dtype=self.dtype)
-        out = self._ref.get().read_points(self.name, positions)
+        backend = self._ref.get()
+        if self.storage_dtype == np.float16:  # read and decode block by block (fast, exact)
+            from .decode import read_decoded
+
+            return read_decoded(
+                lambda p: backend.read_points(self.name, p), positions, self.shape[1:]
+            )
+        out = backend.read_points(self.name, positions)
         return out.astype(self.dtype, copy=False)
 
     def _getitem(self, key: tuple[Any, ...]) -> np.ndarray:
