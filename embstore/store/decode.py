@@ -209,10 +209,10 @@ def read_decoded(
     pending: deque[Future[np.ndarray]] = deque()
     try:
         for a in starts:
-            block = read(positions[a : a + step])
+            rows = read(positions[a : a + step])
             if len(pending) >= MAX_PENDING:
                 pending.popleft().result()
-            pending.append(pool.submit(float16_to_float32, block, out[a : a + step]))
+            pending.append(pool.submit(float16_to_float32, rows, out[a : a + step]))
         while pending:
             pending.popleft().result()
     finally:
