@@ -88,6 +88,23 @@ def test_read_decoded_blocks_order_and_reader_thread(monkeypatch, threads):
     assert {c[0] for c in calls} == {threading.get_ident()}  # read only from the caller
 
 
+def test_read_decoded_does_not_wait_for_a_busy_decode_thread(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    gate = threading.Event()
+    pool.submit(gate.wait, 30)  # the decode thread is busy elsewhere (another caller)
+    monkeypatch.setattr(decode, "_decode_pool", lambda: pool)
+    data = np.random.default_rng(3).standard_normal((64, 5)).astype(np.float16)
+    try:
+        got = read_decoded(lambda p: data[p], np.arange(64)[::-1], (5,), block_bytes=40)
+        assert not gate.is_set()  # finished while the thread was still busy
+    finally:
+        gate.set()
+        pool.shutdown()
+    np.testing.assert_array_equal(got, data[::-1].astype(np.float32))
+
+
 def test_read_decoded_reader_error_propagates(monkeypatch):
     monkeypatch.setattr(decode, "DECODE_THREADS", 1)
     data = np.zeros((10, 2), np.float16)

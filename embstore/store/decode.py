@@ -61,7 +61,7 @@ READ_BLOCK_BYTES = 1 << 20
 
 #: decode threads beside the reading thread (0: decode in the reading thread)
 DECODE_THREADS = 1 if (os.cpu_count() or 1) > 1 else 0
-#: read blocks waiting for the decode thread, at most (bounds the memory in flight)
+#: read blocks waiting for the decode thread before the reading thread decodes one itself
 MAX_PENDING = 4
 
 _POOL: ThreadPoolExecutor | None = None
@@ -165,9 +165,12 @@ def read_decoded(
     """Read float16 rows in blocks and decode each into one float32 result.
 
     The calling thread reads the blocks (``read`` is only ever called from
-    it, in order); the decode thread converts each block while the next one
-    is read, so reading and decoding overlap on two cores. At most
-    :data:`MAX_PENDING` read blocks wait to be decoded.
+    it, in order); the decode thread converts them while the next ones are
+    read, so reading and decoding overlap on two cores. The calling thread
+    never waits for the decode thread to be scheduled: when more than
+    :data:`MAX_PENDING` blocks wait, and after the last read, it decodes
+    waiting blocks itself (on a busy machine it then does all the work, as
+    without the thread).
 
     Parameters
     ----------
@@ -206,17 +209,39 @@ def read_decoded(
         for a in starts:
             float16_to_float32(read(positions[a : a + step]), out[a : a + step])
         return out
-    pending: deque[Future[np.ndarray]] = deque()
+    ready: deque[tuple[np.ndarray, np.ndarray]] = deque()  # read blocks not yet decoded
+
+    def drain() -> None:  # decode read blocks until none is left (either thread)
+        while True:
+            try:
+                rows, dst = ready.popleft()  # atomic: each block is decoded once
+            except IndexError:
+                return
+            float16_to_float32(rows, dst)
+
+    helper: Future[None] | None = None
     try:
         for a in starts:
-            rows = read(positions[a : a + step])
-            if len(pending) >= MAX_PENDING:
-                pending.popleft().result()
-            pending.append(pool.submit(float16_to_float32, rows, out[a : a + step]))
-        while pending:
-            pending.popleft().result()
+            ready.append((read(positions[a : a + step]), out[a : a + step]))
+            if helper is None or helper.done():
+                if helper is not None:
+                    helper.result()  # re-raise a decode error
+                helper = pool.submit(drain)
+            while len(ready) > MAX_PENDING:  # the decode thread lags: help it
+                try:
+                    rows, dst = ready.popleft()
+                except IndexError:
+                    break
+                float16_to_float32(rows, dst)
+        drain()  # whatever the decode thread has not taken yet
+    except BaseException:
+        ready.clear()  # the decode thread stops after its current block
+        raise
     finally:
-        for f in pending:  # an error: let no thread write into ``out`` after returning
-            f.cancel()
-        wait(pending)
+        # a helper that has not started is cancelled (its blocks were decoded
+        # here); one that runs is finishing its last block: wait for it
+        if helper is not None and not helper.cancel():
+            wait([helper])
+    if helper is not None and not helper.cancelled():
+        helper.result()  # re-raise a decode error
     return out
