@@ -74,6 +74,7 @@ def test_random_patterns_round_trip(patterns):
 @pytest.mark.parametrize("threads", [0, 1])
 def test_read_decoded_blocks_order_and_reader_thread(monkeypatch, threads):
     monkeypatch.setattr(decode, "DECODE_THREADS", threads)
+    monkeypatch.setattr(decode, "_spare_core", lambda: True)  # also on a busy test machine
     data = np.random.default_rng(1).standard_normal((50, 3, 4)).astype(np.float16)
     pos = np.array([49, 0, 7, 7, 30, 2, 11, 48, 1, 5, 33])
     calls = []
@@ -105,8 +106,17 @@ def test_read_decoded_does_not_wait_for_a_busy_decode_thread(monkeypatch):
     np.testing.assert_array_equal(got, data[::-1].astype(np.float32))
 
 
+def test_no_decode_thread_on_a_busy_machine(monkeypatch):
+    monkeypatch.setattr(decode, "DECODE_THREADS", 1)
+    monkeypatch.setattr(decode, "_spare_core", lambda: False)
+    assert decode._decode_pool() is None
+    monkeypatch.setattr(decode, "_spare_core", lambda: True)
+    assert decode._decode_pool() is not None
+
+
 def test_read_decoded_reader_error_propagates(monkeypatch):
     monkeypatch.setattr(decode, "DECODE_THREADS", 1)
+    monkeypatch.setattr(decode, "_spare_core", lambda: True)
     data = np.zeros((10, 2), np.float16)
 
     def read(p):
