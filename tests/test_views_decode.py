@@ -114,6 +114,15 @@ def test_no_decode_thread_on_a_busy_machine(monkeypatch):
     assert decode._decode_pool() is not None
 
 
+def test_forked_child_makes_its_own_decode_thread(monkeypatch):
+    monkeypatch.setattr(decode, "_spare_core", lambda: True)
+    monkeypatch.setattr(decode, "DECODE_THREADS", 1)
+    parent = decode._decode_pool()
+    monkeypatch.setattr(decode, "_POOL", parent)
+    decode._forget_pool()  # what the at-fork hook runs in a child
+    assert decode._POOL is None and decode._decode_pool() is not parent
+
+
 def test_read_decoded_reader_error_propagates(monkeypatch):
     monkeypatch.setattr(decode, "DECODE_THREADS", 1)
     monkeypatch.setattr(decode, "_spare_core", lambda: True)

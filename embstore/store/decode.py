@@ -144,6 +144,17 @@ def float16_to_float32(src: np.ndarray, out: np.ndarray | None = None) -> np.nda
     return out
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's decode thread does not exist here."""
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _spare_core() -> bool:
     """Whether a core is idle for the decode thread (1-minute load average below cores - 1).
 
