@@ -27,7 +27,9 @@ opens the store, reads, closes):
   ``Store.open(p).read("query_embeddings", skin=3)`` (medians of 7,
   alternating, same run; goal: within 2x). The views are lazily indexed
   xarray arrays whose selection reaches the same fast reader; they also
-  decode float16 to float32 (one extra pass over the selected rows);
+  decode float16 to float32 (``embstore.store.decode``, block by block).
+  The CPU-time ratio of the same calls is printed too (info): on a shared
+  machine it is less disturbed by other processes than wall time;
 * also printed, without goals: the views' ``.values`` against the
   baseline (``st.query_embeddings.values``, ``st.sel(skin=3).query_embeddings.values``,
   ``st.query_embeddings.sel(skin=3).values``);
@@ -96,6 +98,13 @@ def du(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _cpu(fn) -> float:
+    """CPU seconds (process, all threads) of one call of ``fn``."""
+    c0 = time.process_time()
+    fn()
+    return time.process_time() - c0
 
 
 def median_times(fns, repeat: int):
@@ -309,15 +318,20 @@ def main(argv: list[str] | None = None) -> None:
     def store_subset_read_f32(path: Path):  # what the views do: read + decode float16 -> float32
         return store_subset_read(path).astype(np.float32)
 
-    (t_card_rd, _), (t_card_da, _), (t_card_ds, _), (t_card_rd32, _) = median_times(
-        [
-            lambda: store_subset_read(zpath),
-            lambda: store_subset_da(zpath),
-            lambda: store_subset(zpath),
-            lambda: store_subset_read_f32(zpath),
-        ],
-        7,
-    )
+    card_fns = [
+        lambda: store_subset_read(zpath),
+        lambda: store_subset_da(zpath),
+        lambda: store_subset(zpath),
+        lambda: store_subset_read_f32(zpath),
+    ]
+    (t_card_rd, _), (t_card_da, _), (t_card_ds, _), (t_card_rd32, _) = median_times(card_fns, 7)
+    # CPU time of the same calls (this process, all threads): less disturbed
+    # than wall time when other processes share the CPU
+    cpu_times: list[list[float]] = [[], [], []]
+    for _ in range(7):
+        for k, fn in enumerate(card_fns[:3]):
+            cpu_times[k].append(_cpu(fn))
+    cpu_card = [statistics.median(t) for t in cpu_times]
 
     # ------------------------------------------------------------------ report
     mb = 2**20
@@ -398,6 +412,14 @@ def main(argv: list[str] | None = None) -> None:
         t_card_ds / t_card_rd <= 2,
     )
     line("card line / (read + float32 decode)", t_card_da / t_card_rd32, "info", None)
+    line(
+        "card line CPU time / read CPU time",
+        cpu_card[1] / cpu_card[0],
+        "info",
+        None,
+        f"  Store.sel form {cpu_card[2] / cpu_card[0]:.2f}x; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+    )
     line("subset speedup, Store.sel(...).values", t_pt_sub / t_z_sub, "info", None)
     line("subset speedup, DataArray.sel(...).values", t_pt_sub / t_z_sub_da, "info", None)
     line("full read speedup, lazy .values", t_pt_full / t_z_vals, "info", None)

@@ -30,6 +30,8 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
             "embstore.store.integrity:*",
             "embstore.store.validation.check_name",
             "embstore.store.xrio:*",
+            "embstore.store.decode.float16_to_float32",
+            "embstore.store.decode.read_decoded",
         ],
     ),
     (

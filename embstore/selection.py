@@ -163,10 +163,10 @@ class _Column:
         self._uniques: pd.Index | None = None
 
     def factorized(self) -> tuple[np.ndarray, pd.Index]:
-        if self._codes is None:
+        if self._codes is None or self._uniques is None:
             codes, uniques = pd.factorize(self.values, use_na_sentinel=False)
-            self._codes, self._uniques = codes, pd.Index(uniques, dtype=object)
-        return self._codes, self._uniques  # type: ignore[return-value]
+            self._codes, self._uniques = np.asarray(codes), pd.Index(uniques, dtype=object)
+        return self._codes, self._uniques
 
 
 def _match_one(name: Hashable, column: _Column, label: Any) -> np.ndarray:

@@ -207,6 +207,15 @@ def test_drop_and_reset_one_coordinate(tmp_path):
     reset = q.reset_index("image_id")  # drops the whole row index, keeps the coordinates
     assert set(reset.coords) == set(q.coords) and not reset.xindexes
     assert reset.sel(skin=1).sizes["image"] == N // 4  # xarray indexes one coordinate on the fly
+    # resetting one coordinate also drops the whole index (xarray keeps the others
+    # only for pandas.MultiIndex); selecting on two coordinates then fails in xarray
+    reset_skin = q.reset_index("skin")
+    assert not reset_skin.xindexes and set(reset_skin.coords) == set(q.coords)
+    with pytest.raises(ValueError, match="more than one index"):
+        reset_skin.sel(skin=1, lighting="well_lit")
+    # the documented way keeps the other coordinates indexed, also for several at once
+    kept = attach_row_index(detach_row_index(q).drop_vars("skin"), "image")
+    assert kept.sel(lighting="well_lit", image_id=[4, 2]).image_id.values.tolist() == [2, 4]
 
 
 # ---------------------------------------------------------------------- pickle

@@ -143,7 +143,8 @@ class RowArray(da.Array):
         except (AttributeError, TypeError, ValueError):  # pragma: no cover - odd keys
             k0 = None
         if k0 is None:
-            return super().__getitem__(key)
+            base: Any = super()  # dask.array.Array.__getitem__ is not annotated
+            return base.__getitem__(key)
         pos = self._es_positions[k0]  # raises IndexError for out-of-range positions
         return row_array(
             self._es_read, pos, self.shape[1:], self.dtype, self._es_block, self._es_token
@@ -204,7 +205,8 @@ def row_array(
         dsk[key] = _task(key, _read_block, read, positions[bounds[i] : bounds[i + 1]], rest, dtype)
     chunks = (tuple(np.diff(bounds).tolist()),) + tuple((r,) for r in rest)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
-    out = RowArray(graph, name, chunks, meta=np.empty((0,) * (1 + len(rest)), dtype=dtype))
+    make: Any = RowArray  # dask.array.Array.__new__ is not annotated
+    out: RowArray = make(graph, name, chunks, meta=np.empty((0,) * (1 + len(rest)), dtype=dtype))
     out._es_read = read
     out._es_positions = positions
     out._es_block = block
@@ -329,7 +331,14 @@ class StoreBackendArray(BackendArray):
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return np.zeros((0,) + self.shape[1:], dtype=self.dtype)
-        out = self._ref.get().read_points(self.name, positions)
+        backend = self._ref.get()
+        if self.storage_dtype == np.float16:  # read and decode block by block (fast, exact)
+            from .decode import read_decoded
+
+            return read_decoded(
+                lambda p: backend.read_points(self.name, p), positions, self.shape[1:]
+            )
+        out = backend.read_points(self.name, positions)
         return out.astype(self.dtype, copy=False)
 
     def _getitem(self, key: tuple[Any, ...]) -> np.ndarray:

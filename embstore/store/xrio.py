@@ -117,9 +117,25 @@ def open_dataset(path: str | Path, **kwargs: Any) -> Any:
 
     Examples
     --------
-    >>> ds = open_dataset("subset.nc")                       # doctest: +SKIP
-    >>> ds.attrs["model_config"]["num_queries"]              # doctest: +SKIP
-    100
+    A copy of the demo store gets a nested attribute; a selection of it is
+    written to netCDF and read back:
+
+    >>> import os, shutil
+    >>> from embstore import Store
+    >>> path = shutil.copytree(demo_path, os.path.join(out_dir, "run.zarr"))
+    >>> with Store.open(path, mode="a") as st:
+    ...     st.update_attrs(model_config={"num_queries": 8, "layers": [6, 6]})
+    >>> st = Store.open(path)
+    >>> nc = os.path.join(out_dir, "subset.nc")
+    >>> st.sel(skin=1).to_netcdf(nc, engine="h5netcdf")
+    >>> ds = open_dataset(nc, engine="h5netcdf")
+    >>> ds.attrs["model_config"]
+    {'num_queries': 8, 'layers': [6, 6]}
+    >>> bool((ds.query_embeddings.values == st.sel(skin=1).query_embeddings.values).all())
+    True
+    >>> ds.sel(lighting="well_lit").skin.values.tolist() == (
+    ...     st.sel(skin=1, lighting="well_lit").skin.values.tolist())   # the row index is back
+    True
     """
     import xarray as xr
 
