@@ -149,7 +149,7 @@ class DatasetSource:
         if not dataset.data_vars:
             raise ValidationError("the dataset has no data variables to analyse")
         if row_dim is None:
-            row_dim = next(iter(dataset.data_vars.values())).dims[0]
+            row_dim = str(next(iter(dataset.data_vars.values())).dims[0])
         if row_dim not in dataset.dims:
             raise ValidationError(
                 f"row_dim={row_dim!r} is not a dimension of the dataset; dims: {list(dataset.dims)}"
@@ -271,12 +271,12 @@ class PooledSource:
     ) -> None:
         from .core import AnalyzerCore
         from .defaults import resolve_variable
-        from .spec import VectorSpec
+        from .spec import parse_over
 
-        self._base = obj if _is_source(obj) else open_source(obj)
+        self._base: Any = obj if _is_source(obj) else open_source(obj)
         core = AnalyzerCore(self._base)
         self.variable = resolve_variable(core, variable)
-        self.over = VectorSpec(over=over).over or ()
+        self.over: tuple[str, ...] = parse_over(over) or ()
         if method not in ("mean", "max"):
             raise ValidationError(f"over= pools with 'mean' or 'max', got pool={method!r}")
         self.method = method
@@ -287,7 +287,7 @@ class PooledSource:
                 "name every dimension but the feature one in over= (e.g. over='y,x')"
             )
         self._pooled = xr.DataArray(pooled.data, dims=pooled.dims, name=self.variable)
-        self.store = self._base.store
+        self.store: Any = self._base.store
         self.row_dim: str = self._base.row_dim
         self.id_name: str = self._base.id_name
 
@@ -316,7 +316,8 @@ class PooledSource:
     @property
     def attrs(self) -> dict[str, Any]:
         """Provenance attributes, plus how the variable was pooled."""
-        return {**self._base.attrs, "pooled_over": {self.variable: list(self.over)}}
+        base = dict(getattr(self._base, "attrs", {}) or {})
+        return {**base, "pooled_over": {self.variable: list(self.over)}}
 
     def dataarray(self, name: str) -> xr.DataArray:
         """The pooled variable ``(row, feature)``, or another variable of the source."""

@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -545,8 +546,9 @@ def write_vectors(
     >>> z.shape
     (80, 32)
     """
-    import dask.array as da
     import zarr
+
+    da: Any = importlib.import_module("dask.array")  # untyped store() signature
 
     from ..search.tasks import compute
 

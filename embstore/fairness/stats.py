@@ -531,7 +531,9 @@ def group_distance_matrix(
     return _distance_array(D, keys, names, counts, by, grouping_name(by))
 
 
-def _validate(X, labels, by, n_boot, min_count):
+def _validate(
+    X: Any, labels: pd.DataFrame, by: Sequence[str] | str, n_boot: int, min_count: int
+) -> tuple[np.ndarray, list[str]]:
     X = np.asarray(X)
     if X.ndim != 2:
         raise ShapeMismatchError(
@@ -738,7 +740,7 @@ def group_statistics(
         fig = {name: np.full(G, np.nan) for name in FIGURES if name != "count"}
         ci = {name: (np.full(G, np.nan), np.full(G, np.nan)) for name in CI_FIGURES}
         per_row = np.stack([share, correct], axis=1)
-        rep_centroids = np.zeros((G, n_boot, X.shape[1]), dtype=np.float32) if n_boot else None
+        rep_centroids = np.zeros((G, n_boot if n_boot else 0, X.shape[1]), dtype=np.float32)
         rep_figs: dict[int, dict[str, np.ndarray]] = {}
         for g in np.flatnonzero(valid):
             idx = np.flatnonzero(codes == g)
@@ -765,7 +767,12 @@ def group_statistics(
                 fig["energy"][g], fig["p_value"][g] = res.statistic, res.p_value
             if not n_boot:
                 continue
-            reps = {"centroid_norm": [], "dispersion": [], "homophily": [], "probe_recall": []}
+            reps: dict[str, list[np.ndarray]] = {
+                "centroid_norm": [],
+                "dispersion": [],
+                "homophily": [],
+                "probe_recall": [],
+            }
             filled, mf = np.where(m, v, 0.0), m.astype(np.float64)
             done = 0
             for W in iter_resample_counts(n, n_boot, rng):
@@ -791,26 +798,28 @@ def group_statistics(
             Cu = _unit(rep_centroids.reshape(-1, X.shape[1]).astype(np.float64)).reshape(
                 rep_centroids.shape
             )
-            for g, reps in rep_figs.items():
+            for gi, figs in rep_figs.items():
                 others = valid.copy()
-                others[g] = False
+                others[gi] = False
                 if others.any():
-                    sims = np.einsum("bd,hbd->bh", Cu[g], Cu[others])
-                    reps["dist_to_others"] = (1.0 - sims).mean(axis=1)
+                    sims = np.einsum("bd,hbd->bh", Cu[gi], Cu[others])
+                    figs["dist_to_others"] = (1.0 - sims).mean(axis=1)
                 else:
-                    reps["dist_to_others"] = np.full(n_boot, np.nan)
-                reps["homophily_ratio"] = (
-                    reps["homophily"] / expected[g] if expected[g] > 0 else np.full(n_boot, np.nan)
+                    figs["dist_to_others"] = np.full(n_boot, np.nan)
+                figs["homophily_ratio"] = (
+                    figs["homophily"] / expected[gi]
+                    if expected[gi] > 0
+                    else np.full(n_boot, np.nan)
                 )
                 for name in CI_FIGURES:
-                    r = reps[name]
+                    r = figs[name]
                     # bias-corrected percentile interval: centre replicates on the estimate
-                    if np.isfinite(fig[name][g]) and np.isfinite(r).any():
-                        r = r - (np.nanmean(r) - fig[name][g])
+                    if np.isfinite(fig[name][gi]) and np.isfinite(r).any():
+                        r = r - (np.nanmean(r) - fig[name][gi])
                     lo, hi = np.clip(
                         percentile_ci(r[:, None], alpha), *_RANGES.get(name, (-np.inf, np.inf))
                     )
-                    ci[name][0][g], ci[name][1][g] = lo[0], hi[0]
+                    ci[name][0][gi], ci[name][1][gi] = lo[0], hi[0]
         for name in FIGURES:
             if name == "count":
                 continue

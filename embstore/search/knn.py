@@ -389,7 +389,7 @@ def iter_knn_self(
     dev = resolve_device(device)[0] if index is None else index.device
     if index is None and _fits_in_memory(src.n, dim, row_batch, block_rows, memory_budget):
         yield from _knn_self_in_memory(
-            src, k, metric, int(dim), row_batch if explicit_batch else None, dev, progress
+            src, k, metric, int(dim or 0), row_batch if explicit_batch else None, dev, progress
         )
         return
     bar = _progress(src.n, "kNN exact" if index is None else f"kNN {index.factory}", progress)

@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -53,6 +54,11 @@ DEFAULT_CACHE_BYTES = 256 * 2**20
 
 #: ``post(scores, ids, start)`` turns one query block's k-NN into its result.
 Post = Callable[[np.ndarray, np.ndarray, int], Any]
+
+
+def _dask() -> Any:
+    """The ``dask`` module, typed as Any (its ``compute``/``persist`` are untyped)."""
+    return importlib.import_module("dask")
 
 
 def _is_source(data: Any) -> bool:
@@ -116,7 +122,7 @@ def dask_device(device: str) -> str:
 
 def compute(objs: Sequence[Any], client: Any) -> list[Any]:
     """Compute dask objects on ``client`` (``"dask"``: the active scheduler)."""
-    import dask
+    dask = _dask()
 
     if client is not None and client != "dask":
         return list(client.gather(client.compute(list(objs))))
@@ -125,7 +131,7 @@ def compute(objs: Sequence[Any], client: Any) -> list[Any]:
 
 def _tree(delayed_parts: list[Any], combine: Callable[..., Any], fan_in: int = 8) -> Any:
     """Combine delayed results pairwise-ish, ``fan_in`` at a time, into one."""
-    import dask
+    dask = _dask()
 
     level = list(delayed_parts)
     while len(level) > 1:
@@ -162,7 +168,7 @@ def reduce_blocks(
     -------
     The combined result.
     """
-    import dask
+    dask = _dask()
 
     shared = dask.delayed(blocks, pure=True)
     dargs = [dask.delayed(a, pure=True) for a in args]
@@ -228,7 +234,7 @@ def knn_search_blocks(
 
     Returns raw faiss distances and ids (see :func:`embstore.search.knn.merge_heap`).
     """
-    import dask
+    dask = _dask()
 
     kk = min(int(k), blocks.n)
     shared = dask.delayed(blocks, pure=True)
@@ -276,7 +282,7 @@ def iter_self_knn(
     ------
     ``(start, scores, ids)`` per query block, or ``post``'s result.
     """
-    import dask
+    dask = _dask()
 
     nbytes = blocks.n * blocks.dim * 4
     if cache_bytes and nbytes <= cache_bytes and len(blocks) > 1:
