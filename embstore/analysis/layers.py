@@ -31,10 +31,26 @@ between every pair of layers. :func:`plot_layer_profile` and
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                         # doctest: +SKIP
->>> an = EmbeddingAnalyzer("facet_detr.zarr")                       # doctest: +SKIP
->>> t = an.layer_profile("decoder_output", by="skin", n_boot=200)   # doctest: +SKIP
->>> an.cka_matrix("decoder_output").round(2)                        # doctest: +SKIP
+Four decoder layers of 60 images in two skin groups; only layer 2 tells the
+groups apart:
+
+>>> import numpy as np, xarray as xr
+>>> from embstore import EmbeddingAnalyzer
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(60, 4, 4, 8)).astype("float32")
+>>> skin = np.repeat([1, 2], 30)
+>>> x[skin == 2, 2] += 1.0
+>>> ds = xr.Dataset(
+...     {"decoder_output": (("image", "layer", "query", "hidden"), x)},
+...     coords={"image_id": ("image", np.arange(60)), "skin": ("image", skin)},
+... )
+>>> an = EmbeddingAnalyzer(ds, row_dim="image", id_name="image_id")
+>>> t = an.layer_profile("decoder_output", by="skin", n_boot=0)
+>>> probe = t[t["metric"] == "probe_accuracy"].set_index("layer")["value"]
+>>> int(probe.idxmax()), bool(probe[2] > 0.9)
+(2, True)
+>>> an.cka_matrix("decoder_output").shape
+(4, 4)
 """
 
 from __future__ import annotations
@@ -513,7 +529,16 @@ class LayersMixin:
 
         Examples
         --------
-        >>> an.layer_profile("decoder_output", by="skin", n_boot=200)   # doctest: +SKIP
+        >>> import numpy as np, xarray as xr
+        >>> from embstore import EmbeddingAnalyzer
+        >>> x = np.random.default_rng(0).normal(size=(40, 2, 3, 4))
+        >>> ds = xr.Dataset(
+        ...     {"decoder_output": (("image", "layer", "query", "hidden"), x)},
+        ...     coords={"image_id": ("image", np.arange(40)), "skin": ("image", np.repeat([1, 2], 20))},
+        ... )
+        >>> an = EmbeddingAnalyzer(ds, row_dim="image", id_name="image_id")
+        >>> sorted(set(an.layer_profile(by="skin", n_boot=0)["layer"]))
+        [0, 1]
         """
         return layer_profile(self, variable, by, metrics, **options)
 

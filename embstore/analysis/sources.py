@@ -61,8 +61,9 @@ class StoreSource:
 
     Examples
     --------
-    >>> src = StoreSource(Store.open("run.zarr"))       # doctest: +SKIP
-    >>> src.dataarray("query_embeddings").dims          # doctest: +SKIP
+    >>> from embstore import Store
+    >>> src = StoreSource(Store.open(demo_path))
+    >>> src.dataarray("query_embeddings").dims
     ('image', 'query', 'hidden')
     """
 
