@@ -53,6 +53,8 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
             "embstore.analysis.similarity:*",
             "embstore.analysis.layers:*",
             "embstore.analysis.attention:*",
+            "embstore.analysis.spec:*",
+            "embstore.analysis.blocks:*",
         ],
     ),
     (
