@@ -168,3 +168,25 @@ def test_client_with_a_distributed_cluster(face_path):
     np.testing.assert_array_equal(knn.ids, knn_self(an, 3, spec=spec, device="cpu").ids)
     # the face store has two near-duplicate rows per person
     assert local.n_groups <= 40
+
+
+def test_layer_functions_take_a_spec():
+    import xarray as xr
+
+    from embstore.analysis.layers import cka_matrix, layer_profile
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 3, 4, 6)).astype(np.float32)
+    ds = xr.Dataset(
+        {"decoder_output": (("image", "layer", "query", "hidden"), x)},
+        coords={"image_id": ("image", np.arange(40)), "skin": ("image", np.repeat([1, 2], 20))},
+    )
+    an = EmbeddingAnalyzer(ds, row_dim="image", id_name="image_id")
+    spec = VectorSpec("decoder_output", pool="max")
+    a = cka_matrix(an, spec=spec)
+    b = cka_matrix(an, "decoder_output", pool="max")
+    np.testing.assert_array_equal(a.values, b.values)
+    assert not np.allclose(a.values, cka_matrix(an, pool="mean").values)
+    t1 = layer_profile(an, by="skin", metrics="centroid_distance", n_boot=0, spec=spec)
+    t2 = layer_profile(an, "decoder_output", "skin", "centroid_distance", n_boot=0, pool="max")
+    pd.testing.assert_frame_equal(t1, t2)

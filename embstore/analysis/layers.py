@@ -66,6 +66,7 @@ import xarray as xr
 
 from ..errors import UnknownVariableError, ValidationError
 from .similarity import cka_from_matrices
+from .spec import VectorSpec
 
 __all__ = [
     "METRICS",
@@ -106,6 +107,16 @@ profile_columns = (
     "energy",
     "p_holm",
 )
+
+
+def _vectors_of(
+    spec: VectorSpec | None, variable: str, pool: str | None
+) -> tuple[str, str | None, dict[str, Any]]:
+    """Variable, pool and pooling keywords from ``spec=`` or the flat keywords."""
+    if spec is None:
+        return variable, pool, {}
+    spec = VectorSpec.coerce(spec)
+    return spec.variable or variable, spec.pool, spec.pool_kwargs()
 
 
 def _as_list(by: Sequence[str] | str) -> list[str]:
@@ -220,6 +231,7 @@ def layer_profile(
     probe: str = "ridge",
     intersections: bool = False,
     missing_values: Mapping[str, Sequence[Any]] | None = None,
+    spec: VectorSpec | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Group metrics of a layered variable at every layer (tidy table).
@@ -244,6 +256,9 @@ def layer_profile(
         Permutations of each energy test (only used for ``energy_p``).
     seed, alpha, min_count, probe, intersections, missing_values
         As in :func:`~embstore.fairness.stats.group_statistics`.
+    spec : VectorSpec, optional
+        Which vectors (variable, pool, ``k``, ``over``) instead of
+        ``variable``/``pool``; its ``layer`` is ignored (every layer is used).
     **options
         Other keywords of :func:`~embstore.fairness.stats.group_statistics`
         (``k``, ``max_perm_rows``, ...).
@@ -271,8 +286,9 @@ def layer_profile(
         raise ValidationError(f"n_boot={n_boot!r} must be >= 0 (0 skips the intervals).")
     table_metrics = [m for m in metrics if METRICS[m] is not None]
     rows: list[dict[str, Any]] = []
+    variable, pool, pool_kw = _vectors_of(spec, variable, pool)
     for layer in _layers(an, variable, layers):
-        X, labels = an.matrix(variable, pool=pool, layer=layer)
+        X, labels = an.matrix(variable, pool=pool, layer=layer, **pool_kw)
         missing = [b for b in by if b not in labels.columns]
         if missing:
             raise UnknownVariableError(
@@ -357,6 +373,7 @@ def cka_matrix(
     *,
     pool: str | None = "mean",
     layers: Sequence[int] | None = None,
+    spec: VectorSpec | None = None,
 ) -> xr.DataArray:
     """Linear CKA between every pair of layers of a layered variable.
 
@@ -370,14 +387,17 @@ def cka_matrix(
         Pooling over queries (``None``: every (row, query) vector).
     layers : sequence of int, optional
         Layers to compare (default: all).
+    spec : VectorSpec, optional
+        Which vectors instead of ``variable``/``pool`` (its ``layer`` is ignored).
 
     Returns
     -------
     xarray.DataArray
         Symmetric, dims ``("layer", "layer_other")``, ones on the diagonal.
     """
+    variable, pool, pool_kw = _vectors_of(spec, variable, pool)
     idx = _layers(an, variable, layers)
-    mats = [an.matrix(variable, pool=pool, layer=layer)[0] for layer in idx]
+    mats = [an.matrix(variable, pool=pool, layer=layer, **pool_kw)[0] for layer in idx]
     n = len(idx)
     M = np.eye(n)
     for i in range(n):
