@@ -55,6 +55,8 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
             "embstore.analysis.similarity:*",
             "embstore.analysis.layers:*",
             "embstore.analysis.attention:*",
+            "embstore.analysis.spec:*",
+            "embstore.analysis.blocks:*",
         ],
     ),
     (

@@ -31,10 +31,26 @@ between every pair of layers. :func:`plot_layer_profile` and
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                         # doctest: +SKIP
->>> an = EmbeddingAnalyzer("facet_detr.zarr")                       # doctest: +SKIP
->>> t = an.layer_profile("decoder_output", by="skin", n_boot=200)   # doctest: +SKIP
->>> an.cka_matrix("decoder_output").round(2)                        # doctest: +SKIP
+Four decoder layers of 60 images in two skin groups; only layer 2 tells the
+groups apart:
+
+>>> import numpy as np, xarray as xr
+>>> from embstore import EmbeddingAnalyzer
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(60, 4, 4, 8)).astype("float32")
+>>> skin = np.repeat([1, 2], 30)
+>>> x[skin == 2, 2] += 1.0
+>>> ds = xr.Dataset(
+...     {"decoder_output": (("image", "layer", "query", "hidden"), x)},
+...     coords={"image_id": ("image", np.arange(60)), "skin": ("image", skin)},
+... )
+>>> an = EmbeddingAnalyzer(ds, row_dim="image", id_name="image_id")
+>>> t = an.layer_profile("decoder_output", by="skin", n_boot=0)
+>>> probe = t[t["metric"] == "probe_accuracy"].set_index("layer")["value"]
+>>> int(probe.idxmax()), bool(probe[2] > 0.9)
+(2, True)
+>>> an.cka_matrix("decoder_output").shape
+(4, 4)
 """
 
 from __future__ import annotations
@@ -50,6 +66,7 @@ import xarray as xr
 
 from ..errors import UnknownVariableError, ValidationError
 from .similarity import cka_from_matrices
+from .spec import VectorSpec
 
 __all__ = [
     "METRICS",
@@ -90,6 +107,16 @@ profile_columns = (
     "energy",
     "p_holm",
 )
+
+
+def _vectors_of(
+    spec: VectorSpec | None, variable: str, pool: str | None
+) -> tuple[str, str | None, dict[str, Any]]:
+    """Variable, pool and pooling keywords from ``spec=`` or the flat keywords."""
+    if spec is None:
+        return variable, pool, {}
+    spec = VectorSpec.coerce(spec)
+    return spec.variable or variable, spec.pool, spec.pool_kwargs()
 
 
 def _as_list(by: Sequence[str] | str) -> list[str]:
@@ -204,6 +231,7 @@ def layer_profile(
     probe: str = "ridge",
     intersections: bool = False,
     missing_values: Mapping[str, Sequence[Any]] | None = None,
+    spec: VectorSpec | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Group metrics of a layered variable at every layer (tidy table).
@@ -228,6 +256,9 @@ def layer_profile(
         Permutations of each energy test (only used for ``energy_p``).
     seed, alpha, min_count, probe, intersections, missing_values
         As in :func:`~embstore.fairness.stats.group_statistics`.
+    spec : VectorSpec, optional
+        Which vectors (variable, pool, ``k``, ``over``) instead of
+        ``variable``/``pool``; its ``layer`` is ignored (every layer is used).
     **options
         Other keywords of :func:`~embstore.fairness.stats.group_statistics`
         (``k``, ``max_perm_rows``, ...).
@@ -255,8 +286,9 @@ def layer_profile(
         raise ValidationError(f"n_boot={n_boot!r} must be >= 0 (0 skips the intervals).")
     table_metrics = [m for m in metrics if METRICS[m] is not None]
     rows: list[dict[str, Any]] = []
+    variable, pool, pool_kw = _vectors_of(spec, variable, pool)
     for layer in _layers(an, variable, layers):
-        X, labels = an.matrix(variable, pool=pool, layer=layer)
+        X, labels = an.matrix(variable, pool=pool, layer=layer, **pool_kw)
         missing = [b for b in by if b not in labels.columns]
         if missing:
             raise UnknownVariableError(
@@ -305,7 +337,7 @@ def layer_profile(
         from ..fairness.disparity import group_label
 
         for _, g in t.iterrows():
-            cols = str(g["grouping"]).split("*")
+            cols = tuple(str(g["grouping"]).split("*"))
             for m in table_metrics:
                 col = METRICS[m]
                 has_ci = f"{col}_lo" in t.columns
@@ -341,6 +373,7 @@ def cka_matrix(
     *,
     pool: str | None = "mean",
     layers: Sequence[int] | None = None,
+    spec: VectorSpec | None = None,
 ) -> xr.DataArray:
     """Linear CKA between every pair of layers of a layered variable.
 
@@ -354,14 +387,17 @@ def cka_matrix(
         Pooling over queries (``None``: every (row, query) vector).
     layers : sequence of int, optional
         Layers to compare (default: all).
+    spec : VectorSpec, optional
+        Which vectors instead of ``variable``/``pool`` (its ``layer`` is ignored).
 
     Returns
     -------
     xarray.DataArray
         Symmetric, dims ``("layer", "layer_other")``, ones on the diagonal.
     """
+    variable, pool, pool_kw = _vectors_of(spec, variable, pool)
     idx = _layers(an, variable, layers)
-    mats = [an.matrix(variable, pool=pool, layer=layer)[0] for layer in idx]
+    mats = [an.matrix(variable, pool=pool, layer=layer, **pool_kw)[0] for layer in idx]
     n = len(idx)
     M = np.eye(n)
     for i in range(n):
@@ -513,7 +549,16 @@ class LayersMixin:
 
         Examples
         --------
-        >>> an.layer_profile("decoder_output", by="skin", n_boot=200)   # doctest: +SKIP
+        >>> import numpy as np, xarray as xr
+        >>> from embstore import EmbeddingAnalyzer
+        >>> x = np.random.default_rng(0).normal(size=(40, 2, 3, 4))
+        >>> ds = xr.Dataset(
+        ...     {"decoder_output": (("image", "layer", "query", "hidden"), x)},
+        ...     coords={"image_id": ("image", np.arange(40)), "skin": ("image", np.repeat([1, 2], 20))},
+        ... )
+        >>> an = EmbeddingAnalyzer(ds, row_dim="image", id_name="image_id")
+        >>> sorted(set(an.layer_profile(by="skin", n_boot=0)["layer"]))
+        [0, 1]
         """
         return layer_profile(self, variable, by, metrics, **options)
 

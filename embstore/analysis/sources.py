@@ -25,6 +25,7 @@ Every source exposes the same small interface (internal, used by
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ import xarray as xr
 from ..errors import UnknownVariableError, ValidationError
 from .legacy_dir import LegacyDirSource, is_legacy_dir
 
-__all__ = ["DatasetSource", "LegacyDirSource", "StoreSource", "open_source"]
+__all__ = ["DatasetSource", "LegacyDirSource", "PooledSource", "StoreSource", "open_source"]
 
 _DEFAULT_CHUNK_ROWS = 4096
 
@@ -60,8 +61,9 @@ class StoreSource:
 
     Examples
     --------
-    >>> src = StoreSource(Store.open("run.zarr"))       # doctest: +SKIP
-    >>> src.dataarray("query_embeddings").dims          # doctest: +SKIP
+    >>> from embstore import Store
+    >>> src = StoreSource(Store.open(demo_path))
+    >>> src.dataarray("query_embeddings").dims
     ('image', 'query', 'hidden')
     """
 
@@ -148,7 +150,7 @@ class DatasetSource:
         if not dataset.data_vars:
             raise ValidationError("the dataset has no data variables to analyse")
         if row_dim is None:
-            row_dim = next(iter(dataset.data_vars.values())).dims[0]
+            row_dim = str(next(iter(dataset.data_vars.values())).dims[0])
         if row_dim not in dataset.dims:
             raise ValidationError(
                 f"row_dim={row_dim!r} is not a dimension of the dataset; dims: {list(dataset.dims)}"
@@ -228,6 +230,111 @@ class DatasetSource:
         )
 
 
+class PooledSource:
+    """A source in which one spatial variable is pooled to one vector per row.
+
+    ``embstore search|dedup|cluster --over y,x`` analyse a feature map
+    ``(channel, y, x)`` (dense or ragged) through this source: every other
+    variable, the coordinates and the :class:`embstore.Store` (so cluster
+    ids can still be written) are those of the underlying source, while
+    ``variable`` becomes the ``(row, channel)`` mean (or max) over ``over``,
+    lazily, as :meth:`embstore.EmbeddingAnalyzer.pool` computes it.
+
+    Parameters
+    ----------
+    obj : Store, str, os.PathLike, xarray.Dataset or source
+        What to analyse (see :func:`open_source`).
+    variable : str, optional
+        The spatial variable (default: the store's default variable).
+    over : str or sequence of str
+        Dimensions pooled over (``"y,x"``).
+    method : {"mean", "max"}
+        Pooling.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset(
+    ...     {"fmap": (("image", "channel", "y", "x"), np.arange(16.0).reshape(2, 2, 2, 2))},
+    ...     coords={"image_id": ("image", [10, 11])},
+    ... )
+    >>> src = PooledSource(DatasetSource(ds, row_dim="image", id_name="image_id"), "fmap", "y,x")
+    >>> src.variables["fmap"], src.dataarray("fmap").values.tolist()
+    (('channel',), [[1.5, 5.5], [9.5, 13.5]])
+    """
+
+    def __init__(
+        self,
+        obj: Any,
+        variable: str | None,
+        over: str | Sequence[str],
+        method: str = "mean",
+    ) -> None:
+        from .core import AnalyzerCore
+        from .defaults import resolve_variable
+        from .spec import parse_over
+
+        self._base: Any = obj if _is_source(obj) else open_source(obj)
+        core = AnalyzerCore(self._base)
+        self.variable = resolve_variable(core, variable)
+        self.over: tuple[str, ...] = parse_over(over) or ()
+        if method not in ("mean", "max"):
+            raise ValidationError(f"over= pools with 'mean' or 'max', got pool={method!r}")
+        self.method = method
+        pooled = core.pool(self.variable, over=self.over, method=method)
+        if pooled.ndim != 2:
+            raise ValidationError(
+                f"pooling {self.variable!r} over {list(self.over)} leaves dims {list(pooled.dims)}; "
+                "name every dimension but the feature one in over= (e.g. over='y,x')"
+            )
+        self._pooled = xr.DataArray(pooled.data, dims=pooled.dims, name=self.variable)
+        self.store: Any = self._base.store
+        self.row_dim: str = self._base.row_dim
+        self.id_name: str = self._base.id_name
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Row ids, in row order."""
+        return np.asarray(self._base.ids)
+
+    @property
+    def coords(self) -> pd.DataFrame:
+        """Row coordinates other than the id; index = ids."""
+        return self._base.coords
+
+    @property
+    def variables(self) -> dict[str, tuple[str, ...]]:
+        """Dense variables; the pooled one as ``(feature,)``."""
+        out = dict(self._base.variables)
+        out[self.variable] = (str(self._pooled.dims[1]),)
+        return out
+
+    @property
+    def ragged_variables(self) -> dict[str, tuple[str, ...]]:
+        """Ragged variables of the source, without the pooled one."""
+        return {k: v for k, v in self._base.ragged_variables.items() if k != self.variable}
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Provenance attributes, plus how the variable was pooled."""
+        base = dict(getattr(self._base, "attrs", {}) or {})
+        return {**base, "pooled_over": {self.variable: list(self.over)}}
+
+    def dataarray(self, name: str) -> xr.DataArray:
+        """The pooled variable ``(row, feature)``, or another variable of the source."""
+        if name == self.variable:
+            return self._pooled
+        return self._base.dataarray(name)
+
+    def get_ragged(self, name: str, row_id: Any) -> np.ndarray:
+        """One row of another ragged variable."""
+        return self._base.get_ragged(name, row_id)
+
+
+def _is_source(obj: Any) -> bool:
+    return isinstance(obj, (StoreSource, DatasetSource, LegacyDirSource, PooledSource))
+
+
 def _looks_like_store(obj: Any) -> bool:
     return all(
         hasattr(obj, a) for a in ("row_dim", "id_name", "variables", "ids", "coords")
@@ -236,7 +343,7 @@ def _looks_like_store(obj: Any) -> bool:
 
 def open_source(
     obj: Any, row_dim: str | None = None, id_name: str | None = None
-) -> StoreSource | DatasetSource | LegacyDirSource:
+) -> StoreSource | DatasetSource | LegacyDirSource | PooledSource:
     """Wrap a Store, a path (store or old directory) or a Dataset as a source.
 
     Parameters
@@ -258,6 +365,8 @@ def open_source(
     ValidationError
         If ``obj`` is none of the supported kinds.
     """
+    if _is_source(obj):
+        return obj
     if isinstance(obj, xr.Dataset):
         return DatasetSource(obj, row_dim=row_dim, id_name=id_name)
     if isinstance(obj, (str, os.PathLike)):

@@ -35,14 +35,26 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["Blocks", "VectorSpec"]
+__all__ = ["Blocks", "VectorSpec", "parse_over"]
 
 #: The block contract: ``(start, float32 block of shape (n, dim))`` pairs in
 #: row order, as faiss ``knn_ground_truth`` takes its database iterator.
 Blocks: TypeAlias = Iterable[tuple[int, np.ndarray]]
 
 
-def _parse_over(over: str | Sequence[str] | None) -> tuple[str, ...] | None:
+def parse_over(over: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """Dimension names from ``"y,x"`` or a sequence (``None`` stays ``None``).
+
+    Raises
+    ------
+    ValidationError
+        If no dimension is named.
+
+    Examples
+    --------
+    >>> parse_over(" y, x ")
+    ('y', 'x')
+    """
     if over is None:
         return None
     if isinstance(over, str):
@@ -85,7 +97,7 @@ class VectorSpec:
     over: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "over", _parse_over(self.over))
+        object.__setattr__(self, "over", parse_over(self.over))
         if self.layer is not None and (
             isinstance(self.layer, bool) or not isinstance(self.layer, int)
         ):

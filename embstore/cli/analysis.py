@@ -37,6 +37,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="pooling over queries: mean, max, confidence, topk:K, or none (default: %(default)s)",
     )
     p.add_argument("--layer", type=int, default=None, help="layer of decoder_output")
+    p.add_argument(
+        "--over",
+        default=None,
+        metavar="DIMS",
+        help="pool a spatial variable (channel, y, x) over these dims first, e.g. y,x "
+        "(mean, or max with --pool max)",
+    )
     p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
     p.add_argument(
         "--kind",
@@ -187,12 +194,19 @@ def _pool(args: argparse.Namespace) -> Any:
     return None if str(args.pool).lower() in ("none", "null", "") else args.pool
 
 
+def _over(store: Any, args: argparse.Namespace) -> Any:
+    from ..analysis.sources import PooledSource
+
+    method = "max" if str(args.pool).lower() == "max" else "mean"
+    return PooledSource(store, args.variable, args.over, method)
+
+
 def _open(args: argparse.Namespace, mode: str) -> tuple[Any, Any]:
     from ..analysis import EmbeddingAnalyzer
     from ..store import Store
 
     store = Store.open(args.store, mode=mode)
-    an = EmbeddingAnalyzer(store)
+    an = EmbeddingAnalyzer(_over(store, args) if getattr(args, "over", None) else store)
     if args.sel:
         from ..summary import parse_selection
 

@@ -1,38 +1,42 @@
-"""Larger-than-memory analysis as Dask tasks: statistics, exact k-NN, clustering.
+"""Larger-than-memory analysis of an analyzer's vectors as Dask tasks.
 
-The analyzer's vectors (:meth:`embstore.EmbeddingAnalyzer.vectors`, pooled or
-not) are a lazy dask array read chunk by chunk from the store. The functions
-here cut them into row blocks of at most ``block_rows`` vectors and run one
-task per block (statistics, search against a few queries) or per query block
-(self k-NN, clustering):
+These are thin wrappers: they name the vectors (an analyzer plus a
+:class:`~embstore.analysis.spec.VectorSpec` or the flat ``variable=, pool=,
+layer=`` keywords), cut them into :class:`~embstore.analysis.blocks.VectorBlocks`
+(the one block producer) and run the search functions of
+:mod:`embstore.search` with ``client=``, which execute the same block
+algorithms (faiss block scan, result heap, union-find) as Dask tasks
+(:mod:`embstore.search.tasks`). Statistics sum
+:func:`embstore.fairness.stats.block_group_sums` per block in a tree.
 
-* Each task reads its blocks from the store itself (the block's own small
-  graph, computed inside the task), so no block is kept alive in the
-  cluster's memory between tasks. Memory per worker is about one or two
-  blocks plus small results, whatever the size of the store.
-* Tasks return small results (sums per group, ``(nq, k)`` neighbour
-  tables, thresholded edges), combined on the client.
-* They run on whatever Dask scheduler is active: the local threads by
-  default, or a :class:`dask.distributed.Client` (pass ``client=`` or make
-  it the default).
+* Each task reads its blocks from the store itself, so no block is kept alive
+  in the cluster's memory between tasks: memory per worker is about one or
+  two blocks plus small results, whatever the size of the store.
+* Tasks return small results (sums per group, ``(nq, k)`` neighbour tables,
+  thresholded edges), combined on the client.
+* They run on a :class:`dask.distributed.Client` (``client=``) or, without
+  one, on Dask's active scheduler (the default client, else local threads).
 
 Results equal the local path (:meth:`~embstore.EmbeddingAnalyzer.search`,
 :meth:`~embstore.EmbeddingAnalyzer.cluster`, NumPy statistics) up to float
-summation order: exact search uses the same faiss block scan and result heap.
+summation order.
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                               # doctest: +SKIP
->>> from embstore.distributed import connect                             # doctest: +SKIP
->>> from embstore.distributed.analysis import vector_stats, cluster       # doctest: +SKIP
->>> an = EmbeddingAnalyzer("facet.zarr")                                  # doctest: +SKIP
->>> with connect(address="tcp://scheduler:8786") as client:               # doctest: +SKIP
-...     stats = vector_stats(an, pool="mean", by="skin", client=client)
-...     groups = cluster(an, threshold=0.7, k=100, client=client)
+>>> from embstore import EmbeddingAnalyzer
+>>> from embstore.distributed.analysis import cluster, vector_stats
+>>> an = EmbeddingAnalyzer(face_path)
+>>> stats = vector_stats(an, "embedding", by="person", block_rows=32)
+>>> int(stats["count"].sum())
+80
+>>> groups = cluster(an, threshold=0.9, k=5, variable="embedding", block_rows=32)
+>>> int(groups["cluster"].nunique()) <= 80
+True
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -41,9 +45,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..analysis.blocks import VectorBlocks
 from ..analysis.defaults import resolve_variable
-from ..errors import SelectionError, ValidationError
+from ..analysis.spec import VectorSpec
+from ..errors import ValidationError
 from ..search.source import positions_of_ids
+from ..search.tasks import DEFAULT_CACHE_BYTES
 
 __all__ = [
     "VectorBlocks",
@@ -58,61 +65,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_ROWS = 65536
-
-#: Vectors up to this many bytes (float32) are computed once and kept in the
-#: cluster's memory for self k-NN; larger ones are re-read by every task.
-DEFAULT_CACHE_BYTES = 256 * 2**20
-
 _MAX_GROUPS = 65536
-
-
-class VectorBlocks:
-    """Picklable, opaque access to the vectors of an analyzer, block by block.
-
-    Dask does not look inside this object, so passing it to many tasks does
-    not make their blocks shared graph keys: every task reads its own blocks
-    from the store (:meth:`load`) and frees them when it ends.
-
-    Parameters
-    ----------
-    data : dask.array.Array
-        ``(n, D)`` vectors (lazy).
-    bounds : list of (int, int)
-        Row range of each block.
-
-    Attributes
-    ----------
-    n : int
-        Number of vectors.
-    dim : int
-        Vector size.
-    """
-
-    def __init__(self, data: Any, bounds: Sequence[tuple[int, int]]) -> None:
-        self.data = data
-        self.bounds = [(int(a), int(b)) for a, b in bounds]
-        self.n = int(data.shape[0])
-        self.dim = int(data.shape[1])
-
-    def __len__(self) -> int:
-        return len(self.bounds)
-
-    def load(self, b: int) -> np.ndarray:
-        """Read block ``b`` (synchronously, in the calling task).
-
-        Parameters
-        ----------
-        b : int
-            Block number.
-
-        Returns
-        -------
-        numpy.ndarray
-            C-contiguous float32 ``(rows, D)``.
-        """
-        a, e = self.bounds[b]
-        return np.ascontiguousarray(self.data[a:e].compute(scheduler="sync"), dtype=np.float32)
 
 
 def vector_blocks(
@@ -121,9 +74,14 @@ def vector_blocks(
     pool: str | None = "mean",
     layer: int | None = None,
     block_rows: int | None = None,
+    *,
+    spec: VectorSpec | None = None,
     **pool_kwargs: Any,
 ) -> tuple[VectorBlocks, pd.DataFrame]:
     """The analyzer's vectors as :class:`VectorBlocks` plus their labels.
+
+    :func:`embstore.analysis.blocks.vector_blocks` with this module's
+    argument order (kept for existing callers).
 
     Parameters
     ----------
@@ -132,102 +90,57 @@ def vector_blocks(
     variable, pool, layer, **pool_kwargs
         As in :meth:`embstore.EmbeddingAnalyzer.vectors`.
     block_rows : int, optional
-        Vectors per block (default 65536): storage chunks are grouped up to
-        this size (a larger chunk is split). Memory per task is about
-        ``block_rows * D * 4`` bytes per block held.
+        Vectors per block (default 65536).
+    spec : VectorSpec, optional
+        Which vectors (the flat keywords override its fields).
 
     Returns
     -------
     blocks : VectorBlocks
     labels : pandas.DataFrame
-        One row per vector (:meth:`embstore.EmbeddingAnalyzer.labels`).
-
-    Raises
-    ------
-    ValidationError
-        ``block_rows`` is not a positive int.
-    SelectionError
-        No vectors.
     """
-    variable = resolve_variable(analyzer, variable)
-    import dask.array as da
-
-    block_rows = DEFAULT_BLOCK_ROWS if block_rows is None else block_rows
-    if (
-        isinstance(block_rows, bool)
-        or not isinstance(block_rows, (int, np.integer))
-        or block_rows < 1
-    ):
-        raise ValidationError(f"block_rows must be a positive integer, got {block_rows!r}")
-    arr = analyzer.vectors(variable, pool=pool, layer=layer, **pool_kwargs)
-    data = arr.data
-    if not isinstance(data, da.Array):
-        data = da.from_array(np.asarray(data), chunks=(int(block_rows), -1))
-    if data.shape[0] == 0:
-        raise SelectionError(f"no vectors of {variable!r} to analyse (the selection is empty)")
-    data = data.astype(np.float32)
-    bounds = analyzer._block_bounds(data.chunks[0], int(block_rows))
-    labels = analyzer.labels(variable, pool=pool, layer=layer, **pool_kwargs)
-    return VectorBlocks(data, bounds), labels
+    spec = _spec(spec, variable, pool, layer, pool_kwargs)
+    return _vector_blocks(analyzer, spec, block_rows, **pool_kwargs)
 
 
-def _compute(objs: Sequence[Any], client: Any) -> list[Any]:
-    import dask
+def _spec(
+    spec: VectorSpec | None,
+    variable: str | None,
+    pool: str | None,
+    layer: int | None,
+    pool_kwargs: dict[str, Any],
+) -> VectorSpec:
+    """One spec from ``spec=`` and the flat keywords (``k``/``over`` taken out of ``pool_kwargs``)."""
+    k = pool_kwargs.pop("k", None)
+    over = pool_kwargs.pop("over", None)
+    if spec is None:
+        return VectorSpec(variable, pool, layer, k, over)
+    return VectorSpec.coerce(spec, variable=variable, layer=layer, k=k, over=over).replace(
+        pool=pool if pool != "mean" else spec.pool
+    )
 
-    if client is not None:
-        return list(client.gather(client.compute(list(objs))))
-    return list(dask.compute(*objs))
+
+def _vector_blocks(
+    analyzer: Any, spec: VectorSpec, block_rows: int | None, **pool_kwargs: Any
+) -> tuple[VectorBlocks, pd.DataFrame]:
+    from ..analysis.blocks import vector_blocks as _one_producer
+
+    return _one_producer(analyzer, spec, block_rows, **pool_kwargs)
+
+
+def _client(client: Any) -> Any:
+    """``None`` (Dask's active scheduler) as the search functions' ``client="dask"``."""
+    return "dask" if client is None else client
 
 
 # -------------------------------------------------------------- statistics
-def _block_sums(
+def _sums_task(
     blocks: VectorBlocks, b: int, codes: np.ndarray, n_groups: int
 ) -> dict[str, np.ndarray]:
-    x = blocks.load(b).astype(np.float64)
+    from ..fairness.stats import block_group_sums
+
     a, e = blocks.bounds[b]
-    c = np.asarray(codes[a:e])
-    order = np.argsort(c, kind="stable")
-    cs = c[order]
-    starts = (
-        np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]]) if len(cs) else np.zeros(0, dtype=np.int64)
-    )
-    present = cs[starts]
-    xs = x[order]
-    norms = np.sqrt((xs * xs).sum(axis=1))
-    out = {
-        "count": np.zeros(n_groups),
-        "sum": np.zeros((n_groups, x.shape[1])),
-        "sumsq": np.zeros((n_groups, x.shape[1])),
-        "norm": np.zeros(n_groups),
-        "norm2": np.zeros(n_groups),
-    }
-    if len(cs):
-        out["count"][present] = np.diff(np.r_[starts, len(cs)])
-        out["sum"][present] = np.add.reduceat(xs, starts, axis=0)
-        out["sumsq"][present] = np.add.reduceat(xs * xs, starts, axis=0)
-        out["norm"][present] = np.add.reduceat(norms, starts)
-        out["norm2"][present] = np.add.reduceat(norms * norms, starts)
-    return out
-
-
-def _add_sums(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {k: v.copy() for k, v in parts[0].items()}
-    for p in parts[1:]:
-        for k, v in p.items():
-            out[k] += v
-    return out
-
-
-def _tree(delayed_parts: list[Any], combine: Any, fan_in: int = 8) -> Any:
-    import dask
-
-    level = list(delayed_parts)
-    while len(level) > 1:
-        level = [
-            dask.delayed(combine, pure=True)(*level[i : i + fan_in])
-            for i in range(0, len(level), fan_in)
-        ]
-    return level[0]
+    return block_group_sums(blocks.load(b), np.asarray(codes[a:e]), n_groups)
 
 
 def vector_stats(
@@ -239,6 +152,7 @@ def vector_stats(
     *,
     block_rows: int | None = None,
     client: Any = None,
+    spec: VectorSpec | None = None,
     **pool_kwargs: Any,
 ) -> xr.Dataset:
     """Per-group statistics of the vectors, computed block by block as Dask tasks.
@@ -256,6 +170,8 @@ def vector_stats(
         Vectors per task (see :func:`vector_blocks`).
     client : dask.distributed.Client, optional
         Run on this cluster (default: the active Dask scheduler).
+    spec : VectorSpec, optional
+        Which vectors, instead of the flat keywords.
 
     Returns
     -------
@@ -272,13 +188,16 @@ def vector_stats(
 
     Examples
     --------
-    >>> ds = vector_stats(an, pool="mean", by="skin")            # doctest: +SKIP
-    >>> ds["mean_norm"].to_series()                              # doctest: +SKIP
+    >>> from embstore import EmbeddingAnalyzer
+    >>> ds = vector_stats(EmbeddingAnalyzer(demo_path), pool="mean", by="skin", block_rows=50)
+    >>> ds.sizes["group"], int(ds["count"].sum())
+    (4, 120)
     """
-    variable = resolve_variable(analyzer, variable)
-    import dask
+    from ..fairness.stats import add_group_sums, moments_from_sums
+    from ..search.tasks import reduce_blocks
 
-    blocks, labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
+    spec = _spec(spec, variable, pool, layer, pool_kwargs)
+    blocks, labels = _vector_blocks(analyzer, spec, block_rows, **pool_kwargs)
     by_cols = [] if by is None else ([by] if isinstance(by, str) else list(by))
     missing = [c for c in by_cols if c not in labels.columns]
     if missing:
@@ -295,35 +214,27 @@ def vector_stats(
             f"by={by_cols} makes {n_groups} groups; statistics are for labels with at most {_MAX_GROUPS} "
             "values (skin, lighting, ...), not for ids: group by a coarser label"
         )
-    shared = dask.delayed(blocks, pure=True)
-    codes_d = dask.delayed(codes, pure=True)
-    parts = [
-        dask.delayed(_block_sums, pure=True)(shared, b, codes_d, n_groups)
-        for b in range(len(blocks))
-    ]
-    (tot,) = _compute([_tree(parts, _add_sums)], client)
-    count = tot["count"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = tot["sum"] / count[:, None]
-        var = np.maximum(tot["sumsq"] / count[:, None] - mean * mean, 0.0)
-        mean_norm = tot["norm"] / count
-        dispersion = np.maximum(tot["norm2"] / count - (mean * mean).sum(axis=1), 0.0)
-    feat = analyzer.vectors(variable, pool=pool, layer=layer, **pool_kwargs).dims[1]
+    tot = reduce_blocks(blocks, _sums_task, add_group_sums, codes, n_groups, client=_client(client))
+    m = moments_from_sums(tot)
+    name = resolve_variable(analyzer, spec.variable)
+    feat = analyzer.vectors(
+        name, pool=spec.pool, layer=spec.layer, **spec.pool_kwargs(), **pool_kwargs
+    ).dims[1]
     coords: dict[str, Any] = {"group": np.arange(n_groups)}
     for c in by_cols:
         coords[c] = ("group", keys[c].to_numpy())
     return xr.Dataset(
         {
-            "count": ("group", count.astype(np.int64)),
-            "mean": (("group", feat), mean),
-            "std": (("group", feat), np.sqrt(var)),
-            "mean_norm": ("group", mean_norm),
-            "dispersion": ("group", dispersion),
+            "count": ("group", m["count"]),
+            "mean": (("group", feat), m["mean"]),
+            "std": (("group", feat), m["std"]),
+            "mean_norm": ("group", m["mean_norm"]),
+            "dispersion": ("group", m["dispersion"]),
         },
         coords=coords,
         attrs={
-            "variable": variable,
-            "pool": "none" if pool is None else str(pool),
+            "variable": name,
+            "pool": "none" if spec.pool is None else str(spec.pool),
             "by": ",".join(by_cols),
         },
     )
@@ -337,31 +248,10 @@ def _factorize(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 # ------------------------------------------------------------------- search
-def _block_knn(
-    blocks: VectorBlocks, b: int, xq: np.ndarray, k: int, metric: str
-) -> tuple[np.ndarray, np.ndarray]:
-    from ..search.index import prepare_vectors
-    from ..search.knn import _knn_gpu_or_cpu
-
-    a, _e = blocks.bounds[b]
-    xb = prepare_vectors(blocks.load(b), metric, xq.shape[1], copy=False)
-    kk = min(k, xb.shape[0])
-    d, i = _knn_gpu_or_cpu(xq, xb, kk, metric, "cpu")
-    return d, np.where(i >= 0, i + a, -1)
-
-
-def _merge_heap(
-    nq: int, k: int, keep_max: bool, *parts: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    from ..search.index import get_faiss
-
-    heap = get_faiss().ResultHeap(nq, k, keep_max=keep_max)
-    for d, i in parts:
-        heap.add_result(
-            np.ascontiguousarray(d, dtype=np.float32), np.ascontiguousarray(i, dtype=np.int64)
-        )
-    heap.finalize()
-    return heap.D, heap.I
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValidationError(f"k={k!r}; pass a positive number of neighbours")
+    return int(k)
 
 
 def knn_search(
@@ -376,14 +266,15 @@ def knn_search(
     metric: str = "cosine",
     block_rows: int | None = None,
     client: Any = None,
+    spec: VectorSpec | None = None,
     **pool_kwargs: Any,
 ) -> pd.DataFrame:
     """Exact k nearest neighbours of a few queries: one Dask task per database block.
 
-    The distributed form of :meth:`embstore.EmbeddingAnalyzer.search` without
-    an index: each task scans one block with faiss, the per-block top-k are
-    merged with faiss's result heap in block order (the local scan's order),
-    so the result equals the local one.
+    :func:`embstore.search.knn.knn_search` with ``client=``, labelled: each
+    task scans one block with faiss and the per-block top-k are merged with
+    faiss's result heap in block order (the local scan's order), so the
+    result equals the local one.
 
     Parameters
     ----------
@@ -403,6 +294,8 @@ def knn_search(
         Database vectors per task.
     client : dask.distributed.Client, optional
         Cluster to run on (default: the active scheduler).
+    spec : VectorSpec, optional
+        Which vectors, instead of the flat keywords.
 
     Returns
     -------
@@ -419,18 +312,20 @@ def knn_search(
 
     Examples
     --------
-    >>> knn_search(an, ids=[42], k=5, client=client)              # doctest: +SKIP
+    >>> from embstore import EmbeddingAnalyzer
+    >>> an = EmbeddingAnalyzer(face_path)
+    >>> df = knn_search(an, ids=[an.ids[0]], k=2, variable="embedding", block_rows=32)
+    >>> df["rank"].tolist(), bool(df["neighbor"].iloc[0] == 0)
+    ([0, 1], True)
     """
-    variable = resolve_variable(analyzer, variable)
-    import dask
-
-    from ..search.index import check_metric, higher_is_closer, prepare_vectors, scores_from_faiss
+    from ..search.index import check_metric
+    from ..search.knn import knn_search as _knn_search
     from ..search.results import search_frame
 
     metric = check_metric(metric)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValidationError(f"k={k!r}; pass a positive number of neighbours")
-    blocks, labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
+    k = _check_k(k)
+    spec = _spec(spec, variable, pool, layer, pool_kwargs)
+    blocks, labels = _vector_blocks(analyzer, spec, block_rows, **pool_kwargs)
     if (queries is None) == (ids is None):
         raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
     qlabels = None
@@ -438,109 +333,9 @@ def knn_search(
         pos = positions_of_ids(labels, analyzer.id_name, ids)
         queries = np.asarray(blocks.data[pos].compute(), dtype=np.float32)
         qlabels = labels.iloc[pos]
-    xq = prepare_vectors(queries, metric, blocks.dim)
-    kk = min(int(k), blocks.n)
-    shared = dask.delayed(blocks, pure=True)
-    xq_d = dask.delayed(xq, pure=True)
-    parts = [
-        dask.delayed(_block_knn, pure=True, nout=2)(shared, b, xq_d, kk, metric)
-        for b in range(len(blocks))
-    ]
-    merged = dask.delayed(_merge_heap, pure=True)(xq.shape[0], kk, higher_is_closer(metric), *parts)
-    (res,) = _compute([merged], client)
-    d, i = res
-    return search_frame(scores_from_faiss(d, metric), i, labels, qlabels)
-
-
-def _heap_scan(xq: np.ndarray, db: Any, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """k-NN of prepared queries over ``(start, block)`` pairs, one block at a time."""
-    from ..search.index import get_faiss, higher_is_closer, prepare_vectors
-    from ..search.knn import _knn_gpu_or_cpu
-
-    heap = get_faiss().ResultHeap(xq.shape[0], k, keep_max=higher_is_closer(metric))
-    for start, block in db:
-        xb = prepare_vectors(block, metric, xq.shape[1])
-        d, i = _knn_gpu_or_cpu(xq, xb, min(k, xb.shape[0]), metric, "cpu")
-        heap.add_result(d, np.where(i >= 0, i + start, -1))
-    heap.finalize()
-    return heap.D, heap.I
-
-
-def _self_result(
-    d: np.ndarray, i: np.ndarray, start: int, metric: str, threshold: float | None, keep_knn: bool
-) -> dict[str, Any]:
-    from ..search.graph import pairs_from_knn
-    from ..search.index import scores_from_faiss
-
-    d = scores_from_faiss(d, metric)
-    out: dict[str, Any] = {"start": int(start)}
-    if threshold is not None:
-        out["pairs"] = pairs_from_knn(d, i, threshold, metric, start)
-    if keep_knn:
-        out["scores"], out["ids"] = d, i
-    return out
-
-
-def _self_knn_block(
-    blocks: VectorBlocks, q: int, k: int, metric: str, threshold: float | None, keep_knn: bool
-) -> dict[str, Any]:
-    """One query block against every database block, each read from the store in turn."""
-    from ..search.index import prepare_vectors
-
-    xq = prepare_vectors(blocks.load(q), metric, blocks.dim, copy=False)
-    db = ((blocks.bounds[b][0], blocks.load(b)) for b in range(len(blocks)))
-    d, i = _heap_scan(xq, db, k, metric)
-    return _self_result(d, i, blocks.bounds[q][0], metric, threshold, keep_knn)
-
-
-def _self_knn_cached(
-    q: int,
-    starts: list[int],
-    k: int,
-    metric: str,
-    threshold: float | None,
-    keep_knn: bool,
-    *db: np.ndarray,
-) -> dict[str, Any]:
-    """One query block against database blocks already in the worker's memory."""
-    from ..search.index import prepare_vectors
-
-    xq = prepare_vectors(db[q], metric, db[q].shape[1])
-    d, i = _heap_scan(xq, zip(starts, db), k, metric)
-    return _self_result(d, i, starts[q], metric, threshold, keep_knn)
-
-
-def _self_parts(
-    blocks: VectorBlocks,
-    k: int,
-    metric: str,
-    threshold: float | None,
-    keep_knn: bool,
-    client: Any,
-    cache_bytes: int | None,
-) -> list[dict[str, Any]]:
-    import dask
-
-    nbytes = blocks.n * blocks.dim * 4
-    if cache_bytes and nbytes <= cache_bytes and len(blocks) > 1:
-        # small (e.g. pooled) vectors: compute them once, keep them in cluster memory
-        sizes = tuple(b - a for a, b in blocks.bounds)
-        dblocks = blocks.data.rechunk({0: sizes, 1: -1}).to_delayed().ravel().tolist()
-        dblocks = client.persist(dblocks) if client is not None else list(dask.persist(*dblocks))
-        starts = [a for a, _ in blocks.bounds]
-        tasks = [
-            dask.delayed(_self_knn_cached, pure=True)(
-                q, starts, k, metric, threshold, keep_knn, *dblocks
-            )
-            for q in range(len(blocks))
-        ]
-    else:
-        shared = dask.delayed(blocks, pure=True)
-        tasks = [
-            dask.delayed(_self_knn_block, pure=True)(shared, q, k, metric, threshold, keep_knn)
-            for q in range(len(blocks))
-        ]
-    return sorted(_compute(tasks, client), key=lambda p: p["start"])
+    kk = min(k, blocks.n)
+    d, i = _knn_search(blocks, queries, kk, metric, device="cpu", client=_client(client))
+    return search_frame(d, i, labels, qlabels)
 
 
 def knn_self(
@@ -554,15 +349,17 @@ def knn_self(
     block_rows: int | None = None,
     client: Any = None,
     cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    spec: VectorSpec | None = None,
     **pool_kwargs: Any,
 ) -> Any:
     """Exact k-NN of every vector against all vectors, one Dask task per query block.
 
-    Each task reads its query block, then every database block in turn
-    (two blocks in memory), keeping a faiss result heap. Vectors of at most
-    ``cache_bytes`` (pooled vectors, typically) are computed once and kept in
-    the cluster's memory instead of being re-read by every task. The
-    ``(n, k)`` result is gathered on the client: for very large ``n`` use
+    :func:`embstore.search.knn.knn_self` with ``client=``. Each task reads
+    its query block, then every database block in turn (two blocks in
+    memory), keeping a faiss result heap. Vectors of at most ``cache_bytes``
+    (pooled vectors, typically) are computed once and kept in the cluster's
+    memory instead of being re-read by every task. The ``(n, k)`` result is
+    gathered on the client: for very large ``n`` use
     :func:`threshold_groups`, which returns only edges.
 
     Parameters
@@ -570,7 +367,7 @@ def knn_self(
     analyzer : EmbeddingAnalyzer
     k : int, default 100
         Neighbours per vector, itself included.
-    variable, pool, layer, metric, block_rows, client, **pool_kwargs
+    variable, pool, layer, metric, block_rows, client, spec, **pool_kwargs
         As in :func:`knn_search`.
     cache_bytes : int or None, default 256 MiB
         Keep vectors up to this size (float32 bytes) in cluster memory;
@@ -580,19 +377,20 @@ def knn_self(
     -------
     embstore.search.results.KnnResult
     """
-    variable = resolve_variable(analyzer, variable)
     from ..search.index import check_metric
-    from ..search.results import KnnResult
+    from ..search.knn import knn_self as _knn_self
 
     metric = check_metric(metric)
-    blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
-    kk = min(int(k), blocks.n)
-    parts = _self_parts(blocks, kk, metric, None, True, client, cache_bytes)
-    return KnnResult(
-        np.concatenate([p["scores"] for p in parts]),
-        np.concatenate([p["ids"] for p in parts]),
+    k = _check_k(k)
+    spec = _spec(spec, variable, pool, layer, pool_kwargs)
+    blocks, _labels = _vector_blocks(analyzer, spec, block_rows, **pool_kwargs)
+    return _knn_self(
+        blocks,
+        min(k, blocks.n),
         metric,
-        True,
+        client=_client(client),
+        cache_bytes=cache_bytes or 0,
+        progress=False,
     )
 
 
@@ -609,14 +407,14 @@ def threshold_groups(
     keep_pairs: bool = False,
     client: Any = None,
     cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+    spec: VectorSpec | None = None,
     **pool_kwargs: Any,
 ) -> Any:
     """Connected components of the k-NN graph above ``threshold`` (dedup or clustering).
 
-    Tasks compute each query block's exact k-NN and keep only the edges that
-    pass the threshold; the client merges them with a union-find. The same
-    as :func:`embstore.search.graph.threshold_clusters` /
-    :func:`~embstore.search.graph.find_duplicate_groups` on the local path.
+    :func:`embstore.search.graph.threshold_clusters` with ``client=``: tasks
+    compute each query block's exact k-NN and keep only the edges that pass
+    the threshold; the client merges them with the same union-find.
 
     Parameters
     ----------
@@ -625,7 +423,7 @@ def threshold_groups(
         Minimum similarity (cosine/ip) or maximum distance (l2) of an edge.
     k : int, default 100
         Neighbours per vector, itself included.
-    variable, pool, layer, metric, block_rows, client, **pool_kwargs
+    variable, pool, layer, metric, block_rows, client, spec, **pool_kwargs
         As in :func:`knn_search`.
     keep_pairs : bool, default False
         Keep the edges in the result.
@@ -638,28 +436,25 @@ def threshold_groups(
         Deterministic group ids (0 = largest), ``keep`` marks each group's
         first vector.
     """
-    variable = resolve_variable(analyzer, variable)
-    from ..search.graph import StreamingComponents
+    from ..search.graph import threshold_clusters
     from ..search.index import check_metric
-    from ..search.results import GroupResult, Pairs
 
     metric = check_metric(metric)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValidationError(f"k={k!r}; pass a positive number of neighbours")
-    blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
-    kk = min(int(k), blocks.n)
-    parts = _self_parts(blocks, kk, metric, float(threshold), False, client, cache_bytes)
-    uf = StreamingComponents(blocks.n)
-    for p in parts:
-        uf.add(p["pairs"].i, p["pairs"].j)
-    return GroupResult(
-        labels=uf.labels(),
-        threshold=float(threshold),
-        metric=metric,
-        k=int(k),
-        exact=True,
-        pairs=Pairs.concat([p["pairs"] for p in parts]) if keep_pairs else None,
+    k = _check_k(k)
+    spec = _spec(spec, variable, pool, layer, pool_kwargs)
+    blocks, _labels = _vector_blocks(analyzer, spec, block_rows, **pool_kwargs)
+    res = threshold_clusters(
+        blocks,
+        threshold,
+        min(k, blocks.n),
+        metric,
+        keep_pairs=keep_pairs,
+        client=_client(client),
+        cache_bytes=cache_bytes or 0,
+        progress=False,
     )
+    res.k = k
+    return res
 
 
 def cluster(
@@ -684,16 +479,17 @@ def cluster(
     -------
     pandas.DataFrame
         The vectors' labels plus a ``cluster`` column (0 = largest cluster).
-
-    Examples
-    --------
-    >>> cluster(an, 0.7, k=100, variable="embedding", client=client)   # doctest: +SKIP
     """
     res = threshold_groups(analyzer, threshold, k, **kwargs)
-    labels = analyzer.labels(
-        kwargs.get("variable"), pool=kwargs.get("pool", "mean"), layer=kwargs.get("layer")
+    spec = _spec(
+        kwargs.get("spec"),
+        kwargs.get("variable"),
+        kwargs.get("pool", "mean"),
+        kwargs.get("layer"),
+        {key: kwargs[key] for key in ("k", "over") if key in kwargs},
     )
-    out = labels.copy()
+    name = resolve_variable(analyzer, spec.variable)
+    out = analyzer.labels(name, pool=spec.pool, layer=spec.layer, **spec.pool_kwargs()).copy()
     out["cluster"] = res.labels
     return out
 
@@ -710,6 +506,7 @@ def write_vectors(
     dtype: str = "float32",
     client: Any = None,
     overwrite: bool = False,
+    spec: VectorSpec | None = None,
     **pool_kwargs: Any,
 ) -> Any:
     """Compute the (pooled) vectors on the cluster and write them to a Zarr array.
@@ -733,17 +530,30 @@ def write_vectors(
         Cluster to run on.
     overwrite : bool, default False
         Replace an existing array.
+    spec : VectorSpec, optional
+        Which vectors, instead of the flat keywords.
 
     Returns
     -------
     zarr.Array
         The written array, ``(n, D)``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from embstore import EmbeddingAnalyzer
+    >>> z = write_vectors(EmbeddingAnalyzer(face_path), os.path.join(out_dir, "v.zarr"), "embedding")
+    >>> z.shape
+    (80, 32)
     """
-    variable = resolve_variable(analyzer, variable)
-    import dask.array as da
     import zarr
 
-    blocks, _labels = vector_blocks(analyzer, variable, pool, layer, block_rows, **pool_kwargs)
+    da: Any = importlib.import_module("dask.array")  # untyped store() signature
+
+    from ..search.tasks import compute
+
+    spec = _spec(spec, variable, pool, layer, pool_kwargs)
+    blocks, _labels = _vector_blocks(analyzer, spec, block_rows, **pool_kwargs)
     sizes = tuple(b - a for a, b in blocks.bounds)
     data = blocks.data.rechunk({0: sizes, 1: -1}).astype(dtype)
     target = zarr.create_array(
@@ -757,5 +567,5 @@ def write_vectors(
     # chunk grid of the target is uniform; write in blocks aligned to it
     aligned = data.rechunk({0: max(sizes)})
     stored = da.store(aligned, target, lock=False, compute=False)
-    _compute([stored], client)
+    compute([stored], _client(client))
     return target

@@ -100,7 +100,7 @@ def connect(
 
     Examples
     --------
-    >>> with connect(n_workers=1, processes=False) as client:   # doctest: +SKIP
+    >>> with connect(n_workers=1, processes=False) as client:
     ...     client.submit(sum, [1, 2]).result()
     3
     """

@@ -20,7 +20,9 @@ exact for the subsample.
 
 Examples
 --------
->>> import numpy as np
+>>> from typing import Any
+
+import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(40, 3)); y = rng.normal(size=(60, 3)) + 1.0
 >>> res = energy_permutation_test(x, y, n_perm=99, rng=rng)
@@ -31,6 +33,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -63,7 +66,7 @@ class PermutationResult:
     n2: int
 
 
-def _energy_from_quadratic(aDa, aD1, oDo, n1, n2):
+def _energy_from_quadratic(aDa: Any, aD1: Any, oDo: Any, n1: int, n2: int) -> Any:
     # with b = 1 - a: bDb = 1'D1 - 2 a'D1 + a'Da ; aDb = a'D1 - a'Da
     aDb = aD1 - aDa
     bDb = oDo - 2 * aD1 + aDa

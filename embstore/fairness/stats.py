@@ -78,6 +78,7 @@ import pandas as pd
 import xarray as xr
 
 from .._optional import attempt_import
+from ..analysis.spec import Blocks
 from ..errors import ShapeMismatchError, UnknownVariableError, ValidationError
 from .bootstrap import check_alpha, iter_resample_counts, percentile_ci
 from .disparity import disparity_summary, group_label
@@ -88,8 +89,11 @@ __all__ = [
     "FIGURES",
     "MISSING_VALUES",
     "GroupStats",
+    "add_group_sums",
+    "block_group_sums",
     "centroid_distances",
     "group_distance_matrix",
+    "group_moments",
     "group_statistics",
     "group_table_skeleton",
     "grouping_name",
@@ -98,6 +102,7 @@ __all__ = [
     "knn_own_share",
     "labeled_mask",
     "linear_probe",
+    "moments_from_sums",
 ]
 
 logger = logging.getLogger(__name__)
@@ -526,7 +531,9 @@ def group_distance_matrix(
     return _distance_array(D, keys, names, counts, by, grouping_name(by))
 
 
-def _validate(X, labels, by, n_boot, min_count):
+def _validate(
+    X: Any, labels: pd.DataFrame, by: Sequence[str] | str, n_boot: int, min_count: int
+) -> tuple[np.ndarray, list[str]]:
     X = np.asarray(X)
     if X.ndim != 2:
         raise ShapeMismatchError(
@@ -733,7 +740,7 @@ def group_statistics(
         fig = {name: np.full(G, np.nan) for name in FIGURES if name != "count"}
         ci = {name: (np.full(G, np.nan), np.full(G, np.nan)) for name in CI_FIGURES}
         per_row = np.stack([share, correct], axis=1)
-        rep_centroids = np.zeros((G, n_boot, X.shape[1]), dtype=np.float32) if n_boot else None
+        rep_centroids = np.zeros((G, n_boot if n_boot else 0, X.shape[1]), dtype=np.float32)
         rep_figs: dict[int, dict[str, np.ndarray]] = {}
         for g in np.flatnonzero(valid):
             idx = np.flatnonzero(codes == g)
@@ -760,7 +767,12 @@ def group_statistics(
                 fig["energy"][g], fig["p_value"][g] = res.statistic, res.p_value
             if not n_boot:
                 continue
-            reps = {"centroid_norm": [], "dispersion": [], "homophily": [], "probe_recall": []}
+            reps: dict[str, list[np.ndarray]] = {
+                "centroid_norm": [],
+                "dispersion": [],
+                "homophily": [],
+                "probe_recall": [],
+            }
             filled, mf = np.where(m, v, 0.0), m.astype(np.float64)
             done = 0
             for W in iter_resample_counts(n, n_boot, rng):
@@ -786,26 +798,28 @@ def group_statistics(
             Cu = _unit(rep_centroids.reshape(-1, X.shape[1]).astype(np.float64)).reshape(
                 rep_centroids.shape
             )
-            for g, reps in rep_figs.items():
+            for gi, figs in rep_figs.items():
                 others = valid.copy()
-                others[g] = False
+                others[gi] = False
                 if others.any():
-                    sims = np.einsum("bd,hbd->bh", Cu[g], Cu[others])
-                    reps["dist_to_others"] = (1.0 - sims).mean(axis=1)
+                    sims = np.einsum("bd,hbd->bh", Cu[gi], Cu[others])
+                    figs["dist_to_others"] = (1.0 - sims).mean(axis=1)
                 else:
-                    reps["dist_to_others"] = np.full(n_boot, np.nan)
-                reps["homophily_ratio"] = (
-                    reps["homophily"] / expected[g] if expected[g] > 0 else np.full(n_boot, np.nan)
+                    figs["dist_to_others"] = np.full(n_boot, np.nan)
+                figs["homophily_ratio"] = (
+                    figs["homophily"] / expected[gi]
+                    if expected[gi] > 0
+                    else np.full(n_boot, np.nan)
                 )
                 for name in CI_FIGURES:
-                    r = reps[name]
+                    r = figs[name]
                     # bias-corrected percentile interval: centre replicates on the estimate
-                    if np.isfinite(fig[name][g]) and np.isfinite(r).any():
-                        r = r - (np.nanmean(r) - fig[name][g])
+                    if np.isfinite(fig[name][gi]) and np.isfinite(r).any():
+                        r = r - (np.nanmean(r) - fig[name][gi])
                     lo, hi = np.clip(
                         percentile_ci(r[:, None], alpha), *_RANGES.get(name, (-np.inf, np.inf))
                     )
-                    ci[name][0][g], ci[name][1][g] = lo[0], hi[0]
+                    ci[name][0][gi], ci[name][1][gi] = lo[0], hi[0]
         for name in FIGURES:
             if name == "count":
                 continue
@@ -828,3 +842,114 @@ def group_statistics(
     return GroupStats(
         table=table, distances=distances, disparity=disparity, probe=probe, n_excluded=n_excluded
     )
+
+
+# ---------------------------------------------------------- streamed moments
+def block_group_sums(x: np.ndarray, codes: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    """Per-group sums of one block of vectors: the streamed part of group moments.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(m, D)`` vectors of one block.
+    codes : numpy.ndarray
+        ``(m,)`` group index of each vector in ``[0, n_groups)``.
+    n_groups : int
+        Number of groups.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        float64 ``count``, ``sum``, ``sumsq`` (per feature), ``norm`` and
+        ``norm2`` (of the L2 norms), each with ``n_groups`` rows; blocks
+        combine with :func:`add_group_sums`.
+
+    Examples
+    --------
+    >>> s = block_group_sums(np.array([[3.0, 4.0], [0.0, 1.0]]), np.array([1, 1]), 2)
+    >>> s["count"].tolist(), s["norm"].tolist()
+    ([0.0, 2.0], [0.0, 6.0])
+    """
+    x = np.asarray(x, dtype=np.float64)
+    c = np.asarray(codes)
+    order = np.argsort(c, kind="stable")
+    cs = c[order]
+    starts = (
+        np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]]) if len(cs) else np.zeros(0, dtype=np.int64)
+    )
+    present = cs[starts]
+    xs = x[order]
+    norms = np.sqrt((xs * xs).sum(axis=1))
+    out = {
+        "count": np.zeros(n_groups),
+        "sum": np.zeros((n_groups, x.shape[1])),
+        "sumsq": np.zeros((n_groups, x.shape[1])),
+        "norm": np.zeros(n_groups),
+        "norm2": np.zeros(n_groups),
+    }
+    if len(cs):
+        out["count"][present] = np.diff(np.r_[starts, len(cs)])
+        out["sum"][present] = np.add.reduceat(xs, starts, axis=0)
+        out["sumsq"][present] = np.add.reduceat(xs * xs, starts, axis=0)
+        out["norm"][present] = np.add.reduceat(norms, starts)
+        out["norm2"][present] = np.add.reduceat(norms * norms, starts)
+    return out
+
+
+def add_group_sums(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add the :func:`block_group_sums` of several blocks (associative, for tree reductions)."""
+    out = {k: v.copy() for k, v in parts[0].items()}
+    for p in parts[1:]:
+        for k, v in p.items():
+            out[k] += v
+    return out
+
+
+def group_moments(blocks: Blocks, codes: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    """Per-group count, mean, std, mean norm and dispersion, streaming the vectors once.
+
+    Parameters
+    ----------
+    blocks : Blocks
+        ``(start, block)`` pairs (e.g. :func:`embstore.analysis.blocks.vector_blocks`).
+    codes : numpy.ndarray
+        Group index of every vector.
+    n_groups : int
+        Number of groups.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``count``, ``mean`` and ``std`` (population, per feature),
+        ``mean_norm`` and ``dispersion`` (mean squared distance to the group
+        mean); see :func:`moments_from_sums`.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    >>> m = group_moments([(0, x[:2]), (2, x[2:])], np.array([0, 0, 1]), 2)
+    >>> m["mean"].tolist(), m["dispersion"].tolist()
+    ([[2.0, 0.0], [0.0, 2.0]], [1.0, 0.0])
+    """
+    codes = np.asarray(codes)
+    parts = [block_group_sums(b, codes[s : s + len(b)], n_groups) for s, b in blocks]
+    if not parts:
+        parts = [block_group_sums(np.zeros((0, 0)), codes[:0], n_groups)]
+    return moments_from_sums(add_group_sums(*parts))
+
+
+def moments_from_sums(tot: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Group moments from summed :func:`block_group_sums` (NaN for empty groups)."""
+    count = tot["count"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = tot["sum"] / count[:, None]
+        var = np.maximum(tot["sumsq"] / count[:, None] - mean * mean, 0.0)
+        mean_norm = tot["norm"] / count
+        dispersion = np.maximum(tot["norm2"] / count - (mean * mean).sum(axis=1), 0.0)
+    return {
+        "count": count.astype(np.int64),
+        "mean": mean,
+        "std": np.sqrt(var),
+        "mean_norm": mean_norm,
+        "dispersion": dispersion,
+    }

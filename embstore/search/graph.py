@@ -14,11 +14,14 @@ the smallest row position in the group, and singletons keep their own group.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from ..analysis.spec import VectorSpec
 from ..errors import ValidationError
 from .index import SearchIndex, check_metric, higher_is_closer
 from .knn import iter_knn_self, iter_range_pairs
@@ -178,6 +181,80 @@ class StreamingComponents:
         return canonical_labels(self._root)
 
 
+def _threshold_post(threshold: float, metric: str) -> Any:
+    """Worker-side step of the Dask path: one query block's k-NN to its edges."""
+    return functools.partial(_edges_of, threshold=float(threshold), metric=metric)
+
+
+def _edges_of(d: np.ndarray, i: np.ndarray, start: int, *, threshold: float, metric: str) -> Pairs:
+    return pairs_from_knn(d, i, threshold, metric, start)
+
+
+def _edge_batches(
+    src: Any,
+    threshold: float,
+    k: int,
+    metric: str,
+    *,
+    index: SearchIndex | None,
+    row_batch: int | None,
+    block_rows: int | None,
+    memory_budget: int | None,
+    device: str,
+    progress: bool | None,
+    client: Any,
+    cache_bytes: int | None,
+) -> Iterator[Pairs]:
+    """Edges above ``threshold`` from the self k-NN, one query batch at a time.
+
+    Locally the neighbour lists are thresholded here; with ``client`` every
+    Dask task thresholds its own block and returns only edges.
+    """
+    if client is not None:
+        from .knn import _iter_knn_self_dask
+
+        yield from _iter_knn_self_dask(
+            src,
+            k,
+            metric,
+            index,
+            block_rows,
+            device,
+            None,
+            client,
+            cache_bytes,
+            post=_threshold_post(threshold, metric),
+        )
+        return
+    for start, d, i in iter_knn_self(
+        src,
+        k,
+        metric,
+        index=index,
+        row_batch=row_batch,
+        block_rows=block_rows,
+        memory_budget=memory_budget,
+        device=device,
+        progress=progress,
+    ):
+        yield pairs_from_knn(d, i, threshold, metric, start)
+
+
+def _source(data: Any, spec: VectorSpec | None, client: Any, block_rows: int | None) -> Any:
+    """The vectors as a BlockSource (local) or VectorBlocks (Dask), and their count."""
+    if client is not None:
+        from .tasks import as_vector_blocks
+
+        return as_vector_blocks(data, block_rows, spec)
+    return as_block_source(data, spec=spec)
+
+
+def _count(src: Any, index: SearchIndex | None) -> int:
+    if src.n is not None:
+        return int(src.n)
+    return int(index.ntotal) if index is not None else int(src.count())
+
+
 def _groups(
     data: Any,
     threshold: float,
@@ -191,14 +268,22 @@ def _groups(
     memory_budget: int | None,
     device: str,
     progress: bool | None,
+    spec: VectorSpec | None = None,
+    client: Any = None,
+    cache_bytes: int | None = None,
 ) -> GroupResult:
-    src = as_block_source(data)
     if index is not None:
         metric = index.metric
     metric = check_metric(metric)
-    n = src.n if src.n is not None else (index.ntotal if index is not None else src.count())
+    if k is None and client is not None:
+        raise ValidationError(
+            "k=None (exhaustive range search) runs locally only; give k= with client=."
+        )
+    src = _source(data, spec, client, block_rows)
+    n = _count(src, index)
     uf = StreamingComponents(n)
     kept: list[Pairs] = []
+    batches: Iterable[Pairs]
     if k is None:
         if index is not None and not index.exact:
             raise ValidationError(
@@ -209,19 +294,19 @@ def _groups(
         )
         exact = True
     else:
-        batches = (
-            pairs_from_knn(d, i, threshold, metric, start)
-            for start, d, i in iter_knn_self(
-                src,
-                k,
-                metric,
-                index=index,
-                row_batch=row_batch,
-                block_rows=block_rows,
-                memory_budget=memory_budget,
-                device=device,
-                progress=progress,
-            )
+        batches = _edge_batches(
+            src,
+            threshold,
+            k,
+            metric,
+            index=index,
+            row_batch=row_batch,
+            block_rows=block_rows,
+            memory_budget=memory_budget,
+            device=device,
+            progress=progress,
+            client=client,
+            cache_bytes=cache_bytes,
         )
         exact = index is None or index.exact
     n_pairs = 0
@@ -263,6 +348,9 @@ def find_duplicate_groups(
     memory_budget: int | None = None,
     device: str = "auto",
     progress: bool | None = None,
+    spec: VectorSpec | None = None,
+    client: Any = None,
+    cache_bytes: int | None = None,
 ) -> GroupResult:
     """Near-duplicate groups: connected components of pairs with score >= threshold.
 
@@ -272,7 +360,7 @@ def find_duplicate_groups(
 
     Parameters
     ----------
-    data : array_like, callable or BlockSource
+    data : array_like, callable, BlockSource, VectorBlocks or vector source
         The vectors.
     threshold : float
         Minimum cosine similarity of a duplicate pair (maximum distance for l2).
@@ -286,6 +374,14 @@ def find_duplicate_groups(
         An index holding ``data`` in order (approximate kinds trade recall for speed).
     row_batch, block_rows, memory_budget, device, progress
         See :func:`~embstore.search.knn.iter_knn_self`.
+    spec : VectorSpec, optional
+        Which vectors, when ``data`` is an analyzer, store or store path.
+    client : dask.distributed.Client or "dask", optional
+        Run the neighbour search as Dask tasks (one per block of
+        ``block_rows`` vectors), each returning only its edges; the groups
+        are the same. ``index=`` and ``k=None`` run locally only.
+    cache_bytes : int, optional
+        With ``client``: see :func:`~embstore.search.knn.iter_knn_self`.
 
     Returns
     -------
@@ -311,6 +407,9 @@ def find_duplicate_groups(
         memory_budget=memory_budget,
         device=device,
         progress=progress,
+        spec=spec,
+        client=client,
+        cache_bytes=cache_bytes,
     )
 
 
@@ -327,12 +426,15 @@ def threshold_clusters(
     memory_budget: int | None = None,
     device: str = "auto",
     progress: bool | None = None,
+    spec: VectorSpec | None = None,
+    client: Any = None,
+    cache_bytes: int | None = None,
 ) -> GroupResult:
     """Union-find clusters over the k-NN graph above a threshold.
 
     Parameters
     ----------
-    data : array_like, callable or BlockSource
+    data : array_like, callable, BlockSource, VectorBlocks or vector source
         The vectors.
     threshold : float
         Minimum cosine similarity of an edge (maximum distance for l2).
@@ -348,6 +450,14 @@ def threshold_clusters(
     row_batch, block_rows, memory_budget, device, progress
         See :func:`~embstore.search.knn.iter_knn_self`; ``row_batch`` is the
         face pipeline's ``--batch``.
+    spec : VectorSpec, optional
+        Which vectors, when ``data`` is an analyzer, store or store path.
+    client : dask.distributed.Client or "dask", optional
+        Run the neighbour search as Dask tasks (one per block of
+        ``block_rows`` vectors), each returning only its edges; the groups
+        are the same. ``index=`` and ``k=None`` run locally only.
+    cache_bytes : int, optional
+        With ``client``: see :func:`~embstore.search.knn.iter_knn_self`.
 
     Returns
     -------
@@ -373,6 +483,9 @@ def threshold_clusters(
         memory_budget=memory_budget,
         device=device,
         progress=progress,
+        spec=spec,
+        client=client,
+        cache_bytes=cache_bytes,
     )
 
 
@@ -389,6 +502,9 @@ def dedup_and_cluster(
     memory_budget: int | None = None,
     device: str = "auto",
     progress: bool | None = None,
+    spec: VectorSpec | None = None,
+    client: Any = None,
+    cache_bytes: int | None = None,
 ) -> tuple[GroupResult, GroupResult]:
     """Duplicate groups and clusters from ONE k-NN pass (the face pipeline's steps 1-2).
 
@@ -402,7 +518,7 @@ def dedup_and_cluster(
 
     Parameters
     ----------
-    data : array_like, callable or BlockSource
+    data : array_like, callable, BlockSource, VectorBlocks or vector source
         The vectors.
     dup_threshold, cluster_threshold : float
         Edge thresholds (cosine/ip: minimum score).
@@ -414,6 +530,14 @@ def dedup_and_cluster(
         Index holding ``data`` in order (e.g. IVF at scale).
     row_batch, block_rows, memory_budget, device, progress
         See :func:`~embstore.search.knn.iter_knn_self`.
+    spec : VectorSpec, optional
+        Which vectors, when ``data`` is an analyzer, store or store path.
+    client : dask.distributed.Client or "dask", optional
+        Run the neighbour search as Dask tasks (one per block of
+        ``block_rows`` vectors), each returning only its edges; the groups
+        are the same. ``index=`` and ``k=None`` run locally only.
+    cache_bytes : int, optional
+        With ``client``: see :func:`~embstore.search.knn.iter_knn_self`.
 
     Returns
     -------
@@ -435,12 +559,13 @@ def dedup_and_cluster(
         raise ValidationError(
             f"dup_threshold={dup_threshold} must be stricter than cluster_threshold={cluster_threshold}."
         )
-    src = as_block_source(data)
-    n = src.n if src.n is not None else (index.ntotal if index is not None else src.count())
+    src = _source(data, spec, client, block_rows)
+    n = _count(src, index)
     dup_uf, clu_uf = StreamingComponents(n), StreamingComponents(n)
     dup_pairs: list[Pairs] = []
-    for start, d, i in iter_knn_self(
+    for cp in _edge_batches(
         src,
+        cluster_threshold,
         k,
         metric,
         index=index,
@@ -449,8 +574,9 @@ def dedup_and_cluster(
         memory_budget=memory_budget,
         device=device,
         progress=progress,
+        client=client,
+        cache_bytes=cache_bytes,
     ):
-        cp = pairs_from_knn(d, i, cluster_threshold, metric, start)
         clu_uf.add(cp.i, cp.j)
         ok = cp.score >= dup_threshold if higher else cp.score <= dup_threshold
         dp = Pairs(cp.i[ok], cp.j[ok], cp.score[ok])

@@ -20,11 +20,12 @@ see ``bench/peers.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from ..analysis.spec import Blocks, VectorSpec
 from ..errors import ValidationError
 from .index import (
     SearchIndex,
@@ -42,10 +43,13 @@ from .results import KnnResult, Pairs
 from .source import DEFAULT_BLOCK_ROWS, BlockSource, as_block_source
 
 __all__ = [
+    "block_knn",
+    "heap_scan",
     "iter_knn_self",
     "iter_range_pairs",
     "knn_search",
     "knn_self",
+    "merge_heap",
     "plan_batches",
     "range_search_blocks",
 ]
@@ -109,23 +113,124 @@ def _gpu_resources() -> Any:
     return _GPU_RES[0]
 
 
+def block_knn(
+    xq: np.ndarray,
+    start: int,
+    block: np.ndarray,
+    k: int,
+    metric: str,
+    dev: str,
+    copy: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-NN of prepared queries in one database block (the step every scan repeats).
+
+    Parameters
+    ----------
+    xq : numpy.ndarray
+        Prepared (normalised for cosine) float32 queries.
+    start : int
+        Position of the block's first vector.
+    block : numpy.ndarray
+        ``(m, dim)`` database vectors (prepared here).
+    k : int
+        Neighbours wanted (at most ``m`` are returned).
+    metric : str
+        Checked metric.
+    dev : {"cpu", "cuda"}
+        Where faiss computes.
+    copy : bool
+        Copy ``block`` before normalising it (False: it may be overwritten).
+
+    Returns
+    -------
+    distances, ids : numpy.ndarray
+        Raw faiss distances and positions (``start`` added; ``-1`` pads).
+
+    Examples
+    --------
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> d, i = block_knn(x[:1], 10, x, 2, "ip", "cpu")
+    >>> i.tolist()
+    [[10, 11]]
+    """
+    xb = prepare_vectors(block, metric, xq.shape[1], copy=copy)
+    d, i = _knn_gpu_or_cpu(xq, xb, min(k, xb.shape[0]), metric, dev)
+    return d, np.where(i >= 0, i + start, -1)
+
+
+def merge_heap(
+    nq: int, k: int, metric: str, parts: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-block k-NN results, in block order, in a faiss ``ResultHeap``.
+
+    Parameters
+    ----------
+    nq, k : int
+        Queries and neighbours kept.
+    metric : str
+        Checked metric (sets which end of the heap is kept).
+    parts : iterable of (distances, ids)
+        Results of :func:`block_knn`.
+
+    Returns
+    -------
+    distances, ids : numpy.ndarray
+        Raw faiss distances and ids, best first; heaps start at the worst
+        distance with id ``-1``, which stays as padding.
+    """
+    heap = get_faiss().ResultHeap(nq, k, keep_max=higher_is_closer(metric))
+    for d, i in parts:
+        heap.add_result(
+            np.ascontiguousarray(d, dtype=np.float32), np.ascontiguousarray(i, dtype=np.int64)
+        )
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def heap_scan(
+    xq: np.ndarray, blocks: Blocks, k: int, metric: str, dev: str, copy: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN of prepared queries over a block stream, one block at a time.
+
+    The faiss ``knn_ground_truth(xq, db_iterator, k)`` loop: memory is the
+    queries, one block and the heaps.
+
+    Parameters
+    ----------
+    xq : numpy.ndarray
+        Prepared float32 queries.
+    blocks : Blocks
+        ``(start, block)`` pairs in row order.
+    k : int
+        Neighbours per query.
+    metric : str
+        Checked metric.
+    dev : {"cpu", "cuda"}
+        Where faiss computes.
+    copy : bool
+        Copy blocks before normalising them.
+
+    Returns
+    -------
+    scores, ids : numpy.ndarray
+        ``(nq, k)`` scores (see :func:`~embstore.search.index.scores_from_faiss`) and positions.
+
+    Examples
+    --------
+    >>> x = np.eye(4, dtype=np.float32)
+    >>> s, i = heap_scan(x[:1], [(0, x[:2]), (2, x[2:])], 2, "ip", "cpu")
+    >>> i.tolist()
+    [[0, 1]]
+    """
+    parts = (block_knn(xq, start, block, k, metric, dev, copy) for start, block in blocks)
+    d, i = merge_heap(xq.shape[0], k, metric, parts)
+    return scores_from_faiss(d, metric), i
+
+
 def _search_block_heap(
     xq: np.ndarray, src: BlockSource, k: int, metric: str, block_rows: int, dev: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    faiss = get_faiss()
-    keep_max = higher_is_closer(metric)
-    heap = faiss.ResultHeap(xq.shape[0], k, keep_max=keep_max)
-    for start, block in src.blocks(block_rows):
-        xb = prepare_vectors(block, metric, xq.shape[1], copy=not src.fresh)
-        kk = min(k, xb.shape[0])
-        d, i = _knn_gpu_or_cpu(xq, xb, kk, metric, dev)
-        i = np.where(i >= 0, i + start, -1)
-        heap.add_result(d, i)
-    heap.finalize()
-    d, i = heap.D, heap.I
-    # heaps start at -FLT_MAX/FLT_MAX with id -1; keep those as padding
-    d = scores_from_faiss(d, metric)
-    return d, i
+    return heap_scan(xq, src.blocks(block_rows), k, metric, dev, copy=not src.fresh)
 
 
 def knn_search(
@@ -136,13 +241,16 @@ def knn_search(
     *,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     device: str = "auto",
+    spec: VectorSpec | None = None,
+    client: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-NN of ``queries`` in ``data``, streaming ``data`` once.
 
     Parameters
     ----------
-    data : array_like, callable or BlockSource
-        The database (see :func:`~embstore.search.source.as_block_source`).
+    data : array_like, callable, BlockSource, VectorBlocks or vector source
+        The database (see :func:`~embstore.search.source.as_block_source`):
+        also an analyzer, store or store path read with ``spec``.
     queries : array_like
         ``(nq, dim)`` query vectors (held in memory).
     k : int
@@ -153,6 +261,11 @@ def knn_search(
         Database rows per block.
     device : {"auto", "cpu", "cuda"}
         Where faiss computes.
+    spec : VectorSpec, optional
+        Which vectors of a vector source ``data``.
+    client : dask.distributed.Client or "dask", optional
+        Scan the blocks as Dask tasks (one per block) on this cluster
+        (``"dask"``: the active scheduler); the result is the same.
 
     Returns
     -------
@@ -170,11 +283,29 @@ def knn_search(
     """
     k = _check_k(k)
     metric = check_metric(metric)
-    src = as_block_source(data)
+    if client is not None:
+        from .tasks import as_vector_blocks, dask_device, knn_search_blocks
+
+        blocks = as_vector_blocks(data, block_rows, spec)
+        xq = prepare_vectors(queries, metric, blocks.dim)
+        d, i = knn_search_blocks(blocks, xq, k, metric, dask_device(device), client)
+        if d.shape[1] < k:  # fewer vectors than k: pad as the local heap does
+            d, i = _pad(d, i, k, metric)
+        return scores_from_faiss(d, metric), i
+    src = as_block_source(data, spec=spec)
     dim = src.peek_dim()
     xq = prepare_vectors(queries, metric, dim)
     dev, _ = resolve_device(device)
     return _search_block_heap(xq, src, k, metric, block_rows, dev)
+
+
+def _pad(d: np.ndarray, i: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pad raw results to ``k`` columns: id -1 at the worst possible distance."""
+    worst = -np.finfo(np.float32).max if higher_is_closer(metric) else np.finfo(np.float32).max
+    extra = k - d.shape[1]
+    d = np.hstack([d, np.full((d.shape[0], extra), worst, np.float32)])
+    i = np.hstack([i, np.full((i.shape[0], extra), -1, i.dtype)])
+    return d, i
 
 
 def iter_knn_self(
@@ -188,13 +319,17 @@ def iter_knn_self(
     memory_budget: int | None = None,
     device: str = "auto",
     progress: bool | None = None,
+    spec: VectorSpec | None = None,
+    client: Any = None,
+    cache_bytes: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield the k-NN of every vector of ``data`` against ``data``, batch by batch.
 
     Parameters
     ----------
-    data : array_like, callable or BlockSource
-        The vectors (see :func:`~embstore.search.source.as_block_source`).
+    data : array_like, callable, BlockSource, VectorBlocks or vector source
+        The vectors (see :func:`~embstore.search.source.as_block_source`);
+        an analyzer, store or store path is read with ``spec``.
     k : int
         Neighbours per vector, the vector itself included (as in ``topK``).
     metric : {"cosine", "ip", "l2"}
@@ -212,6 +347,14 @@ def iter_knn_self(
         Where the exact scan runs.
     progress : bool, optional
         tqdm bar (default: when stderr is a terminal).
+    spec : VectorSpec, optional
+        Which vectors of a vector source ``data``.
+    client : dask.distributed.Client or "dask", optional
+        Run one Dask task per query block (of ``block_rows`` vectors, or the
+        blocks of a ``VectorBlocks``) on this cluster; same results.
+    cache_bytes : int, optional
+        With ``client``: keep vectors up to this many float32 bytes in the
+        cluster's memory (default 256 MiB; 0 re-reads them in every task).
 
     Yields
     ------
@@ -221,7 +364,12 @@ def iter_knn_self(
         ``(m, k)`` results for rows ``start .. start + m``.
     """
     k = _check_k(k)
-    src = as_block_source(data)
+    if client is not None:
+        yield from _iter_knn_self_dask(
+            data, k, metric, index, block_rows, device, spec, client, cache_bytes
+        )
+        return
+    src = as_block_source(data, spec=spec)
     dim = src.peek_dim() if src.reiterable or src.dim is not None else None
     if index is not None:
         metric = index.metric
@@ -241,7 +389,7 @@ def iter_knn_self(
     dev = resolve_device(device)[0] if index is None else index.device
     if index is None and _fits_in_memory(src.n, dim, row_batch, block_rows, memory_budget):
         yield from _knn_self_in_memory(
-            src, k, metric, int(dim), row_batch if explicit_batch else None, dev, progress
+            src, k, metric, int(dim or 0), row_batch if explicit_batch else None, dev, progress
         )
         return
     bar = _progress(src.n, "kNN exact" if index is None else f"kNN {index.factory}", progress)
@@ -254,6 +402,56 @@ def iter_knn_self(
         bar.update(xq.shape[0])
         yield start, d, i
     bar.close()
+
+
+def _iter_knn_self_dask(
+    data: Any,
+    k: int,
+    metric: str,
+    index: SearchIndex | None,
+    block_rows: int | None,
+    device: str,
+    spec: VectorSpec | None,
+    client: Any,
+    cache_bytes: int | None,
+    post: Any = None,
+) -> Iterator[Any]:
+    """:func:`iter_knn_self` as Dask tasks (``post`` runs on the workers)."""
+    from .tasks import DEFAULT_CACHE_BYTES, as_vector_blocks, dask_device, iter_self_knn
+
+    if index is not None:
+        raise ValidationError(
+            "client= runs the exact block scan; an index cannot be sent to the workers. "
+            "Drop index= (or client=)."
+        )
+    metric = check_metric(metric)
+    blocks = as_vector_blocks(data, block_rows, spec)
+    kk = min(k, blocks.n)
+    if cache_bytes is None:
+        cache_bytes = DEFAULT_CACHE_BYTES
+    for res in iter_self_knn(
+        blocks,
+        kk,
+        metric,
+        client=client,
+        dev=dask_device(device),
+        cache_bytes=cache_bytes,
+        post=post,
+    ):
+        if post is None and kk < k:
+            start, d, i = res
+            res = (start, *_pad_scores(d, i, k, metric))
+        yield res
+
+
+def _pad_scores(d: np.ndarray, i: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pad scores (not raw distances) to ``k`` columns as the local path does."""
+    worst = -np.finfo(np.float32).max if higher_is_closer(metric) else np.finfo(np.float32).max
+    raw = np.full((d.shape[0], k - d.shape[1]), worst, np.float32)
+    extra = scores_from_faiss(raw, metric)
+    d = np.hstack([d, extra.astype(d.dtype)])
+    i = np.hstack([i, np.full((i.shape[0], k - i.shape[1]), -1, i.dtype)])
+    return d, i
 
 
 #: Query rows per batch of the in-memory self-kNN: results take 12 * k bytes per
@@ -308,7 +506,6 @@ def _knn_self_in_memory(
         filled += part.shape[0]
     if filled != n:
         raise ValidationError(f"the vector source yielded {filled} rows, expected {n}.")
-    keep_max = higher_is_closer(metric)
     kk = min(k, n)
     batch = int(row_batch or IN_MEMORY_QUERY_ROWS)
     bar = _progress(n, "kNN exact", progress)
@@ -316,9 +513,7 @@ def _knn_self_in_memory(
         xq = db[start : start + batch]
         d, i = _knn_gpu_or_cpu(xq, db, kk, metric, dev)
         if kk < k:  # pad as the streaming heap does: id -1, worst possible distance
-            worst = -np.finfo(np.float32).max if keep_max else np.finfo(np.float32).max
-            d = np.hstack([d, np.full((d.shape[0], k - kk), worst, np.float32)])
-            i = np.hstack([i, np.full((i.shape[0], k - kk), -1, i.dtype)])
+            d, i = _pad(d, i, k, metric)
         bar.update(xq.shape[0])
         yield start, scores_from_faiss(d, metric), i
     bar.close()

@@ -109,8 +109,9 @@ def _store_rows(analyzer: Any, variable: str, rows: np.ndarray) -> tuple[Any, np
     store = analyzer.store
     if store is None or variable not in analyzer.variables or not hasattr(store, "read"):
         return None
-    if variable not in getattr(store, "variables", {}):
-        return None
+    stored = getattr(store, "variables", {})
+    if variable not in stored or tuple(stored[variable]) != tuple(analyzer.variables[variable]):
+        return None  # absent, or seen pooled (``--over``): not the stored rows
     return store, np.asarray(analyzer.ids)[rows]
 
 

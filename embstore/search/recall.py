@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.spec import VectorSpec
 from ..errors import ValidationError
 from .index import SearchIndex, _check_k, higher_is_closer
 from .knn import knn_search
@@ -34,6 +35,7 @@ def pair_recall(
     seed: int = 0,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     device: str = "auto",
+    spec: VectorSpec | None = None,
 ) -> RecallReport:
     """Compare the pairs an index finds with exhaustive search on sampled queries.
 
@@ -43,8 +45,9 @@ def pair_recall(
 
     Parameters
     ----------
-    data : array_like, callable or BlockSource
-        The vectors the index holds, in the same order.
+    data : array_like, callable, BlockSource or vector source
+        The vectors the index holds, in the same order (an analyzer, store
+        or store path is read with ``spec``).
     index : SearchIndex
         The index to evaluate (its metric is used).
     threshold : float
@@ -59,6 +62,8 @@ def pair_recall(
         Rows per streamed block of the exact scan.
     device : str
         Device of the exact scan.
+    spec : VectorSpec, optional
+        Which vectors of a vector source ``data``.
 
     Returns
     -------
@@ -73,7 +78,7 @@ def pair_recall(
     1.0
     """
     k = _check_k(k)
-    src = as_block_source(data)
+    src = as_block_source(data, spec=spec)
     n = src.count()
     if n != index.ntotal:
         raise ValidationError(

@@ -17,12 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.blocks import DEFAULT_BLOCK_ROWS, VectorBlocks
+from ..analysis.spec import VectorSpec
 from ..errors import SelectionError, ShapeMismatchError, ValidationError
 
-__all__ = ["BlockSource", "as_block_source", "as_float32_matrix", "positions_of_ids"]
-
-#: Default number of rows per streamed block (64k rows of 512 float32 = 128 MiB).
-DEFAULT_BLOCK_ROWS = 65536
+__all__ = [
+    "DEFAULT_BLOCK_ROWS",
+    "BlockSource",
+    "as_block_source",
+    "as_float32_matrix",
+    "positions_of_ids",
+]
 
 
 def positions_of_ids(labels: Any, id_name: str, ids: Any) -> np.ndarray:
@@ -301,18 +306,43 @@ def _array_factory(arr: Any) -> Callable[[int], Iterator[tuple[int, np.ndarray]]
     return factory
 
 
-def as_block_source(data: Any, dim: int | None = None, n: int | None = None) -> BlockSource:
+def _is_vector_source(data: Any) -> bool:
+    """An analyzer, a store or a store path (named vectors, read with a spec)."""
+    import os
+
+    from ..analysis.sources import _looks_like_store
+
+    return (
+        isinstance(data, (str, os.PathLike))
+        or (hasattr(data, "vectors") and hasattr(data, "labels"))
+        or _looks_like_store(data)
+    )
+
+
+def as_block_source(
+    data: Any,
+    dim: int | None = None,
+    n: int | None = None,
+    *,
+    spec: VectorSpec | None = None,
+) -> BlockSource:
     """Wrap vectors in a :class:`BlockSource`.
 
     Parameters
     ----------
-    data : array_like, BlockSource, callable or iterable
+    data : array_like, BlockSource, VectorBlocks, vector source, callable or iterable
         A 2-D NumPy / memmap / dask / xarray array (sliced lazily block by
-        block); a callable ``f(block_rows)`` returning a fresh iterator of
-        ``(start, block)`` pairs or blocks (re-iterable); or any other
-        iterable of blocks (one pass only).
+        block); :class:`~embstore.analysis.blocks.VectorBlocks`; an analyzer,
+        :class:`embstore.Store` or store path, whose vectors ``spec`` names
+        (read by :func:`embstore.analysis.blocks.vector_blocks`); a callable
+        ``f(block_rows)`` returning a fresh iterator of ``(start, block)``
+        pairs or blocks (re-iterable); or any other iterable of blocks (one
+        pass only).
     dim, n : int, optional
         Columns and rows, when known and not inferable.
+    spec : VectorSpec, optional
+        Which vectors of a vector source (default: the store's default
+        variable, mean-pooled).
 
     Returns
     -------
@@ -323,9 +353,18 @@ def as_block_source(data: Any, dim: int | None = None, n: int | None = None) -> 
     >>> src = as_block_source(np.zeros((10, 4), dtype=np.float16))
     >>> src.n, src.dim
     (10, 4)
+    >>> as_block_source(face_path, spec=VectorSpec("embedding")).n
+    80
     """
     if isinstance(data, BlockSource):
         return data
+    if spec is not None or _is_vector_source(data):
+        from ..analysis.blocks import vector_blocks
+
+        data = vector_blocks(data, spec)[0]
+    if isinstance(data, VectorBlocks):
+        blocks = data
+        return BlockSource(lambda _rows: iter(blocks), n=blocks.n, dim=blocks.dim, fresh=True)
     if hasattr(data, "shape") and hasattr(data, "__getitem__") and len(data.shape) in (1, 2):
         shape = data.shape
         if len(shape) == 1:
