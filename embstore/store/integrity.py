@@ -156,7 +156,7 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
     with st:
         rep.rows = len(st)
         be = st._backend
-        rs = st._ranges()
+        rs = st._reader.ranges()
         strict = [v for v in list(schema.variables) + [schema.id_name] if be.has_array(v)]
         for name in strict:
             for a, b in rs:
@@ -179,7 +179,7 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
         for var in schema.ragged:
             if not be.has_array(var):
                 continue
-            tot = sum(int(r.ragged.get(var, 0)) for r in st._records.values())
+            tot = sum(int(r.ragged.get(var, 0)) for r in st._reader.records.values())
             try:
                 n = be.array_info(var)[0][0]
                 if n < tot:
@@ -198,7 +198,7 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
             rep.problems.append(f"ids: {exc}")
         for c in st.coord_names:
             try:
-                st._coord_values(c)
+                st._reader.coord_values(c)
             except Exception as exc:
                 rep.problems.append(f"coordinate {c!r}: {exc}")
         try:
@@ -325,7 +325,7 @@ def repair(path: str, storage_options: dict[str, Any] | None = None) -> Report:
         with Store.open(
             path, mode="a", storage_options=storage_options
         ) as st:  # finishes staged set_coords
-            for o in transaction.remove_orphans(st):
+            for o in transaction.remove_orphans(st._backend, st._reader.records):
                 rep.actions.append(f"removed uncommitted {o}")
     except StoreLockedError:
         raise
