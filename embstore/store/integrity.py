@@ -196,11 +196,11 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                 )
         except Exception as exc:
             rep.problems.append(f"ids: {exc}")
-        for c in st.coord_names:
+        for cname in st.coord_names:
             try:
-                st._reader.coord_values(c)
+                st._reader.coord_values(cname)
             except Exception as exc:
-                rep.problems.append(f"coordinate {c!r}: {exc}")
+                rep.problems.append(f"coordinate {cname!r}: {exc}")
         try:
             cat = transaction.load_catalog(be, strict=False)
             for t in transaction.list_tables(be):
@@ -209,12 +209,12 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                         rep.problems.append(f"table {t!r} is missing")
                 except Exception as exc:
                     rep.problems.append(f"table {t!r}: {exc}")
-            for b in cat.blobs:
+            for blob in cat.blobs:
                 try:
-                    transaction.read_blob(be, b)
+                    transaction.read_blob(be, blob)
                 except Exception as exc:
-                    rep.problems.append(f"blob {b!r}: {exc}")
-            staged, tables, blobs = transaction._referenced(st)
+                    rep.problems.append(f"blob {blob!r}: {exc}")
+            staged, tables, blobs = transaction._referenced(be, st._reader.records)
             rep.orphans += [s for s in be.list_staged() if s not in staged]
             rep.orphans += [
                 f"_tables/{t}" for t in be.list_tables() if "@" in t and t not in tables

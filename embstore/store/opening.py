@@ -94,7 +94,7 @@ def create_backend(
                 f"n_rows={n_rows} must be a multiple of chunk_rows={schema.chunk_rows}"
             )
     check_attrs(dict(attrs or {}))
-    t = now()
+    stamp = now()
     all_attrs: dict[str, Any] = dict(attrs or {})
     all_attrs.update(
         {
@@ -102,8 +102,8 @@ def create_backend(
             "embstore_version": _embstore_version(),
             "format_version": FORMAT_VERSION,
             "store_uuid": uuid.uuid4().hex,
-            "created": t,
-            "updated": t,
+            "created": stamp,
+            "updated": stamp,
         }
     )
     backend = bcls.create(path, overwrite, storage_options, all_attrs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -392,12 +392,12 @@ class StoreReader:
         from ..selection import row_positions
 
         dims = {d for v in self.schema.variables.values() for d in v}
-        row_labels = {k: v for k, v in labels.items() if k not in dims}
+        row_labels: dict[Hashable, Any] = {k: v for k, v in labels.items() if k not in dims}
         other = {k: v for k, v in labels.items() if k in dims}
         if not row_labels:
             ds = self.dataset()
             return ds.sel(**other) if other else ds
-        columns = {k: v for k, (_d, v) in self.xr_coords().items()}
+        columns: dict[Hashable, np.ndarray] = {k: v for k, (_d, v) in self.xr_coords().items()}
         ds = self.dataset(row_positions(columns, row_labels))
         return ds.sel(**other) if other else ds
 
@@ -467,8 +467,9 @@ class StoreReader:
         if labels:
             from ..selection import row_mask
 
-            columns = {k: v for k, (_d, v) in self.xr_coords().items()}
-            lm = row_mask(columns, labels)
+            columns: dict[Hashable, np.ndarray] = {k: v for k, (_d, v) in self.xr_coords().items()}
+            wanted: dict[Hashable, Any] = dict(labels)
+            lm = row_mask(columns, wanted)
             keep = lm if keep is None else keep & lm
         all_pos = self.positions()
         if ids is not None:

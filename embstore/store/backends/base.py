@@ -275,7 +275,8 @@ class Backend(abc.ABC):
             block_rows,
             f"{self.path}\0{name}\0{tuple(shape)}",
         )
-        return da.Array(rows.dask, rows.name, rows.chunks, dtype=rows.dtype, meta=rows._meta)
+        array_cls: Any = da.Array  # dask has no type hints: an untyped call otherwise
+        return array_cls(rows.dask, rows.name, rows.chunks, dtype=rows.dtype, meta=rows._meta)
 
     def read_points(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Rows at ``positions`` (any order, repeats allowed).

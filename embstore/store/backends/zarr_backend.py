@@ -30,7 +30,7 @@ and :class:`~embstore.store.backends.zarr_fsspec.FsspecZarrBackend`
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from .. import tablecodec
 from .base import Backend, fill_value_for
 
 __all__ = ["ZarrBackend", "as_numpy", "is_local", "zarr_class"]
+
+#: Modes of ``zarr.open_group``.
+ZarrMode = Literal["r", "r+", "a", "w", "w-"]
 
 
 def is_local(path: str) -> bool:
@@ -127,7 +130,7 @@ class ZarrBackend(Backend):
 
     @classmethod
     def _open_group(
-        cls, path: str, mode: str, storage_options: dict[str, Any] | None, **kw: Any
+        cls, path: str, mode: ZarrMode, storage_options: dict[str, Any] | None, **kw: Any
     ) -> Any:
         import zarr
 
@@ -220,7 +223,7 @@ class ZarrBackend(Backend):
         inner_chunk_rows: int | None = None,
         compressor: str | None = None,
     ) -> None:
-        import zarr
+        from zarr.codecs import Crc32cCodec, ZstdCodec
 
         npdt = np.dtype(dtype) if dtype != "str" else None
         zdtype: Any = str if npdt is None or npdt.kind in "UOT" else npdt
@@ -234,14 +237,12 @@ class ZarrBackend(Backend):
             chunks, shards = (chunk_rows,) + rest, None
         compressors: Any = None
         if compressor == "zstd":
-            compressors = zarr.codecs.ZstdCodec(level=3)
+            compressors = ZstdCodec(level=3)
         if (
             self.chunk_checksums and shards is None
         ):  # crc32c of every chunk (verified by zarr and rawread)
             compressors = (
-                [compressors, zarr.codecs.Crc32cCodec()]
-                if compressors is not None
-                else [zarr.codecs.Crc32cCodec()]
+                [compressors, Crc32cCodec()] if compressors is not None else [Crc32cCodec()]
             )
         kw: dict[str, Any] = {}
         if zdtype is not str:
