@@ -95,7 +95,7 @@ def test_facade_methods_keep_their_signatures_and_docs():
     assert sig.parameters["labels"].kind is inspect.Parameter.VAR_KEYWORD
     for name in ("append", "set_coords", "read", "sel", "missing", "get_ragged", "write_table"):
         doc = getattr(Store, name).__doc__
-        assert (doc and "Examples" in doc) or "Parameters" in doc, name
+        assert doc and ("Examples" in doc or "Parameters" in doc), name
     assert Store.coords.__doc__ and "DataFrame" in Store.coords.__doc__
 
 
