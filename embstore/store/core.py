@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadOnlyStoreError, StoreError, UnknownVariableError, ValidationError
-from . import tablecodec, transaction
+from ..errors import ReadOnlyStoreError, StoreError, ValidationError
+from . import transaction
 from .backends import Backend
 from .commit import MAIN_REGION
 from .ragged import RaggedAccess
@@ -611,9 +611,7 @@ class Store:
     def attrs(self) -> dict[str, Any]:
         """Provenance and run information (embstore_version, format_version, created, updated, ...)."""
         self._check_open()
-        a = self._backend.read_attrs()
-        a.pop("embstore", None)
-        return a
+        return self._reader.attrs()
 
     @_doc_from(StoreWriter.update_attrs)
     def update_attrs(self, **kv: Any) -> None:
@@ -632,16 +630,13 @@ class Store:
             No table of that name (the message lists the tables).
         """
         self._check_open()
-        got = transaction.read_table(self._backend, name)
-        if got is None:
-            raise UnknownVariableError(f"no table {name!r} in {self.path!r}; tables: {self.tables}")
-        return tablecodec.decode_frame(*got)
+        return self._reader.read_table(name)
 
     @property
     def tables(self) -> list[str]:
         """Names of stored tables."""
         self._check_open()
-        return [t for t in transaction.list_tables(self._backend) if not t.startswith("_")]
+        return self._reader.tables()
 
     def write_blob(self, name: str, data: bytes) -> None:
         """Store bytes under a name (e.g. a serialised FAISS index)."""
@@ -666,20 +661,7 @@ class Store:
     def skipped(self) -> pd.DataFrame:
         """Rows recorded by :meth:`record_skipped`: columns ``id`` and ``reason``."""
         self._check_open()
-        parts = []
-        for t in transaction.list_tables(self._backend):
-            if t == "_skipped" or t.startswith("_skipped."):
-                got = transaction.read_table(self._backend, t)
-                if got is not None:
-                    parts.append(pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]}))
-        if not parts:
-            return pd.DataFrame(
-                {"id": pd.Series([], dtype=object), "reason": pd.Series([], dtype=object)}
-            )
-        df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        if len(parts) > 1 and df["id"].dtype == object:
-            df["id"] = df["id"].astype(str)
-        return df
+        return self._reader.skipped()
 
     # ----------------------------------------------------------------- repr
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DamagedStoreError, UnknownIdError, UnknownVariableError, ValidationError
-from . import transaction
+from . import tablecodec, transaction
 from .backends import Backend
 from .catalog import CATALOG
 from .commit import MAIN_REGION, CommitRecord
@@ -262,7 +262,7 @@ class StoreReader:
         >>> import numpy as np, tempfile, os
         >>> st = Store.create(os.path.join(tempfile.mkdtemp(), "r.zarr"), variables={"e": ("d",)})
         >>> st.append([5, 6], {"e": np.zeros((2, 1))}, coords={"skin": [1, 2]})
-        >>> st.coords
+        >>> st.coords  # doctest: +NORMALIZE_WHITESPACE
                   skin
         image_id
         5            1
@@ -280,6 +280,43 @@ class StoreReader:
         attrs_uuid = self.backend.read_attrs().get("store_uuid", self.path)
         state = sorted((r.region, r.visible_seq, r.n) for r in self.records.values())
         return hashlib.sha1(json.dumps([attrs_uuid, state]).encode()).hexdigest()[:16]
+
+    # -------------------------------------------------------- tables, blobs
+    def attrs(self) -> dict[str, Any]:
+        """Group attributes without the schema."""
+        a = self.backend.read_attrs()
+        a.pop("embstore", None)
+        return a
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """The committed version of table ``name`` (see :meth:`embstore.Store.read_table`)."""
+        got = transaction.read_table(self.backend, name)
+        if got is None:
+            raise UnknownVariableError(
+                f"no table {name!r} in {self.path!r}; tables: {self.tables()}"
+            )
+        return tablecodec.decode_frame(*got)
+
+    def tables(self) -> list[str]:
+        """Names of the user's tables (internal ones start with ``_``)."""
+        return [t for t in transaction.list_tables(self.backend) if not t.startswith("_")]
+
+    def skipped(self) -> pd.DataFrame:
+        """Every region's skipped rows, concatenated (columns ``id`` and ``reason``)."""
+        parts = []
+        for t in transaction.list_tables(self.backend):
+            if t == "_skipped" or t.startswith("_skipped."):
+                got = transaction.read_table(self.backend, t)
+                if got is not None:
+                    parts.append(pd.DataFrame({"id": got[0]["id"], "reason": got[0]["reason"]}))
+        if not parts:
+            return pd.DataFrame(
+                {"id": pd.Series([], dtype=object), "reason": pd.Series([], dtype=object)}
+            )
+        df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        if len(parts) > 1 and df["id"].dtype == object:
+            df["id"] = df["id"].astype(str)
+        return df
 
     # ----------------------------------------------------------------- views
     def xr_coords(self, sub: np.ndarray | None = None) -> dict[str, tuple[str, np.ndarray]]:
@@ -348,9 +385,7 @@ class StoreReader:
         """Store attributes for an xarray view: nested values as JSON strings (netCDF-safe)."""
         from .xrio import ROW_DIM_KEY, encode_attrs
 
-        attrs = self.backend.read_attrs()
-        attrs.pop("embstore", None)
-        return encode_attrs({**attrs, ROW_DIM_KEY: self.schema.row_dim})
+        return encode_attrs({**self.attrs(), ROW_DIM_KEY: self.schema.row_dim})
 
     def dataset(self, sub: np.ndarray | None = None) -> Any:
         """Lazy :class:`xarray.Dataset` of every dense variable (rows ``sub`` of the committed ones)."""
