@@ -503,7 +503,8 @@ class StoreReader:
             from ..selection import row_mask
 
             columns: dict[Hashable, np.ndarray] = {k: v for k, (_d, v) in self.xr_coords().items()}
-            wanted: dict[Hashable, Any] = dict(labels)
+            wanted: dict[Hashable, Any] = {}
+            wanted.update(labels)
             lm = row_mask(columns, wanted)
             keep = lm if keep is None else keep & lm
         all_pos = self.positions()
