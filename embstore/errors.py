@@ -39,6 +39,7 @@ __all__ = [
     "StoreExistsError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "UnknownIdError",
     "UnknownVariableError",
     "ValidationError",
 ]
@@ -108,6 +109,10 @@ class SelectionError(EmbstoreError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownIdError(SelectionError, ValidationError):
+    """An id is not committed in the store (raised by every id lookup: read, set_coords, ragged rows)."""
 
 
 class CheckpointError(EmbstoreError, ValueError):

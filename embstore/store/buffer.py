@@ -116,13 +116,13 @@ class ChunkBuffer:
             and len(sp) >= need
         )
         if (
-            fits and data is not None
+            fits and data is not None and sp is not None
         ):  # existing rows must already sit at the front of the gather array
             fits = (
                 data.base is sp
                 and data.__array_interface__["data"][0] == sp.__array_interface__["data"][0]
             )
-        if not fits:
+        if not fits or sp is None:
             same = sp is not None and sp.shape[1:] == arr.shape[1:]
             cap = max(need, self.chunk, 2 * len(sp) if same and sp is not None else 0)
             new = np.empty((cap,) + arr.shape[1:], dtype=dtype)
@@ -166,7 +166,7 @@ class ChunkBuffer:
                     and sp.dtype == dtype
                     and len(sp) >= self._n
                 )
-                if not keep_first:
+                if not keep_first or sp is None:
                     sp = self._room(self._n, first, dtype)
                     sp[: len(first)] = first
                 pos = len(first)

@@ -156,7 +156,7 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
     with st:
         rep.rows = len(st)
         be = st._backend
-        rs = st._ranges()
+        rs = st._reader.ranges()
         strict = [v for v in list(schema.variables) + [schema.id_name] if be.has_array(v)]
         for name in strict:
             for a, b in rs:
@@ -179,7 +179,7 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
         for var in schema.ragged:
             if not be.has_array(var):
                 continue
-            tot = sum(int(r.ragged.get(var, 0)) for r in st._records.values())
+            tot = sum(int(r.ragged.get(var, 0)) for r in st._reader.records.values())
             try:
                 n = be.array_info(var)[0][0]
                 if n < tot:
@@ -196,11 +196,11 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                 )
         except Exception as exc:
             rep.problems.append(f"ids: {exc}")
-        for c in st.coord_names:
+        for cname in st.coord_names:
             try:
-                st._coord_values(c)
+                st._reader.coord_values(cname)
             except Exception as exc:
-                rep.problems.append(f"coordinate {c!r}: {exc}")
+                rep.problems.append(f"coordinate {cname!r}: {exc}")
         try:
             cat = transaction.load_catalog(be, strict=False)
             for t in transaction.list_tables(be):
@@ -209,12 +209,12 @@ def check(path: str, storage_options: dict[str, Any] | None = None) -> Report:
                         rep.problems.append(f"table {t!r} is missing")
                 except Exception as exc:
                     rep.problems.append(f"table {t!r}: {exc}")
-            for b in cat.blobs:
+            for blob in cat.blobs:
                 try:
-                    transaction.read_blob(be, b)
+                    transaction.read_blob(be, blob)
                 except Exception as exc:
-                    rep.problems.append(f"blob {b!r}: {exc}")
-            staged, tables, blobs = transaction._referenced(st)
+                    rep.problems.append(f"blob {blob!r}: {exc}")
+            staged, tables, blobs = transaction._referenced(be, st._reader.records)
             rep.orphans += [s for s in be.list_staged() if s not in staged]
             rep.orphans += [
                 f"_tables/{t}" for t in be.list_tables() if "@" in t and t not in tables
@@ -325,7 +325,7 @@ def repair(path: str, storage_options: dict[str, Any] | None = None) -> Report:
         with Store.open(
             path, mode="a", storage_options=storage_options
         ) as st:  # finishes staged set_coords
-            for o in transaction.remove_orphans(st):
+            for o in transaction.remove_orphans(st._backend, st._reader.records):
                 rep.actions.append(f"removed uncommitted {o}")
     except StoreLockedError:
         raise

@@ -79,6 +79,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _owner_pid(owner: dict[str, object]) -> int:
+    """The ``pid`` of a lock owner record (-1 when absent or not a number)."""
+    pid = owner.get("pid", -1)
+    try:
+        return int(pid) if isinstance(pid, (int, str)) else -1
+    except ValueError:
+        return -1
+
+
 class FileLock:
     """Exclusive lock file on a local file system.
 
@@ -152,12 +161,12 @@ class FileLock:
                 if (
                     owner is not None
                     and owner.get("host") == me["host"]
-                    and not pid_alive(int(owner.get("pid", -1)))
+                    and not pid_alive(_owner_pid(owner))
                 ):
                     log.warning(
                         "taking over stale lock %s of dead process %s", self.path, owner.get("pid")
                     )
-                    self.stale_pid = int(owner.get("pid", -1))
+                    self.stale_pid = _owner_pid(owner)
                     self.path.unlink(missing_ok=True)
                     continue
                 raise StoreLockedError(

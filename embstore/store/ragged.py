@@ -1,4 +1,4 @@
-"""Ragged per-row arrays stored without padding.
+"""Ragged per-row arrays stored without padding: the layouts and :class:`RaggedAccess`, their reader.
 
 A ragged variable keeps every row's values as consecutive *token rows* of one
 flat array ``(<var>_token, F...)`` plus, along the row dimension, the offset of
@@ -27,11 +27,23 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["flat_dims", "from_tokens", "pad_rows", "to_tokens"]
+from ..errors import SelectionError, UnknownVariableError
+from .schema import ragged_layout
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .reader import StoreReader
+
+__all__ = ["RAGGED_SUFFIXES", "RaggedAccess", "flat_dims", "from_tokens", "pad_rows", "to_tokens"]
+
+#: Row arrays kept per ragged variable ``var``: ``var + suffix``.
+RAGGED_SUFFIXES = ("_offset", "_n", "_h", "_w")
 
 
 def flat_dims(var: str, dims: Sequence[str], layout: str) -> tuple[str, ...]:
@@ -113,3 +125,107 @@ def pad_rows(
         out[i, : r.shape[0]] = r
         mask[i, : r.shape[0]] = True
     return out, mask
+
+
+class RaggedAccess:
+    """Reads of ragged variables over a store's committed rows.
+
+    Parameters
+    ----------
+    reader : StoreReader
+        The store's reader (ids, positions and the backend).
+    """
+
+    def __init__(self, reader: StoreReader) -> None:
+        self._reader = reader
+
+    def layout(self, var: str) -> str:
+        """Layout of ragged variable ``var`` (raises :class:`UnknownVariableError` if it is not one)."""
+        ragged = self._reader.schema.ragged
+        if var not in ragged:
+            raise UnknownVariableError(
+                f"no ragged variable {var!r}; ragged variables: {sorted(ragged)}"
+            )
+        return ragged_layout(ragged[var])
+
+    def get(self, var: str, id: Any) -> np.ndarray:
+        """One row of a ragged variable in its declared layout.
+
+        Parameters
+        ----------
+        var : str
+            Ragged variable name.
+        id : int or str
+            Row id.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[n_i, F...]`` for ``("token", ...)`` variables, ``[F, h_i, w_i]``
+            for ``(F, "y", "x")`` variables.
+
+        Examples
+        --------
+        >>> from embstore import Store
+        >>> import numpy as np, tempfile, os
+        >>> st = Store.create(os.path.join(tempfile.mkdtemp(), "r.zarr"),
+        ...                   ragged={"fmap": ("channel", "y", "x")}, dtypes={"fmap": "float32"})
+        >>> st.append([1], {"fmap": [np.ones((2, 3, 4))]})
+        >>> st.get_ragged("fmap", 1).shape
+        (2, 3, 4)
+        """
+        layout = self.layout(var)
+        be = self._reader.backend
+        p = int(self._reader.locate([id])[0])
+        off, n, h, w = (int(be.read(var + s, slice(p, p + 1))[0]) for s in RAGGED_SUFFIXES)
+        return from_tokens(be.read(var, slice(off, off + n)), layout, h, w)
+
+    def hw(self, var: str) -> pd.DataFrame:
+        """Per-row ``h``, ``w`` and ``n``, indexed by id (see :meth:`embstore.Store.ragged_hw`)."""
+        import pandas as pd
+
+        self.layout(var)
+        r = self._reader
+        ids = r.ids
+        return pd.DataFrame(
+            {k: r.read_rows(var + "_" + k) for k in ("h", "w", "n")},
+            index=pd.Index(ids, name=r.schema.id_name),
+        )
+
+    def iter(self, var: str, ids: Sequence[Any] | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+        """Yield ``(id, row)`` (see :meth:`embstore.Store.iter_ragged`)."""
+        layout = self.layout(var)
+        r = self._reader
+        id_list = list(r.ids.tolist() if ids is None else ids)
+        pos = r.locate(id_list)
+        offs, ns, hs, ws = (r.read_rows_at(var + s, pos) for s in RAGGED_SUFFIXES)
+        for i, id_ in enumerate(id_list):
+            t = r.backend.read(var, slice(int(offs[i]), int(offs[i] + ns[i])))
+            yield id_, from_tokens(t, layout, int(hs[i]), int(ws[i]))
+
+    def padded(
+        self, var: str, ids: Sequence[Any] | None = None, fill: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of a ragged variable padded to a common size.
+
+        Parameters
+        ----------
+        var : str
+            Ragged variable name.
+        ids : sequence, optional
+            Rows (default: every committed row).
+        fill : float
+            Value of padded positions.
+
+        Returns
+        -------
+        padded : numpy.ndarray
+            ``[N, max_n, F...]`` or ``[N, F, max_h, max_w]``.
+        mask : numpy.ndarray of bool
+            True at real (not padded) positions.
+        """
+        layout = self.layout(var)
+        rows = [row for _i, row in self.iter(var, ids)]
+        if not rows:
+            raise SelectionError(f"no rows to pad for {var!r}; the store or the id list is empty")
+        return pad_rows(rows, layout, fill)

@@ -221,7 +221,7 @@ class RawZarrArray:
         out[...] = self.fill
 
     def _read_into(self, fh: Any, offset: int, out: np.ndarray) -> bool:
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data
         n = os.preadv(fh, [view], offset) if hasattr(os, "preadv") else None
         if n is None:  # pragma: no cover - non-POSIX
             os.lseek(fh, offset, os.SEEK_SET)
@@ -325,7 +325,7 @@ class RawZarrArray:
         import google_crc32c
 
         trailer = bytearray(4)
-        view = memoryview(dst.reshape(-1).view(np.uint8))
+        view = dst.reshape(-1).view(np.uint8).data
         n = os.preadv(fd, [view, trailer], 0) if hasattr(os, "preadv") else None
         if n is None:  # pragma: no cover - non-POSIX
             n = self._read_into(fd, 0, dst) and len(view)
@@ -499,7 +499,7 @@ class RawZarrArray:
             try:
                 faults.step("write")
                 with open(tmp, "wb", buffering=0) as fh:
-                    _write_in_pieces(fh, memoryview(block.reshape(-1).view(np.uint8)))
+                    _write_in_pieces(fh, block.reshape(-1).view(np.uint8).data)
                     if tail:
                         _write_in_pieces(fh, memoryview(tail))
                 faults.step("rename")

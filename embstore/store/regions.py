@@ -19,13 +19,18 @@ the region writers have closed (as ``extract_distributed`` does).
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreLockedError
-from .commit import MAIN_REGION
+from ..errors import StoreLockedError, ValidationError
+from .catalog import CATALOG
+from .commit import MAIN_REGION, region_name
 from .lock import pid_alive
 
-__all__ = ["check_claims", "region_bounds"]
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .schema import Schema
+
+__all__ = ["check_claims", "check_region", "region_bounds"]
 
 
 def region_bounds(region: str, n_prealloc: int) -> tuple[int, float]:
@@ -93,3 +98,47 @@ def check_claims(backend: Any, region: str, n_prealloc: int, force: bool = False
                 "first; use disjoint regions for parallel writers, and open the plain writer only after the "
                 "region writers have closed"
             )
+
+
+def check_region(
+    schema: Schema, backend: Backend, region: tuple[int, int], mode: str
+) -> tuple[int, int]:
+    """Validate the ``region=`` of :meth:`embstore.Store.open`; return it as ints.
+
+    Raises
+    ------
+    ValidationError
+        The backend has no regions, the mode is not a writing one, or the
+        region is malformed, out of bounds, not chunk-aligned or overlaps a
+        region already written.
+    """
+    if not backend.supports_regions:
+        raise ValidationError(
+            f"region={region}: the {backend.kind} backend has no region writers; use Zarr"
+        )
+    if mode != "a":
+        raise ValidationError("region= is only for writers: pass mode='a'")
+    try:
+        start, stop = (int(region[0]), int(region[1]))
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValidationError(f"region={region!r} must be a (start, stop) pair of ints") from exc
+    cr = schema.chunk_rows or 1
+    n = schema.n_prealloc
+    if not (0 <= start < stop <= n):
+        raise ValidationError(
+            f"region={region} must satisfy 0 <= start < stop <= n_rows={n} (preallocate with Store.create(n_rows=...))"
+        )
+    if start % cr or (stop % cr and stop != n):
+        raise ValidationError(
+            f"region={region} is not aligned to chunk_rows={cr}: use multiples of {cr}, "
+            f"e.g. ({start - start % cr}, {min(n, stop + (-stop) % cr)})"
+        )
+    for other in backend.list_regions():
+        if other in (MAIN_REGION, CATALOG) or other == region_name(start, stop):
+            continue
+        a, b = (int(x) for x in other[1:].split("-"))
+        if a < stop and start < b:
+            raise ValidationError(
+                f"region={region} overlaps region ({a}, {b}) already written; use disjoint regions"
+            )
+    return start, stop

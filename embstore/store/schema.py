@@ -173,8 +173,9 @@ class Schema:
             raise ValidationError(
                 f"id_name {id_name!r} must differ from row_dim {row_dim!r}; e.g. row_dim='image', id_name='image_id'"
             )
-        variables = {k: tuple(v) for k, v in (variables or {}).items()}
-        ragged = {k: tuple(v) for k, v in (ragged or {}).items()}
+        var_dims: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (variables or {}).items()}
+        ragged_dims: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (ragged or {}).items()}
+        variables, ragged = var_dims, ragged_dims
         if not variables and not ragged:
             raise ValidationError(
                 "a store needs at least one variable: pass variables={'query_embeddings': ('query', 'hidden')} "
@@ -253,8 +254,8 @@ class Schema:
         return cls(
             row_dim=row_dim,
             id_name=id_name,
-            variables=variables,
-            ragged=ragged,
+            variables=var_dims,
+            ragged=ragged_dims,
             dtypes=out_dtypes,
             chunk_rows=None if chunk_rows is None else int(chunk_rows),
             inner_chunk_rows=None if inner_chunk_rows is None else int(inner_chunk_rows),

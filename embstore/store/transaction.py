@@ -31,13 +31,24 @@ import hashlib
 import logging
 import os
 import uuid
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DamagedStoreError
+from ..errors import DamagedStoreError, DTypeMismatchError, ValidationError
 from .backends.base import fill_value_for
+from .batch import kind_compatible
+from .buffer import ChunkBuffer
 from .catalog import load_catalog, owner_pid, physical_name, update_catalog
+from .commit import MAIN_REGION, CommitRecord
+from .ragged import RAGGED_SUFFIXES
+from .schema import coerce_coord
+from .validation import check_name
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .writer import StoreWriter
 
 __all__ = [
     "list_tables",
@@ -46,6 +57,7 @@ __all__ = [
     "read_with_staged",
     "remove_orphans",
     "roll_forward",
+    "set_coords",
     "stage_name",
     "write_blob",
     "write_table",
@@ -114,12 +126,12 @@ def read_with_staged(
     return out
 
 
-def apply_staged(store: Any, entries: dict[str, dict[str, Any]]) -> None:
+def apply_staged(writer: StoreWriter, entries: dict[str, dict[str, Any]]) -> None:
     """Copy staged coordinate versions into their coordinate arrays (step 3).
 
     Idempotent: a writer that was killed in the middle repeats it.
     """
-    be = store._backend
+    be = writer.backend
     for cname, ent in entries.items():
         stage = ent["array"]
         shape, dtype, _ = be.array_info(stage)
@@ -129,44 +141,162 @@ def apply_staged(store: Any, entries: dict[str, dict[str, Any]]) -> None:
                 continue
             vals = be.read(stage, slice(lo, hi))
             if not be.has_array(cname):
-                store._ensure_array(cname, (), max(hi, store._schema.n_prealloc), dtype=dtype)
+                writer.ensure_array(cname, (), max(hi, writer.schema.n_prealloc), dtype=dtype)
             if be.array_info(cname)[0][0] < hi:
                 be.resize(cname, hi)
             be.write(cname, lo, vals)
     be.flush()
 
 
-def roll_forward(store: Any) -> None:
+def roll_forward(writer: StoreWriter) -> None:
     """Finish a ``set_coords`` whose writer was killed after its commit (steps 3-5)."""
-    rec = store._own
+    rec = writer.own
     entries = dict(getattr(rec, "staged", {}) or {})
     if not entries:
         return
-    log.warning("finishing an interrupted set_coords of %s on %s", sorted(entries), store.path)
-    apply_staged(store, entries)
-    store._commit(staged={}, visible=False)
+    log.warning("finishing an interrupted set_coords of %s on %s", sorted(entries), writer.path)
+    apply_staged(writer, entries)
+    writer.commit(staged={}, visible=False)
     for ent in entries.values():
-        store._backend.delete_array(ent["array"])
+        writer.backend.delete_array(ent["array"])
 
 
-def _referenced(store: Any) -> tuple[set[str], set[str], set[str]]:
+def set_coords(writer: StoreWriter, values: Mapping[str, Any], ids: Sequence[Any] | None) -> None:
+    """Steps 1-5 of a coordinate update by ``writer`` (its buffered rows already committed).
+
+    Backends without :attr:`~embstore.store.backends.base.Backend.staged_arrays`
+    write the new values in place and commit once.
+    """
+    sch, be, region = writer.schema, writer.backend, writer.region
+    total = writer.disk_end if region == MAIN_REGION else max(sch.n_prealloc, writer.disk_end)
+    # a region writer touches only its own rows (and so only its own chunks)
+    lo, hi = (
+        (0, total)
+        if region == MAIN_REGION
+        else (writer.rstart, min(int(writer.rstop or total), total))
+    )
+    if ids is None:
+        own = writer.own
+        pos = (
+            writer.reader.positions()
+            if region == MAIN_REGION
+            else np.arange(own.start, own.start + own.n)
+        )
+    else:
+        id_list, loc = writer.reader.lookup(ids)
+        pos = writer.reader.positions()[loc]
+        outside = (pos < lo) | (pos >= hi)
+        if outside.any():
+            raise ValidationError(
+                f"set_coords: ids {id_list[outside][:5].tolist()} are rows of another region; a region "
+                f"writer ({lo}, {hi}) sets coordinates of its own rows only (open that region, or set them "
+                "with a plain writer after the region writers have closed)"
+            )
+    reserved = set(sch.variables) | set(sch.ragged) | {sch.row_dim, sch.id_name}
+    for var in sch.ragged:
+        reserved |= {var + s for s in RAGGED_SUFFIXES}
+    prepared = {}
+    for cname, vals in values.items():
+        check_name("coordinate", cname, reserved)
+        arr = coerce_coord(cname, vals, len(pos))
+        stored = writer.trailing_dtype(cname)
+        if stored is not None and not kind_compatible(stored, arr.dtype):
+            raise DTypeMismatchError(
+                f"coordinate {cname!r} holds {stored} values; got {arr.dtype}. Use a new name for a new type"
+            )
+        prepared[cname] = arr
+    if sch.chunk_rows is None and prepared:
+        raise ValidationError("set_coords needs at least one appended row")
+    fulls: dict[str, np.ndarray] = {}
+    for cname, arr in prepared.items():
+        if be.has_array(cname):
+            full = be.read(cname, slice(0, total))
+            if len(full) < total:
+                fill = np.full(total - len(full), fill_value_for(full.dtype), full.dtype)
+                full = np.concatenate([full, fill])
+            if full.dtype.kind == "f":
+                arr = arr.astype(np.float64)
+        else:
+            full = np.full(total, fill_value_for(arr.dtype), dtype=arr.dtype)
+        if full.dtype.kind in "UT" and arr.dtype.kind in "UT":
+            full = full.astype(arr.dtype)
+        full[pos] = arr
+        fulls[cname] = full
+        if cname not in writer.coords_known:
+            writer.coords_known.append(cname)
+    if be.staged_arrays:  # copy-on-write: stage, commit, copy in, commit, clean up
+        entries: dict[str, Any] = {}
+        for cname, full in fulls.items():
+            sname = stage_name(cname)
+            dt = "str" if full.dtype.kind in "UOT" else full.dtype.name
+            be.create_array(sname, (total,), writer.row_chunk(cname), dt, (sch.row_dim,))
+            be.write(sname, 0, full)
+            entries[cname] = {"array": sname, "ranges": [[lo, hi]]}
+        be.flush()
+        writer.commit(staged=entries)  # the new values are visible from here on
+        apply_staged(writer, entries)
+        writer.commit(staged={}, visible=False)
+        for ent in entries.values():
+            be.delete_array(ent["array"])
+    else:  # backends without hidden arrays write in place (see Backend.staged_arrays)
+        for cname, full in fulls.items():
+            writer.ensure_array(cname, (), max(total, sch.n_prealloc), dtype=full.dtype)
+            if be.array_info(cname)[0][0] < hi:
+                be.resize(cname, hi)
+            be.write(cname, lo, full[lo:hi])
+        be.flush()
+        writer.commit()
+    for (
+        cname,
+        full,
+    ) in fulls.items():  # keep the write buffer consistent with what is now on disk
+        buf = writer.row_bufs.get(cname)
+        ch = writer.row_chunk(cname)
+        if buf is None and writer.row_bufs:
+            buf = ChunkBuffer(writer.disk_end - writer.disk_end % ch, ch)
+            writer.row_bufs[cname] = buf
+        if buf is not None:
+            nb = ChunkBuffer(buf.start, ch)
+            if buf.start < writer.disk_end:
+                nb.append(full[buf.start : writer.disk_end])
+            writer.row_bufs[cname] = nb
+    writer.reader.forget()
+
+
+def _referenced(
+    backend: Backend, records: Mapping[str, CommitRecord]
+) -> tuple[set[str], set[str], set[str]]:
     """Physical names that commit and catalog records refer to (staged, tables, blobs)."""
     staged = {
         ent["array"]
-        for rec in store._records.values()
+        for rec in records.values()
         for ent in (getattr(rec, "staged", {}) or {}).values()
     }
-    cat = load_catalog(store._backend, strict=False)
+    cat = load_catalog(backend, strict=False)
     return staged, set(cat.tables.values()), {b["key"] for b in cat.blobs.values()}
 
 
-def remove_orphans(store: Any, pid: int | None = None) -> list[str]:
+def remove_orphans(
+    backend: Backend, records: Mapping[str, CommitRecord], pid: int | None = None
+) -> list[str]:
     """Delete versions written but never committed (all, or only those of a dead ``pid``).
 
-    Returns the removed physical names.
+    Parameters
+    ----------
+    backend : Backend
+        The store's backend.
+    records : dict of str to CommitRecord
+        The latest commit record of each region (their staged arrays are kept).
+    pid : int, optional
+        Only versions written by this (dead) process.
+
+    Returns
+    -------
+    list of str
+        The removed physical names.
     """
-    be = store._backend
-    staged, tables, blobs = _referenced(store)
+    be = backend
+    staged, tables, blobs = _referenced(backend, records)
     removed: list[str] = []
 
     def mine(phys: str) -> bool:

@@ -1,9 +1,49 @@
-"""The backend interface: what :class:`embstore.Store` needs from storage.
+"""The backend ABC: what :class:`embstore.Store` needs from storage, and the guarantees its commit protocol relies on.
 
 A backend stores named N-d arrays whose first axis is the row (or token)
 axis, group attributes, commit records, tables, blobs and an append lock.
-Two implementations exist: :mod:`~embstore.store.backends.zarr_backend`
-(default) and :mod:`~embstore.store.backends.hdf5_backend`.
+Implementations: :class:`~embstore.store.backends.zarr_local.LocalZarrBackend`
+(default), :class:`~embstore.store.backends.zarr_fsspec.FsspecZarrBackend`
+(``memory://``, ``s3://`` ... URLs; both share
+:class:`~embstore.store.backends.zarr_backend.ZarrBackend`) and
+:class:`~embstore.store.backends.hdf5_backend.HDF5Backend`.
+
+Guarantees the commit protocol needs
+------------------------------------
+Every write publishes its new state with ONE record (see
+:mod:`embstore.store.commit` and :mod:`embstore.store.transaction`), so a
+backend must provide:
+
+1. **Atomic create-if-absent** of commit records, catalog records and lock
+   objects (:meth:`Backend.write_record`, ``make_lock``): the object appears
+   whole or not at all, and an existing one is never overwritten
+   (``FileExistsError``). Two writers racing for the same sequence number:
+   exactly one wins, the other retries with the next number.
+2. **Rename, or its replacement**: metadata that is rewritten (attributes,
+   array shapes, consolidated metadata, a partial last chunk) must never be
+   seen torn. Locally that is temp file + ``os.replace``; on object stores a
+   single PUT is atomic, which replaces rename (nothing is renamed there).
+3. **Data before record**: bytes written before a record is published are
+   durable and visible to any reader that sees the record
+   (:meth:`Backend.flush` is called in between).
+
+What each backend provides
+--------------------------
+========================  ================  ================  ==============
+flag                      LocalZarr         FsspecZarr        HDF5
+========================  ================  ================  ==============
+``exclusive_create``      yes (``link``)    yes (conditional  no (one writer
+                                            PUT; best effort  per file, its
+                                            without it)       lock)
+``atomic_rename``         yes               no (whole PUTs)   yes (file)
+``atomic_records``        yes               yes               no (journal)
+``staged_arrays``         yes               yes               no
+``supports_regions``      yes               yes               no
+========================  ================  ================  ==============
+
+HDF5 gets crash safety differently: its committed file is never written in
+place; a redo journal and a working copy renamed over it at close (see
+:mod:`~embstore.store.backends.hdf5_backend`).
 """
 
 from __future__ import annotations
@@ -104,7 +144,13 @@ class Backend(abc.ABC):
     supports_regions: bool = False
     path: str
 
-    # -- guarantees the commit protocol relies on (see ARCHITECTURE.md) ---
+    # -- guarantees the commit protocol relies on (module docstring) -------
+    #: Records and lock objects are created exclusively (create-if-absent is
+    #: atomic: two racing writers cannot both create one).
+    exclusive_create: bool = False
+    #: Files can be replaced atomically by rename (temp file + ``os.replace``).
+    #: Without it, every rewritten object must be written whole by one request.
+    atomic_rename: bool = False
     #: ``write_record`` publishes a record whole or not at all and never
     #: overwrites one (``FileExistsError``): an unreadable record is damage,
     #: not a write cut short by a kill.
@@ -229,7 +275,8 @@ class Backend(abc.ABC):
             block_rows,
             f"{self.path}\0{name}\0{tuple(shape)}",
         )
-        return da.Array(rows.dask, rows.name, rows.chunks, dtype=rows.dtype, meta=rows._meta)
+        array_cls: Any = da.Array  # dask has no type hints: an untyped call otherwise
+        return array_cls(rows.dask, rows.name, rows.chunks, dtype=rows.dtype, meta=rows._meta)
 
     def read_points(self, name: str, positions: np.ndarray) -> np.ndarray:
         """Rows at ``positions`` (any order, repeats allowed).

@@ -106,9 +106,9 @@ def write_consolidated(
             if m.get("node_type") == "array" and names and names[0] == row_dim and shape:
                 shape[0] = min(int(shape[0]), int(rows))
     for name, n in (lengths or {}).items():
-        m = nodes.get(name)
-        if m is not None and m.get("node_type") == "array" and m.get("shape"):
-            m["shape"][0] = min(int(m["shape"][0]), int(n))
+        node = nodes.get(name)
+        if node is not None and node.get("node_type") == "array" and node.get("shape"):
+            node["shape"][0] = min(int(node["shape"][0]), int(n))
     meta["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": nodes}
     atomic.write_replace(
         top, json.dumps(meta, indent=2).encode()

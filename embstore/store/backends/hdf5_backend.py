@@ -97,6 +97,7 @@ from ...errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
+from .. import tablecodec
 from ..lock import FileLock, pid_alive
 from .base import Backend, fill_value_for
 from .h5journal import (
@@ -174,6 +175,7 @@ class HDF5Backend(Backend):
 
     kind = "hdf5"
     supports_regions = False
+    atomic_rename = True  # the committed file is replaced by rename at close (see base.py)
 
     def __init__(self, path: str, nc: Any, mode: str = "r") -> None:
         self.path = path
@@ -679,7 +681,7 @@ class HDF5Backend(Backend):
             blobs = self.h5.require_group("_blobs")
             if h["name"] in blobs:
                 del blobs[h["name"]]
-            blobs.create_dataset(h["name"], data=np.frombuffer(payload, dtype=np.uint8))
+            blobs.create_dataset(h["name"], data=tablecodec.blob_array(payload))
         else:  # pragma: no cover - journal from a newer embstore
             raise StoreError(f"unknown journal operation {op!r} in {self.path!r}; upgrade embstore")
 
@@ -929,17 +931,13 @@ class HDF5Backend(Backend):
         g = tables.create_group(name)
         g.attrs["embstore_table"] = json.dumps(meta)
         for i, (col, values) in enumerate(columns.items()):
-            values = np.asarray(values)
-            if values.dtype.kind in "UO":
-                ds = g.create_dataset(
-                    f"c{i}", data=values.astype(object), dtype=h5py.string_dtype()
-                )
-            elif values.dtype.kind == "b":
-                ds = g.create_dataset(f"c{i}", data=values.astype(np.int8))
-                ds.attrs["dtype"] = "bool"
+            arr, extra = tablecodec.storable_column(values, bool_as_int8=True)
+            key = tablecodec.column_key(i)
+            if arr.dtype.kind == "U":
+                ds = g.create_dataset(key, data=arr.astype(object), dtype=h5py.string_dtype())
             else:
-                ds = g.create_dataset(f"c{i}", data=values)
-            ds.attrs["column"] = col
+                ds = g.create_dataset(key, data=arr)
+            ds.attrs.update({"column": col, **extra})
 
     def read_table(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         g = self.h5.get("_tables")
@@ -949,17 +947,10 @@ class HDF5Backend(Backend):
         meta = json.loads(g.attrs["embstore_table"])
         cols: dict[str, np.ndarray] = {}
         for i in range(len(meta["columns"])):
-            ds = g[f"c{i}"]
-            if ds.dtype.kind == "O":
-                v = (
-                    np.array(list(ds.asstr()[:]), dtype=str)
-                    if ds.shape[0]
-                    else np.zeros(0, dtype="<U1")
-                )
-            else:
-                v = ds[:]
-                if ds.attrs.get("dtype") in ("bool", b"bool"):
-                    v = v.astype(bool)
+            ds = g[tablecodec.column_key(i)]
+            v = tablecodec.column_from_storage(
+                ds.asstr()[:] if ds.dtype.kind == "O" else ds[:], ds.attrs
+            )
             col = ds.attrs["column"]
             cols[col.decode() if isinstance(col, bytes) else col] = v
         return cols, meta
@@ -975,7 +966,7 @@ class HDF5Backend(Backend):
         g = self.h5.get("_blobs")
         if g is None or name not in g:
             return None
-        return np.asarray(g[name][:], dtype=np.uint8).tobytes()
+        return tablecodec.blob_bytes(g[name][:])
 
     # -- locking -----------------------------------------------------------
     def make_lock(self, region: str) -> Any:

@@ -1,4 +1,4 @@
-"""Zarr v3 backend (default): one Zarr group, a directory or an fsspec URL.
+"""Zarr v3 group mechanics shared by the local and fsspec backends (:class:`ZarrBackend`).
 
 Layout (``run.zarr/``)::
 
@@ -8,43 +8,70 @@ Layout (``run.zarr/``)::
     <ragged>/                  flat token rows (<ragged>_token, F...)
     <ragged>_offset/_n/_h/_w   per-row offset, token count and grid size
     _embstore/commits/<region>/<seq>.json   immutable commit records
-    _embstore/locks/<region>.lock           append locks (local stores)
-    _tables/<name>/<column>    tables;  _blobs/<name>  uint8 blobs
+    _embstore/locks/<region>.lock           append locks (region claims)
+    _embstore/stage/<coord>@<pid>-<tok>     staged coordinate versions
+    _tables/<name>/c<i>        tables;  _blobs/<name>  uint8 blobs
+                               (encoded by :mod:`embstore.store.tablecodec`)
 
 Data variables carry a ``coordinates`` attribute naming the id and metadata
 coordinates, so ``xarray.open_zarr(path)`` shows dims and coordinates without
 embstore (rows beyond the last commit of a killed writer may hold fill values
 there; :class:`embstore.Store` hides them).
+
+:class:`ZarrBackend` holds what goes through the zarr API and is the same
+wherever the group lives: arrays, tables, blobs, staged arrays. How records,
+locks, deletions and fast paths reach storage differs, and lives in
+:class:`~embstore.store.backends.zarr_local.LocalZarrBackend` (a directory)
+and :class:`~embstore.store.backends.zarr_fsspec.FsspecZarrBackend`
+(``memory://``, ``s3://`` ... URLs). ``ZarrBackend.open``/``create``/
+``exists`` pick the right one from the path.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-from typing import Any
+import abc
+from typing import Any, Literal
 
 import numpy as np
 
-from ...errors import NotAStoreError, StoreExistsError, StoreNotFoundError
-from .. import atomic, faults
-from ..fsspec_utils import ObjectLock, fresh_exists, list_names, put_new
-from ..lock import FileLock
+from ...errors import StoreExistsError
+from .. import tablecodec
 from .base import Backend, fill_value_for
 
-__all__ = ["ZarrBackend"]
+__all__ = ["ZarrBackend", "as_numpy", "is_local", "zarr_class"]
+
+#: Modes of ``zarr.open_group``.
+ZarrMode = Literal["r", "r+", "a", "w", "w-"]
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
+    """Whether ``path`` is a local directory (no URL protocol, or ``file://``)."""
     return "://" not in path or path.startswith("file://")
 
 
-def _local_path(path: str) -> str:
+def local_path(path: str) -> str:
+    """``path`` without a ``file://`` prefix."""
     return path[len("file://") :] if path.startswith("file://") else path
 
 
-def _as_numpy(out: Any) -> np.ndarray:
+def zarr_class(path: str) -> type[ZarrBackend]:
+    """The Zarr backend class for ``path``: local directory or fsspec URL.
+
+    Examples
+    --------
+    >>> zarr_class("run.zarr").__name__, zarr_class("memory://run.zarr").__name__
+    ('LocalZarrBackend', 'FsspecZarrBackend')
+    """
+    if is_local(path):
+        from .zarr_local import LocalZarrBackend
+
+        return LocalZarrBackend
+    from .zarr_fsspec import FsspecZarrBackend
+
+    return FsspecZarrBackend
+
+
+def as_numpy(out: Any) -> np.ndarray:
     """numpy array with strings as fixed-width unicode (``<U``)."""
     out = np.asarray(out)
     if out.dtype.kind in "OT":
@@ -55,14 +82,23 @@ def _as_numpy(out: Any) -> np.ndarray:
 
 
 class ZarrBackend(Backend):
-    """Zarr v3 group backend (see module docstring for the layout)."""
+    """Zarr v3 group backend: the storage-independent part (see the module docstring).
+
+    Subclasses say where the group lives: :meth:`_store_path`,
+    :meth:`_remove_tree`, the commit-record and lock methods.
+    """
 
     kind = "zarr"
     supports_regions = True
     atomic_records = True
     staged_arrays = True
+    exclusive_create = True
     #: new numeric arrays get zarr's ``crc32c`` codec (not sharded ones: their index has one)
     chunk_checksums = True
+    #: ``None`` for local stores; the fsspec filesystem otherwise.
+    fs: Any = None
+    #: Path of the group root (local path, or the URL's path on ``fs``).
+    root: str = ""
 
     def __init__(
         self, path: str, group: Any, storage_options: dict[str, Any] | None, mode: str = "a"
@@ -70,37 +106,31 @@ class ZarrBackend(Backend):
         self.path = path
         self._group = group
         self._mode = mode
-        self._meta_cache: dict[str, dict[str, Any] | None] = {}
         self.storage_options = storage_options or {}
         self._arrays: dict[str, Any] = {}
-        self._raw_cache: dict[str, Any] = {}
         self.strict_arrays: frozenset[str] = frozenset()
-        if _is_local(path):
-            self.fs = None
-            self.root = _local_path(path).rstrip("/")
-        else:
-            import fsspec
-
-            self.fs, self.root = fsspec.core.url_to_fs(path, **self.storage_options)
-            self.root = self.root.rstrip("/")
 
     # -- lifecycle ---------------------------------------------------------
     @classmethod
-    def _fs(cls, path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-        import fsspec
-
-        return fsspec.core.url_to_fs(path, **(storage_options or {}))
+    def exists(cls, path: str, storage_options: dict[str, Any] | None) -> bool:
+        if cls is ZarrBackend:
+            return zarr_class(path).exists(path, storage_options)
+        raise NotImplementedError  # pragma: no cover - every subclass overrides
 
     @classmethod
-    def exists(cls, path: str, storage_options: dict[str, Any] | None) -> bool:
-        if _is_local(path):
-            return os.path.exists(_local_path(path))
-        fs, root = cls._fs(path, storage_options)
-        return fresh_exists(fs, root)
+    def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> ZarrBackend:
+        if cls is ZarrBackend:
+            return zarr_class(path).open(path, mode, storage_options)
+        raise NotImplementedError  # pragma: no cover - every subclass overrides
+
+    @classmethod
+    def _store_path(cls, path: str) -> str:
+        """What ``zarr.open_group`` gets for ``path``."""
+        return path
 
     @classmethod
     def _open_group(
-        cls, path: str, mode: str, storage_options: dict[str, Any] | None, **kw: Any
+        cls, path: str, mode: ZarrMode, storage_options: dict[str, Any] | None, **kw: Any
     ) -> Any:
         import zarr
 
@@ -108,11 +138,14 @@ class ZarrBackend(Backend):
             mode != "w"
         ):  # consolidated metadata is for plain readers (consolidate.py), never for embstore
             kw.setdefault("use_consolidated", False)
-        if _is_local(path):
-            return zarr.open_group(_local_path(path), mode=mode, zarr_format=3, **kw)
-        return zarr.open_group(
-            path, mode=mode, zarr_format=3, storage_options=storage_options or {}, **kw
-        )
+        if not is_local(path):
+            kw["storage_options"] = storage_options or {}
+        return zarr.open_group(cls._store_path(path), mode=mode, zarr_format=3, **kw)
+
+    @classmethod
+    def _remove_existing(cls, path: str, storage_options: dict[str, Any] | None) -> None:
+        """Delete whatever is at ``path`` (``create(overwrite=True)``)."""
+        raise NotImplementedError  # pragma: no cover - every subclass overrides
 
     @classmethod
     def create(
@@ -122,31 +155,25 @@ class ZarrBackend(Backend):
         storage_options: dict[str, Any] | None,
         attrs: dict[str, Any],
     ) -> ZarrBackend:
+        if cls is ZarrBackend:
+            return zarr_class(path).create(path, overwrite, storage_options, attrs)
         if cls.exists(path, storage_options):
             if not overwrite:
                 raise StoreExistsError(
                     f"{path!r} already exists; pass overwrite=True to replace it, or use "
                     "Store.open(path, mode='a') to add rows"
                 )
-            if _is_local(path):
-                import shutil
-
-                p = _local_path(path)
-                if os.path.isdir(p):
-                    shutil.rmtree(p)
-                else:
-                    os.remove(p)
-            else:
-                fs, root = cls._fs(path, storage_options)
-                fs.rm(root, recursive=True)
+            cls._remove_existing(path, storage_options)
         group = cls._open_group(path, "w", storage_options, attributes=attrs)
         group.create_group("_embstore")
         return cls(path, group, storage_options)
 
     def invalidate(self) -> None:
-        self._meta_cache.clear()
-        self._raw_cache.clear()
         self._arrays.clear()
+
+    def _forget(self, name: str) -> None:
+        """Drop cached state of array ``name`` (resized, rewritten or deleted)."""
+        self._arrays.pop(name, None)
 
     @property
     def group(self) -> Any:
@@ -157,97 +184,12 @@ class ZarrBackend(Backend):
             )
         return self._group
 
-    def _json(self, name: str | None) -> dict[str, Any] | None:
-        """Parsed ``zarr.json`` of a node of a local store (None if absent)."""
-        p = (
-            os.path.join(self.root, name, "zarr.json")
-            if name
-            else os.path.join(self.root, "zarr.json")
-        )
-        try:
-            with open(p) as fh:
-                return json.load(fh)
-        except (OSError, ValueError):
-            return None
-
-    def _meta(self, name: str) -> dict[str, Any] | None:
-        if name not in self._meta_cache or self._meta_cache[name] is None:
-            m = self._json(name)
-            self._meta_cache[name] = m if m is not None and m.get("node_type") == "array" else None
-        return self._meta_cache[name]
-
-    @classmethod
-    def open(cls, path: str, mode: str, storage_options: dict[str, Any] | None) -> ZarrBackend:
-        if not cls.exists(path, storage_options):
-            raise StoreNotFoundError(
-                f"no store at {path!r}; check the path or create one with Store.create"
-            )
-        if _is_local(path):
-            root = _local_path(path)
-            try:
-                with open(os.path.join(root, "zarr.json")) as fh:
-                    meta = json.load(fh)
-                ok = meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
-            except (OSError, ValueError):
-                ok = False
-            if not ok:
-                raise NotAStoreError(
-                    f"{path!r} exists but is not a Zarr v3 group (no valid zarr.json); "
-                    "pass the path of a store made by Store.create"
-                )
-            return cls(path, None, storage_options, mode)
-        try:
-            group = cls._open_group(path, "r" if mode == "r" else "r+", storage_options)
-        except Exception as exc:  # zarr raises several types for "not a group"
-            raise NotAStoreError(
-                f"{path!r} exists but is not a Zarr v3 embstore store ({type(exc).__name__}: {exc}); "
-                "pass the path of a store made by Store.create"
-            ) from exc
-        return cls(path, group, storage_options, mode)
-
     # -- attributes --------------------------------------------------------
     def read_attrs(self) -> dict[str, Any]:
-        if self.fs is None:
-            meta = self._json(None)
-            if meta is not None:
-                return dict(meta.get("attributes", {}))
         return dict(self.group.attrs.asdict())
 
     def write_attrs(self, attrs: dict[str, Any]) -> None:
-        if self.fs is None and self._write_node_json(None, {"attributes": attrs}):
-            self._group = None  # its cached attributes are stale
-            return
         self.group.attrs.put(attrs)
-
-    def _write_node_json(
-        self, name: str | None, update: dict[str, Any], merge_attrs: bool = False
-    ) -> bool:
-        """Rewrite a local node's ``zarr.json`` atomically (temp file + rename).
-
-        zarr rewrites metadata in place, so a kill in the middle would leave a
-        torn ``zarr.json`` and an unopenable store or array. Returns False
-        when the file cannot be read (then zarr's own writer is used).
-        """
-        p = (
-            os.path.join(self.root, name, "zarr.json")
-            if name
-            else os.path.join(self.root, "zarr.json")
-        )
-        try:
-            with open(p) as fh:
-                meta = json.load(fh)
-        except (OSError, ValueError):
-            return False
-        for k, v in update.items():
-            if merge_attrs and k == "attributes":
-                meta.setdefault("attributes", {}).update(v)
-            else:
-                meta[k] = v
-        atomic.write_replace(p, json.dumps(meta, indent=2).encode())
-        if name:
-            self._arrays.pop(name, None)
-            self._meta_cache.pop(name, None)
-        return True
 
     # -- arrays ------------------------------------------------------------
     def _arr(self, name: str) -> Any:
@@ -264,8 +206,6 @@ class ZarrBackend(Backend):
     def has_array(self, name: str) -> bool:
         if name in self._arrays:
             return True
-        if self.fs is None:
-            return self._meta(name) is not None
         try:
             self._arr(name)
         except KeyError:
@@ -283,27 +223,26 @@ class ZarrBackend(Backend):
         inner_chunk_rows: int | None = None,
         compressor: str | None = None,
     ) -> None:
-        import zarr
+        from zarr.codecs import Crc32cCodec, ZstdCodec
 
         npdt = np.dtype(dtype) if dtype != "str" else None
         zdtype: Any = str if npdt is None or npdt.kind in "UOT" else npdt
         fill = fill_value_for(npdt if npdt is not None else "<U1")
         rest = tuple(shape[1:])
+        shards: tuple[int, ...] | None
         if inner_chunk_rows and inner_chunk_rows < chunk_rows and len(shape) > 1:
             chunks: tuple[int, ...] = (inner_chunk_rows,) + rest
-            shards: tuple[int, ...] | None = (chunk_rows,) + rest
+            shards = (chunk_rows,) + rest
         else:
             chunks, shards = (chunk_rows,) + rest, None
         compressors: Any = None
         if compressor == "zstd":
-            compressors = zarr.codecs.ZstdCodec(level=3)
+            compressors = ZstdCodec(level=3)
         if (
             self.chunk_checksums and shards is None
         ):  # crc32c of every chunk (verified by zarr and rawread)
             compressors = (
-                [compressors, zarr.codecs.Crc32cCodec()]
-                if compressors is not None
-                else [zarr.codecs.Crc32cCodec()]
+                [compressors, Crc32cCodec()] if compressors is not None else [Crc32cCodec()]
             )
         kw: dict[str, Any] = {}
         if zdtype is not str:
@@ -330,23 +269,10 @@ class ZarrBackend(Backend):
         self._arrays[name] = arr
 
     def set_array_attrs(self, name: str, attrs: dict[str, Any]) -> None:
-        if self.fs is None and self._write_node_json(name, {"attributes": attrs}, merge_attrs=True):
-            return
+        """Merge ``attrs`` into the attributes of array ``name``."""
         self._arr(name).attrs.update(attrs)
 
     def array_info(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
-        meta = self._meta(name) if self.fs is None and name not in self._arrays else None
-        if meta is not None:
-            try:
-                conf = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                dt = (
-                    np.dtype(meta["data_type"])
-                    if meta["data_type"] not in ("string", "variable_length_utf8")
-                    else np.dtype("<U1")
-                )
-                return tuple(meta["shape"]), dt, int(conf[0])
-            except (KeyError, TypeError):
-                pass
         arr = self._arr(name)
         rows = arr.shards[0] if getattr(arr, "shards", None) else arr.chunks[0]
         dt = arr.dtype
@@ -354,115 +280,18 @@ class ZarrBackend(Backend):
             dt = np.dtype("<U1")
         return tuple(arr.shape), dt, int(rows)
 
-    def _resize_local(self, name: str, n: int) -> bool:
-        """Resize a local array by rewriting its ``zarr.json`` (True when done).
-
-        zarr's ``Array.resize`` does the same through its event loop, which
-        costs ~5-7 ms a call here (an import or extraction resizes every
-        array a few times). The file is replaced atomically (temp + rename),
-        and chunks wholly outside a smaller shape are deleted, as zarr does.
-        """
-        if self.fs is not None:
-            return False
-        p = os.path.join(self.root, name, "zarr.json")
-        try:
-            with open(p) as fh:
-                meta = json.load(fh)
-            shape = [int(s) for s in meta["shape"]]
-            grid = meta["chunk_grid"]
-            cr = int(grid["configuration"]["chunk_shape"][0])
-            cke = meta["chunk_key_encoding"]
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            return False
-        if (
-            meta.get("node_type") != "array"
-            or not shape
-            or grid.get("name") != "regular"
-            or cke.get("name") != "default"
-            or (cke.get("configuration") or {}).get("separator", "/") not in ("/", ".")
-        ):
-            return False
-        old = shape[0]
-        if old == n:
-            return True
-        meta["shape"] = [int(n)] + shape[1:]
-        atomic.write_replace(p, json.dumps(meta, indent=2).encode())
-        if n < old:  # drop chunks wholly beyond the new shape
-            flat = (cke.get("configuration") or {}).get("separator", "/") == "."
-            cdir = os.path.join(self.root, name) if flat else os.path.join(self.root, name, "c")
-            first_gone = -(-int(n) // cr)
-            try:
-                entries = os.listdir(cdir)
-            except OSError:
-                entries = []
-            for e in entries:
-                if flat:  # "c.<i>.0.0" -> "<i>"; temp files and zarr.json are left alone
-                    parts = e.split(".")
-                    if parts[0] != "c" or len(parts) < 2 or not all(p.isdigit() for p in parts[1:]):
-                        continue
-                    e_idx = parts[1]
-                else:
-                    e_idx = e
-                if e_idx.isdigit() and int(e_idx) >= first_gone:
-                    q = os.path.join(cdir, e)
-                    if os.path.isdir(q):
-                        shutil.rmtree(q, ignore_errors=True)
-                    else:
-                        try:
-                            atomic.remove(q)
-                        except OSError:
-                            pass
-        self._arrays.pop(name, None)
-        self._raw_cache.pop(name, None)
-        self._meta_cache.pop(name, None)
-        return True
-
     def resize(self, name: str, n: int) -> None:
-        if self._resize_local(name, n):
-            return
         arr = self._arr(name)
         if arr.shape[0] != n:
             arr.resize((n,) + tuple(arr.shape[1:]))
-            self._raw_cache.pop(name, None)
-            self._meta_cache.pop(name, None)
+            self._forget(name)
+            self._arrays[name] = arr
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
-        raw = self._raw(name)
-        if (
-            raw is not None
-            and raw.can_write
-            and start % raw.chunk_rows == 0
-            and values.dtype == raw.dtype
-            and tuple(values.shape[1:]) == raw.shape[1:]
-        ):
-            raw.write_chunks(start, values)
-            return
         arr = self._arr(name)
         arr[start : start + len(values)] = values
 
-    def _raw(self, name: str) -> Any:
-        """Direct reader of a raw local array (None when not applicable)."""
-        if self.fs is not None:
-            return None
-        if name not in self._raw_cache:
-            from ..rawread import RawZarrArray
-
-            raw = RawZarrArray.open(os.path.join(self.root, name))
-            if raw is not None:
-                raw.strict = name in self.strict_arrays
-            self._raw_cache[name] = raw
-        return self._raw_cache[name]
-
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
-        raw = self._raw(name)
-        if raw is not None:
-            n = self.array_info(name)[0][0]
-            if isinstance(sel, slice):
-                a, b, step = sel.indices(n)
-                if step == 1:
-                    return raw.read_range(a, max(a, b))
-            else:
-                return raw.read_positions(np.asarray(sel, dtype=np.int64))
         arr = self._arr(name)
         if isinstance(sel, slice):
             out = arr[sel]
@@ -474,104 +303,76 @@ class ZarrBackend(Backend):
                 out = arr[int(sel[0]) : int(sel[-1]) + 1]
             else:
                 out = arr.oindex[sel] if arr.ndim > 1 else arr.get_orthogonal_selection(sel)
-        return _as_numpy(out)
+        return as_numpy(out)
 
     # -- commit records ----------------------------------------------------
     def _rec_dir(self, region: str) -> str:
         return f"{self.root}/_embstore/commits/{region}"
 
+    def _rec_path(self, region: str, seq: int) -> str:
+        return f"{self._rec_dir(region)}/{seq:012d}.json"
+
+    @abc.abstractmethod
+    def _list_dir(self, path: str) -> list[str]:
+        """Names in directory ``path`` under the store (empty when absent)."""
+
     def list_regions(self) -> list[str]:
-        base = f"{self.root}/_embstore/commits"
-        if self.fs is None:
-            return sorted(os.listdir(base)) if os.path.isdir(base) else []
-        return list_names(self.fs, base)
+        return sorted(self._list_dir(f"{self.root}/_embstore/commits"))
 
     def list_records(self, region: str) -> list[int]:
-        d = self._rec_dir(region)
-        if self.fs is None:
-            names = os.listdir(d) if os.path.isdir(d) else []
-        else:
-            names = list_names(self.fs, d)
+        names = self._list_dir(self._rec_dir(region))
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
-    def read_record(self, region: str, seq: int) -> bytes | None:
-        p = f"{self._rec_dir(region)}/{seq:012d}.json"
-        try:
-            if self.fs is None:
-                with open(p, "rb") as fh:
-                    return fh.read()
-            return bytes(self.fs.cat_file(p))
-        except (FileNotFoundError, OSError):
-            return None
-
-    def write_record(self, region: str, seq: int, payload: bytes) -> None:
-        p = f"{self._rec_dir(region)}/{seq:012d}.json"
-        if self.fs is None:
-            os.makedirs(self._rec_dir(region), exist_ok=True)
-            atomic.write_new(p, payload)  # whole or absent; never overwrites an existing record
-        else:
-            put_new(self.fs, p, payload)  # never overwrite an existing record
-
-    def delete_record(self, region: str, seq: int) -> None:
-        p = f"{self._rec_dir(region)}/{seq:012d}.json"
-        try:
-            if self.fs is None:
-                atomic.remove(p)
-            else:
-                self.fs.rm_file(p)
-        except (FileNotFoundError, OSError):
-            pass
-
-    # -- tables and blobs --------------------------------------------------
+    # -- tables and blobs (one codec for every backend: tablecodec) ----------
     def write_table(self, name: str, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        tables = self.group.require_group("_tables")
+        tables = self.group.require_group(tablecodec.TABLES)
         if name in tables:
             del tables[name]
-        g = tables.create_group(name, attributes={"embstore_table": meta})
+        g = tables.create_group(name, attributes={tablecodec.TABLE_ATTR: meta})
         for i, (col, values) in enumerate(columns.items()):
-            values = np.asarray(values)
+            arr, extra = tablecodec.storable_column(values)
             kw: dict[str, Any] = {}
-            if values.dtype.kind in "UO":
+            if arr.dtype.kind == "U":
                 dtype: Any = str
             else:
-                dtype = values.dtype
+                dtype = arr.dtype
                 kw["compressors"] = None
             a = g.create_array(
-                f"c{i}",
-                shape=values.shape,
+                tablecodec.column_key(i),
+                shape=arr.shape,
                 dtype=dtype,
-                chunks=(max(1, min(len(values), 1 << 16)),),
+                chunks=(max(1, min(len(arr), 1 << 16)),),
                 dimension_names=[f"{name}_row"],
-                attributes={"column": col},
+                attributes={"column": col, **extra},
                 **kw,
             )
-            if len(values):
-                a[:] = values
+            if len(arr):
+                a[:] = arr
 
     def read_table(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         try:
-            g = self.group["_tables"][name]
+            g = self.group[tablecodec.TABLES][name]
         except KeyError:
             return None
-        meta = dict(g.attrs["embstore_table"])
+        meta = dict(g.attrs[tablecodec.TABLE_ATTR])
         cols: dict[str, np.ndarray] = {}
         for i in range(len(meta["columns"])):
-            a = g[f"c{i}"]
-            v = _as_numpy(a[:])
-            cols[a.attrs["column"]] = v
+            a = g[tablecodec.column_key(i)]
+            attrs = dict(a.attrs)
+            cols[attrs["column"]] = tablecodec.column_from_storage(a[:], attrs)
         return cols, meta
 
     def list_tables(self) -> list[str]:
         try:
-            return sorted(self.group["_tables"].group_keys())
+            return sorted(self.group[tablecodec.TABLES].group_keys())
         except KeyError:
             return []
 
     def write_blob(self, name: str, data: bytes) -> None:
-        blobs = self.group.require_group("_blobs")
+        blobs = self.group.require_group(tablecodec.BLOBS)
         if name in blobs:
             del blobs[name]
-        arr = np.frombuffer(bytes(data), dtype=np.uint8)
+        arr = tablecodec.blob_array(data)
         a = blobs.create_array(
             name,
             shape=arr.shape,
@@ -585,39 +386,31 @@ class ZarrBackend(Backend):
 
     def read_blob(self, name: str) -> bytes | None:
         try:
-            a = self.group["_blobs"][name]
+            a = self.group[tablecodec.BLOBS][name]
         except KeyError:
             return None
-        return np.asarray(a[:], dtype=np.uint8).tobytes()
+        return tablecodec.blob_bytes(a[:])
 
     def list_blobs(self) -> list[str]:
         try:
-            return sorted(self.group["_blobs"].array_keys())
+            return sorted(self.group[tablecodec.BLOBS].array_keys())
         except KeyError:
             return []
 
+    @abc.abstractmethod
+    def _remove_tree(self, key: str) -> None:
+        """Delete node ``key`` (a table, blob or staged array) with everything under it."""
+
     def _delete_node(self, key: str) -> None:
-        if self.fs is None:
-            p = os.path.join(self.root, key)
-            if os.path.isdir(p):
-                faults.step("delete")
-                shutil.rmtree(p, ignore_errors=True)
-        else:
-            try:
-                self.fs.rm(f"{self.root}/{key}", recursive=True)
-            except FileNotFoundError:
-                pass
-        self._arrays.pop(key, None)
-        self._raw_cache.pop(key, None)
-        self._meta_cache.pop(key, None)
-        self._group = None if self.fs is None else self._group
+        self._remove_tree(key)
+        self._forget(key)
 
     def delete_table(self, name: str) -> bool:
-        self._delete_node(f"_tables/{name}")
+        self._delete_node(f"{tablecodec.TABLES}/{name}")
         return True
 
     def delete_blob(self, name: str) -> bool:
-        self._delete_node(f"_blobs/{name}")
+        self._delete_node(f"{tablecodec.BLOBS}/{name}")
         return True
 
     def delete_array(self, name: str) -> None:
@@ -632,41 +425,10 @@ class ZarrBackend(Backend):
             return []
 
     # -- locking -----------------------------------------------------------
-    def remove_temp_files(self, pid: int) -> int:
-        """Delete the ``*.<pid>.tmp`` / ``*.<pid>.<thread>.tmp`` files of a killed writer (local stores).
-
-        Chunk and record files are written to such a temporary name and
-        renamed into place, so a writer killed in between leaves one behind.
-        Called when a stale append lock of the dead process ``pid`` is taken
-        over; temporary files of other (live) writers are left alone.
-        """
-        if self.fs is not None or pid <= 0:
-            return 0
-        own = re.compile(rf"\.{int(pid)}(\.\d+)?\.tmp$")
-        removed = 0
-        for dirpath, _dirs, files in os.walk(self.root):
-            for f in files:
-                if own.search(f):
-                    try:
-                        os.remove(os.path.join(dirpath, f))
-                        removed += 1
-                    except FileNotFoundError:  # pragma: no cover - raced with another cleaner
-                        pass
-        return removed
-
     def list_locks(self) -> list[str]:
         """Regions whose append lock (claim) exists."""
-        base = f"{self.root}/_embstore/locks"
-        names = (
-            (os.listdir(base) if os.path.isdir(base) else [])
-            if self.fs is None
-            else list_names(self.fs, base)
-        )
+        names = self._list_dir(f"{self.root}/_embstore/locks")
         return sorted(n[: -len(".lock")] for n in names if n.endswith(".lock"))
 
-    def make_lock(self, region: str) -> Any:
-        what = f"store {self.path!r} (region {region})"
-        p = f"{self.root}/_embstore/locks/{region}.lock"
-        if self.fs is None:
-            return FileLock(p, what)
-        return ObjectLock(self.fs, p, what)
+    def _lock_path(self, region: str) -> str:
+        return f"{self.root}/_embstore/locks/{region}.lock"
