@@ -378,6 +378,24 @@ def write_fairness_report(
         files[name] = path
         return name
 
+    def bar_figures(
+        page: _Page,
+        table: pd.DataFrame,
+        figures: Sequence[tuple[str, float | None]],
+        what: str,
+        unit: str,
+    ) -> None:
+        for fig_name, ref in figures:
+            rel = f"bars_{fig_name}.{fmt}"
+            files[f"bars_{fig_name}"] = plots.plot_group_bars(
+                table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
+            )
+            page.img(
+                rel,
+                f"{fig_name} {what} with {100 * (1 - alpha):.0f}% bootstrap intervals; "
+                f"n= {unit} per group",
+            )
+
     # ---------------------------------------------------------- embeddings
     gs = analyzer.fairness_stats(
         variable,
@@ -424,16 +442,7 @@ def write_fairness_report(
         "Cross-validated accuracy of predicting the group from the embedding, vs the majority baseline."
     )
     page.table(gs.probe.reset_index())
-    for fig_name, ref in EMBEDDING_BARS:
-        rel = f"bars_{fig_name}.{fmt}"
-        files[f"bars_{fig_name}"] = plots.plot_group_bars(
-            gs.table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
-        )
-        page.img(
-            rel,
-            f"{fig_name} per group (bars) with {100 * (1 - alpha):.0f}% bootstrap intervals; "
-            f"n= rows per group",
-        )
+    bar_figures(page, gs.table, EMBEDDING_BARS, "per group (bars)", "rows")
     for gname, D in gs.distances.items():
         safe = gname.replace("*", "_x_")
         csv(f"distances_{safe}.csv", D.to_pandas(), index=True)
@@ -488,16 +497,7 @@ def write_fairness_report(
         page.table(_summary_table(det.table, by, ["recall", "recall_avg", "mean_score"]))
         page.h2("Disparities (detection)")
         page.table(_disparity_view(det.disparity))
-        for fig_name, ref in DETECTION_BARS:
-            rel = f"bars_{fig_name}.{fmt}"
-            files[f"bars_{fig_name}"] = plots.plot_group_bars(
-                det.table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
-            )
-            page.img(
-                rel,
-                f"{fig_name} per group with {100 * (1 - alpha):.0f}% bootstrap intervals; "
-                f"n= people per group",
-            )
+        bar_figures(page, det.table, DETECTION_BARS, "per group", "people")
         if person_embeddings and int(persons["detected"].sum()) >= 2 * min_count:
             try:
                 pgs = analyzer.fairness_stats(

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
+from ._target import open_store, vector_store
 
 __all__ = ["TSV_HEADER", "TSV_NAME", "cache_filename", "export_siglip_cache", "import_siglip_cache"]
 
@@ -104,10 +105,8 @@ def export_siglip_cache(
     StoreExistsError
         If a file exists and ``overwrite`` is False.
     """
-    from ..store import Store
 
-    own = isinstance(store, (str, os.PathLike))
-    st = Store.open(store, mode="r") if own else store
+    st, own = open_store(store)
     try:
         if variable not in st.variables:
             raise ValidationError(
@@ -236,7 +235,6 @@ def import_siglip_cache(
     ValidationError
         If an id pair cannot form an int64 instance id (``image_id >= 2**39``).
     """
-    from ..store import Store
 
     t0 = time.perf_counter()
     d = Path(directory)
@@ -304,24 +302,17 @@ def import_siglip_cache(
             if st is None:
                 dim = int(vec.shape[0])
                 store_dtype = str(np.dtype(dtype)) if dtype is not None else str(vec.dtype)
-                if own:
-                    st = Store.create(
-                        store,
-                        row_dim="instance",
-                        id_name="instance_id",
-                        variables={"embedding": ("hidden",)},
-                        dtypes={"embedding": store_dtype},
-                        chunk_rows=chunk_rows,
-                        overwrite=overwrite,
-                        attrs={
-                            "source": "legacy siglip cache",
-                            "legacy_dir": os.fspath(directory),
-                            "instance_id": "image_id * 2**24 + segment_id",
-                            **dict(attrs or {}),
-                        },
-                    )
-                else:
-                    st = store
+                st = vector_store(
+                    store,
+                    directory,
+                    source="legacy siglip cache",
+                    row_dim="instance",
+                    id_name="instance_id",
+                    dtype=store_dtype,
+                    chunk_rows=chunk_rows,
+                    overwrite=overwrite,
+                    attrs={"instance_id": "image_id * 2**24 + segment_id", **dict(attrs or {})},
+                )
             bad = count_nonfinite(vec)
             if bad:
                 nonfinite.append((str(path), bad))

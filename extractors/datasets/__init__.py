@@ -18,11 +18,13 @@ command line rewrites such advice into its flags.
 
 Examples
 --------
->>> import pandas as pd
->>> persons = pd.DataFrame({"person_id": [1, 2], "image_id": [7, 7],
-...     "skin_tone_1": [0, 2], "skin_tone_2": [3, 0], "skin_tone_na": [0, 0]})
->>> image_table_from_persons(persons)["skin"].tolist()
-[2]
+>>> import os
+>>> from PIL import Image
+>>> for name in ("sa_1.jpg", "sa_2.jpg"):
+...     Image.new("RGB", (8, 8)).save(os.path.join(out_dir, name))
+>>> ds = open_dataset(out_dir)
+>>> ds.kind, [r.image_id for r in ds]
+('folder', [1, 2])
 """
 
 from __future__ import annotations
