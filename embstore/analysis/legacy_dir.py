@@ -307,15 +307,17 @@ class LegacyDirSource:
         if name not in schema:
             raise self._unknown(name)
         if name not in self._arrays:
-            dims, shape, dtype = self._schema[name]  # type: ignore[index]
+            dims, shape, dtype = (self._schema or {})[name]
             blocks = []
             for start in range(0, len(self._ids), self.chunk_rows):
                 ids = self._ids[start : start + self.chunk_rows]
                 task = dask.delayed(self._load_block, pure=True)(
                     ids, name, shape, dtype, dask_key_name=f"legacy-{name}-{start}-{id(self)}"
                 )
-                blocks.append(da.from_delayed(task, (len(ids),) + shape, dtype=dtype))
-            data = da.concatenate(blocks, axis=0)
+                # dask.array ships no annotations: its calls are untyped
+                block = da.from_delayed(task, (len(ids),) + shape, dtype=dtype)  # type: ignore[no-untyped-call]
+                blocks.append(block)
+            data = da.concatenate(blocks, axis=0)  # type: ignore[no-untyped-call]
             self._arrays[name] = xr.DataArray(data, dims=(self.row_dim,) + dims, name=name)
         return self._arrays[name]
 

@@ -509,9 +509,9 @@ def plot_gallery(
                 break
             try:
                 with Image.open(p) as im:
-                    im = im.convert("RGB")
-                    im.thumbnail((thumb, thumb))
-                    axes[r, shown].imshow(np.asarray(im))
+                    rgb = im.convert("RGB")
+                    rgb.thumbnail((thumb, thumb))
+                    axes[r, shown].imshow(np.asarray(rgb))
                 shown += 1
             except OSError as exc:
                 logger.warning("gallery: cannot read %s (%s)", p, exc)

@@ -15,10 +15,12 @@ detection statistics) on an analyzer and writes everything into one folder::
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                                  # doctest: +SKIP
->>> rep = write_fairness_report(EmbeddingAnalyzer("facet.zarr"), ["skin"], "out")  # doctest: +SKIP
->>> rep.markdown                                                           # doctest: +SKIP
-'out/report.md'
+>>> import os
+>>> from embstore import EmbeddingAnalyzer
+>>> rep = write_fairness_report(EmbeddingAnalyzer(demo_path), ["skin"], out_dir, n_boot=20,
+...                             n_perm=9, detection=False, projections=(), gallery=False)
+>>> os.path.basename(rep.markdown), "bars_dispersion" in rep.files
+('report.md', True)
 """
 
 from __future__ import annotations

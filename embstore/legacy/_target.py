@@ -35,7 +35,7 @@ def open_store(store: Any, mode: str = "r") -> tuple[Any, bool]:
     if isinstance(store, (str, os.PathLike)):
         from ..store import Store
 
-        return Store.open(store, mode=mode), True
+        return Store.open(os.fspath(store), mode=mode), True
     return store, False
 
 
@@ -91,7 +91,7 @@ def vector_store(
     from ..store import Store
 
     return Store.create(
-        store,
+        os.fspath(store),
         row_dim=row_dim,
         id_name=id_name,
         variables={"embedding": ("hidden",)},

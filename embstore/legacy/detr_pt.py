@@ -34,11 +34,11 @@ Export an example store to the old layout, then import it back:
 >>> import os
 >>> from embstore.legacy.detr_pt import export_detr_dir, import_detr_dir
 >>> old = os.path.join(out_dir, "embeddings_output")
->>> export_detr_dir(demo_path, old, variables=["query_embeddings", "pred_boxes"])
-120
+>>> export_detr_dir(demo_path, old, variables=["query_embeddings", "pred_boxes"], ids=range(8))
+8
 >>> rep = import_detr_dir(old, os.path.join(out_dir, "facet.zarr"))
 >>> print(rep)  # doctest: +ELLIPSIS
-imported 120 of 120 files (0 unreadable, 0 missing) in ... s (... files/s)
+imported 8 of 8 files (0 unreadable, 0 missing) in ... s (... files/s)
 """
 
 from __future__ import annotations
@@ -250,6 +250,7 @@ def import_detr_dir(
     store_dtypes = {**file_dtypes, **dict(dtypes or {})}
 
     own = isinstance(store, (str, os.PathLike))
+    fs_options = dict(storage_options) if storage_options is not None else None
     if own:
         attrs = {
             "source": "legacy DETR .pt directory",
@@ -269,10 +270,10 @@ def import_detr_dir(
                 chunk_rows=chunk_rows,
                 overwrite=overwrite,
                 attrs=attrs,
-                storage_options=storage_options,
+                storage_options=fs_options,
             )
         except StoreExistsError:
-            st = Store.open(store, mode="a", storage_options=storage_options)
+            st = Store.open(store, mode="a", storage_options=fs_options)
             logger.info("store %s exists: resuming the import", store)
     else:
         st = store
@@ -303,7 +304,13 @@ def import_detr_dir(
             for k in ragged:
                 data[k] = [r[1][k] for r in block]
             if "encoder_output" in ragged and all("backbone_features" in r[1] for r in block):
-                grids = [tuple(int(s) for s in r[1]["backbone_features"].shape[-2:]) for r in block]
+                grids = [
+                    (
+                        int(r[1]["backbone_features"].shape[-2]),
+                        int(r[1]["backbone_features"].shape[-1]),
+                    )
+                    for r in block
+                ]
                 if all(
                     g[0] * g[1] == r[1]["encoder_output"].shape[0] for g, r in zip(grids, block)
                 ):
@@ -360,8 +367,8 @@ def import_detr_dir(
         if own:
             st.close()
     report.seconds = time.perf_counter() - t0
-    for path, reason in report.unreadable:
-        logger.warning("not imported: %s (%s)", path, reason)
+    for bad_path, reason in report.unreadable:
+        logger.warning("not imported: %s (%s)", bad_path, reason)
     if report.nonfinite:
         logger.warning(
             "%d imported files hold NaN/Inf values, e.g. %s (%d values)",

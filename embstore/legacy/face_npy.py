@@ -22,9 +22,15 @@ unpickling can run code.
 
 Examples
 --------
->>> from embstore.legacy.face_npy import export_face_npy, import_face_npy  # doctest: +SKIP
->>> export_face_npy("faces.zarr", "01_output/current")                     # doctest: +SKIP
->>> import_face_npy("01_output/current", "faces_again.zarr")               # doctest: +SKIP
+>>> import os
+>>> from embstore.legacy.face_npy import export_face_npy, import_face_npy
+>>> folder = os.path.join(out_dir, "current")
+>>> files = export_face_npy(face_path, folder, path_coord="person")
+>>> [os.path.basename(f) for f in files]
+['final_embs_norm.npy', 'final_fpaths.npy', 'final_indices.npy']
+>>> res = import_face_npy(folder, os.path.join(out_dir, "faces_again.zarr"))
+>>> res["rows"], res["normalized"]
+(80, True)
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def file_ids(directory: str | os.PathLike) -> list[int]:
     >>> file_ids(out_dir)
     [3]
     """
-    with os.scandir(directory) as it:
+    with os.scandir(os.fspath(directory)) as it:
         return sorted(int(m.group(1)) for e in it if (m := FILE_RE.match(e.name)))
 
 

@@ -15,8 +15,23 @@ Stores use ``row_dim="instance"`` with the int64 id
 
 Examples
 --------
->>> from embstore.legacy.siglip_cache import export_siglip_cache  # doctest: +SKIP
->>> export_siglip_cache("val_siglip.zarr", "cache/vis_embed")      # doctest: +SKIP
+Write a two-segment cache, import it into a store and export it back:
+
+>>> import os
+>>> import numpy as np
+>>> cache = os.path.join(out_dir, "vis_embed")
+>>> os.mkdir(cache)
+>>> rows = ["image_id\\tsegment_id\\tfeat_file"]
+>>> for image_id, segment_id in [(397133, 15466), (42, 1)]:
+...     name = f"{image_id:012d}_{segment_id}.npy"
+...     np.save(os.path.join(cache, name), np.full(4, 0.5, dtype=np.float16))
+...     rows.append(f"{image_id:012d}\\t{segment_id}\\t{name}")
+>>> _ = open(os.path.join(cache, "inst2feat.tsv"), "w").write("\\n".join(rows) + "\\n")
+>>> res = import_siglip_cache(cache, os.path.join(out_dir, "siglip.zarr"))
+>>> res["rows"], res["missing"], res["unreadable"]
+(2, [], [])
+>>> export_siglip_cache(os.path.join(out_dir, "siglip.zarr"), os.path.join(out_dir, "back"))
+2
 """
 
 from __future__ import annotations
@@ -246,7 +261,7 @@ def import_siglip_cache(
     nonfinite: list[tuple[str, int]] = []
     skipped_ids: list[int] = []
     skipped_reasons: list[str] = []
-    st = None
+    st: Any = None
     own = isinstance(store, (str, os.PathLike))
     dim = None
     rows = 0

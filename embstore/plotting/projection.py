@@ -268,8 +268,9 @@ def project(
     Examples
     --------
     >>> X = np.random.default_rng(0).normal(size=(30, 5))
-    >>> project(X, "tsne").axis_labels
-    ['t-SNE 1 (perplexity 10)', 't-SNE 2']
+    >>> proj = project(X, "pca", n_components=3)
+    >>> proj.points.shape, proj.names
+    ((30, 3), ['PC1', 'PC2', 'PC3'])
     >>> project(X, "mds")
     Traceback (most recent call last):
     embstore.errors.ValidationError: projection method 'mds' is unknown; use 'pca', 'tsne' or 'umap'.

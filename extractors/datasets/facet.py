@@ -23,11 +23,15 @@ __all__ = [
 ]
 
 
+def _four(v: Any) -> tuple[float, float, float, float]:
+    return float(v[0]), float(v[1]), float(v[2]), float(v[3])
+
+
 def _parse_box(text: Any) -> tuple[float, float, float, float]:
     if isinstance(text, dict):
         d = text
     elif isinstance(text, (list, tuple)) and len(text) == 4:
-        return tuple(float(v) for v in text)  # type: ignore[return-value]
+        return _four(text)
     else:
         try:
             d = ast.literal_eval(str(text))
@@ -40,7 +44,7 @@ def _parse_box(text: Any) -> tuple[float, float, float, float]:
                     "\"{'x': 10, 'y': 20, 'width': 30, 'height': 40}\""
                 ) from exc
     if isinstance(d, (list, tuple)) and len(d) == 4:
-        return tuple(float(v) for v in d)  # type: ignore[return-value]
+        return _four(d)
     try:
         return float(d["x"]), float(d["y"]), float(d["width"]), float(d["height"])
     except (KeyError, TypeError) as exc:

@@ -230,11 +230,11 @@ class ImageDataset:
             ]
             keep &= table["skin"].isin(values).to_numpy()
         if light is not None:
-            values = [
+            labels = [
                 parse_light(v)
                 for v in (light if isinstance(light, (list, tuple, set)) else [light])
             ]
-            keep &= table["lighting"].isin(values).to_numpy()
+            keep &= table["lighting"].isin(labels).to_numpy()
         sub = table[keep]
         if limit is not None:
             sub = sub.iloc[:limit]
