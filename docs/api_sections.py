@@ -52,6 +52,7 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
             "embstore.analysis.plots.pca_projection",
             "embstore.analysis.plots.tsne_projection",
             "embstore.analysis.plots.scatter_projection",
+            "embstore.plotting:*",
             "embstore.analysis.similarity:*",
             "embstore.analysis.layers:*",
             "embstore.analysis.attention:*",

@@ -67,6 +67,9 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import DatasetError, DistributedTaskError, StoreLockedError, ValidationError
 
+from .outputs import clean_table as _clean_table
+from .outputs import store_exists as _store_exists
+
 __all__ = [
     "DistributedSummary",
     "RegionResult",
@@ -466,15 +469,6 @@ def _materialise(dataset: Any) -> list[Any]:
     return records
 
 
-def _store_exists(path: str, storage_options: dict[str, Any] | None) -> bool:
-    if "://" in path:
-        import fsspec
-
-        fs, p = fsspec.core.url_to_fs(path, **(storage_options or {}))
-        return bool(fs.exists(p))
-    return os.path.exists(path)
-
-
 def _create_store(
     out: str,
     probe: dict[str, Any],
@@ -792,17 +786,6 @@ def extract_distributed(
         )
     logger.info("%s", summary)
     return summary
-
-
-def _clean_table(df: Any) -> Any:
-    """Object columns -> str so every backend can store the table."""
-    out = df.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(
-                lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
-            )
-    return out
 
 
 def _finish_store(

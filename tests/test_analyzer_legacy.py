@@ -113,8 +113,10 @@ def test_is_legacy_dir(legacy, tmp_path):
 
 def test_construction_reads_no_tensor_file(legacy, monkeypatch):
     calls = []
-    real = legacy_dir.load_pt
-    monkeypatch.setattr(legacy_dir, "load_pt", lambda p: calls.append(p) or real(p))
+    real = legacy_dir.load_pt_tensors
+    monkeypatch.setattr(
+        legacy_dir, "load_pt_tensors", lambda p, **kw: calls.append(p) or real(p, **kw)
+    )
     an = EmbeddingAnalyzer(legacy)
     assert an.store is None and an.row_dim == "image" and an.id_name == "image_id"
     assert calls == []

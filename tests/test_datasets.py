@@ -186,8 +186,13 @@ def test_limit_and_autodetected_facet_layout(facet: tuple[Path, Path]) -> None:
 
 def test_filter_needs_annotations(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4)).save(tmp_path / "1.png")
-    with pytest.raises(DatasetError, match="--annotations"):
+    with pytest.raises(DatasetError, match="pass annotations=") as info:
         open_dataset(tmp_path, skin=1)
+    assert "--" not in str(info.value)  # the library names its parameter, not a CLI flag
+    from embstore.cli._runtime import cli_message
+
+    # ... and the command line turns that advice into its flag
+    assert "use --annotations annotations.csv" in cli_message(str(info.value), {"--annotations"})
 
 
 def test_parse_filter_values() -> None:

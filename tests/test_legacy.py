@@ -82,6 +82,29 @@ def test_malicious_pt_is_not_executed(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("first_bad", [False, True])
+def test_malicious_pt_is_refused_on_the_analyzer_path(tmp_path, first_bad):
+    """EmbeddingAnalyzer(old_dir) reads through the same safe loader as the importer."""
+    from embstore import EmbeddingAnalyzer
+
+    marker = tmp_path / "marker.txt"
+    src = tmp_path / "embeddings_output"
+    make_detr_dir(src, marker)
+    if first_bad:  # the schema probe reads the first listed file: make it the malicious one
+        meta = json.loads((src / "metadata.json").read_text())
+        meta["image_ids"] = [5, 1, 2, 3, 6]
+        (src / "metadata.json").write_text(json.dumps(meta))
+    an = EmbeddingAnalyzer(src)
+    for read in (lambda: an.load_embedding(5), lambda: an.pool().values):
+        with pytest.raises(ValidationError) as info:
+            read()
+        assert pt_filename(5) in str(info.value) and "weights_only=True" in str(info.value)
+    assert not marker.exists(), "unpickling ran code"
+    if not first_bad:
+        with pytest.raises(ValidationError, match=pt_filename(6)):
+            an.load_embedding(6)  # truncated: wrapped too, not a raw RuntimeError
+
+
 def test_import_detr_dir_values_missing_unreadable_resume_export(tmp_path):
     marker = tmp_path / "marker.txt"
     src = tmp_path / "embeddings_output"

@@ -19,10 +19,8 @@ with ``torch.load(weights_only=True)`` (no arbitrary pickle code runs).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._optional import attempt_import
 from ..errors import NotAStoreError, ShapeMismatchError, UnknownVariableError
+from ..legacy.pt_format import (
+    KNOWN_DENSE,
+    KNOWN_RAGGED,
+    file_ids,
+    is_legacy_dir,
+    load_pt_tensors,
+    pt_filename,
+    read_metadata_file,
+    to_numpy,
+)
 
 __all__ = [
     "KNOWN_DENSE",
@@ -43,22 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Dense per-image tensors of the old layout and their dims (without the row dim).
-KNOWN_DENSE: dict[str, tuple[str, ...]] = {
-    "query_embeddings": ("query", "hidden"),
-    "decoder_output": ("layer", "query", "hidden"),
-    "pred_logits": ("query", "class"),
-    "pred_boxes": ("query", "box"),
-}
-
-#: Variable-size per-image tensors of the old layout and their dims.
-KNOWN_RAGGED: dict[str, tuple[str, ...]] = {
-    "encoder_output": ("token", "hidden"),
-    "backbone_features": ("channel", "y", "x"),
-}
-
-_FILE_RE = re.compile(r"^embedding_(\d+)\.pt$")
 
 
 def legacy_file_name(image_id: int) -> str:
@@ -79,50 +70,13 @@ def legacy_file_name(image_id: int) -> str:
     >>> legacy_file_name(42)
     'embedding_000000000042.pt'
     """
-    return f"embedding_{int(image_id):012d}.pt"
-
-
-def is_legacy_dir(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a directory in the old per-image layout.
-
-    A directory counts when it holds a ``metadata.json`` with ``image_ids`` or
-    at least one ``embedding_*.pt`` file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Directory to inspect.
-
-    Returns
-    -------
-    bool
-        True for an old per-image directory.
-
-    Examples
-    --------
-    >>> is_legacy_dir("/nonexistent")
-    False
-    """
-    p = Path(path)
-    if not p.is_dir():
-        return False
-    meta = p / "metadata.json"
-    if meta.is_file():
-        try:
-            with open(meta, encoding="utf-8") as fh:
-                if "image_ids" in json.load(fh):
-                    return True
-        except (OSError, ValueError):
-            pass
-    with os.scandir(p) as it:
-        return any(_FILE_RE.match(e.name) for e in it)
+    return pt_filename(int(image_id))
 
 
 def load_pt(path: str | os.PathLike) -> dict[str, Any]:
-    """Load one old ``.pt`` file safely (``weights_only=True``, on the CPU).
+    """Load one old ``.pt`` file safely (``weights_only=True``, on the CPU, memory-mapped).
 
-    Files written with the zip format are memory-mapped, so reading a single
-    tensor of a large file touches only that tensor's bytes.
+    See :func:`embstore.legacy.pt_format.load_pt_tensors`, which this calls.
 
     Parameters
     ----------
@@ -138,31 +92,19 @@ def load_pt(path: str | os.PathLike) -> dict[str, Any]:
     ------
     MissingDependencyError
         If torch is not installed (``pip install "embstore[extract]"``).
-    NotAStoreError
-        If the file does not hold a dict of tensors.
+    ValidationError
+        If the file cannot be read safely (missing, truncated, a pickle that
+        would run code) or does not hold a dict of tensors; names the file.
+
+    Examples
+    --------
+    >>> import os, torch
+    >>> path = os.path.join(out_dir, legacy_file_name(1))
+    >>> torch.save({"pred_boxes": torch.zeros(2, 4)}, path)
+    >>> sorted(load_pt(path))
+    ['pred_boxes']
     """
-    torch = attempt_import("torch")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:
-        # legacy (non-zip) serialisation cannot be memory-mapped
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict):
-        raise NotAStoreError(
-            f"{path} holds a {type(obj).__name__}, not a dict of tensors; "
-            "old per-image files store {'query_embeddings': tensor, ...}"
-        )
-    return obj
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    """A torch tensor (or array-like) as a NumPy array (bfloat16 -> float32)."""
-    if hasattr(value, "detach"):
-        t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":
-            t = t.float()
-        return t.numpy()
-    return np.asarray(value)
+    return load_pt_tensors(path, mmap=True)
 
 
 class LegacyDirSource:
@@ -198,9 +140,14 @@ class LegacyDirSource:
 
     Examples
     --------
-    >>> src = LegacyDirSource("embeddings_output")       # doctest: +SKIP
-    >>> src.dataarray("query_embeddings").shape          # doctest: +SKIP
-    (100, 100, 256)
+    >>> import os
+    >>> from embstore.legacy import export_detr_dir
+    >>> old = os.path.join(out_dir, "embeddings_output")
+    >>> export_detr_dir(demo_path, old, variables=["query_embeddings"], ids=[0, 1, 2])
+    3
+    >>> src = LegacyDirSource(old)
+    >>> src.dataarray("query_embeddings").shape
+    (3, 8, 16)
     """
 
     row_dim = "image"
@@ -215,14 +162,9 @@ class LegacyDirSource:
                 f"{str(self.path)!r} is not a directory; pass the old --output_dir "
                 "holding metadata.json and embedding_*.pt files"
             )
-        meta_path = self.path / "metadata.json"
-        meta: dict[str, Any] | None = None
-        if meta_path.is_file():
-            with open(meta_path, encoding="utf-8") as fh:
-                meta = json.load(fh)
-        with os.scandir(self.path) as it:
-            present = {int(m.group(1)) for e in it if (m := _FILE_RE.match(e.name))}
-        if meta is not None and "image_ids" in meta:
+        meta = read_metadata_file(self.path)
+        present = set(file_ids(self.path))
+        if meta is not None:
             listed = [int(i) for i in meta["image_ids"]]
             ids = [i for i in listed if i in present]
             if len(ids) < len(listed):
@@ -234,7 +176,7 @@ class LegacyDirSource:
                 )
             self._metadata: dict[str, Any] = dict(meta)
         elif present:
-            ids = sorted(present)
+            ids = file_ids(self.path)
             self._metadata = {
                 "image_ids": ids,
                 "num_images": len(ids),
@@ -293,7 +235,7 @@ class LegacyDirSource:
             schema = {}
             ragged = {}
             for key, value in first.items():
-                arr = _to_numpy(value)
+                arr = to_numpy(value)
                 if key in KNOWN_DENSE and arr.ndim == len(KNOWN_DENSE[key]):
                     schema[key] = (KNOWN_DENSE[key], arr.shape, arr.dtype)
                 elif key in KNOWN_RAGGED and arr.ndim == len(KNOWN_RAGGED[key]):
@@ -334,7 +276,7 @@ class LegacyDirSource:
                     f"{self.file(int(image_id))} has no {name!r} tensor (keys: "
                     f"{sorted(tensors)}); re-extract it or select images that have it"
                 )
-            arr = _to_numpy(tensors[name])
+            arr = to_numpy(tensors[name])
             if arr.shape != shape:
                 raise ShapeMismatchError(
                     f"{self.file(int(image_id))}: {name!r} has shape {arr.shape}, "
@@ -365,15 +307,17 @@ class LegacyDirSource:
         if name not in schema:
             raise self._unknown(name)
         if name not in self._arrays:
-            dims, shape, dtype = self._schema[name]  # type: ignore[index]
+            dims, shape, dtype = (self._schema or {})[name]
             blocks = []
             for start in range(0, len(self._ids), self.chunk_rows):
                 ids = self._ids[start : start + self.chunk_rows]
                 task = dask.delayed(self._load_block, pure=True)(
                     ids, name, shape, dtype, dask_key_name=f"legacy-{name}-{start}-{id(self)}"
                 )
-                blocks.append(da.from_delayed(task, (len(ids),) + shape, dtype=dtype))
-            data = da.concatenate(blocks, axis=0)
+                # dask.array ships no annotations: its calls are untyped
+                block = da.from_delayed(task, (len(ids),) + shape, dtype=dtype)  # type: ignore[no-untyped-call]
+                blocks.append(block)
+            data = da.concatenate(blocks, axis=0)  # type: ignore[no-untyped-call]
             self._arrays[name] = xr.DataArray(data, dims=(self.row_dim,) + dims, name=name)
         return self._arrays[name]
 
@@ -399,4 +343,4 @@ class LegacyDirSource:
             raise ShapeMismatchError(
                 f"{self.file(int(image_id))} has no {name!r} tensor (keys: {sorted(tensors)})"
             )
-        return _to_numpy(tensors[name])
+        return to_numpy(tensors[name])

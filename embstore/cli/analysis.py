@@ -21,6 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._common import open_analyzer, write_or_show
+from ._common import parse_ids as _ids
+from ._common import pool_option as _pool
+
 __all__ = ["register"]
 
 
@@ -190,10 +194,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_cluster)
 
 
-def _pool(args: argparse.Namespace) -> Any:
-    return None if str(args.pool).lower() in ("none", "null", "") else args.pool
-
-
 def _over(store: Any, args: argparse.Namespace) -> Any:
     from ..analysis.sources import PooledSource
 
@@ -202,33 +202,8 @@ def _over(store: Any, args: argparse.Namespace) -> Any:
 
 
 def _open(args: argparse.Namespace, mode: str) -> tuple[Any, Any]:
-    from ..analysis import EmbeddingAnalyzer
-    from ..store import Store
-
-    store = Store.open(args.store, mode=mode)
-    an = EmbeddingAnalyzer(_over(store, args) if getattr(args, "over", None) else store)
-    if args.sel:
-        from ..summary import parse_selection
-
-        an = an.sel(**parse_selection(args.sel, store.coords))
-    return store, an
-
-
-def _ids(values: list[str], store: Any) -> list[Any]:
-    import numpy as np
-
-    from ..errors import ValidationError
-
-    kind = np.asarray(store.ids).dtype.kind
-    if kind in "iu":
-        bad = [v for v in values if not v.lstrip("+-").isdigit()]
-        if bad:
-            raise ValidationError(
-                f"--ids {' '.join(bad)}: this store's ids ({store.id_name}) are integers, "
-                f"e.g. --ids {' '.join(str(i) for i in np.asarray(store.ids)[:2])}"
-            )
-        return [int(v) for v in values]
-    return list(values)
+    wrap = (lambda store: _over(store, args)) if getattr(args, "over", None) else None
+    return open_analyzer(args.store, mode, args.sel, wrap=wrap)
 
 
 def _model_name(store: Any) -> str:
@@ -289,11 +264,7 @@ def _search(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"searched {args.variable} with: {df.attrs.get('index', 'exact scan')}", file=sys.stderr)
-    if args.out:
-        df.to_csv(args.out, index=False)
-        print(f"wrote {len(df)} results to {args.out}")
-    else:
-        print(df.to_string(index=False))
+    write_or_show(df, args.out, "results")
     return 0
 
 

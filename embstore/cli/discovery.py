@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._common import (
+    add_vector_arguments,
+    analyzer_session,
+    parse_ids,
+    pool_option,
+    select_rows,
+    write_or_show,
+)
+
 __all__ = ["register"]
-
-
-def _vectors(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store", help="path or URL of the store")
-    p.add_argument(
-        "--variable", default=None, help="variable (default: the store's embedding variable)"
-    )
-    p.add_argument("--pool", default="mean", help="pooling over queries (default: %(default)s)")
-    p.add_argument("--layer", type=int, default=None, help="layer of decoder_output")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Find rows of one selection (e.g. the test split) that are near copies of rows "
         "of another selection or store (e.g. the training split). Exhaustive and exact unless -k is given.",
     )
-    _vectors(lk)
+    add_vector_arguments(lk)
     lk.add_argument(
         "--query",
         nargs="*",
@@ -77,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score every row by its mean cosine distance to its k nearest neighbours; "
         "print the most unusual ones (or save all as CSV / as a coordinate).",
     )
-    _vectors(ol)
+    add_vector_arguments(ol)
     ol.add_argument("-k", type=int, default=10, help="neighbours (default: %(default)s)")
     ol.add_argument(
         "--by", nargs="*", default=None, help="score within each group of these coordinates"
@@ -101,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write a self-contained, paginated HTML gallery (thumbnails embedded) with captions "
         "(id, file name, group, score, skin, lighting).",
     )
-    _vectors(ga)
+    add_vector_arguments(ga)
     ga.add_argument(
         "--kind",
         required=True,
@@ -142,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "projection coloured by a coordinate; hover shows the image and coordinates, lasso/box "
         "selection lists the ids. Stores above --max-points rows are subsampled.",
     )
-    _vectors(xp)
+    add_vector_arguments(xp)
     xp.add_argument(
         "--color", default="skin", help="coordinate that colours the points (default: %(default)s)"
     )
@@ -183,18 +181,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=_export)
 
 
-def _pool(args: argparse.Namespace) -> Any:
-    return None if str(args.pool).lower() in ("none", "null", "") else args.pool
-
-
-def _select(an: Any, tokens: list[str], store: Any) -> Any:
-    if not tokens:
-        return an
-    from ..summary import parse_selection
-
-    return an.sel(**parse_selection(tokens, store.coords))
-
-
 def _leaks(args: argparse.Namespace) -> int:
     from ..analysis import EmbeddingAnalyzer
     from ..store import Store
@@ -202,14 +188,14 @@ def _leaks(args: argparse.Namespace) -> int:
     store = Store.open(args.store)
     other_store = Store.open(args.against_store) if args.against_store else store
     try:
-        query = _select(EmbeddingAnalyzer(store), args.query, store)
-        against = _select(EmbeddingAnalyzer(other_store), args.against, other_store)
+        query = select_rows(EmbeddingAnalyzer(store), args.query, store)
+        against = select_rows(EmbeddingAnalyzer(other_store), args.against, other_store)
         df = query.leaks(
             against,
             args.threshold,
             args.k,
             variable=args.variable,
-            pool=_pool(args),
+            pool=pool_option(args),
             layer=args.layer,
             metric=args.metric,
             kind=args.kind,
@@ -224,40 +210,28 @@ def _leaks(args: argparse.Namespace) -> int:
     print(
         f"{len(df)} leaking pairs (score >= {args.threshold}) involving {n_rows} of {n_query} query rows"
     )
-    if args.out:
-        df.to_csv(args.out, index=False)
-        print(f"wrote {args.out}")
-    elif len(df):
-        print(df.head(50).to_string(index=False))
+    write_or_show(df, args.out, "pairs", head=50)
     return 0
 
 
 def _outliers(args: argparse.Namespace) -> int:
-    from ..analysis import EmbeddingAnalyzer
-    from ..store import Store
-
-    store = Store.open(args.store, mode="a" if args.coord else "r")
-    try:
-        an = _select(EmbeddingAnalyzer(store), args.sel, store)
+    with analyzer_session(args.store, "a" if args.coord else "r", args.sel) as (_, an):
         df = an.outliers(
             args.k,
             variable=args.variable,
             by=args.by or None,
-            pool=_pool(args),
+            pool=pool_option(args),
             layer=args.layer,
             metric=args.metric,
             kind=args.kind,
             coord=args.coord,
             device=args.device,
         )
-    finally:
-        store.close()
     print(df.head(args.top).to_string(index=False))
     if args.coord:
         print(f"scores written to coordinate {args.coord!r}")
     if args.out:
-        df.to_csv(args.out, index=False)
-        print(f"wrote {len(df)} scores to {args.out}")
+        write_or_show(df, args.out, "scores")
     return 0
 
 
@@ -265,53 +239,39 @@ def _export(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from ..analysis import EmbeddingAnalyzer
-    from ..store import Store
-
-    store = Store.open(args.store)
-    try:
-        an = _select(EmbeddingAnalyzer(store), args.sel, store)
+    with analyzer_session(args.store, "r", args.sel) as (_, an):
         n = len(an)
         if args.format == "parquet":
-            out = an.to_parquet(args.out, args.variables, _pool(args), normalize=args.normalize)
+            out = an.to_parquet(
+                args.out, args.variables, pool_option(args), normalize=args.normalize
+            )
         else:
             with tempfile.TemporaryDirectory(prefix="embstore-hf-") as tmp:
                 ds = an.to_hf_dataset(
                     args.variables,
-                    _pool(args),
+                    pool_option(args),
                     normalize=args.normalize,
                     path=Path(tmp) / "data.arrow",
                 )
                 ds.save_to_disk(args.out)
                 del ds
             out = Path(args.out)
-    finally:
-        store.close()
     print(f"wrote {n} rows to {out} ({args.format})")
     return 0
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    from ..analysis import EmbeddingAnalyzer
-    from ..store import Store
-
-    store = Store.open(args.store)
-    try:
-        base = EmbeddingAnalyzer(store)
-        an = _select(base, args.sel, store)
-        against = _select(base, args.against, store) if args.kind == "leaks" else None
-        ids = None
-        if args.ids:
-            from .analysis import _ids
-
-            ids = _ids(args.ids, store)
+    with analyzer_session(args.store) as (store, base):
+        an = select_rows(base, args.sel, store)
+        against = select_rows(base, args.against, store) if args.kind == "leaks" else None
+        ids = parse_ids(args.ids, store) if args.ids else None
         page = an.gallery(
             args.kind,
             args.out,
             image_root=args.image_root,
             path_coord=args.path_coord,
             variable=args.variable,
-            pool=_pool(args),
+            pool=pool_option(args),
             threshold=args.threshold,
             k=args.k,
             ids=ids,
@@ -322,8 +282,6 @@ def _gallery(args: argparse.Namespace) -> int:
             thumb=args.thumb,
             device=args.device,
         )
-    finally:
-        store.close()
     print(f"wrote {page}")
     return 0
 
@@ -340,12 +298,7 @@ def query_search(args: argparse.Namespace, an: Any, store: Any) -> Any:
 
 
 def _explore(args: argparse.Namespace) -> int:
-    from ..analysis import EmbeddingAnalyzer
-    from ..store import Store
-
-    store = Store.open(args.store)
-    try:
-        an = _select(EmbeddingAnalyzer(store), args.sel, store)
+    with analyzer_session(args.store, "r", args.sel) as (store, an):
         color = args.color if args.color and args.color.lower() != "none" else None
         if color == "skin" and "skin" not in store.coords.columns:
             color = None  # the default colour coordinate is optional
@@ -353,14 +306,12 @@ def _explore(args: argparse.Namespace) -> int:
             args.out,
             color=color,
             variable=args.variable,
-            pool=_pool(args),
+            pool=pool_option(args),
             method=args.method,
             image_root=args.image_root,
             path_coord=args.path_coord,
             max_points=args.max_points,
         )
-    finally:
-        store.close()
     print(info["note"])
     print(f"wrote {info['path']}")
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_group_stat_arguments, add_switch, group_stat_options, pool_option
+
 __all__ = ["register", "run"]
 
 
@@ -26,40 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(and intersections of groups), with bootstrap intervals, permutation tests, "
         "disparity summaries, plots, CSV tables and a Markdown/HTML report.",
     )
-    p.add_argument("store", help="path of the store (e.g. run.zarr)")
-    p.add_argument(
-        "--by",
-        action="append",
-        required=True,
-        metavar="COORD",
-        help="grouping coordinate; repeat for intersections (--by skin --by lighting)",
+    add_group_stat_arguments(
+        p, by_help="grouping coordinate; repeat for intersections (--by skin --by lighting)"
     )
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--variable",
         default=None,
         help="embedding variable (default: the store's default variable)",
     )
-    p.add_argument(
-        "--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)"
-    )
     p.add_argument("--layer", type=int, default=None, help="layer of a layered variable")
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)"
-    )
-    p.add_argument(
-        "--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument(
-        "--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)"
-    )
-    p.add_argument(
-        "--min-count",
-        type=int,
-        default=20,
-        help="groups smaller than this get NaN figures (default: %(default)s)",
-    )
     p.add_argument(
         "--iou", type=float, default=0.5, help="IoU threshold of recall (default: %(default)s)"
     )
@@ -69,16 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="ignore person predictions scoring below (default: %(default)s)",
     )
-    det = p.add_mutually_exclusive_group()
-    det.add_argument(
+    add_switch(
+        p,
         "--detection",
+        "--no-detection",
         dest="detection",
-        action="store_true",
-        default=None,
-        help="require detection statistics (default: when the store has them)",
-    )
-    det.add_argument(
-        "--no-detection", dest="detection", action="store_false", help="skip detection statistics"
+        help_on="require detection statistics (default: when the store has them)",
+        help_off="skip detection statistics",
     )
     p.add_argument(
         "--projection",
@@ -121,20 +95,15 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import EmbeddingAnalyzer
     from ..fairness.report import write_fairness_report
 
-    pool = None if str(args.pool).lower() in ("none", "") else args.pool
     an = EmbeddingAnalyzer(args.store)
     rep = write_fairness_report(
         an,
         args.by,
         args.out,
         variable=args.variable,
-        pool=pool,
+        pool=pool_option(args),
         layer=args.layer,
-        n_boot=args.n_boot,
-        n_perm=args.n_perm,
-        seed=args.seed,
-        alpha=args.alpha,
-        min_count=args.min_count,
+        **group_stat_options(args),
         detection=args.detection,
         iou=args.iou,
         score_threshold=args.score_threshold,

@@ -12,6 +12,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from ._common import add_group_stat_arguments, group_stat_options, pool_option
+
 __all__ = ["register", "run", "summary_markdown"]
 
 logger = logging.getLogger(__name__)
@@ -32,15 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "accuracy, centroid distances and energy permutation tests per layer with bootstrap "
         "intervals, linear CKA between layers, plots and a Markdown summary.",
     )
-    p.add_argument("store", help="path of the store (e.g. run.zarr)")
-    p.add_argument(
-        "--by",
-        action="append",
-        required=True,
-        metavar="COORD",
-        help="grouping coordinate; repeat for several",
-    )
-    p.add_argument("--out", required=True, help="output folder")
+    add_group_stat_arguments(p, by_help="grouping coordinate; repeat for several")
     p.add_argument(
         "--variable", default="decoder_output", help="layered variable (default: %(default)s)"
     )
@@ -50,25 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         dest="metrics",
         help="metric to compute; repeat (default: probe_accuracy, centroid_distance, energy_p)",
-    )
-    p.add_argument(
-        "--pool", default="mean", help="pooling over queries, or 'none' (default: %(default)s)"
-    )
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)"
-    )
-    p.add_argument(
-        "--n-perm", type=int, default=199, help="permutations per test (default: %(default)s)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument(
-        "--alpha", type=float, default=0.05, help="interval error level (default: %(default)s)"
-    )
-    p.add_argument(
-        "--min-count",
-        type=int,
-        default=20,
-        help="groups smaller than this get NaN figures (default: %(default)s)",
     )
     p.add_argument("--no-cka", action="store_true", help="skip the CKA matrix between layers")
     p.set_defaults(func=run)
@@ -148,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import EmbeddingAnalyzer
     from ..analysis.layers import cka_matrix, layer_profile, plot_cka_matrix, plot_layer_profile
 
-    pool = None if str(args.pool).lower() in ("none", "") else args.pool
+    pool = pool_option(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     an = EmbeddingAnalyzer(args.store)
@@ -159,11 +134,7 @@ def run(args: argparse.Namespace) -> int:
         args.by,
         metrics,
         pool=pool,
-        n_boot=args.n_boot,
-        n_perm=args.n_perm,
-        seed=args.seed,
-        alpha=args.alpha,
-        min_count=args.min_count,
+        **group_stat_options(args),
     )
     table.to_csv(out / "layer_profile.csv", index=False)
     plot_layer_profile(

@@ -19,10 +19,10 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
 from ..errors import ValidationError
+from ._common import add_switch
+from ._common import print_result as _print
 
 __all__ = ["register"]
 
@@ -37,14 +37,6 @@ def _dtypes(items: list[str] | None) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
-
-
-def _print(result: Any, as_json: bool) -> None:
-    if as_json:
-        payload = result.to_dict() if hasattr(result, "to_dict") else result
-        print(json.dumps(payload, default=str))
-    else:
-        print(result)
 
 
 def _import_legacy(args: argparse.Namespace) -> int:
@@ -213,16 +205,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1_000_000,
         help="max rows per file before splitting (default 1000000)",
     )
-    norm = p.add_mutually_exclusive_group()
-    norm.add_argument(
+    add_switch(
+        p,
         "--normalized",
+        "--not-normalized",
         dest="normalized",
-        action="store_true",
-        default=None,
-        help="name files *_embs_norm* (default: from the store)",
-    )
-    norm.add_argument(
-        "--not-normalized", dest="normalized", action="store_false", help="name files *_embs*"
+        help_on="name files *_embs_norm* (default: from the store)",
+        help_off="name files *_embs*",
     )
     p.add_argument(
         "--out-dtype", default="float32", help="dtype of the embeddings files (default float32)"

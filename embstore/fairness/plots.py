@@ -9,17 +9,17 @@ figure on one x-scale; heatmaps grow their cells with the number of groups
 (up to :data:`MAX_FIGURE_INCHES`) and rotate their labels; projections label
 their axes (PCA: the explained variance) and every legend entry says ``n=``.
 
-matplotlib (and scikit-learn / umap for projections) are imported when a
-function runs, never at ``import embstore``. Figures are drawn on a
-:class:`matplotlib.figure.Figure` with the Agg canvas directly (no pyplot, no
-global backend switch): safe on headless machines and in threads.
+Figures, projections and scatter plots come from :mod:`embstore.plotting`
+(the one stack the analyzer's plots share); matplotlib (and scikit-learn /
+umap for projections) are imported when a function runs, never at
+``import embstore``.
 
 Examples
 --------
->>> import pandas as pd, tempfile, os
+>>> import pandas as pd, os
 >>> t = pd.DataFrame({"skin": [1, 2], "grouping": "skin", "count": [30, 40],
 ...                   "recall": [0.9, 0.7], "recall_lo": [0.8, 0.6], "recall_hi": [0.95, 0.8]})
->>> out = plot_group_bars(t, "recall", os.path.join(tempfile.mkdtemp(), "r.png"), by=["skin"])
+>>> out = plot_group_bars(t, "recall", os.path.join(out_dir, "r.png"), by=["skin"])
 >>> os.path.getsize(out) > 0
 True
 """
@@ -29,15 +29,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._optional import attempt_import
 from ..errors import ValidationError
+from ..plotting.figures import (
+    DEFAULT_DPI,
+    FORMATS,
+    MAX_FIGURE_INCHES,
+    figure_format,
+    new_figure,
+    save_figure,
+)
+from ..plotting.projection import project, scatter_projection
 from .disparity import group_label
 
 __all__ = [
@@ -53,38 +60,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Resolution of PNG figures.
-DEFAULT_DPI = 150
-#: File formats a figure can be saved in (from the path's suffix).
-FORMATS = ("png", "svg", "pdf")
-#: No side of a figure grows beyond this many inches (2400 px at 150 dpi).
-MAX_FIGURE_INCHES = 16.0
 #: Bars per panel before an intersection is split into small multiples.
 MAX_BARS_PER_PANEL = 12
 
-
-def _figure(width: float, height: float, dpi: int = DEFAULT_DPI) -> Any:
-    attempt_import("matplotlib")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    width = min(max(width, 3.0), MAX_FIGURE_INCHES)
-    height = min(max(height, 2.0), MAX_FIGURE_INCHES)
-    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | os.PathLike) -> str:
-    path = os.fspath(path)
-    fmt = Path(path).suffix.lstrip(".").lower() or "png"
-    if fmt not in FORMATS:
-        raise ValidationError(
-            f"cannot save a figure as {fmt!r} ({path}); use a .png, .svg or .pdf path."
-        )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt, dpi=fig.dpi)
-    return path
+# the figure helpers under the names the analysis plots (layers, attention) import
+_figure = new_figure
+_save = save_figure
 
 
 def _short(value: Any) -> str:
@@ -147,7 +128,7 @@ def _group_bars_figure(
     ncols = 1 if len(panels) <= 3 else (2 if len(panels) <= 8 else 3)
     rows = [panels[i : i + ncols] for i in range(0, len(panels), ncols)]
     heights = [max(max(len(p[1]), 1) for p in row) for row in rows]
-    fig = _figure(
+    fig = new_figure(
         1.5 + 3.6 * ncols if ncols > 1 else 7.0, 1.0 + sum(0.24 * h + 0.6 for h in heights), dpi=dpi
     )
     axes = fig.subplots(
@@ -217,6 +198,7 @@ def plot_group_bars(
     title: str | None = None,
     reference: float | None = None,
     dpi: int = DEFAULT_DPI,
+    format: str | None = None,
 ) -> str:
     """Horizontal bars of one figure per group, with bootstrap intervals.
 
@@ -244,6 +226,8 @@ def plot_group_bars(
         Draw a dashed vertical line here (e.g. 1 for a ratio).
     dpi : int, optional
         Resolution of a PNG.
+    format : {"png", "svg", "pdf"}, optional
+        File format (default: from the suffix, else png).
 
     Returns
     -------
@@ -260,7 +244,7 @@ def plot_group_bars(
             f"figure {figure!r} is not a column of the table; choose among {list(table.columns)!r}."
         )
     fig = _group_bars_figure(table, figure, by, groupings, title, reference, dpi)
-    return _save(fig, path)
+    return save_figure(fig, path, format=format)
 
 
 def plot_distance_heatmap(
@@ -268,6 +252,7 @@ def plot_distance_heatmap(
     path: str | os.PathLike,
     title: str | None = None,
     dpi: int = DEFAULT_DPI,
+    format: str | None = None,
 ) -> str:
     """Heatmap of a between-group distance matrix, readable up to 40 x 40.
 
@@ -285,6 +270,8 @@ def plot_distance_heatmap(
         Figure title.
     dpi : int, optional
         Resolution of a PNG.
+    format : {"png", "svg", "pdf"}, optional
+        File format (default: from the suffix, else png).
 
     Returns
     -------
@@ -309,7 +296,7 @@ def plot_distance_heatmap(
     cell = 0.45 if n <= 12 else 0.24
     longest = max((len(nm) for nm in names), default=4)
     label_in = min(3.5, 0.065 * longest + 0.3)
-    fig = _figure(1.6 + label_in + cell * n, 1.0 + label_in + cell * n, dpi=dpi)
+    fig = new_figure(1.6 + label_in + cell * n, 1.0 + label_in + cell * n, dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(np.ma.masked_invalid(D), cmap="viridis", interpolation="nearest")
     fontsize = 7 if n <= 24 else 6
@@ -355,11 +342,11 @@ def plot_distance_heatmap(
         title or f"centroid distances ({distances.attrs.get('grouping', '')}, {n} groups)",
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path, format=format)
 
 
 def project_2d(X: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """2-D projection of the rows of ``X``.
+    """2-D projection of the rows of ``X`` (see :func:`embstore.plotting.project`).
 
     Parameters
     ----------
@@ -381,40 +368,19 @@ def project_2d(X: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
         For an unknown method or fewer than 3 rows.
     MissingDependencyError
         If scikit-learn (or umap for ``"umap"``) is missing.
+
+    Examples
+    --------
+    >>> project_2d(np.random.default_rng(0).normal(size=(20, 4)), "pca").shape
+    (20, 2)
     """
-    return _project(X, method, seed)[0]
+    return project(X, method, seed=seed).points
 
 
 def _project(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, list[str]]:
     """The projection and its two axis labels (PCA: explained variance)."""
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or len(X) < 3:
-        raise ValidationError(
-            f"need a 2-D matrix with at least 3 rows to project, got shape {X.shape}."
-        )
-    attempt_import("sklearn")
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed)
-        P = pca.fit_transform(X)
-        ratio = pca.explained_variance_ratio_
-        return P, [f"PC{i + 1} ({ratio[i]:.1%} of variance)" for i in range(2)]
-    if method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (len(X) - 1) / 3)))
-        P = TSNE(
-            n_components=2, perplexity=perplexity, random_state=seed, init="pca"
-        ).fit_transform(X)
-        return P, [f"t-SNE 1 (perplexity {perplexity:.0f})", "t-SNE 2"]
-    if method == "umap":
-        umap = attempt_import("umap")
-        P = umap.UMAP(
-            n_components=2, random_state=seed, n_neighbors=min(15, len(X) - 1)
-        ).fit_transform(X)
-        return P, ["UMAP 1", "UMAP 2"]
-    raise ValidationError(f"projection method {method!r} is unknown; use 'pca', 'tsne' or 'umap'.")
+    proj = project(X, method, seed=seed)
+    return proj.points, proj.axis_labels
 
 
 def plot_projection(
@@ -426,12 +392,13 @@ def plot_projection(
     seed: int = 0,
     title: str | None = None,
     dpi: int = DEFAULT_DPI,
+    format: str | None = None,
 ) -> str:
     """Scatter of a 2-D projection, coloured by group.
 
     Axes are labeled (PCA: the share of variance each component explains);
     legend entries give ``n=`` per group; more than 10 groups put the legend
-    beside the plot.
+    beside the plot. Drawn by :func:`embstore.plotting.scatter_projection`.
 
     Parameters
     ----------
@@ -440,7 +407,7 @@ def plot_projection(
     groups : sequence
         ``(n,)`` group label of each row.
     path : str or os.PathLike
-        Output PNG.
+        Output file (``.png``, ``.svg`` or ``.pdf``).
     method : {"pca", "tsne", "umap"}, optional
         Projection (see :func:`project_2d`).
     max_points : int, optional
@@ -451,65 +418,43 @@ def plot_projection(
         Figure title.
     dpi : int, optional
         Resolution of a PNG.
+    format : {"png", "svg", "pdf"}, optional
+        File format (default: from the suffix).
 
     Returns
     -------
     str
         The path written.
+
+    Examples
+    --------
+    >>> import os
+    >>> X = np.random.default_rng(0).normal(size=(40, 6))
+    >>> out = plot_projection(X, np.arange(40) % 4, os.path.join(out_dir, "proj.png"))
+    >>> os.path.getsize(out) > 0
+    True
     """
     X = np.asarray(X)
-    groups = np.asarray([str(g) for g in groups])
-    if len(groups) != len(X):
+    labels = np.asarray([str(g) for g in groups])
+    if len(labels) != len(X):
         raise ValidationError(
-            f"groups has {len(groups)} labels for {len(X)} rows; give one per row."
+            f"groups has {len(labels)} labels for {len(X)} rows; give one per row."
         )
-    rng = np.random.default_rng(seed)
+    figure_format(path, format)  # refuse a bad format before the projection runs
     if len(X) > max_points:
-        keep = np.sort(rng.choice(len(X), max_points, replace=False))
-        X, groups = X[keep], groups[keep]
-    P, axis_labels = _project(X, method, seed)
-    import re
-
-    names = sorted(
-        set(groups),
-        key=lambda s: [
-            (0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s)
-        ],
+        keep = np.sort(np.random.default_rng(seed).choice(len(X), max_points, replace=False))
+        X, labels = X[keep], labels[keep]
+    proj = project(X, method, seed=seed)
+    written = scatter_projection(
+        proj.points,
+        path,
+        title=title or f"{method.upper()} projection of {len(X)} rows",
+        axis_labels=proj.axis_labels,
+        groups=labels,
+        dpi=dpi,
+        format=format,
     )
-    wide = len(names) > 10
-    fig = _figure(9.0 if wide else 6.5, 5.5, dpi=dpi)
-    ax = fig.add_subplot(1, 1, 1)
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    markers = "osD^v<>"
-    for i, name in enumerate(names):
-        m = groups == name
-        ax.scatter(
-            P[m, 0],
-            P[m, 1],
-            s=8,
-            alpha=0.7,
-            color=cmap(i % cmap.N),
-            marker=markers[(i // cmap.N) % len(markers)],
-            label=f"{name} (n={int(m.sum())})",
-        )
-    if wide:
-        ax.legend(
-            fontsize=6,
-            markerscale=2,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            ncols=1 if len(names) <= 24 else 2,
-        )
-    else:
-        ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
-    ax.set_xlabel(axis_labels[0], fontsize=8)
-    ax.set_ylabel(axis_labels[1], fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.set_title(title or f"{method.upper()} projection of {len(X)} rows", fontsize=10)
-    return _save(fig, path)
+    return os.fspath(written)
 
 
 def plot_gallery(
@@ -519,6 +464,7 @@ def plot_gallery(
     thumb: int = 96,
     title: str | None = None,
     dpi: int = DEFAULT_DPI,
+    format: str | None = None,
 ) -> str:
     """Grid of example images, one row per group.
 
@@ -536,6 +482,8 @@ def plot_gallery(
         Figure title.
     dpi : int, optional
         Resolution of a PNG.
+    format : {"png", "svg", "pdf"}, optional
+        File format (default: from the suffix, else png).
 
     Returns
     -------
@@ -552,7 +500,7 @@ def plot_gallery(
     if not paths_by_group:
         raise ValidationError("paths_by_group is empty; give at least one group with image paths.")
     groups = list(paths_by_group)
-    fig = _figure(1.2 * n_per_group + 1.5, 1.25 * len(groups) + 0.5, dpi=dpi)
+    fig = new_figure(1.2 * n_per_group + 1.5, 1.25 * len(groups) + 0.5, dpi=dpi)
     axes = fig.subplots(len(groups), n_per_group, squeeze=False)
     for r, g in enumerate(groups):
         shown = 0
@@ -561,9 +509,9 @@ def plot_gallery(
                 break
             try:
                 with Image.open(p) as im:
-                    im = im.convert("RGB")
-                    im.thumbnail((thumb, thumb))
-                    axes[r, shown].imshow(np.asarray(im))
+                    rgb = im.convert("RGB")
+                    rgb.thumbnail((thumb, thumb))
+                    axes[r, shown].imshow(np.asarray(rgb))
                 shown += 1
             except OSError as exc:
                 logger.warning("gallery: cannot read %s (%s)", p, exc)
@@ -573,4 +521,4 @@ def plot_gallery(
             -0.1, 0.5, g, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8
         )
     fig.suptitle(title or "examples per group", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path, format=format)

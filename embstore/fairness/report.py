@@ -15,10 +15,12 @@ detection statistics) on an analyzer and writes everything into one folder::
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                                  # doctest: +SKIP
->>> rep = write_fairness_report(EmbeddingAnalyzer("facet.zarr"), ["skin"], "out")  # doctest: +SKIP
->>> rep.markdown                                                           # doctest: +SKIP
-'out/report.md'
+>>> import os
+>>> from embstore import EmbeddingAnalyzer
+>>> rep = write_fairness_report(EmbeddingAnalyzer(demo_path), ["skin"], out_dir, n_boot=20,
+...                             n_perm=9, detection=False, projections=(), gallery=False)
+>>> os.path.basename(rep.markdown), "bars_dispersion" in rep.files
+('report.md', True)
 """
 
 from __future__ import annotations
@@ -378,6 +380,24 @@ def write_fairness_report(
         files[name] = path
         return name
 
+    def bar_figures(
+        page: _Page,
+        table: pd.DataFrame,
+        figures: Sequence[tuple[str, float | None]],
+        what: str,
+        unit: str,
+    ) -> None:
+        for fig_name, ref in figures:
+            rel = f"bars_{fig_name}.{fmt}"
+            files[f"bars_{fig_name}"] = plots.plot_group_bars(
+                table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
+            )
+            page.img(
+                rel,
+                f"{fig_name} {what} with {100 * (1 - alpha):.0f}% bootstrap intervals; "
+                f"n= {unit} per group",
+            )
+
     # ---------------------------------------------------------- embeddings
     gs = analyzer.fairness_stats(
         variable,
@@ -424,16 +444,7 @@ def write_fairness_report(
         "Cross-validated accuracy of predicting the group from the embedding, vs the majority baseline."
     )
     page.table(gs.probe.reset_index())
-    for fig_name, ref in EMBEDDING_BARS:
-        rel = f"bars_{fig_name}.{fmt}"
-        files[f"bars_{fig_name}"] = plots.plot_group_bars(
-            gs.table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
-        )
-        page.img(
-            rel,
-            f"{fig_name} per group (bars) with {100 * (1 - alpha):.0f}% bootstrap intervals; "
-            f"n= rows per group",
-        )
+    bar_figures(page, gs.table, EMBEDDING_BARS, "per group (bars)", "rows")
     for gname, D in gs.distances.items():
         safe = gname.replace("*", "_x_")
         csv(f"distances_{safe}.csv", D.to_pandas(), index=True)
@@ -488,16 +499,7 @@ def write_fairness_report(
         page.table(_summary_table(det.table, by, ["recall", "recall_avg", "mean_score"]))
         page.h2("Disparities (detection)")
         page.table(_disparity_view(det.disparity))
-        for fig_name, ref in DETECTION_BARS:
-            rel = f"bars_{fig_name}.{fmt}"
-            files[f"bars_{fig_name}"] = plots.plot_group_bars(
-                det.table, fig_name, out / rel, by=by, reference=ref, dpi=dpi
-            )
-            page.img(
-                rel,
-                f"{fig_name} per group with {100 * (1 - alpha):.0f}% bootstrap intervals; "
-                f"n= people per group",
-            )
+        bar_figures(page, det.table, DETECTION_BARS, "per group", "people")
         if person_embeddings and int(persons["detected"].sum()) >= 2 * min_count:
             try:
                 pgs = analyzer.fairness_stats(

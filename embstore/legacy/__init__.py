@@ -14,10 +14,16 @@ imported (lazily) only to read ``.pt`` files.
 
 Examples
 --------
->>> from embstore.legacy import import_detr_dir                # doctest: +SKIP
->>> report = import_detr_dir("embeddings_output", "run.zarr")  # doctest: +SKIP
->>> report.imported, report.unreadable                         # doctest: +SKIP
-(100, [])
+Write an example store in the old per-image ``.pt`` layout, then import it:
+
+>>> import os
+>>> from embstore.legacy import export_detr_dir, import_detr_dir
+>>> old = os.path.join(out_dir, "embeddings_output")
+>>> export_detr_dir(demo_path, old, variables=["query_embeddings"], ids=range(8))
+8
+>>> report = import_detr_dir(old, os.path.join(out_dir, "run.zarr"))
+>>> report.imported, report.unreadable
+(8, [])
 """
 
 from __future__ import annotations

@@ -29,10 +29,16 @@ recorded with :meth:`embstore.Store.record_skipped`).
 
 Examples
 --------
->>> from embstore.legacy.detr_pt import import_detr_dir       # doctest: +SKIP
->>> rep = import_detr_dir("embeddings_output", "facet.zarr")  # doctest: +SKIP
->>> print(rep)                                                # doctest: +SKIP
-imported 32000 of 32001 files (1 unreadable, 0 missing) in 410.2 s (78.0 files/s)
+Export an example store to the old layout, then import it back:
+
+>>> import os
+>>> from embstore.legacy.detr_pt import export_detr_dir, import_detr_dir
+>>> old = os.path.join(out_dir, "embeddings_output")
+>>> export_detr_dir(demo_path, old, variables=["query_embeddings", "pred_boxes"], ids=range(8))
+8
+>>> rep = import_detr_dir(old, os.path.join(out_dir, "facet.zarr"))
+>>> print(rep)  # doctest: +ELLIPSIS
+imported 8 of 8 files (0 unreadable, 0 missing) in ... s (... files/s)
 """
 
 from __future__ import annotations
@@ -40,7 +46,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -54,6 +59,7 @@ import numpy as np
 from .._optional import attempt_import
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
+from .pt_format import KNOWN_DIMS, RAGGED_KEYS, load_pt, pt_filename, read_metadata
 
 __all__ = [
     "KNOWN_DIMS",
@@ -67,21 +73,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Trailing dims of the known DETR keys.
-KNOWN_DIMS: dict[str, tuple[str, ...]] = {
-    "query_embeddings": ("query", "hidden"),
-    "decoder_output": ("layer", "query", "hidden"),
-    "pred_logits": ("query", "class"),
-    "pred_boxes": ("query", "box"),
-    "encoder_output": ("token", "hidden"),
-    "backbone_features": ("channel", "y", "x"),
-}
-
-#: Keys whose size varies per image (stored ragged).
-RAGGED_KEYS = ("encoder_output", "backbone_features")
-
-_NAME = re.compile(r"^embedding_(\d+)\.pt$")
 
 
 @dataclass
@@ -152,125 +143,6 @@ class ImportReport:
 
 def _jsonable(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
-
-
-def pt_filename(image_id: Any) -> str:
-    """File name of an image's ``.pt`` file: ``embedding_{image_id:012d}.pt``.
-
-    Parameters
-    ----------
-    image_id : int or str
-        Integer ids are zero-padded to 12 digits; strings are used as is.
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> pt_filename(139)
-    'embedding_000000000139.pt'
-    """
-    if isinstance(image_id, (int, np.integer)):
-        return f"embedding_{int(image_id):012d}.pt"
-    return f"embedding_{image_id}.pt"
-
-
-def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
-    """Read ``metadata.json``; without it, derive the ids from the file names.
-
-    Parameters
-    ----------
-    directory : path
-        The legacy directory.
-
-    Returns
-    -------
-    dict
-        At least ``image_ids`` (list), plus whatever the JSON held.
-
-    Raises
-    ------
-    DatasetError
-        If the directory does not exist, the JSON is malformed, or there is
-        neither a metadata file nor any ``embedding_*.pt`` file.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise DatasetError(
-            f"legacy directory {os.fspath(directory)!r} does not exist or is not a directory"
-        )
-    meta_path = d / "metadata.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            ids = list(meta["image_ids"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(
-                f"{meta_path} is not a valid metadata file ({exc!r}); it needs an 'image_ids' list. "
-                "Delete or fix it to import by file names"
-            ) from exc
-        meta["image_ids"] = ids
-        return meta
-    ids = []
-    for name in sorted(os.listdir(d)):
-        m = _NAME.match(name)
-        if m:
-            ids.append(int(m.group(1)))
-    if not ids:
-        raise DatasetError(
-            f"{os.fspath(directory)!r} has no metadata.json and no embedding_*.pt files; "
-            "point at the folder the old extract_embeddings.py wrote (--output_dir)"
-        )
-    logger.warning("%s has no metadata.json: importing %d files by their names", d, len(ids))
-    return {"image_ids": ids, "num_images": len(ids)}
-
-
-def load_pt(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load one legacy ``.pt`` file safely as a dict of numpy arrays.
-
-    Parameters
-    ----------
-    path : path
-        The file.
-
-    Returns
-    -------
-    dict of numpy.ndarray
-
-    Raises
-    ------
-    ValidationError
-        If the file cannot be unpickled with ``weights_only=True`` (e.g. it
-        would run code), or does not hold a dict of tensors; the message
-        names the file.
-    """
-    torch = attempt_import("torch")
-    try:
-        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValidationError(
-            f"cannot load {os.fspath(path)!r} safely with torch.load(weights_only=True): "
-            f"{type(exc).__name__}: {first}. The file is corrupt or holds objects that would run "
-            "code when unpickled; it was not imported"
-        ) from exc
-    if not isinstance(obj, Mapping):
-        raise ValidationError(
-            f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a dict of tensors; not imported"
-        )
-    out: dict[str, np.ndarray] = {}
-    for key, value in obj.items():
-        if hasattr(value, "detach"):
-            t = value.detach().cpu()
-            if t.dtype == torch.bfloat16:
-                t = t.float()
-            out[str(key)] = t.numpy()
-        elif isinstance(value, np.ndarray):
-            out[str(key)] = value
-        else:
-            logger.debug("%s: ignoring non-tensor entry %r", path, key)
-    return out
 
 
 def _schema(sample: Mapping[str, np.ndarray], keys: Sequence[str]) -> tuple[dict, dict, dict]:
@@ -378,6 +250,7 @@ def import_detr_dir(
     store_dtypes = {**file_dtypes, **dict(dtypes or {})}
 
     own = isinstance(store, (str, os.PathLike))
+    fs_options = dict(storage_options) if storage_options is not None else None
     if own:
         attrs = {
             "source": "legacy DETR .pt directory",
@@ -397,10 +270,10 @@ def import_detr_dir(
                 chunk_rows=chunk_rows,
                 overwrite=overwrite,
                 attrs=attrs,
-                storage_options=storage_options,
+                storage_options=fs_options,
             )
         except StoreExistsError:
-            st = Store.open(store, mode="a", storage_options=storage_options)
+            st = Store.open(store, mode="a", storage_options=fs_options)
             logger.info("store %s exists: resuming the import", store)
     else:
         st = store
@@ -431,7 +304,13 @@ def import_detr_dir(
             for k in ragged:
                 data[k] = [r[1][k] for r in block]
             if "encoder_output" in ragged and all("backbone_features" in r[1] for r in block):
-                grids = [tuple(int(s) for s in r[1]["backbone_features"].shape[-2:]) for r in block]
+                grids = [
+                    (
+                        int(r[1]["backbone_features"].shape[-2]),
+                        int(r[1]["backbone_features"].shape[-1]),
+                    )
+                    for r in block
+                ]
                 if all(
                     g[0] * g[1] == r[1]["encoder_output"].shape[0] for g, r in zip(grids, block)
                 ):
@@ -488,8 +367,8 @@ def import_detr_dir(
         if own:
             st.close()
     report.seconds = time.perf_counter() - t0
-    for path, reason in report.unreadable:
-        logger.warning("not imported: %s (%s)", path, reason)
+    for bad_path, reason in report.unreadable:
+        logger.warning("not imported: %s (%s)", bad_path, reason)
     if report.nonfinite:
         logger.warning(
             "%d imported files hold NaN/Inf values, e.g. %s (%d values)",

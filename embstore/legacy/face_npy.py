@@ -22,9 +22,15 @@ unpickling can run code.
 
 Examples
 --------
->>> from embstore.legacy.face_npy import export_face_npy, import_face_npy  # doctest: +SKIP
->>> export_face_npy("faces.zarr", "01_output/current")                     # doctest: +SKIP
->>> import_face_npy("01_output/current", "faces_again.zarr")               # doctest: +SKIP
+>>> import os
+>>> from embstore.legacy.face_npy import export_face_npy, import_face_npy
+>>> folder = os.path.join(out_dir, "current")
+>>> files = export_face_npy(face_path, folder, path_coord="person")
+>>> [os.path.basename(f) for f in files]
+['final_embs_norm.npy', 'final_fpaths.npy', 'final_indices.npy']
+>>> res = import_face_npy(folder, os.path.join(out_dir, "faces_again.zarr"))
+>>> res["rows"], res["normalized"]
+(80, True)
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import numpy as np
 
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
+from ._target import open_store, vector_store
 
 __all__ = ["DEFAULT_SPLIT_THRESHOLD", "export_face_npy", "find_face_npy", "import_face_npy"]
 
@@ -50,14 +57,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_SPLIT_THRESHOLD = 1_000_000
 
 _SPLIT = re.compile(r"^(embs|embs_norm|fpaths|indices)_(\d+)\.npy$")
-
-
-def _open_store(store: Any, mode: str = "r") -> tuple[Any, bool]:
-    from ..store import Store
-
-    if isinstance(store, (str, os.PathLike)):
-        return Store.open(store, mode=mode), True
-    return store, False
 
 
 def _is_normalized(st: Any, variable: str, sample: np.ndarray) -> bool:
@@ -121,7 +120,7 @@ def export_face_npy(
     """
     if int(split_threshold) < 1:
         raise ValidationError(f"split_threshold must be >= 1 row, got {split_threshold!r}")
-    st, own = _open_store(store)
+    st, own = open_store(store)
     try:
         if variable not in st.variables or len(st.variables[variable]) != 1:
             raise ValidationError(
@@ -297,7 +296,6 @@ def import_face_npy(
     DatasetError
         Missing/inconsistent files (lengths differ, not 2-D).
     """
-    from ..store import Store
 
     t0 = time.perf_counter()
     parts = find_face_npy(directory)
@@ -308,24 +306,17 @@ def import_face_npy(
     dim = int(first.shape[1])
     store_dtype = str(np.dtype(dtype)) if dtype is not None else str(first.dtype)
     own = isinstance(store, (str, os.PathLike))
-    if own:
-        st = Store.create(
-            store,
-            row_dim="image",
-            id_name="index",
-            variables={"embedding": ("hidden",)},
-            dtypes={"embedding": store_dtype},
-            chunk_rows=chunk_rows,
-            overwrite=overwrite,
-            attrs={
-                "source": "legacy face npy",
-                "legacy_dir": os.fspath(directory),
-                "l2_norm": bool(normalized),
-                **dict(attrs or {}),
-            },
-        )
-    else:
-        st = store
+    st = vector_store(
+        store,
+        directory,
+        source="legacy face npy",
+        row_dim="image",
+        id_name="index",
+        dtype=store_dtype,
+        chunk_rows=chunk_rows,
+        overwrite=overwrite,
+        attrs={"l2_norm": bool(normalized), **dict(attrs or {})},
+    )
     rows = 0
     nonfinite: list[tuple[str, int]] = []
     try:

@@ -15,8 +15,23 @@ Stores use ``row_dim="instance"`` with the int64 id
 
 Examples
 --------
->>> from embstore.legacy.siglip_cache import export_siglip_cache  # doctest: +SKIP
->>> export_siglip_cache("val_siglip.zarr", "cache/vis_embed")      # doctest: +SKIP
+Write a two-segment cache, import it into a store and export it back:
+
+>>> import os
+>>> import numpy as np
+>>> cache = os.path.join(out_dir, "vis_embed")
+>>> os.mkdir(cache)
+>>> rows = ["image_id\\tsegment_id\\tfeat_file"]
+>>> for image_id, segment_id in [(397133, 15466), (42, 1)]:
+...     name = f"{image_id:012d}_{segment_id}.npy"
+...     np.save(os.path.join(cache, name), np.full(4, 0.5, dtype=np.float16))
+...     rows.append(f"{image_id:012d}\\t{segment_id}\\t{name}")
+>>> _ = open(os.path.join(cache, "inst2feat.tsv"), "w").write("\\n".join(rows) + "\\n")
+>>> res = import_siglip_cache(cache, os.path.join(out_dir, "siglip.zarr"))
+>>> res["rows"], res["missing"], res["unreadable"]
+(2, [], [])
+>>> export_siglip_cache(os.path.join(out_dir, "siglip.zarr"), os.path.join(out_dir, "back"))
+2
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ import numpy as np
 
 from ..errors import DatasetError, StoreExistsError, ValidationError
 from ._finite import count_nonfinite
+from ._target import open_store, vector_store
 
 __all__ = ["TSV_HEADER", "TSV_NAME", "cache_filename", "export_siglip_cache", "import_siglip_cache"]
 
@@ -104,10 +120,8 @@ def export_siglip_cache(
     StoreExistsError
         If a file exists and ``overwrite`` is False.
     """
-    from ..store import Store
 
-    own = isinstance(store, (str, os.PathLike))
-    st = Store.open(store, mode="r") if own else store
+    st, own = open_store(store)
     try:
         if variable not in st.variables:
             raise ValidationError(
@@ -236,7 +250,6 @@ def import_siglip_cache(
     ValidationError
         If an id pair cannot form an int64 instance id (``image_id >= 2**39``).
     """
-    from ..store import Store
 
     t0 = time.perf_counter()
     d = Path(directory)
@@ -248,7 +261,7 @@ def import_siglip_cache(
     nonfinite: list[tuple[str, int]] = []
     skipped_ids: list[int] = []
     skipped_reasons: list[str] = []
-    st = None
+    st: Any = None
     own = isinstance(store, (str, os.PathLike))
     dim = None
     rows = 0
@@ -304,24 +317,17 @@ def import_siglip_cache(
             if st is None:
                 dim = int(vec.shape[0])
                 store_dtype = str(np.dtype(dtype)) if dtype is not None else str(vec.dtype)
-                if own:
-                    st = Store.create(
-                        store,
-                        row_dim="instance",
-                        id_name="instance_id",
-                        variables={"embedding": ("hidden",)},
-                        dtypes={"embedding": store_dtype},
-                        chunk_rows=chunk_rows,
-                        overwrite=overwrite,
-                        attrs={
-                            "source": "legacy siglip cache",
-                            "legacy_dir": os.fspath(directory),
-                            "instance_id": "image_id * 2**24 + segment_id",
-                            **dict(attrs or {}),
-                        },
-                    )
-                else:
-                    st = store
+                st = vector_store(
+                    store,
+                    directory,
+                    source="legacy siglip cache",
+                    row_dim="instance",
+                    id_name="instance_id",
+                    dtype=store_dtype,
+                    chunk_rows=chunk_rows,
+                    overwrite=overwrite,
+                    attrs={"instance_id": "image_id * 2**24 + segment_id", **dict(attrs or {})},
+                )
             bad = count_nonfinite(vec)
             if bad:
                 nonfinite.append((str(path), bad))

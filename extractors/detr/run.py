@@ -23,10 +23,12 @@ import logging
 import os
 import shlex
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from embstore.errors import ValidationError
+
+from ..outputs import clean_table as _clean_table
+from ..outputs import store_exists as _store_exists
 
 __all__ = ["DetrPipelineExtractor", "default_num_workers", "extract_detr"]
 
@@ -389,18 +391,6 @@ def run_and_record(
     return summary
 
 
-def _store_exists(path: str) -> bool:
-    if "://" in path:
-        try:
-            import fsspec
-
-            fs, p = fsspec.core.url_to_fs(path)
-            return bool(fs.exists(p))
-        except Exception:
-            return False
-    return Path(path).exists()
-
-
 def _merge_persons(store: Any, persons: Any) -> Any:
     """Union of the stored person table and this run's (runs may use other filters)."""
     import pandas as pd
@@ -417,17 +407,6 @@ def _merge_persons(store: Any, persons: Any) -> Any:
         return persons
     merged = pd.concat([old, persons], ignore_index=True)
     return merged.drop_duplicates("person_id", keep="last").reset_index(drop=True)
-
-
-def _clean_table(df: Any) -> Any:
-    """Object columns -> str so every backend can store the table."""
-    out = df.copy()
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].map(
-                lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
-            )
-    return out
 
 
 def format_command(argv: Sequence[str]) -> str:
