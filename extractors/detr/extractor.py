@@ -629,6 +629,19 @@ class DetrExtractor:
         raw = self.forward_batch(pixel_values, pixel_mask, variables=variables, autocast=autocast)
         return self.postprocess(raw, input_hw)
 
+    def pipeline_extractor(self) -> Any:
+        """This extractor in the pipeline protocol (:mod:`extractors.protocol`).
+
+        Returns
+        -------
+        extractors.detr.adapter.DetrPipelineExtractor
+            What :func:`extractors.pipeline.run_extraction` and the Dask
+            region tasks drive.
+        """
+        from .adapter import DetrPipelineExtractor
+
+        return DetrPipelineExtractor(self)
+
     def extract_images(
         self,
         images: Sequence[Any],

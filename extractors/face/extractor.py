@@ -27,6 +27,7 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, default_collate, to_numpy
+from extractors.protocol import Batch
 from extractors.provenance import file_sha256
 
 __all__ = [
@@ -333,7 +334,7 @@ class FaceExtractor(HookExtractor):
         }
 
     # -- inference ----------------------------------------------------------------
-    def extract_batch(self, batch: Any) -> dict[str, Any]:
+    def extract_batch(self, batch: Any) -> Batch:
         """Run the model on a preprocessed batch; return device tensors.
 
         Called by :func:`extractors.pipeline.run_extraction` on the compute
@@ -346,7 +347,7 @@ class FaceExtractor(HookExtractor):
 
         Returns
         -------
-        dict of torch.Tensor
+        extractors.protocol.Batch
             ``embedding`` float32 ``[B, num_features]`` (L2-normalised when
             ``l2_norm``) and, when ``pre_fc``, ``pre_fc_features`` ``[B, 25088]``.
         """
@@ -359,9 +360,9 @@ class FaceExtractor(HookExtractor):
         emb = out["embedding"].float()
         if self.l2_norm:
             emb = torch.nn.functional.normalize(emb, dim=1)
-        out["embedding"] = emb
+        out = out.with_data(embedding=emb)
         if "pre_fc_features" in out:
-            out["pre_fc_features"] = torch.flatten(out["pre_fc_features"], 1).float()
+            out = out.with_data(pre_fc_features=torch.flatten(out["pre_fc_features"], 1).float())
         return out
 
     def extract_images(

@@ -41,6 +41,7 @@ import numpy as np
 from embstore.errors import ValidationError
 
 from ..base import HookExtractor, to_numpy
+from ..protocol import Batch
 from .sources import LoadedModel, load_model
 
 __all__ = ["POOLS", "ModelExtractor", "layer_table", "reduce_output"]
@@ -229,7 +230,7 @@ class ModelExtractor(HookExtractor):
             return self._runner(inputs)
         return self.loaded.forward(self.model, inputs)
 
-    def extract_batch(self, batch: Any) -> dict[str, Any]:
+    def extract_batch(self, batch: Any) -> Batch:
         """Forward one batch; pooled layers as tensors, spatial ones kept for :meth:`finish_batch`.
 
         Parameters
@@ -239,31 +240,31 @@ class ModelExtractor(HookExtractor):
 
         Returns
         -------
-        dict of str to torch.Tensor
+        extractors.protocol.Batch
         """
         raw = super().extract_batch(batch)
-        return {var: reduce_output(t, self.pool, var) for var, t in raw.items()}
+        return Batch({var: reduce_output(t, self.pool, var) for var, t in raw.items()})
 
-    def finish_batch(self, out: dict[str, Any]) -> dict[str, Any]:
+    def finish_batch(self, out: Batch) -> Batch:
         """Split ragged (spatial / token) outputs into per-image host arrays.
 
         Parameters
         ----------
-        out : dict
+        out : Batch
             From :meth:`extract_batch`.
 
         Returns
         -------
-        dict
+        Batch
             Dense variables unchanged; ragged ones as lists of ``[C, H, W]``
             or ``[T, D]`` arrays.
         """
-        result = dict(out)
+        result = dict(out.data)
         for var, kind in self._kinds.items():
             if kind == "ragged" and var in result:
                 arr = to_numpy(result[var])
                 result[var] = [np.ascontiguousarray(a) for a in arr]
-        return result
+        return Batch(result, coords=out.coords, ragged_hw=out.ragged_hw)
 
     def extract_images(self, images: Sequence[Any]) -> dict[str, Any]:
         """Preprocess with the source's own transform and extract NumPy outputs.

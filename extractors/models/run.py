@@ -20,6 +20,8 @@ from typing import Any
 
 from embstore.errors import ValidationError
 
+from ..summary import ExtractionSummary
+
 __all__ = ["extract_model"]
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def extract_model(
     flush_interval: float | None = 60.0,
     command_line: str | None = None,
     **load_options: Any,
-) -> Any:
+) -> ExtractionSummary:
     """Extract the ``layers`` of a model for every image into a store.
 
     Parameters
@@ -92,7 +94,7 @@ def extract_model(
     from embstore import Store
 
     from ..datasets import open_dataset
-    from ..detr.run import _store_exists, run_and_record
+    from ..runlog import run_and_record, store_exists
     from .extractor import ModelExtractor
 
     dataset = open_dataset(images, annotations, limit=limit)
@@ -116,7 +118,7 @@ def extract_model(
     attrs["command_line"] = command_line or ""
     out_s = os.fspath(out)
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    if _store_exists(out_s):
+    if store_exists(out_s):
         if overwrite:
             store = Store.create(
                 out_s,

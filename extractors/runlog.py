@@ -1,0 +1,178 @@
+"""Running an extraction into an open store and recording the run in it.
+
+Shared by every ``extract_*`` entry point (DETR, face, SigLIP, ``extract
+model``) and the Dask client: the dataset's person table is merged into the
+store, :func:`extractors.pipeline.run_extraction` runs, and the run (command
+line, start time, summary) is appended to the store's ``runs`` attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .pipeline import run_extraction
+from .summary import ExtractionSummary
+
+__all__ = ["clean_table", "format_command", "run_and_record", "store_exists"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_and_record(
+    ex: Any,
+    dataset: Any,
+    store: Any,
+    *,
+    started: str,
+    command_line: str | None = None,
+    **run_kwargs: Any,
+) -> ExtractionSummary:
+    """Run an extraction into an open store, then record the run in its attributes.
+
+    The dataset's person table (FACET) is merged into the store first; the
+    run (command line, start time, summary, or "interrupted or failed") is
+    appended to the store's ``runs`` attribute even when the run raises.
+    The store is closed on return.
+
+    Parameters
+    ----------
+    ex : extractor
+        Passed to :func:`extractors.pipeline.run_extraction`.
+    dataset : ImageDataset or sequence of Record
+        Its ``persons`` table, when it has one, is written to the store.
+    store : embstore.Store
+        Open for appending; closed on return.
+    started : str
+        ISO time the run started.
+    command_line : str, optional
+        Recorded with the run.
+    **run_kwargs
+        ``batch_size``, ``num_workers``, ``retry_skipped``, ``progress``,
+        ``flush_interval`` of :func:`~extractors.pipeline.run_extraction`.
+
+    Returns
+    -------
+    ExtractionSummary
+    """
+    with store:
+        persons = getattr(dataset, "persons", None)
+        if persons is not None:
+            store.write_table("persons", _merge_persons(store, clean_table(persons)))
+        summary: ExtractionSummary | None = None
+        try:
+            result = summary = run_extraction(ex, dataset, store, **run_kwargs)
+        finally:
+            runs = list(store.attrs.get("runs", []) or [])
+            runs.append(
+                {
+                    "command_line": command_line or "",
+                    "started": started,
+                    "summary": summary.to_dict()
+                    if summary is not None
+                    else "interrupted or failed",
+                }
+            )
+            try:
+                store.update_attrs(runs=runs)
+            except Exception:
+                logger.exception("could not record the run in the store attributes")
+    return result
+
+
+def store_exists(path: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether a store (directory, file or fsspec URL) exists at ``path``.
+
+    Parameters
+    ----------
+    path : str
+        Local path or URL.
+    storage_options : dict, optional
+        fsspec options of a URL.
+
+    Returns
+    -------
+    bool
+        ``False`` also when a URL's filesystem cannot be reached.
+
+    Examples
+    --------
+    >>> store_exists("/no/such/store.zarr")
+    False
+    """
+    if "://" in path:
+        try:
+            import fsspec
+
+            fs, p = fsspec.core.url_to_fs(path, **(storage_options or {}))
+            return bool(fs.exists(p))
+        except Exception:
+            return False
+    return Path(path).exists()
+
+
+def _merge_persons(store: Any, persons: Any) -> Any:
+    """Union of the stored person table and this run's (runs may use other filters)."""
+    import pandas as pd
+
+    from embstore.errors import UnknownVariableError
+
+    if "persons" not in (getattr(store, "tables", None) or []):
+        return persons
+    try:
+        old = store.read_table("persons")
+    except UnknownVariableError:
+        return persons
+    if "person_id" not in old.columns or "person_id" not in persons.columns:
+        return persons
+    merged = pd.concat([old, persons], ignore_index=True)
+    return merged.drop_duplicates("person_id", keep="last").reset_index(drop=True)
+
+
+def clean_table(df: Any) -> Any:
+    """Object columns -> str so every backend can store the table.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy; ``None``/NaN in object columns become ``""``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> clean_table(pd.DataFrame({"a": [1, None], "b": ["x", None]}))["b"].tolist()
+    ['x', '']
+    """
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(
+                lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
+            )
+    return out
+
+
+def format_command(argv: Sequence[str]) -> str:
+    """Quote a command line for the store attributes.
+
+    Parameters
+    ----------
+    argv : sequence of str
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> format_command(["embstore", "extract", "detr", "--out", "a b.zarr"])
+    "embstore extract detr --out 'a b.zarr'"
+    """
+    return shlex.join([str(a) for a in argv])
