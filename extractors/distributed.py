@@ -314,7 +314,8 @@ def _extract_region(
                 num_workers,
             )
             num_workers = 0
-    st = _open_region(out, tuple(region), storage_options, write_chunks)
+    bounds = (int(region[0]), int(region[1]))
+    st = _open_region(out, bounds, storage_options, write_chunks)
     proxy = _RegionStore(st)
     try:
         summary = run_extraction(
@@ -338,7 +339,7 @@ def _extract_region(
     except (ImportError, ValueError):
         pass
     return RegionResult(
-        tuple(region),
+        bounds,
         summary.written,
         summary.already_done,
         proxy.skipped_rows,

@@ -199,7 +199,7 @@ def resolve_variables(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(n for n in _KNOWN_NAMES if n in names)
 
 
-def _autocast_dtype(autocast: str | None):
+def _autocast_dtype(autocast: str | bool | None) -> Any:
     import torch
 
     if autocast is None:

@@ -97,7 +97,7 @@ def preprocess_face(image: Any) -> np.ndarray:
     if pil.mode != "RGB":
         pil = pil.convert("RGB")
     if pil.size != (INPUT_SIZE[1], INPUT_SIZE[0]):
-        pil = pil.resize((INPUT_SIZE[1], INPUT_SIZE[0]), Image.BILINEAR)
+        pil = pil.resize((INPUT_SIZE[1], INPUT_SIZE[0]), Image.Resampling.BILINEAR)
     arr = np.asarray(pil, dtype=np.float32) / 255.0
     return np.ascontiguousarray(((arr - 0.5) / 0.5).transpose(2, 0, 1))
 

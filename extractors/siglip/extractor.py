@@ -17,9 +17,25 @@ Row ids are int64 ``instance_id = image_id * 2**24 + segment_id``
 
 Examples
 --------
->>> from extractors.siglip import SiglipExtractor                       # doctest: +SKIP
->>> ex = SiglipExtractor("ViT-B-16-SigLIP", pretrained="open_clip_pytorch_model.bin")  # doctest: +SKIP
->>> ex.extract_panoptic("/data/coco", split="val", out="coco_val_siglip.zarr")          # doctest: +SKIP
+With a real checkpoint: ``SiglipExtractor("ViT-B-16-SigLIP",
+pretrained="open_clip_pytorch_model.bin")``. Here a tiny random-weight
+model over two real photos with two segments each:
+
+>>> from extractors.siglip import SiglipExtractor
+>>> from extractors.siglip.testing import (register_tiny_config, save_random_weights,
+...                                        write_tiny_panoptic)
+>>> name = register_tiny_config()
+>>> ex = SiglipExtractor(name, pretrained=save_random_weights(out_dir + "/w.pt", name))
+>>> coco = write_tiny_panoptic(out_dir + "/coco")
+>>> summary = ex.extract_panoptic(coco, split="val", out=out_dir + "/val.zarr")
+>>> summary.written, summary.skipped
+(4, 0)
+>>> from embstore import Store
+>>> Store.open(out_dir + "/val.zarr").coords[["image_id", "segment_id", "category"]].head(2)
+                   image_id  segment_id category
+instance_id
+16777216300            1000         300   person
+16777216002            1000           2      sky
 """
 
 from __future__ import annotations
@@ -544,7 +560,7 @@ def open_or_create_store(
         return out
     try:  # create if absent, else resume after a schema check
         st = Store.open(
-            out,
+            os.fspath(out),
             mode="w" if overwrite else "a",
             row_dim="instance",
             id_name="instance_id",

@@ -8,8 +8,10 @@ file path like a user's real checkpoint.
 Examples
 --------
 >>> from extractors.siglip.testing import register_tiny_config, save_random_weights
->>> name = register_tiny_config()                               # doctest: +SKIP
->>> path = save_random_weights("/tmp/tiny.pt", name, seed=0)    # doctest: +SKIP
+>>> name = register_tiny_config()
+>>> path = save_random_weights(out_dir + "/tiny.pt", name, seed=0)
+>>> name, path.endswith("tiny.pt")
+('embstore-tiny-SigLIP', True)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +168,8 @@ def write_tiny_panoptic(root: str | os.PathLike, n_images: int = 2) -> Path:
 
     from .panoptic import encode_panoptic_ids
 
-    photos = [data.astronaut, data.coffee, data.chelsea, data.rocket][: max(1, int(n_images))]
+    photos: list[Callable[[], Any]] = [data.astronaut, data.coffee, data.chelsea, data.rocket]
+    photos = photos[: max(1, int(n_images))]
     root = Path(root)
     (root / "val2017").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "panoptic_val2017").mkdir(parents=True, exist_ok=True)
