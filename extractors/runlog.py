@@ -9,17 +9,89 @@ line, start time, summary) is appended to the store's ``runs`` attribute.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from embstore.errors import ValidationError
 
 from .pipeline import run_extraction
 from .summary import ExtractionSummary
 
-__all__ = ["clean_table", "format_command", "run_and_record", "store_exists"]
+__all__ = ["clean_table", "format_command", "open_run_store", "run_and_record", "store_exists"]
 
 logger = logging.getLogger(__name__)
+
+
+def open_run_store(
+    out: str | os.PathLike[str],
+    ex: Any,
+    *,
+    attrs: dict[str, Any],
+    overwrite: bool = False,
+    row_dim: str = "image",
+    id_name: str = "image_id",
+    hint: str = "pass a new --out",
+    check: Callable[[Any], None] | None = None,
+) -> Any:
+    """Create ``out`` with the extractor's schema, or open it to resume.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The store.
+    ex : extractors.protocol.Extractor
+        Gives ``variables``, ``ragged``, ``dtypes``.
+    attrs : dict
+        Attributes of a new store.
+    overwrite : bool, default False
+        Replace an existing store instead of resuming it.
+    row_dim, id_name : str
+        Row dimension and id coordinate.
+    hint : str
+        Appended to a schema-mismatch error (what to do instead).
+    check : callable, optional
+        ``check(store)`` on a store being resumed (raise to refuse it; the
+        store is closed then).
+
+    Returns
+    -------
+    embstore.Store
+        Open for appending.
+
+    Raises
+    ------
+    ValidationError
+        The existing store has another schema, or ``check`` refused it.
+    """
+    from embstore import Store
+
+    out_s = os.fspath(out)
+    resuming = store_exists(out_s) and not overwrite
+    try:  # "a": create if absent, else resume after a schema check; "w": start again
+        store = Store.open(
+            out_s,
+            mode="w" if overwrite else "a",
+            row_dim=row_dim,
+            id_name=id_name,
+            variables=dict(ex.variables),
+            ragged=dict(getattr(ex, "ragged", None) or {}),
+            dtypes=dict(getattr(ex, "dtypes", None) or {}),
+            attrs=attrs,
+        )
+    except ValidationError as exc:
+        raise ValidationError(f"{exc}; {hint}") from None
+    if resuming:
+        try:
+            if check is not None:
+                check(store)
+        except BaseException:
+            store.close()
+            raise
+        logger.info("resuming into %s (%d rows present)", out_s, len(store))
+    return store
 
 
 def run_and_record(

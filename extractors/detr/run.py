@@ -28,7 +28,7 @@ from typing import Any
 
 from embstore.errors import ValidationError
 
-from ..runlog import format_command, run_and_record, store_exists
+from ..runlog import format_command, open_run_store, run_and_record
 from .adapter import DetrPipelineExtractor
 
 __all__ = [
@@ -165,8 +165,6 @@ def extract_detr(
         Bad checkpoint, unavailable device, bad input, or a store written by
         another setup.
     """
-    from embstore import Store
-
     from ..datasets import open_dataset
     from . import DetrExtractor
 
@@ -211,29 +209,14 @@ def extract_detr(
         }
     )
     out_s = os.fspath(out)
-    exists = store_exists(out_s)
-    try:  # "a": create if absent, else resume after a schema check; "w": start again
-        store = Store.open(
-            out_s,
-            mode="w" if overwrite else "a",
-            row_dim="image",
-            id_name="image_id",
-            variables=ex.variables,
-            ragged=ex.ragged,
-            dtypes=ex.dtypes,
-            attrs=attrs,
-        )
-    except ValidationError as exc:
-        raise ValidationError(
-            f"{exc}; re-run with the same --extract-type/--variables/--dtype to resume, or pass a new --out"
-        ) from None
-    if exists and not overwrite:
-        try:
-            _check_resume(store, list(ex.variables) + list(ex.ragged), attrs, out_s)
-        except BaseException:
-            store.close()
-            raise
-        logger.info("resuming into %s (%d rows present)", out_s, len(store))
+    store = open_run_store(
+        out_s,
+        ex,
+        attrs=attrs,
+        overwrite=overwrite,
+        hint="re-run with the same --extract-type/--variables/--dtype to resume, or pass a new --out",
+        check=lambda st: _check_resume(st, list(ex.variables) + list(ex.ragged), attrs, out_s),
+    )
     return run_and_record(
         ex,
         dataset,

@@ -545,8 +545,8 @@ def extract_face(
     extractors.pipeline.ExtractionSummary
         Rows written, skipped, already done, images/s.
     """
-    from embstore import Store
     from extractors.pipeline import run_extraction
+    from extractors.runlog import open_run_store
 
     fx = extractor or FaceExtractor.from_checkpoint(
         weights,
@@ -562,21 +562,15 @@ def extract_face(
     own = isinstance(out, (str, os.PathLike))
     st = out
     if own:
-        try:  # create if absent, else resume after a schema check ("w": replace)
-            st = Store.open(
-                out,
-                mode="w" if overwrite else "a",
-                row_dim="image",
-                id_name="index",
-                variables=fx.variables,
-                dtypes=fx.dtypes,
-                attrs={**fx.provenance(), "input": os.fspath(input)},
-            )
-        except ValidationError as exc:
-            raise ValidationError(
-                f"{exc}; this face run (id 'index', variables {list(fx.variables)}) cannot resume it: "
-                "choose another --out"
-            ) from None
+        st = open_run_store(
+            out,
+            fx,
+            attrs={**fx.provenance(), "input": os.fspath(input)},
+            overwrite=overwrite,
+            id_name="index",
+            hint=f"this face run (id 'index', variables {list(fx.variables)}) cannot resume it: "
+            "choose another --out",
+        )
     try:
         summary = run_extraction(
             fx,
