@@ -527,10 +527,25 @@ def extract_distributed(
 
     Examples
     --------
-    >>> from functools import partial                                   # doctest: +SKIP
-    >>> from extractors.face import FaceExtractor                       # doctest: +SKIP
-    >>> s = extract_distributed(partial(FaceExtractor.from_checkpoint, "w.pth", arch="r18"),
-    ...                         records, "faces.zarr", id_name="index", n_workers=2)  # doctest: +SKIP
+    A small random-weight face model over three photos, on a local
+    cluster of one worker (with weights: ``partial(FaceExtractor.from_checkpoint,
+    "w.pth", arch="r100")`` and ``n_workers=4`` or ``address=...``):
+
+    >>> from functools import partial
+    >>> from PIL import Image
+    >>> from skimage import data
+    >>> from extractors.datasets import ImageRecord
+    >>> from extractors.face import FaceExtractor, IResNet
+    >>> records = []
+    >>> for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+    ...     path = f"{out_dir}/{name}.png"
+    ...     Image.fromarray(getattr(data, name)()).save(path)
+    ...     records.append(ImageRecord(i, path))
+    >>> factory = partial(FaceExtractor, IResNet((1, 1, 1, 1), num_features=8), dtype="float32")
+    >>> s = extract_distributed(factory, records, f"{out_dir}/faces.zarr", n_workers=1,
+    ...                         device="cpu", progress=False)
+    >>> s.written, s.scheduler, s.n_workers
+    (3, 'dask', 1)
     """
     from embstore import Store
     from embstore.distributed.cluster import FAST_ALLOC_ENV, connect, n_workers_of
