@@ -27,7 +27,7 @@ _LAZY = {
     "preprocess_face": "extractors.face.extractor",
     "IResNet": "extractors.face.iresnet",
     "iresnet": "extractors.face.iresnet",
-    "extract_face": "extractors.face.extractor",
+    "extract_face": "extractors.face.run",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

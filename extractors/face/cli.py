@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     import functools
 
     from ..cli_common import num_workers, run_command
-    from .extractor import FaceExtractor, extract_face, face_dataset
+    from .extractor import FaceExtractor, face_dataset
+    from .run import extract_face
 
     model = {
         "arch": args.arch,
