@@ -66,7 +66,7 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import DatasetError, DistributedTaskError, StoreLockedError, ValidationError
 
-from .protocol import as_batch, as_pipeline_extractor, load_record
+from .protocol import as_batch, as_pipeline_extractor, duplicate_id_error, load_record
 from .runlog import clean_table, store_exists
 from .summary import DistributedSummary, ExtractionSummary, RegionResult
 
@@ -357,10 +357,7 @@ def _materialise(dataset: Any) -> list[Any]:
     seen: set[Any] = set()
     for rec in records:
         if rec.image_id in seen:
-            raise ValidationError(
-                f"image id {rec.image_id!r} occurs twice in the dataset ({rec.path}); ids must be unique: "
-                "use ids='path' or fix the input list"
-            )
+            raise duplicate_id_error(rec)
         seen.add(rec.image_id)
     return records
 

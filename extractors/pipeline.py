@@ -79,7 +79,7 @@ from embstore.errors import ValidationError
 
 from .base import to_numpy
 from .datasets import ImageDataset, ImageRecord
-from .protocol import Batch, as_batch, as_pipeline_extractor, load_record
+from .protocol import Batch, as_batch, as_pipeline_extractor, duplicate_id_error, load_record
 from .summary import ExtractionSummary
 
 __all__ = ["ExtractionSummary", "as_pipeline_extractor", "run_extraction"]
@@ -180,10 +180,7 @@ class _ResumeBatches:
                 block = keep
             for rec in block:
                 if rec.image_id in seen:
-                    raise ValidationError(
-                        f"image id {rec.image_id!r} occurs twice in the dataset ({rec.path}); "
-                        "ids must be unique: use ids='path' or fix the input list"
-                    )
+                    raise duplicate_id_error(rec)
                 seen.add(rec.image_id)
                 batch.append(rec)
                 if len(batch) == self.batch_size:

@@ -53,6 +53,7 @@ __all__ = [
     "Record",
     "as_batch",
     "as_pipeline_extractor",
+    "duplicate_id_error",
     "load_record",
 ]
 
@@ -233,6 +234,25 @@ def load_record(
         return preprocess(image), None, coords
     except Exception as exc:  # a bad image must not end a long run
         return None, f"preprocess failed: {record.path}: {exc}", coords
+
+
+def duplicate_id_error(record: Any) -> ValidationError:
+    """The error for a record whose id occurs twice in a dataset.
+
+    Parameters
+    ----------
+    record : Record
+        The second record with that id.
+
+    Returns
+    -------
+    ValidationError
+        To raise.
+    """
+    return ValidationError(
+        f"image id {record.image_id!r} occurs twice in the dataset ({record.path}); "
+        "ids must be unique: use ids='path' or fix the input list"
+    )
 
 
 def as_pipeline_extractor(extractor: Any) -> Any:

@@ -30,24 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .panoptic import PanopticDataset, blend_background, crop_box, masked_crop
+from .panoptic import COORD_NAMES, PanopticDataset, blend_background, crop_box, masked_crop
 
 __all__ = ["COORD_NAMES", "CropRecord", "crop_records"]
 
-#: Row coordinates stored for every instance.
-COORD_NAMES = (
-    "image_id",
-    "segment_id",
-    "category_id",
-    "category",
-    "isthing",
-    "iscrowd",
-    "area",
-    "bbox_x",
-    "bbox_y",
-    "bbox_w",
-    "bbox_h",
-)
 
 #: The last image read in this process: (paths, rgb, ids) or (paths, error).
 _LAST: dict[str, Any] = {}

@@ -552,27 +552,21 @@ def open_or_create_store(
     ValidationError
         If an existing store has another row dimension or embedding size.
     """
-    from embstore import Store
-
     if out is None:
         raise ValidationError("out is required: pass a store path such as 'coco_val_siglip.zarr'")
     if not isinstance(out, (str, os.PathLike)):
         return out
-    try:  # create if absent, else resume after a schema check
-        st = Store.open(
-            os.fspath(out),
-            mode="w" if overwrite else "a",
-            row_dim="instance",
-            id_name="instance_id",
-            variables=dict(extractor.variables),
-            dtypes=dict(extractor.dtypes),
-            attrs={**extractor.provenance(), **(attrs or {})},
-        )
-    except ValidationError as exc:
-        raise ValidationError(
-            f"{exc}; resume needs a SigLIP instance store with the same variables - choose another --out"
-        ) from None
-    return st
+    from ..runlog import open_run_store
+
+    return open_run_store(
+        out,
+        extractor,
+        attrs={**extractor.provenance(), **(attrs or {})},
+        overwrite=overwrite,
+        row_dim="instance",
+        id_name="instance_id",
+        hint="resume needs a SigLIP instance store with the same variables - choose another --out",
+    )
 
 
 def extract_panoptic(

@@ -62,6 +62,22 @@ logger = logging.getLogger(__name__)
 SEGMENT_RANGE = 1 << 24
 
 
+#: Row coordinates stored for every instance.
+COORD_NAMES = (
+    "image_id",
+    "segment_id",
+    "category_id",
+    "category",
+    "isthing",
+    "iscrowd",
+    "area",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
+
+
 def instance_id(image_id: Any, segment_id: Any) -> Any:
     """Combine image and segment ids into one int64 row id.
 
@@ -487,19 +503,7 @@ class PanopticDataset:
         for im in self.images:
             for seg in im.segments:
                 rows.append(self.segment_coords(im, seg))
-        cols = [
-            "instance_id",
-            "image_id",
-            "segment_id",
-            "category_id",
-            "isthing",
-            "iscrowd",
-            "area",
-            "bbox_x",
-            "bbox_y",
-            "bbox_w",
-            "bbox_h",
-        ]
+        cols = ["instance_id", *(name for name in COORD_NAMES if name != "category")]
         return pd.DataFrame(rows, columns=cols)
 
     def segment_coords(self, image: PanopticImage, segment: dict) -> dict[str, Any]:
