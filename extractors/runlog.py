@@ -219,7 +219,8 @@ def clean_table(df: Any) -> Any:
     Examples
     --------
     >>> import pandas as pd
-    >>> clean_table(pd.DataFrame({"a": [1, None], "b": ["x", None]}))["b"].tolist()
+    >>> df = pd.DataFrame({"b": pd.Series(["x", None], dtype=object)})
+    >>> clean_table(df)["b"].tolist()
     ['x', '']
     """
     out = df.copy()

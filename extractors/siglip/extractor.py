@@ -31,11 +31,9 @@ model over two real photos with two segments each:
 >>> summary.written, summary.skipped
 (4, 0)
 >>> from embstore import Store
->>> Store.open(out_dir + "/val.zarr").coords[["image_id", "segment_id", "category"]].head(2)
-                   image_id  segment_id category
-instance_id
-16777216300            1000         300   person
-16777216002            1000           2      sky
+>>> coords = Store.open(out_dir + "/val.zarr").coords
+>>> coords[["image_id", "segment_id", "category"]].head(2).values.tolist()
+[[1000, 300, 'person'], [1000, 2, 'sky']]
 """
 
 from __future__ import annotations
