@@ -88,7 +88,7 @@ def main() -> None:
         pad_ratio=0.1,
         batch_size=8,
     )
-    print("extracted:", {k: summary[k] for k in ("written", "already_done", "skipped")})
+    print("extracted:", {k: getattr(summary, k) for k in ("written", "already_done", "skipped")})
     again = ex.extract_panoptic(out / "coco", split="val", out=out / "val_siglip.zarr")
     print("re-run (resume):", {k: again[k] for k in ("written", "already_done")})
     with Store.open(out / "val_siglip.zarr") as st:

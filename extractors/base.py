@@ -40,6 +40,8 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import UnknownVariableError, ValidationError
 
+from .protocol import Batch
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -350,7 +352,7 @@ class HookExtractor:
         """
         return self._runner(inputs)
 
-    def extract_batch(self, batch: Any) -> dict[str, Any]:
+    def extract_batch(self, batch: Any) -> Batch:
         """Run one batch and return the captured outputs as device tensors.
 
         The pipeline calls this on the compute thread and leaves the
@@ -363,8 +365,8 @@ class HookExtractor:
 
         Returns
         -------
-        dict of str to torch.Tensor
-            One tensor per variable, leading axis = batch.
+        extractors.protocol.Batch
+            One tensor per variable, leading axis = batch (reads like a dict).
         """
         torch = attempt_import("torch")
         inputs = self._to_device(batch)
@@ -390,7 +392,7 @@ class HookExtractor:
                     if hasattr(result[var], "detach"):
                         result[var] = result[var].detach()
         self._name_dims(result)
-        return result
+        return Batch(result)
 
     def extract(self, inputs: Any) -> dict[str, np.ndarray]:
         """Run the model on a batch and return NumPy arrays.

@@ -33,15 +33,23 @@ Examples
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from collections.abc import Sequence
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "MAX_DEFAULT_WORKERS",
     "add_extract_arguments",
+    "add_model_options",
     "check_device",
+    "command_line",
     "default_num_workers",
     "num_workers",
+    "print_summary",
+    "run_command",
 ]
 
 #: Upper bound of the default ``--num-workers`` (more rarely helps decoding).
@@ -229,3 +237,136 @@ def add_extract_arguments(
         from embstore.distributed.cluster import add_dask_arguments
 
         add_dask_arguments(parser)  # --scheduler dask [--workers N | --address tcp://...]
+
+
+def add_model_options(
+    parser: argparse.ArgumentParser,
+    *,
+    dtype_choices: Sequence[str] | None = None,
+    dtype_help: str = "storage dtype of the embeddings (default float16)",
+    limit_help: str = "extract at most this many images",
+    autocast: bool = True,
+    commit_every: bool = False,
+    annotations_help: str | None = None,
+) -> None:
+    """Add the model options several extract commands share.
+
+    ``--dtype``, ``--limit`` and ``--json`` always; ``--autocast``,
+    ``--commit-every`` and ``--annotations`` when asked for.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    dtype_choices : sequence of str, optional
+        Allowed ``--dtype`` values (default: any).
+    dtype_help, limit_help : str
+        Model-specific help texts.
+    autocast : bool, default True
+        Add ``--autocast {fp16,bf16}``.
+    commit_every : bool, default False
+        Add ``--commit-every SECONDS`` (default 60).
+    annotations_help : str, optional
+        Add ``--annotations`` with this help.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_model_options(p, dtype_choices=["float16", "float32"], commit_every=True)
+    >>> a = p.parse_args(["--dtype", "float32", "--json"])
+    >>> a.dtype, a.limit, a.autocast, a.commit_every, a.json
+    ('float32', None, None, 60.0, True)
+    """
+    g = parser.add_argument_group("model options")
+    g.add_argument(
+        "--dtype",
+        default="float16",
+        choices=list(dtype_choices) if dtype_choices else None,
+        help=dtype_help,
+    )
+    g.add_argument("--limit", type=int, default=None, metavar="N", help=limit_help)
+    if autocast:
+        g.add_argument(
+            "--autocast",
+            choices=["fp16", "bf16"],
+            default=None,
+            help="mixed-precision forward (GPU speed-up; ~1e-3 relative deviation)",
+        )
+    if annotations_help is not None:
+        g.add_argument("--annotations", metavar="CSV_OR_JSON", help=annotations_help)
+    if commit_every:
+        g.add_argument(
+            "--commit-every",
+            dest="commit_every",
+            type=float,
+            default=60.0,
+            metavar="SECONDS",
+            help="commit written rows at least this often (default 60); a killed run loses "
+            "at most this much work",
+        )
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def command_line() -> str:
+    """This process's ``embstore ...`` command line, quoted (recorded in the store).
+
+    Returns
+    -------
+    str
+    """
+    return shlex.join(["embstore", *sys.argv[1:]])
+
+
+def print_summary(args: argparse.Namespace, summary: Any) -> None:
+    """Print a run's summary (JSON with ``--json``); the first skipped images to stderr.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (``out``, ``json``).
+    summary : extractors.summary.ExtractionSummary
+        What the run did.
+    """
+    if getattr(args, "json", False):
+        print(json.dumps(summary.to_dict(), default=str))
+    else:
+        print(f"{args.out}: {summary}")
+    for image_id, reason in summary.skipped_examples:
+        print(f"  skipped {image_id}: {reason}", file=sys.stderr)
+
+
+def run_command(
+    args: argparse.Namespace, local: Callable[[], Any], **distributed_kwargs: Any
+) -> int:
+    """Run an extract command in one process or on Dask, then print its summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser built with :func:`add_extract_arguments`.
+    local : callable
+        ``local() -> ExtractionSummary``: the single-process run.
+    **distributed_kwargs
+        Arguments of :func:`extractors.distributed.extract_distributed` beyond
+        those the shared options give (``extractor_factory``, ``dataset``,
+        ``row_dim``, ``id_name``, ``attrs``, ``flush_interval``).
+
+    Returns
+    -------
+    int
+        0 (skipped bad images do not fail a run).
+    """
+    from .distributed import run_with_scheduler
+
+    check_device(args)
+    kwargs: dict[str, Any] = {
+        "out": args.out,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers or 0,
+        "device": args.device,
+        "overwrite": args.overwrite,
+        "progress": args.progress,
+    }
+    kwargs.update(distributed_kwargs)
+    print_summary(args, run_with_scheduler(args, local, **kwargs))
+    return 0

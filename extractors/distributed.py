@@ -59,7 +59,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,11 +66,13 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import DatasetError, DistributedTaskError, StoreLockedError, ValidationError
 
-from .outputs import clean_table as _clean_table
-from .outputs import store_exists as _store_exists
+from .outputs import clean_table, store_exists
+from .protocol import as_batch, as_pipeline_extractor, duplicate_id_error, load_record
+from .summary import DistributedSummary, ExtractionSummary, RegionResult
 
 __all__ = [
     "DistributedSummary",
+    "ExtractionSummary",
     "RegionResult",
     "add_dask_arguments",
     "extract_distributed",
@@ -95,106 +96,6 @@ def add_dask_arguments(parser: Any) -> None:
     from embstore.distributed.cluster import add_dask_arguments as _add
 
     _add(parser)
-
-
-# ----------------------------------------------------------------- summaries
-@dataclass
-class RegionResult:
-    """What one region task did.
-
-    Attributes
-    ----------
-    region : (int, int)
-        Store rows of the task.
-    written : int
-        Rows committed by this attempt.
-    already_done : int
-        Rows the region already had (an earlier attempt or run).
-    skipped : list of (id, reason)
-        Images that could not be read.
-    seconds : float
-        Wall time of the attempt.
-    worker : str
-        Address of the worker that ran it.
-    device : str
-        Compute device used.
-    """
-
-    region: tuple[int, int]
-    written: int = 0
-    already_done: int = 0
-    skipped: list[tuple[Any, str]] = field(default_factory=list)
-    seconds: float = 0.0
-    worker: str = ""
-    device: str = ""
-
-
-@dataclass
-class DistributedSummary:
-    """What a distributed extraction did.
-
-    Attributes
-    ----------
-    written : int
-        Rows committed in this run (over all tasks).
-    skipped : int
-        Images skipped (unreadable) in this run.
-    already_done : int
-        Rows present before this run (resume) or written by a failed attempt
-        of a retried task.
-    seconds : float
-        Wall time, probe and store creation included.
-    images_per_s : float
-        ``written / seconds``.
-    n_tasks : int
-        Region tasks run (complete regions of a resumed store are not run).
-    n_workers : int
-        Workers of the cluster when the run started.
-    regions : list of RegionResult
-        Per-task results.
-    failed : list of str
-        Errors of tasks that failed for good (the run raises after the
-        others finish).
-    skipped_examples : list of (id, reason)
-        The first few skipped images.
-    """
-
-    written: int = 0
-    skipped: int = 0
-    already_done: int = 0
-    seconds: float = 0.0
-    images_per_s: float = 0.0
-    n_tasks: int = 0
-    n_workers: int = 0
-    regions: list[RegionResult] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped_examples: list[tuple[Any, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary as a JSON-friendly dict.
-
-        Returns
-        -------
-        dict
-        """
-        return {
-            "written": self.written,
-            "skipped": self.skipped,
-            "already_done": self.already_done,
-            "seconds": round(self.seconds, 3),
-            "images_per_s": round(self.images_per_s, 3),
-            "n_tasks": self.n_tasks,
-            "n_workers": self.n_workers,
-            "failed": list(self.failed),
-        }
-
-    def __str__(self) -> str:
-        return (
-            f"wrote {self.written} rows in {self.seconds:.1f} s ({self.images_per_s:.2f} images/s) "
-            f"with {self.n_tasks} Dask tasks on {self.n_workers} workers; {self.already_done} already in "
-            f"the store; skipped {self.skipped}"
-            + (f"; {len(self.failed)} tasks FAILED" if self.failed else "")
-        )
 
 
 # ------------------------------------------------------------- worker side
@@ -254,8 +155,6 @@ def _extractor(factory: Callable[..., Any], device: str) -> Any:
     """Build the extractor once per worker process (cached by factory and device)."""
     from dask.base import tokenize
 
-    from .pipeline import as_pipeline_extractor
-
     key = f"{tokenize(factory)}-{device}"
     ex = _EXTRACTOR_CACHE.get(key)
     if ex is None:
@@ -266,33 +165,29 @@ def _extractor(factory: Callable[..., Any], device: str) -> Any:
 
 
 def _probe(factory: Callable[..., Any], records: Sequence[Any], device: str) -> dict[str, Any]:
-    """Run the extractor on the first readable image: variables, dtypes, shapes."""
+    """Run the extractor on the first readable record: variables, dtypes, shapes."""
     from .base import to_numpy
-    from .images import load_image
 
     dev = worker_device(device)
     ex = _extractor(factory, dev)
     for rec in records:
-        image, _reason = load_image(rec.path)
-        if image is None:
+        sample, _reason, _coords = load_record(rec, getattr(ex, "preprocess", None))
+        if sample is None:
             continue
-        pre = getattr(ex, "preprocess", None)
-        sample = pre(image) if pre is not None else image
         collate = getattr(ex, "collate", None)
         batch = collate([sample]) if collate is not None else [sample]
-        out = dict(ex.extract_batch(batch))
+        out = as_batch(ex.extract_batch(batch))
         finish = getattr(ex, "finish_batch", None)
         if finish is not None:
-            out = dict(finish(out))
+            out = as_batch(finish(out))
         shapes = {
             name: tuple(int(s) for s in np.shape(to_numpy(out[name]))[1:]) for name in ex.variables
         }
         prov: dict[str, Any] = {}
-        for obj in (ex, getattr(ex, "detr", None)):
-            if obj is not None and callable(getattr(obj, "provenance", None)):
-                prov.update(obj.provenance())
-            if obj is not None and isinstance(getattr(obj, "store_attrs", None), Mapping):
-                prov.update(obj.store_attrs)
+        if callable(getattr(ex, "provenance", None)):
+            prov.update(ex.provenance())
+        if isinstance(getattr(ex, "store_attrs", None), Mapping):
+            prov.update(ex.store_attrs)
         return {
             "variables": {k: tuple(v) for k, v in ex.variables.items()},
             "ragged": {k: tuple(v) for k, v in (getattr(ex, "ragged", None) or {}).items()},
@@ -301,7 +196,7 @@ def _probe(factory: Callable[..., Any], records: Sequence[Any], device: str) -> 
             "provenance": prov,
         }
     raise DatasetError(
-        f"none of the first {len(records)} images could be read (e.g. {records[0].path!r}); "
+        f"none of the first {len(records)} inputs could be read (e.g. {records[0].path!r}); "
         "check the input list"
     )
 
@@ -419,7 +314,8 @@ def _extract_region(
                 num_workers,
             )
             num_workers = 0
-    st = _open_region(out, tuple(region), storage_options, write_chunks)
+    bounds = (int(region[0]), int(region[1]))
+    st = _open_region(out, bounds, storage_options, write_chunks)
     proxy = _RegionStore(st)
     try:
         summary = run_extraction(
@@ -443,7 +339,7 @@ def _extract_region(
     except (ImportError, ValueError):
         pass
     return RegionResult(
-        tuple(region),
+        bounds,
         summary.written,
         summary.already_done,
         proxy.skipped_rows,
@@ -461,10 +357,7 @@ def _materialise(dataset: Any) -> list[Any]:
     seen: set[Any] = set()
     for rec in records:
         if rec.image_id in seen:
-            raise ValidationError(
-                f"image id {rec.image_id!r} occurs twice in the dataset ({rec.path}); ids must be unique: "
-                "use ids='path' or fix the input list"
-            )
+            raise duplicate_id_error(rec)
         seen.add(rec.image_id)
     return records
 
@@ -555,7 +448,7 @@ def extract_distributed(
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
-) -> DistributedSummary:
+) -> ExtractionSummary:
     """Extract ``dataset`` into one store with Dask workers, one task per row region.
 
     Parameters
@@ -615,7 +508,8 @@ def extract_distributed(
 
     Returns
     -------
-    DistributedSummary
+    ExtractionSummary
+        With ``scheduler="dask"``, ``n_tasks``, ``n_workers``, ``regions``.
 
     Raises
     ------
@@ -630,10 +524,25 @@ def extract_distributed(
 
     Examples
     --------
-    >>> from functools import partial                                   # doctest: +SKIP
-    >>> from extractors.face import FaceExtractor                       # doctest: +SKIP
-    >>> s = extract_distributed(partial(FaceExtractor.from_checkpoint, "w.pth", arch="r18"),
-    ...                         records, "faces.zarr", id_name="index", n_workers=2)  # doctest: +SKIP
+    A small random-weight face model over three photos, on a local
+    cluster of one worker (with weights: ``partial(FaceExtractor.from_checkpoint,
+    "w.pth", arch="r100")`` and ``n_workers=4`` or ``address=...``):
+
+    >>> from functools import partial
+    >>> from PIL import Image
+    >>> from skimage import data
+    >>> from extractors.datasets import ImageRecord
+    >>> from extractors.face import FaceExtractor, IResNet
+    >>> records = []
+    >>> for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+    ...     path = f"{out_dir}/{name}.png"
+    ...     Image.fromarray(getattr(data, name)()).save(path)
+    ...     records.append(ImageRecord(i, path))
+    >>> factory = partial(FaceExtractor, IResNet((1, 1, 1, 1), num_features=8), dtype="float32")
+    >>> s = extract_distributed(factory, records, f"{out_dir}/faces.zarr", n_workers=1,
+    ...                         device="cpu", progress=False)
+    >>> s.written, s.scheduler, s.n_workers
+    (3, 'dask', 1)
     """
     from embstore import Store
     from embstore.distributed.cluster import FAST_ALLOC_ENV, connect, n_workers_of
@@ -654,8 +563,8 @@ def extract_distributed(
         daemon=num_workers == 0,
         worker_env=FAST_ALLOC_ENV,
     ) as cl:
-        summary = DistributedSummary(n_workers=n_workers_of(cl))
-        exists = _store_exists(out_s, storage_options) and not overwrite
+        summary = DistributedSummary(n_workers=n_workers_of(cl), store=out_s)
+        exists = store_exists(out_s, storage_options) and not overwrite
         if exists:
             with Store.open(out_s, storage_options=storage_options) as st:
                 saved = st.attrs.get("distributed")
@@ -792,7 +701,7 @@ def _finish_store(
     out: str,
     storage_options: dict[str, Any] | None,
     skipped: list[tuple[Any, str]],
-    summary: DistributedSummary,
+    summary: ExtractionSummary,
     persons: Any = None,
 ) -> None:
     """Record skipped images, the annotation table and the run (main-region writer, after all tasks)."""
@@ -803,7 +712,7 @@ def _finish_store(
     try:
         with Store.open(out, mode="a", storage_options=storage_options) as st:
             if persons is not None and len(persons):
-                st.write_table("persons", _clean_table(persons))
+                st.write_table("persons", clean_table(persons))
             if skipped:
                 old = st.skipped
                 have = set(np.asarray(old["id"]).astype(str).tolist()) if len(old) else set()
@@ -841,7 +750,7 @@ def run_with_scheduler(args: Any, local: Callable[[], Any], **distributed_kwargs
 
     Returns
     -------
-    ExtractionSummary or DistributedSummary
+    ExtractionSummary
 
     Raises
     ------

@@ -141,10 +141,9 @@ def load_image(
     if size == 0:
         return None, f"empty file: {path}"
     try:
-        with Image.open(p) as img:
-            img.load()  # force the full decode: truncation shows up here
-            if exif_transpose:
-                img = ImageOps.exif_transpose(img)
+        with Image.open(p) as opened:
+            opened.load()  # force the full decode: truncation shows up here
+            img: Image.Image = ImageOps.exif_transpose(opened) if exif_transpose else opened
             rgb = to_rgb(img)
             if rgb is img:
                 rgb = img.copy()

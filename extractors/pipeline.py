@@ -25,43 +25,38 @@ through an extractor into an :class:`embstore.Store`::
 
 Extractor protocol
 ------------------
-Any object with:
-
-``variables``, ``ragged``, ``dtypes``
-    Dicts for :meth:`embstore.Store.create` (dense dims, ragged dims,
-    storage dtypes).
-``preprocess``
-    ``None`` or a picklable callable ``PIL RGB image -> sample`` (run in the
-    DataLoader workers).
-``collate``
-    ``None`` (samples are passed as a list) or a callable ``list -> batch``.
-``extract_batch(batch)``
-    Returns ``{variable: tensor or array with leading batch axis}``; ragged
-    variables as a list of per-row arrays. Two optional extra keys:
-    ``"_coords"`` (``{name: per-row values}``, stored as row coordinates) and
-    ``"_ragged_hw"`` (``{variable: [(h, w), ...]}``). Tensors may stay on the
-    device: the writer thread copies them.
-``finish_batch(out)`` (optional)
-    Called on the writer thread with the result of ``extract_batch``, before
-    the copy and cast: the place for device-to-host work such as cropping
-    padded feature maps, so that it overlaps the next forward pass.
-
-An extractor that instead has ``forward_batch`` and a per-image
-``transform`` (:class:`extractors.detr.DetrExtractor`) is wrapped
-automatically in :class:`extractors.detr.run.DetrPipelineExtractor`.
-
-:class:`extractors.base.HookExtractor` implements it.
+The pipeline knows only :mod:`extractors.protocol`: ``variables``,
+``ragged``, ``dtypes``, ``preprocess``, ``collate``, ``extract_batch(batch)
+-> Batch`` and the optional ``finish_batch(batch) -> Batch`` (called on the
+writer thread, before the copy and cast: the place for device-to-host work
+such as cropping padded feature maps, so that it overlaps the next forward
+pass). Records are :class:`~extractors.protocol.Record` s: image files, or
+records with their own ``load()`` (SigLIP's panoptic crops). An extractor
+with another API offers ``pipeline_extractor()`` (DETR does).
 
 Examples
 --------
->>> import torch
->>> from embstore import Store                                    # doctest: +SKIP
->>> from extractors.base import HookExtractor                     # doctest: +SKIP
->>> from extractors.datasets import folder_dataset                # doctest: +SKIP
->>> ex = HookExtractor(model, {"feat": "layer4"}, preprocess=tf,
-...                    dims={"feat": ("channel", "y", "x")})      # doctest: +SKIP
->>> with Store.create("run.zarr", variables=ex.variables) as st:  # doctest: +SKIP
-...     summary = run_extraction(ex, folder_dataset("photos"), st, batch_size=32, num_workers=4)
+A tiny random-weight model over two photos:
+
+>>> import pathlib, torch
+>>> from PIL import Image
+>>> from skimage import data
+>>> from embstore import Store
+>>> from extractors.base import HookExtractor
+>>> from extractors.datasets import folder_dataset
+>>> folder = pathlib.Path(out_dir) / "photos"; folder.mkdir()
+>>> Image.fromarray(data.astronaut()).save(folder / "a.png")
+>>> Image.fromarray(data.chelsea()).save(folder / "b.png")
+>>> _ = torch.manual_seed(0)
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+...                             torch.nn.Flatten())
+>>> def tf(im):
+...     return torch.from_numpy(np.asarray(im.resize((16, 16)), np.float32)).permute(2, 0, 1)
+>>> ex = HookExtractor(model, {"feat": "2"}, preprocess=tf, dims={"feat": ("hidden",)})
+>>> with Store.create(folder.parent / "run.zarr", variables=ex.variables) as st:
+...     summary = run_extraction(ex, folder_dataset(folder), st, batch_size=2)
+>>> summary.written, Store.open(folder.parent / "run.zarr").read("feat").shape
+(2, (2, 4))
 """
 
 from __future__ import annotations
@@ -75,7 +70,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -85,7 +79,8 @@ from embstore.errors import ValidationError
 
 from .base import to_numpy
 from .datasets import ImageDataset, ImageRecord
-from .images import load_image
+from .protocol import Batch, as_batch, as_pipeline_extractor, duplicate_id_error, load_record
+from .summary import ExtractionSummary
 
 __all__ = ["ExtractionSummary", "as_pipeline_extractor", "run_extraction"]
 
@@ -94,103 +89,16 @@ logger = logging.getLogger(__name__)
 _N_EXAMPLES = 5
 
 
-@dataclass
-class ExtractionSummary:
-    """What a run did.
-
-    Attributes
-    ----------
-    written : int
-        Rows appended (committed) in this run.
-    skipped : int
-        Images skipped in this run (bad or missing files).
-    skipped_reasons : dict of str to int
-        Counts per reason category (``"missing file"``, ``"truncated or
-        corrupt"``, ...).
-    skipped_examples : list of (id, reason)
-        The first few skipped images.
-    already_done : int
-        Images not extracted because the store already had them (resume).
-    previously_skipped : int
-        Images not retried because an earlier run recorded them as skipped.
-    seconds : float
-        Wall time of the run.
-    images_per_s : float
-        ``written / seconds``.
-    interrupted : bool
-        The run was stopped by Ctrl-C / SIGTERM (committed rows are kept).
-    writer_seconds : float
-        Time the writer thread was busy (host copy, cast, append). Close to
-        ``seconds`` means writing, not compute, limits the run.
-    """
-
-    written: int = 0
-    skipped: int = 0
-    skipped_reasons: dict[str, int] = field(default_factory=dict)
-    skipped_examples: list[tuple[Any, str]] = field(default_factory=list)
-    already_done: int = 0
-    previously_skipped: int = 0
-    seconds: float = 0.0
-    images_per_s: float = 0.0
-    interrupted: bool = False
-    writer_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary as a plain dict (JSON-friendly).
-
-        Returns
-        -------
-        dict
-        """
-        return {
-            "written": self.written,
-            "skipped": self.skipped,
-            "skipped_reasons": dict(self.skipped_reasons),
-            "skipped_examples": [[str(i), r] for i, r in self.skipped_examples],
-            "already_done": self.already_done,
-            "previously_skipped": self.previously_skipped,
-            "seconds": round(self.seconds, 3),
-            "images_per_s": round(self.images_per_s, 3),
-            "interrupted": self.interrupted,
-            "writer_seconds": round(self.writer_seconds, 3),
-        }
-
-    def __str__(self) -> str:
-        text = (
-            f"wrote {self.written} rows in {self.seconds:.1f} s ({self.images_per_s:.2f} images/s); "
-            f"{self.already_done} already in the store; skipped {self.skipped}"
-        )
-        if self.skipped_reasons:
-            text += (
-                " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped_reasons.items())) + ")"
-            )
-        if self.previously_skipped:
-            text += f"; {self.previously_skipped} skipped by an earlier run"
-        if self.interrupted:
-            text += "; INTERRUPTED (re-run to resume)"
-        return text
-
-
 # ------------------------------------------------------------------ loading
 class _LoadSample:
-    """DataLoader dataset: ``record -> (record, sample | None, reason, (h, w))``."""
+    """DataLoader dataset: ``record -> (record, sample | None, reason, load coords)``."""
 
     def __init__(self, preprocess: Any) -> None:
         self.preprocess = preprocess
 
-    def __getitem__(
-        self, record: ImageRecord
-    ) -> tuple[ImageRecord, Any, str | None, tuple[int, int]]:
-        image, reason = load_image(record.path)
-        if image is None:
-            return record, None, reason, (0, 0)
-        size = (image.height, image.width)
-        if self.preprocess is None:
-            return record, image, None, size
-        try:
-            return record, self.preprocess(image), None, size
-        except Exception as exc:  # a bad image must not end a long run
-            return record, None, f"preprocess failed: {record.path}: {exc}", size
+    def __getitem__(self, record: Any) -> tuple[Any, Any, str | None, dict[str, Any]]:
+        sample, reason, coords = load_record(record, self.preprocess)
+        return record, sample, reason, coords
 
     def __len__(self) -> int:  # pragma: no cover - not used with a batch sampler
         raise TypeError("length is given by the batch sampler")
@@ -202,9 +110,7 @@ class _Collate:
     def __init__(self, collate: Any) -> None:
         self.collate = collate
 
-    def __call__(
-        self, items: list[tuple[ImageRecord, Any, str | None, tuple[int, int]]]
-    ) -> dict[str, Any]:
+    def __call__(self, items: list[tuple[Any, Any, str | None, dict[str, Any]]]) -> dict[str, Any]:
         good = [it for it in items if it[2] is None]
         bad = [(it[0], it[2]) for it in items if it[2] is not None]
         samples = [it[1] for it in good]
@@ -213,7 +119,7 @@ class _Collate:
             batch = self.collate(samples) if self.collate is not None else samples
         return {
             "records": [it[0] for it in good],
-            "sizes": [it[3] for it in good],
+            "load_coords": [it[3] for it in good],
             "batch": batch,
             "bad": bad,
         }
@@ -274,10 +180,7 @@ class _ResumeBatches:
                 block = keep
             for rec in block:
                 if rec.image_id in seen:
-                    raise ValidationError(
-                        f"image id {rec.image_id!r} occurs twice in the dataset ({rec.path}); "
-                        "ids must be unique: use ids='path' or fix the input list"
-                    )
+                    raise duplicate_id_error(rec)
                 seen.add(rec.image_id)
                 batch.append(rec)
                 if len(batch) == self.batch_size:
@@ -293,10 +196,11 @@ def _category(reason: str) -> str:
 
 
 def _stack_coords(
-    records: Sequence[ImageRecord],
-    sizes: Sequence[tuple[int, int]],
-    extra: Mapping[str, Any] | None,
+    records: Sequence[Any],
+    load_coords: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any],
 ) -> dict[str, np.ndarray]:
+    """Per-row coordinates: each record's, then those found loading it, then the model's."""
     names: list[str] = []
     for rec in records:
         for k in rec.coords:
@@ -304,11 +208,11 @@ def _stack_coords(
                 names.append(k)
     coords: dict[str, np.ndarray] = {}
     for k in names:
-        values = [rec.coords.get(k) for rec in records]
-        coords[k] = np.asarray(values)
-    coords["height"] = np.asarray([s[0] for s in sizes], dtype=np.int64)
-    coords["width"] = np.asarray([s[1] for s in sizes], dtype=np.int64)
-    for k, v in (extra or {}).items():
+        coords[k] = np.asarray([rec.coords.get(k) for rec in records])
+    loaded = [k for k in ("height", "width") if any(k in c for c in load_coords)]
+    for k in loaded:
+        coords[k] = np.asarray([c.get(k, 0) for c in load_coords], dtype=np.int64)
+    for k, v in extra.items():
         coords[k] = np.asarray(to_numpy(v))
     return coords
 
@@ -375,25 +279,21 @@ class _Writer(threading.Thread):
             if self.write and self.store is not None:
                 self.store.record_skipped(list(ids), list(reasons))
             return
-        records, sizes, out = payload
+        records, load_coords, out = payload
         if self.finish_fn is not None:
-            out = dict(self.finish_fn(out))
-        extra_coords = out.pop("_coords", None)
-        ragged_hw = out.pop("_ragged_hw", None)
+            out = as_batch(self.finish_fn(out))
         data = {}
-        for name, value in out.items():
+        for name, value in out.data.items():
             if self.store is not None and name not in self.dense and name not in self.ragged:
                 continue  # e.g. helper outputs the store does not keep
             data[name] = self._cast(name, value)
         ids = [r.image_id for r in records]
-        coords = _stack_coords(records, sizes, extra_coords)
-        hw = None
-        if ragged_hw:
-            hw = {
-                k: [tuple(int(x) for x in p) for p in to_numpy(v)]
-                for k, v in ragged_hw.items()
-                if k in data
-            }
+        coords = _stack_coords(records, load_coords, out.coords)
+        hw = {
+            k: [tuple(int(x) for x in p) for p in to_numpy(v)]
+            for k, v in out.ragged_hw.items()
+            if k in data
+        }
         if self.write and self.store is not None:
             self.store.append(ids, data, coords=coords, ragged_hw=hw or None)
             if (
@@ -463,43 +363,9 @@ def _progress(total: int | None, progress: bool | None) -> Any:
     )
 
 
-def as_pipeline_extractor(extractor: Any) -> Any:
-    """Return ``extractor`` in the pipeline protocol (wrapping DETR-style ones).
-
-    Parameters
-    ----------
-    extractor : object
-        An extractor with ``extract_batch`` (used as is), or one with
-        ``forward_batch`` and a per-image ``transform`` such as
-        :class:`extractors.detr.DetrExtractor` (wrapped).
-
-    Returns
-    -------
-    object
-        Something :func:`run_extraction` can drive.
-
-    Raises
-    ------
-    ValidationError
-        Neither protocol is implemented.
-    """
-    if hasattr(extractor, "forward_batch") and hasattr(extractor, "transform"):
-        from .detr.run import DetrPipelineExtractor
-
-        if not isinstance(extractor, DetrPipelineExtractor):
-            return DetrPipelineExtractor(extractor)
-        return extractor
-    if not callable(getattr(extractor, "extract_batch", None)):
-        raise ValidationError(
-            f"{type(extractor).__name__} has no extract_batch(batch); pass a HookExtractor, "
-            "a DetrExtractor, or an object implementing the protocol of extractors.pipeline"
-        )
-    return extractor
-
-
 def run_extraction(
     extractor: Any,
-    dataset: ImageDataset | Sequence[ImageRecord],
+    dataset: ImageDataset | Sequence[ImageRecord] | Sequence[Any],
     store: Any,
     batch_size: int = 16,
     num_workers: int = 0,
@@ -519,11 +385,13 @@ def run_extraction(
     Parameters
     ----------
     extractor : object
-        Implements the extractor protocol (module docstring), e.g.
-        :class:`extractors.base.HookExtractor` or the DETR adapter of
-        :mod:`extractors.detr.run`.
-    dataset : ImageDataset or sequence of ImageRecord
+        Implements :class:`extractors.protocol.Extractor` (e.g.
+        :class:`extractors.base.HookExtractor`), or offers
+        ``pipeline_extractor()`` (e.g. :class:`extractors.detr.DetrExtractor`).
+    dataset : ImageDataset or sequence of Record
         What to extract; iterated once, in order (text lists stream).
+        Records are :class:`~extractors.protocol.Record` s (image files, or
+        records with their own ``load()``, such as SigLIP crops).
     store : embstore.Store or None
         Opened for appending. ``None`` (with ``write=False``) runs without a
         store, e.g. to benchmark.
@@ -636,8 +504,8 @@ def run_extraction(
                         )
                     writer.put(("skipped", (ids, reasons)))
                 if item["records"]:
-                    out = dict(extractor.extract_batch(item["batch"]))
-                    writer.put(("rows", (item["records"], item["sizes"], out)))
+                    out: Batch = as_batch(extractor.extract_batch(item["batch"]))
+                    writer.put(("rows", (item["records"], item["load_coords"], out)))
                 bar.update(
                     len(item["records"])
                     + len(item["bad"])
@@ -651,7 +519,7 @@ def run_extraction(
     except KeyboardInterrupt as exc:
         failed = True
         summary.interrupted = True
-        exc.summary = summary  # type: ignore[attr-defined]
+        vars(exc)["summary"] = summary  # what was committed, for callers that want it
         logger.warning("interrupted: writing computed batches and committing the store")
         raise
     except BaseException:

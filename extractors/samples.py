@@ -118,7 +118,7 @@ def write_facet_annotations(
     pandas.DataFrame
         The rows written.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     x, y, width, height = box
     for image_id, persons in people.items():
         for tone, light in persons:

@@ -182,11 +182,13 @@ def attention_hooks(
                 handles.append(attn.register_forward_hook(grab_enc, with_kwargs=True))
         result: dict[str, Any] = {}
         yield result
-        hw = grid.get("hw")
+        hw: tuple[int, ...] = tuple(grid.get("hw") or ())
         if captured["dec"]:
-            result["decoder_attention"] = torch.stack(captured["dec"], 1).unflatten(-1, hw)
+            dec = torch.stack(captured["dec"], 1)
+            result["decoder_attention"] = dec.reshape(*dec.shape[:-1], *hw)
         if captured["enc"]:
-            result["encoder_attention"] = torch.stack(captured["enc"], 1).unflatten(-1, hw)
+            enc = torch.stack(captured["enc"], 1)
+            result["encoder_attention"] = enc.reshape(*enc.shape[:-1], *hw)
     finally:
         for h in handles:
             h.remove()

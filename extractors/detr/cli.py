@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 __all__ = ["register", "run"]
@@ -47,11 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="official-format DETR checkpoint (.pth path or URL), e.g. detr-r50-e632da11.pth",
     )
     p.add_argument(
-        "--annotations",
-        metavar="CSV_OR_JSON",
-        help="FACET annotations.csv or COCO JSON (skin, lighting, persons)",
-    )
-    p.add_argument(
         "--extract-type",
         "--extract_type",
         dest="extract_type",
@@ -77,12 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="explicit variables instead of --extract-type (e.g. query_embeddings pred_boxes)",
     )
     p.add_argument(
-        "--dtype",
-        default="float16",
-        choices=["float16", "float32"],
-        help="storage dtype of embeddings (logits and boxes stay float32)",
-    )
-    p.add_argument(
         "--skin",
         nargs="+",
         metavar="TONE",
@@ -94,7 +82,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="LABEL",
         help="keep images whose majority lighting is one of these (well, dimly, under, over, na)",
     )
-    p.add_argument("--limit", type=int, help="extract at most this many images (after filters)")
     p.add_argument(
         "--min-size",
         "--min_size",
@@ -112,11 +99,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="longest side bound (official eval: 1333)",
     )
     p.add_argument(
-        "--autocast",
-        choices=["fp16", "bf16"],
-        help="mixed-precision forward (GPU speed-up; ~1e-3 relative deviation)",
-    )
-    p.add_argument(
         "--nheads", type=int, help="attention heads if the checkpoint has no args (default 8)"
     )
     p.add_argument(
@@ -125,18 +107,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="DC5 checkpoints (dilated last stage) without saved args",
     )
-    p.add_argument(
-        "--commit-every",
-        dest="commit_every",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="commit written rows at least this often (default 60); a killed run loses "
-        "at most this much work",
-    )
     p.add_argument("--no_aux_loss", "--no-aux-loss", action="store_true", help=argparse.SUPPRESS)
-    from ..cli_common import add_extract_arguments
+    from ..cli_common import add_extract_arguments, add_model_options
 
+    add_model_options(
+        p,
+        dtype_choices=["float16", "float32"],
+        dtype_help="storage dtype of embeddings (logits and boxes stay float32)",
+        limit_help="extract at most this many images (after filters)",
+        commit_every=True,
+        annotations_help="FACET annotations.csv or COCO JSON (skin, lighting, persons)",
+    )
     add_extract_arguments(
         p,
         image_aliases=("--coco_path", "--coco-path"),
@@ -166,7 +147,10 @@ def _command_line(args: argparse.Namespace) -> str:
 
     argv = ["embstore", "extract", "detr"]
     for key, value in sorted(vars(args).items()):
-        if key in ("func", "command", "model", "verbose", "no_aux_loss") or value in (None, False):
+        if key in ("func", "command", "model", "verbose", "no_aux_loss", "json") or value in (
+            None,
+            False,
+        ):
             continue
         flag = "--" + key.replace("_", "-")
         if key == "extract_type" and isinstance(value, list):
@@ -193,22 +177,18 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (skipped bad images do not fail the run).
     """
-    from ..cli_common import check_device
+    import functools
 
-    check_device(args)
+    from ..cli_common import run_command
+    from ..datasets import open_dataset
+    from .extractor import DetrExtractor
+
     overrides: dict[str, Any] = {}
     if args.nheads is not None:
         overrides["nheads"] = args.nheads
     if args.dilation:
         overrides["dilation"] = True
-    import functools
-
-    from extractors.distributed import run_with_scheduler
-
-    from ..datasets import open_dataset
-    from .extractor import DetrExtractor
-
-    summary = run_with_scheduler(
+    return run_command(
         args,
         lambda: _run_local(args, overrides),
         extractor_factory=functools.partial(
@@ -225,7 +205,6 @@ def run(args: argparse.Namespace) -> int:
         dataset=lambda: open_dataset(
             args.images, args.annotations, skin=args.skin, light=args.light, limit=args.limit
         ),
-        out=args.out,
         row_dim="image",
         id_name="image_id",
         attrs={
@@ -233,17 +212,8 @@ def run(args: argparse.Namespace) -> int:
             "storage_dtype": args.dtype,
             "command_line": _command_line(args),
         },
-        batch_size=args.batch_size,
-        num_workers=args.num_workers or 0,
-        device=args.device,
         flush_interval=args.commit_every,
-        overwrite=args.overwrite,
-        progress=args.progress,
     )
-    print(f"{args.out}: {summary}")
-    for image_id, reason in summary.skipped_examples:
-        print(f"  skipped {image_id}: {reason}", file=sys.stderr)
-    return 0
 
 
 def _run_local(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:

@@ -199,7 +199,7 @@ def resolve_variables(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(n for n in _KNOWN_NAMES if n in names)
 
 
-def _autocast_dtype(autocast: str | None):
+def _autocast_dtype(autocast: str | bool | None) -> Any:
     import torch
 
     if autocast is None:
@@ -628,6 +628,19 @@ class DetrExtractor:
         """:meth:`forward_batch` then :meth:`postprocess` (numpy results)."""
         raw = self.forward_batch(pixel_values, pixel_mask, variables=variables, autocast=autocast)
         return self.postprocess(raw, input_hw)
+
+    def pipeline_extractor(self) -> Any:
+        """This extractor in the pipeline protocol (:mod:`extractors.protocol`).
+
+        Returns
+        -------
+        extractors.detr.adapter.DetrPipelineExtractor
+            What :func:`extractors.pipeline.run_extraction` and the Dask
+            region tasks drive.
+        """
+        from .adapter import DetrPipelineExtractor
+
+        return DetrPipelineExtractor(self)
 
     def extract_images(
         self,

@@ -365,10 +365,10 @@ class Joiner(nn.Sequential):
         super().__init__(backbone, position_embedding)
         self.num_channels = backbone.num_channels
 
-    def forward(
+    def forward(  # type: ignore[override]  # takes the padding mask too, unlike Sequential
         self,
         x: Tensor,
-        mask: Tensor,  # type: ignore[override]
+        mask: Tensor,
         with_pos: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Run the backbone on ``x`` ``[B, 3, H, W]`` with padding mask ``[B, H, W]``."""

@@ -13,8 +13,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
 __all__ = ["register", "run"]
 
@@ -43,12 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also store the 25088-d flattened bn2 features (pre_fc_features)",
     )
     p.add_argument("--num-features", type=int, default=512, help="embedding size of the checkpoint")
-    p.add_argument("--dtype", default="float16", help="storage dtype (float16 default, float32)")
-    p.add_argument("--autocast", default=None, choices=["fp16", "bf16"], help="mixed precision")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    from ..cli_common import add_extract_arguments
+    from ..cli_common import add_extract_arguments, add_model_options
 
+    add_model_options(p, dtype_help="storage dtype (float16 default, float32)")
     add_extract_arguments(
         p,
         image_aliases=("--input",),
@@ -73,58 +68,36 @@ def run(args: argparse.Namespace) -> int:
     """
     import functools
 
-    from extractors.distributed import run_with_scheduler
+    from ..cli_common import num_workers, run_command
+    from .extractor import FaceExtractor, face_dataset
+    from .run import extract_face
 
-    from ..cli_common import check_device, num_workers
-
-    check_device(args)
-    from .extractor import FaceExtractor, extract_face, face_dataset
-
-    summary: Any = run_with_scheduler(
+    model = {
+        "arch": args.arch,
+        "num_features": args.num_features,
+        "l2_norm": args.l2_norm,
+        "pre_fc": args.pre_fc,
+        "dtype": args.dtype,
+        "autocast": args.autocast,
+    }
+    return run_command(
         args,
         lambda: extract_face(
             args.weights,
             args.images,
             args.out,
-            arch=args.arch,
-            l2_norm=args.l2_norm,
-            pre_fc=args.pre_fc,
             batch_size=args.batch_size,
             num_workers=num_workers(args),
             device=args.device,
-            num_features=args.num_features,
-            dtype=args.dtype,
-            autocast=args.autocast,
             limit=args.limit,
             progress=args.progress,
             overwrite=args.overwrite,
             retry_skipped=args.retry_skipped,
+            **model,
         ),
-        extractor_factory=functools.partial(
-            FaceExtractor.from_checkpoint,
-            args.weights,
-            arch=args.arch,
-            num_features=args.num_features,
-            l2_norm=args.l2_norm,
-            pre_fc=args.pre_fc,
-            dtype=args.dtype,
-            autocast=args.autocast,
-        ),
+        extractor_factory=functools.partial(FaceExtractor.from_checkpoint, args.weights, **model),
         dataset=lambda: face_dataset(args.images, limit=args.limit),
-        out=args.out,
         row_dim="image",
         id_name="index",
         attrs={"input": str(args.images)},
-        batch_size=args.batch_size,
-        num_workers=args.num_workers or 0,
-        device=args.device,
-        overwrite=args.overwrite,
-        progress=args.progress,
     )
-    if args.json:
-        print(
-            json.dumps(summary.to_dict() if hasattr(summary, "to_dict") else summary, default=str)
-        )
-    else:
-        print(summary)
-    return 0

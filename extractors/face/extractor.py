@@ -27,6 +27,7 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, default_collate, to_numpy
+from extractors.protocol import Batch
 from extractors.provenance import file_sha256
 
 __all__ = [
@@ -96,7 +97,7 @@ def preprocess_face(image: Any) -> np.ndarray:
     if pil.mode != "RGB":
         pil = pil.convert("RGB")
     if pil.size != (INPUT_SIZE[1], INPUT_SIZE[0]):
-        pil = pil.resize((INPUT_SIZE[1], INPUT_SIZE[0]), Image.BILINEAR)
+        pil = pil.resize((INPUT_SIZE[1], INPUT_SIZE[0]), Image.Resampling.BILINEAR)
     arr = np.asarray(pil, dtype=np.float32) / 255.0
     return np.ascontiguousarray(((arr - 0.5) / 0.5).transpose(2, 0, 1))
 
@@ -333,7 +334,7 @@ class FaceExtractor(HookExtractor):
         }
 
     # -- inference ----------------------------------------------------------------
-    def extract_batch(self, batch: Any) -> dict[str, Any]:
+    def extract_batch(self, batch: Any) -> Batch:
         """Run the model on a preprocessed batch; return device tensors.
 
         Called by :func:`extractors.pipeline.run_extraction` on the compute
@@ -346,7 +347,7 @@ class FaceExtractor(HookExtractor):
 
         Returns
         -------
-        dict of torch.Tensor
+        extractors.protocol.Batch
             ``embedding`` float32 ``[B, num_features]`` (L2-normalised when
             ``l2_norm``) and, when ``pre_fc``, ``pre_fc_features`` ``[B, 25088]``.
         """
@@ -359,9 +360,9 @@ class FaceExtractor(HookExtractor):
         emb = out["embedding"].float()
         if self.l2_norm:
             emb = torch.nn.functional.normalize(emb, dim=1)
-        out["embedding"] = emb
+        out = out.with_data(embedding=emb)
         if "pre_fc_features" in out:
-            out["pre_fc_features"] = torch.flatten(out["pre_fc_features"], 1).float()
+            out = out.with_data(pre_fc_features=torch.flatten(out["pre_fc_features"], 1).float())
         return out
 
     def extract_images(
@@ -474,119 +475,5 @@ def face_dataset(source: str | os.PathLike, limit: int | None = None) -> Any:
     return ImageDataset(records, length=n, kind=base.kind, source=base.source)
 
 
-def extract_face(
-    weights: str | os.PathLike,
-    input: str | os.PathLike,
-    out: Any,
-    arch: str = "r50",
-    *,
-    l2_norm: bool = False,
-    pre_fc: bool = False,
-    batch_size: int = 1024,
-    num_workers: int = 8,
-    device: str = "auto",
-    num_features: int = 512,
-    dtype: str = "float16",
-    autocast: str | None = None,
-    limit: int | None = None,
-    progress: bool | None = None,
-    extractor: FaceExtractor | None = None,
-    overwrite: bool = False,
-    retry_skipped: bool = False,
-) -> Any:
-    """Extract face embeddings of a folder or image list into a store (resumable).
-
-    The Python form of ``embstore extract face``. The store has
-    ``row_dim="image"``, ``id_name="index"`` (input order), the coordinate
-    ``path`` (plus ``width``/``height`` of the decoded image), variable
-    ``embedding`` (``[N, 512]``) and, with ``pre_fc``, ``pre_fc_features``.
-    Re-running on an existing store extracts only the missing rows.
-
-    Parameters
-    ----------
-    weights : path
-        iresnet ``.pth`` (ignored when ``extractor`` is given).
-    input : path
-        Folder or text file (see :func:`face_dataset`).
-    out : path or embstore.Store
-        Output store.
-    arch : str, default "r50"
-        ``r18``/``r34``/``r50``/``r100``/``r200``.
-    l2_norm : bool, default False
-        Store L2-normalised embeddings.
-    pre_fc : bool, default False
-        Also store the 25088-d ``pre_fc_features``.
-    batch_size : int, default 1024
-        Images per forward pass.
-    num_workers : int, default 8
-        DataLoader workers.
-    device : str, default "auto"
-        Every GPU when present, else the CPU.
-    num_features : int, default 512
-        Embedding size of the checkpoint.
-    dtype : str, default "float16"
-        Storage dtype.
-    autocast : {None, "fp16", "bf16"}, optional
-        Mixed precision.
-    limit : int, optional
-        Only the first ``limit`` images.
-    progress : bool, optional
-        Progress bar (default: on a TTY only).
-    extractor : FaceExtractor, optional
-        Use this extractor instead of loading ``weights``.
-    overwrite : bool, default False
-        Replace an existing store at ``out`` instead of resuming it.
-    retry_skipped : bool, default False
-        Retry images an earlier run recorded as skipped (unreadable).
-
-    Returns
-    -------
-    extractors.pipeline.ExtractionSummary
-        Rows written, skipped, already done, images/s.
-    """
-    from embstore import Store
-    from extractors.pipeline import run_extraction
-
-    fx = extractor or FaceExtractor.from_checkpoint(
-        weights,
-        arch=arch,
-        device=device,
-        num_features=num_features,
-        l2_norm=l2_norm,
-        pre_fc=pre_fc,
-        dtype=dtype,
-        autocast=autocast,
-    )
-    dataset = face_dataset(input, limit=limit)
-    own = isinstance(out, (str, os.PathLike))
-    st = out
-    if own:
-        try:  # create if absent, else resume after a schema check ("w": replace)
-            st = Store.open(
-                out,
-                mode="w" if overwrite else "a",
-                row_dim="image",
-                id_name="index",
-                variables=fx.variables,
-                dtypes=fx.dtypes,
-                attrs={**fx.provenance(), "input": os.fspath(input)},
-            )
-        except ValidationError as exc:
-            raise ValidationError(
-                f"{exc}; this face run (id 'index', variables {list(fx.variables)}) cannot resume it: "
-                "choose another --out"
-            ) from None
-    try:
-        summary = run_extraction(
-            fx,
-            dataset,
-            st,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-            retry_skipped=retry_skipped,
-        )
-    finally:
-        if own:
-            st.close()
-    return summary
+# ``extract_face`` lives in :mod:`extractors.face.run`; this is its old import path.
+from .run import extract_face  # noqa: E402

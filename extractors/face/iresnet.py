@@ -30,11 +30,17 @@ Examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from embstore._optional import attempt_import
 from embstore.errors import ValidationError
 
-torch = attempt_import("torch")
-nn = torch.nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    torch = attempt_import("torch")
+    nn = torch.nn
 
 __all__ = ["ARCH_LAYERS", "IBasicBlock", "IResNet", "iresnet", "normalize_arch"]
 

@@ -15,8 +15,6 @@ Examples
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 __all__ = ["register", "run"]
 
@@ -62,28 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pool spatial / token outputs to one vector (default: keep them, ragged)",
     )
     p.add_argument(
-        "--images",
-        required=True,
-        metavar="DIR_OR_LIST",
-        help="image folder (recursive) or text file with one path per line",
-    )
-    p.add_argument(
-        "--annotations", metavar="CSV_OR_JSON", help="FACET annotations.csv or COCO JSON"
-    )
-    p.add_argument(
-        "--out", required=True, metavar="STORE", help="output store; an existing store is resumed"
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N; cuda without a GPU is an error"
-    )
-    p.add_argument(
-        "--dtype", default="float16", choices=["float16", "float32"], help="storage dtype"
-    )
-    p.add_argument("--autocast", choices=["fp16", "bf16"], help="mixed-precision forward")
-    p.add_argument("--limit", type=int, help="extract at most this many images")
-    p.add_argument(
         "--num-classes",
         type=int,
         default=None,
@@ -95,31 +71,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ENTRY",
         help="torchvision: weights entry whose transforms to use (default DEFAULT)",
     )
-    p.add_argument(
-        "--commit-every",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="commit written rows at least this often (default 60)",
+    from ..cli_common import add_extract_arguments, add_model_options
+
+    add_model_options(
+        p,
+        dtype_choices=["float16", "float32"],
+        dtype_help="storage dtype",
+        commit_every=True,
+        annotations_help="FACET annotations.csv or COCO JSON",
     )
-    p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
-    p.add_argument(
-        "--retry-skipped", action="store_true", help="retry images an earlier run skipped"
-    )
-    prog = p.add_mutually_exclusive_group()
-    prog.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show the progress bar (default: only on a terminal)",
-    )
-    prog.add_argument("--no-progress", dest="progress", action="store_false")
+    add_extract_arguments(p, batch_size=32)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``embstore extract model``.
+    """Run ``embstore extract model`` (in one process, or on Dask).
 
     Parameters
     ----------
@@ -131,31 +97,47 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (skipped bad images do not fail the run).
     """
+    import functools
+
+    from ..cli_common import command_line, num_workers, run_command
+    from ..datasets import open_dataset
+    from .extractor import ModelExtractor
     from .run import extract_model
 
-    summary = extract_model(
-        args.model,
-        args.weights,
-        args.layers,
-        args.images,
-        args.out,
-        pool=args.pool,
-        annotations=args.annotations,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        device=args.device,
-        dtype=args.dtype,
-        limit=args.limit,
-        autocast=args.autocast,
-        overwrite=args.overwrite,
-        retry_skipped=args.retry_skipped,
-        progress=args.progress,
+    model = {"pool": args.pool, "dtype": args.dtype, "autocast": args.autocast}
+    load = {"num_classes": args.num_classes, "transform_weights": args.transform_weights}
+    return run_command(
+        args,
+        lambda: extract_model(
+            args.model,
+            args.weights,
+            args.layers,
+            args.images,
+            args.out,
+            annotations=args.annotations,
+            batch_size=args.batch_size,
+            num_workers=num_workers(args),
+            device=args.device,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            retry_skipped=args.retry_skipped,
+            progress=args.progress,
+            flush_interval=args.commit_every,
+            command_line=command_line(),
+            **model,
+            **load,
+        ),
+        extractor_factory=functools.partial(
+            ModelExtractor,
+            args.model,
+            args.layers,
+            args.weights,
+            **model,
+            **{k: v for k, v in load.items() if v is not None},
+        ),
+        dataset=lambda: open_dataset(args.images, args.annotations, limit=args.limit),
+        row_dim="image",
+        id_name="image_id",
+        attrs={"command_line": command_line()},
         flush_interval=args.commit_every,
-        command_line=shlex.join(["embstore", *sys.argv[1:]]),
-        num_classes=args.num_classes,
-        transform_weights=args.transform_weights,
     )
-    print(f"{args.out}: {summary}")
-    for image_id, reason in summary.skipped_examples:
-        print(f"  skipped {image_id}: {reason}", file=sys.stderr)
-    return 0

@@ -22,11 +22,18 @@ versions).
 
 Examples
 --------
->>> from extractors.models import ModelExtractor                       # doctest: +SKIP
->>> ex = ModelExtractor("torchvision:resnet18", ["layer4", "avgpool"], weights="r18.pth")  # doctest: +SKIP
->>> out = ex.extract_images([photo])                                   # doctest: +SKIP
->>> out["layer4"][0].shape, out["avgpool"].shape                       # doctest: +SKIP
-((512, 7, 7), (1, 512))
+With weights: ``ModelExtractor("torchvision:resnet18", [...], weights="r18.pth")``.
+Here random weights (nothing is downloaded) on a real photo:
+
+>>> from skimage import data
+>>> from extractors.models import ModelExtractor
+>>> ex = ModelExtractor("torchvision:resnet18", ["layer4", "avgpool"], weights=None)
+>>> out = ex.extract_images([data.astronaut()])
+>>> out["layer4"][0].shape, sorted(ex.ragged)
+((512, 7, 7), ['avgpool', 'layer4'])
+>>> pooled = ModelExtractor("torchvision:resnet18", ["layer4"], weights=None, pool="mean")
+>>> pooled.extract_images([data.astronaut()])["layer4"].shape
+(1, 512)
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import numpy as np
 from embstore.errors import ValidationError
 
 from ..base import HookExtractor, to_numpy
+from ..protocol import Batch
 from .sources import LoadedModel, load_model
 
 __all__ = ["POOLS", "ModelExtractor", "layer_table", "reduce_output"]
@@ -183,13 +191,22 @@ class ModelExtractor(HookExtractor):
         self._kinds: dict[str, str] = {}
         self._probe()
 
+    def _batch_of(self, images: Sequence[Any]) -> Any:
+        """Preprocess RGB PIL images with the source's transform and collate them."""
+        preprocess, collate = self.preprocess, self.collate
+        if preprocess is None or collate is None:  # pragma: no cover - set in __init__
+            raise ValidationError(
+                "this ModelExtractor has no preprocessing; build it with a model spec"
+            )
+        return collate([preprocess(im) for im in images])
+
     # ------------------------------------------------------------- schema
     def _probe(self) -> None:
         """One forward pass on a blank image: the output shape of every layer."""
         from PIL import Image
 
         blank = Image.new("RGB", (224, 224), (128, 128, 128))
-        raw = super().extract_batch(self.collate([self.preprocess(blank)]))
+        raw = super().extract_batch(self._batch_of([blank]))
         self.ragged = {}
         dense: dict[str, tuple[str, ...]] = {}
         self.shapes = {}
@@ -229,7 +246,7 @@ class ModelExtractor(HookExtractor):
             return self._runner(inputs)
         return self.loaded.forward(self.model, inputs)
 
-    def extract_batch(self, batch: Any) -> dict[str, Any]:
+    def extract_batch(self, batch: Any) -> Batch:
         """Forward one batch; pooled layers as tensors, spatial ones kept for :meth:`finish_batch`.
 
         Parameters
@@ -239,31 +256,31 @@ class ModelExtractor(HookExtractor):
 
         Returns
         -------
-        dict of str to torch.Tensor
+        extractors.protocol.Batch
         """
         raw = super().extract_batch(batch)
-        return {var: reduce_output(t, self.pool, var) for var, t in raw.items()}
+        return Batch({var: reduce_output(t, self.pool, var) for var, t in raw.items()})
 
-    def finish_batch(self, out: dict[str, Any]) -> dict[str, Any]:
+    def finish_batch(self, out: Batch) -> Batch:
         """Split ragged (spatial / token) outputs into per-image host arrays.
 
         Parameters
         ----------
-        out : dict
+        out : Batch
             From :meth:`extract_batch`.
 
         Returns
         -------
-        dict
+        Batch
             Dense variables unchanged; ragged ones as lists of ``[C, H, W]``
             or ``[T, D]`` arrays.
         """
-        result = dict(out)
+        result = dict(out.data)
         for var, kind in self._kinds.items():
             if kind == "ragged" and var in result:
                 arr = to_numpy(result[var])
                 result[var] = [np.ascontiguousarray(a) for a in arr]
-        return result
+        return Batch(result, coords=out.coords, ragged_hw=out.ragged_hw)
 
     def extract_images(self, images: Sequence[Any]) -> dict[str, Any]:
         """Preprocess with the source's own transform and extract NumPy outputs.
@@ -279,8 +296,7 @@ class ModelExtractor(HookExtractor):
         """
         from ..images import to_rgb
 
-        samples = [self.preprocess(to_rgb(im)) for im in images]
-        out = self.finish_batch(self.extract_batch(self.collate(samples)))
+        out = self.finish_batch(self.extract_batch(self._batch_of([to_rgb(im) for im in images])))
         return {k: (v if isinstance(v, list) else to_numpy(v)) for k, v in out.items()}
 
 

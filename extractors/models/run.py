@@ -20,6 +20,8 @@ from typing import Any
 
 from embstore.errors import ValidationError
 
+from ..summary import ExtractionSummary
+
 __all__ = ["extract_model"]
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def extract_model(
     flush_interval: float | None = 60.0,
     command_line: str | None = None,
     **load_options: Any,
-) -> Any:
+) -> ExtractionSummary:
     """Extract the ``layers`` of a model for every image into a store.
 
     Parameters
@@ -89,10 +91,8 @@ def extract_model(
     -------
     extractors.pipeline.ExtractionSummary
     """
-    from embstore import Store
-
     from ..datasets import open_dataset
-    from ..detr.run import _store_exists, run_and_record
+    from ..runlog import open_run_store, run_and_record
     from .extractor import ModelExtractor
 
     dataset = open_dataset(images, annotations, limit=limit)
@@ -116,35 +116,15 @@ def extract_model(
     attrs["command_line"] = command_line or ""
     out_s = os.fspath(out)
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    if _store_exists(out_s):
-        if overwrite:
-            store = Store.create(
-                out_s,
-                row_dim="image",
-                id_name="image_id",
-                variables=ex.variables,
-                ragged=ex.ragged,
-                dtypes=ex.dtypes,
-                overwrite=True,
-                attrs=attrs,
-            )
-        else:
-            store = Store.open(out_s, mode="a")
-            try:
-                _check_resume(store, attrs, out_s)
-            except BaseException:
-                store.close()
-                raise
-    else:
-        store = Store.create(
-            out_s,
-            row_dim="image",
-            id_name="image_id",
-            variables=ex.variables,
-            ragged=ex.ragged,
-            dtypes=ex.dtypes,
-            attrs=attrs,
-        )
+    store = open_run_store(
+        out_s,
+        ex,
+        attrs=attrs,
+        overwrite=overwrite,
+        hint="use the same --model/--weights/--layers/--pool/--dtype to resume, another --out "
+        "or --overwrite",
+        check=lambda st: _check_resume(st, attrs, out_s),
+    )
     return run_and_record(
         ex,
         dataset,

@@ -244,7 +244,8 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> LoadedModel:
         ) from exc
     if weights is not None:
         _load_strict(model, read_weights(weights), os.fspath(weights))
-    config = resolve_data_config({}, model=model)
+    resolve: Callable[..., dict[str, Any]] = resolve_data_config  # timm's is untyped
+    config = resolve({}, model=model)
     preprocess = create_transform(**config)
     info = {
         "architecture": name,

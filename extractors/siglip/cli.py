@@ -8,12 +8,13 @@ Examples
 
     $ embstore extract siglip --images /data/coco --split val \\
           --weights open_clip_pytorch_model.bin --model ViT-B-16-SigLIP --out val_siglip.zarr
+    $ embstore extract siglip --images /data/coco --weights w.bin --out val.zarr \\
+          --scheduler dask --workers 4        # one Dask task per region of crops
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
 __all__ = ["register", "run"]
 
@@ -65,11 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar=("R", "G", "B"),
         help="background fill colour (default 0 0 0)",
     )
-    p.add_argument("--dtype", default="float16", help="storage dtype (default float16)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    from ..cli_common import add_extract_arguments
+    from ..cli_common import add_extract_arguments, add_model_options
 
+    add_model_options(p, autocast=False, limit_help="only the first N images")
     add_extract_arguments(
         p,
         image_aliases=("--data-path", "--data_path"),
@@ -80,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``embstore extract siglip``.
+    """Run ``embstore extract siglip`` (in one process, or on Dask).
 
     Parameters
     ----------
@@ -92,43 +91,35 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    from embstore.errors import ValidationError
+    import functools
 
-    from ..cli_common import check_device, num_workers
-    from .extractor import SiglipExtractor
+    from ..cli_common import num_workers, run_command
+    from .crops import crop_records
+    from .extractor import SiglipExtractor, extract_panoptic, panoptic_attrs
+    from .panoptic import PanopticDataset
 
-    check_device(args)
-    if args.scheduler == "dask" or args.workers is not None or args.address is not None:
-        raise ValidationError(
-            "extract siglip runs in one process (one row per segment, not per image); "
-            "drop --scheduler dask/--workers/--address and use --device cuda for speed"
-        )
-    ex = SiglipExtractor(
-        args.model,
-        pretrained=None if args.random_weights else args.weights,
-        device=args.device,
-        dtype=args.dtype,
+    model = {"pretrained": None if args.random_weights else args.weights, "dtype": args.dtype}
+    crop = {"bg_alpha": args.bg_alpha, "pad_ratio": args.pad_ratio, "fill": tuple(args.fill)}
+    return run_command(
+        args,
+        lambda: extract_panoptic(
+            SiglipExtractor(args.model, device=args.device, **model),
+            args.images,
+            split=args.split,
+            out=args.out,
+            batch_size=args.batch_size,
+            num_workers=num_workers(args),
+            limit=args.limit,
+            progress=args.progress,
+            retry_skipped=args.retry_skipped,
+            overwrite=args.overwrite,
+            **crop,
+        ),
+        extractor_factory=functools.partial(SiglipExtractor, args.model, **model),
+        dataset=lambda: crop_records(
+            PanopticDataset(args.images, split=args.split), args.limit, **crop
+        ),
+        row_dim="instance",
+        id_name="instance_id",
+        attrs=panoptic_attrs(args.images, args.split, **crop),
     )
-    summary = ex.extract_panoptic(
-        args.images,
-        split=args.split,
-        out=args.out,
-        bg_alpha=args.bg_alpha,
-        pad_ratio=args.pad_ratio,
-        fill=tuple(args.fill),
-        batch_size=args.batch_size,
-        num_workers=num_workers(args),
-        limit=args.limit,
-        progress=args.progress,
-        retry_skipped=args.retry_skipped,
-        overwrite=args.overwrite,
-    )
-    if args.json:
-        print(json.dumps(summary, default=str))
-    else:
-        print(
-            f"embedded {summary['written']} segments ({summary['already_done']} already in the store, "
-            f"{summary['skipped']} skipped) in {summary['seconds']:.1f} s "
-            f"({summary['instances_per_s']:.1f} instances/s) -> {summary['store']}"
-        )
-    return 0

@@ -17,9 +17,23 @@ Row ids are int64 ``instance_id = image_id * 2**24 + segment_id``
 
 Examples
 --------
->>> from extractors.siglip import SiglipExtractor                       # doctest: +SKIP
->>> ex = SiglipExtractor("ViT-B-16-SigLIP", pretrained="open_clip_pytorch_model.bin")  # doctest: +SKIP
->>> ex.extract_panoptic("/data/coco", split="val", out="coco_val_siglip.zarr")          # doctest: +SKIP
+With a real checkpoint: ``SiglipExtractor("ViT-B-16-SigLIP",
+pretrained="open_clip_pytorch_model.bin")``. Here a tiny random-weight
+model over two real photos with two segments each:
+
+>>> from extractors.siglip import SiglipExtractor
+>>> from extractors.siglip.testing import (register_tiny_config, save_random_weights,
+...                                        write_tiny_panoptic)
+>>> name = register_tiny_config()
+>>> ex = SiglipExtractor(name, pretrained=save_random_weights(out_dir + "/w.pt", name))
+>>> coco = write_tiny_panoptic(out_dir + "/coco")
+>>> summary = ex.extract_panoptic(coco, split="val", out=out_dir + "/val.zarr")
+>>> summary.written, summary.skipped
+(4, 0)
+>>> from embstore import Store
+>>> coords = Store.open(out_dir + "/val.zarr").coords
+>>> coords[["image_id", "segment_id", "category"]].head(2).values.tolist()
+[[1000, 300, 'person'], [1000, 2, 'sky']]
 """
 
 from __future__ import annotations
@@ -28,7 +42,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,9 +49,12 @@ import numpy as np
 from embstore._optional import attempt_import
 from embstore.errors import CheckpointError, ValidationError
 from extractors.base import HookExtractor, to_numpy
+from extractors.protocol import Batch
 from extractors.provenance import file_sha256
 
-from .panoptic import PanopticDataset, masked_crop
+from ..summary import ExtractionSummary
+from .crops import COORD_NAMES, crop_records
+from .panoptic import PanopticDataset
 
 __all__ = [
     "COORD_NAMES",
@@ -46,26 +62,12 @@ __all__ = [
     "extract_panoptic",
     "file_sha256",
     "open_or_create_store",
+    "panoptic_attrs",
     "resolve_model_name",
     "resolve_preprocess_cfg",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Row coordinates stored for every instance.
-COORD_NAMES = (
-    "image_id",
-    "segment_id",
-    "category_id",
-    "category",
-    "isthing",
-    "iscrowd",
-    "area",
-    "bbox_x",
-    "bbox_y",
-    "bbox_w",
-    "bbox_h",
-)
 
 
 def resolve_model_name(model_name: str) -> str:
@@ -292,7 +294,7 @@ class SiglipExtractor(HookExtractor):
             "default_variable": "embedding",
         }
 
-    def extract_batch(self, batch: Any) -> dict[str, Any]:
+    def extract_batch(self, batch: Any) -> Batch:
         """Encode a preprocessed batch; L2-normalised float32 device tensors.
 
         Parameters
@@ -302,13 +304,14 @@ class SiglipExtractor(HookExtractor):
 
         Returns
         -------
-        dict of torch.Tensor
+        extractors.protocol.Batch
             ``{"embedding": [B, embed_dim]}``.
         """
         torch = attempt_import("torch")
         out = super().extract_batch(batch)
-        out["embedding"] = torch.nn.functional.normalize(out["embedding"].float(), dim=-1)
-        return out
+        return out.with_data(
+            embedding=torch.nn.functional.normalize(out["embedding"].float(), dim=-1)
+        )
 
     def extract_images(self, images: Sequence[Any]) -> dict[str, np.ndarray]:
         """Embed a list of images (e.g. masked crops).
@@ -468,7 +471,7 @@ class SiglipExtractor(HookExtractor):
         progress: bool | None = None,
         retry_skipped: bool = False,
         overwrite: bool = False,
-    ) -> dict[str, Any]:
+    ) -> ExtractionSummary:
         """Embed every segment of a COCO-panoptic split into a store (resumable).
 
         See :func:`extract_panoptic` (the same call with this extractor).
@@ -498,8 +501,8 @@ class SiglipExtractor(HookExtractor):
 
         Returns
         -------
-        dict
-            Summary: ``written``, ``already_done``, ``skipped``, ``seconds``, ``instances_per_s``, ``store``.
+        extractors.summary.ExtractionSummary
+            ``written``, ``already_done``, ``skipped``, ``seconds``, ``store`` ...
         """
         return extract_panoptic(
             self,
@@ -516,66 +519,6 @@ class SiglipExtractor(HookExtractor):
             retry_skipped=retry_skipped,
             overwrite=overwrite,
         )
-
-
-class _SegmentCrops:
-    """Map-style dataset: image index -> preprocessed crops of its pending segments.
-
-    Runs in DataLoader workers (picklable: holds only the dataset, settings and
-    the transform).
-    """
-
-    def __init__(
-        self,
-        dataset: PanopticDataset,
-        pending: list[tuple[int, list[dict]]],
-        transform: Any,
-        bg_alpha: float,
-        pad_ratio: float,
-        fill: Sequence[int],
-    ) -> None:
-        self.dataset, self.pending, self.transform = dataset, pending, transform
-        self.bg_alpha, self.pad_ratio, self.fill = bg_alpha, pad_ratio, tuple(fill)
-
-    def __len__(self) -> int:
-        return len(self.pending)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from PIL import Image
-
-        index, segments = self.pending[i]
-        image = self.dataset.images[index]
-        coords = [self.dataset.segment_coords(image, seg) for seg in segments]
-        try:
-            rgb, ids = self.dataset.load(image)
-            if rgb.shape[:2] != ids.shape:
-                raise ValueError(f"PNG size {ids.shape} differs from image size {rgb.shape[:2]}")
-        except Exception as exc:
-            reason = (
-                f"unreadable image/PNG for image {image.image_id} "
-                f"({image.image_path}, {image.png_path}): {type(exc).__name__}: {exc}"
-            )
-            return {
-                "coords": [],
-                "tensors": [],
-                "skipped": [(c["instance_id"], reason) for c in coords],
-            }
-        kept, tensors, skipped = [], [], []
-        for seg, c in zip(segments, coords):
-            res = masked_crop(rgb, ids == int(seg["id"]), self.bg_alpha, self.pad_ratio, self.fill)
-            if res is None:
-                skipped.append(
-                    (c["instance_id"], f"segment {c['segment_id']} has no pixels in the PNG")
-                )
-                continue
-            crop, _box = res
-            kept.append(c)
-            tensors.append(self.transform(Image.fromarray(crop)))
-        return {"coords": kept, "tensors": tensors, "skipped": skipped}
-
-
-def _collate_list(items: list[Any]) -> list[Any]:
-    return items
 
 
 def open_or_create_store(
@@ -607,27 +550,21 @@ def open_or_create_store(
     ValidationError
         If an existing store has another row dimension or embedding size.
     """
-    from embstore import Store
-
     if out is None:
         raise ValidationError("out is required: pass a store path such as 'coco_val_siglip.zarr'")
     if not isinstance(out, (str, os.PathLike)):
         return out
-    try:  # create if absent, else resume after a schema check
-        st = Store.open(
-            out,
-            mode="w" if overwrite else "a",
-            row_dim="instance",
-            id_name="instance_id",
-            variables=dict(extractor.variables),
-            dtypes=dict(extractor.dtypes),
-            attrs={**extractor.provenance(), **(attrs or {})},
-        )
-    except ValidationError as exc:
-        raise ValidationError(
-            f"{exc}; resume needs a SigLIP instance store with the same variables - choose another --out"
-        ) from None
-    return st
+    from ..runlog import open_run_store
+
+    return open_run_store(
+        out,
+        extractor,
+        attrs={**extractor.provenance(), **(attrs or {})},
+        overwrite=overwrite,
+        row_dim="instance",
+        id_name="instance_id",
+        hint="resume needs a SigLIP instance store with the same variables - choose another --out",
+    )
 
 
 def extract_panoptic(
@@ -644,7 +581,7 @@ def extract_panoptic(
     progress: bool | None = None,
     retry_skipped: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> ExtractionSummary:
     """Embed every segment of a COCO-panoptic split into a store (resumable).
 
     For each segment: masked, padded crop
@@ -688,9 +625,11 @@ def extract_panoptic(
 
     Returns
     -------
-    dict
+    extractors.summary.ExtractionSummary
         ``written``, ``already_done``, ``skipped``, ``previously_skipped``,
-        ``seconds``, ``instances_per_s``, ``store`` (path).
+        ``seconds``, ``images_per_s`` (instances/s), ``store`` (path). The
+        old dict access (``summary["written"]``) still works, with a
+        ``FutureWarning``.
 
     Raises
     ------
@@ -699,134 +638,69 @@ def extract_panoptic(
     DatasetError
         If the dataset layout is not found.
     """
-    import sys
+    import datetime as _dt
 
-    torch = attempt_import("torch")
-    from tqdm.auto import tqdm
-
-    from .panoptic import blend_background, crop_box, instance_id
+    from ..pipeline import run_extraction
+    from ..runlog import run_and_record
 
     if int(batch_size) < 1:
         raise ValidationError(f"batch_size must be >= 1, got {batch_size!r}")
-    # validate the crop settings once, before any work
-    blend_background(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), bool), bg_alpha, fill)
-    crop_box((0, 0, 1, 1), (1, 1), pad_ratio)
     t0 = time.perf_counter()
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     dataset = PanopticDataset(data_path, split=split)
-    images = dataset.images if limit is None else dataset.images[: int(limit)]
-    run_attrs = {
+    records = crop_records(dataset, limit, bg_alpha, pad_ratio, fill)
+    st = open_or_create_store(
+        out,
+        extractor,
+        attrs=panoptic_attrs(data_path, split, bg_alpha, pad_ratio, fill),
+        overwrite=overwrite,
+    )
+    run_kwargs: dict[str, Any] = {
+        "batch_size": int(batch_size),
+        "num_workers": int(num_workers),
+        "retry_skipped": retry_skipped,
+        "progress": progress,
+    }
+    if isinstance(out, (str, os.PathLike)):
+        summary = run_and_record(extractor, records, st, started=started, **run_kwargs)
+        summary.store = os.fspath(out)
+    else:
+        summary = run_extraction(extractor, records, st, **run_kwargs)
+        summary.store = getattr(st, "path", None)
+    summary.seconds = time.perf_counter() - t0  # dataset reading included, as before
+    summary.images_per_s = summary.written / summary.seconds if summary.seconds > 0 else 0.0
+    return summary
+
+
+def panoptic_attrs(
+    data_path: str | os.PathLike,
+    split: str,
+    bg_alpha: float,
+    pad_ratio: float,
+    fill: Sequence[int],
+) -> dict[str, Any]:
+    """Store attributes of a panoptic run: dataset, split and crop rule.
+
+    Parameters
+    ----------
+    data_path, split, bg_alpha, pad_ratio, fill
+        As in :func:`extract_panoptic`.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable.
+
+    Examples
+    --------
+    >>> panoptic_attrs("/data/coco", "val", 0.3, 0.1, (0, 0, 0))["fill"]
+    [0, 0, 0]
+    """
+    return {
         "dataset": "coco_panoptic",
         "split": split,
         "data_path": os.fspath(data_path),
         "bg_alpha": float(bg_alpha),
         "pad_ratio": float(pad_ratio),
         "fill": [int(v) for v in fill],
-    }
-    st = open_or_create_store(out, extractor, attrs=run_attrs, overwrite=overwrite)
-    own_store = isinstance(out, (str, os.PathLike))
-    written = skipped_n = 0
-    try:
-        all_ids = [
-            int(instance_id(im.image_id, int(seg["id"]))) for im in images for seg in im.segments
-        ]
-        todo = {int(i) for i in st.missing(all_ids)} if len(st) else set(all_ids)
-        already = len(all_ids) - len(todo)
-        previously_skipped = 0
-        if not retry_skipped:
-            old_skips = st.skipped
-            if len(old_skips):
-                skip_ids = {int(i) for i in old_skips["id"].tolist()}
-                previously_skipped = len(todo & skip_ids)
-                todo -= skip_ids
-        pending: list[tuple[int, list[dict]]] = []
-        for index, im in enumerate(images):
-            segs = [s for s in im.segments if int(instance_id(im.image_id, int(s["id"]))) in todo]
-            if segs:
-                pending.append((index, segs))
-        logger.info("%d segments to embed (%d already in the store)", len(todo), already)
-        crops = _SegmentCrops(dataset, pending, extractor.transform, bg_alpha, pad_ratio, fill)
-        loader = torch.utils.data.DataLoader(
-            crops,
-            batch_size=1,
-            shuffle=False,
-            num_workers=int(num_workers),
-            collate_fn=_collate_list,
-        )
-        show = sys.stderr.isatty() if progress is None else bool(progress)
-        bar = tqdm(total=len(todo), unit="inst", disable=not show, desc="siglip")
-        buf_coords: list[dict] = []
-        buf_tensors: list[Any] = []
-
-        # One background writer thread: device-to-host copy, dtype cast and
-        # store writes overlap the next forward pass (at most 2 batches queued).
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embstore-siglip-writer")
-        pending: list[Future] = []
-
-        def write(ids: np.ndarray, emb: Any, coords: dict[str, np.ndarray]) -> int:
-            st.append(ids, {"embedding": to_numpy(emb)}, coords=coords)
-            return len(ids)
-
-        def drain(limit: int) -> int:
-            n = 0
-            while len(pending) > limit:
-                n += pending.pop(0).result()
-            return n
-
-        def flush_batch() -> int:
-            if not buf_tensors:
-                return 0
-            emb = extractor.extract_batch(torch.stack(buf_tensors))["embedding"]
-            ids = np.array([c["instance_id"] for c in buf_coords], dtype=np.int64)
-            coords = {
-                name: np.array([c[name] for c in buf_coords])
-                for name in COORD_NAMES
-                if name != "category"
-            }
-            coords["category"] = np.array(
-                [dataset.categories.get(c["category_id"], {}).get("name", "") for c in buf_coords],
-                dtype=object,
-            )
-            pending.append(writer.submit(write, ids, emb, coords))
-            bar.update(len(ids))
-            buf_coords.clear()
-            buf_tensors.clear()
-            return drain(2)
-
-        try:
-            for (item,) in loader:
-                if item["skipped"]:
-                    ids, reasons = zip(*item["skipped"])
-                    pending.append(
-                        writer.submit(
-                            lambda i=list(ids), r=list(reasons): st.record_skipped(i, r) or 0
-                        )
-                    )
-                    skipped_n += len(ids)
-                    bar.update(len(ids))
-                    logger.warning("skipped %d segment(s): %s", len(ids), reasons[0])
-                for c, t in zip(item["coords"], item["tensors"]):
-                    buf_coords.append(c)
-                    buf_tensors.append(t)
-                    if len(buf_tensors) >= batch_size:
-                        written += flush_batch()
-            written += flush_batch()
-            written += drain(0)
-        finally:
-            for fut in pending:  # on an error: let queued writes finish before closing
-                fut.exception()
-            writer.shutdown(wait=True)
-            bar.close()
-        st.flush()
-    finally:
-        if own_store:
-            st.close()
-    seconds = time.perf_counter() - t0
-    return {
-        "written": written,
-        "already_done": already,
-        "skipped": skipped_n,
-        "previously_skipped": previously_skipped,
-        "seconds": seconds,
-        "instances_per_s": written / seconds if seconds > 0 else float("nan"),
-        "store": os.fspath(out) if own_store else getattr(st, "path", None),
     }

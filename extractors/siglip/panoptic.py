@@ -62,6 +62,22 @@ logger = logging.getLogger(__name__)
 SEGMENT_RANGE = 1 << 24
 
 
+#: Row coordinates stored for every instance.
+COORD_NAMES = (
+    "image_id",
+    "segment_id",
+    "category_id",
+    "category",
+    "isthing",
+    "iscrowd",
+    "area",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
+
+
 def instance_id(image_id: Any, segment_id: Any) -> Any:
     """Combine image and segment ids into one int64 row id.
 
@@ -391,9 +407,10 @@ class PanopticDataset:
 
     Examples
     --------
-    >>> ds = PanopticDataset("/data/coco", split="val")   # doctest: +SKIP
-    >>> len(ds), ds.num_segments                          # doctest: +SKIP
-    (5000, 89000)
+    >>> from extractors.siglip.testing import write_tiny_panoptic
+    >>> ds = PanopticDataset(write_tiny_panoptic(out_dir + "/coco", n_images=3), split="val")
+    >>> len(ds), ds.num_segments
+    (3, 6)
     """
 
     def __init__(self, data_path: str | os.PathLike, split: str = "val") -> None:
@@ -486,19 +503,7 @@ class PanopticDataset:
         for im in self.images:
             for seg in im.segments:
                 rows.append(self.segment_coords(im, seg))
-        cols = [
-            "instance_id",
-            "image_id",
-            "segment_id",
-            "category_id",
-            "isthing",
-            "iscrowd",
-            "area",
-            "bbox_x",
-            "bbox_y",
-            "bbox_w",
-            "bbox_h",
-        ]
+        cols = ["instance_id", *(name for name in COORD_NAMES if name != "category")]
         return pd.DataFrame(rows, columns=cols)
 
     def segment_coords(self, image: PanopticImage, segment: dict) -> dict[str, Any]:
