@@ -4,6 +4,9 @@
 planted skin-tone shift, boxes, logits, ``skin``/``lighting`` coordinates and a
 ``persons`` table); :func:`face_store` writes a face-embedding store with
 planted near-duplicates. Both are deterministic for a given ``seed``.
+:func:`vector_store` (closed, returns the path) and :func:`create_vector_store`
+(left open for appending) write one ``(row, hidden)`` variable from an array,
+the store most search, duplicate and cluster tests need.
 
 The repository's ``conftest.py`` builds them once per test session and puts
 their paths in the doctest namespace as ``demo_path`` and ``face_path`` (plus
@@ -21,10 +24,17 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["detr_store", "face_store"]
+from .synthetic import face_vectors
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["create_vector_store", "detr_store", "face_store", "vector_store"]
 
 
 def detr_store(path: str | os.PathLike[str], *, n_images: int = 120, seed: int = 0) -> str:
@@ -84,11 +94,7 @@ def face_store(
     """
     from ..store import Store
 
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_people, dim)).astype(np.float32)
-    rows = np.repeat(centres, per_person, axis=0)
-    rows += 0.01 * rng.standard_normal(rows.shape).astype(np.float32)
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows, person = face_vectors(n_people, per_person, dim, seed=seed)
     ids = np.arange(len(rows), dtype=np.int64)
     st = Store.create(
         os.fspath(path),
@@ -99,15 +105,104 @@ def face_store(
         attrs={"model": "synthetic-face", "default_variable": "embedding"},
     )
     try:
-        st.append(
-            ids, {"embedding": rows}, coords={"person": np.repeat(np.arange(n_people), per_person)}
-        )
+        st.append(ids, {"embedding": rows}, coords={"person": person})
     finally:
         st.close()
     return os.fspath(path)
 
 
-def _open_append(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
+def create_vector_store(
+    path: str | os.PathLike[str],
+    vectors: Any,
+    *,
+    ids: Sequence[Any] | np.ndarray | None = None,
+    coords: Mapping[str, Any] | None = None,
+    variable: str = "embedding",
+    dim: str = "hidden",
+    dtype: str | None = "float32",
+    chunk_rows: int | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> Store:
+    """Create a store of one ``(image, dim)`` variable, append ``vectors`` and flush.
+
+    The store is left open for appending (close it, or use it as a context
+    manager); :func:`vector_store` is the same but closes it and returns the path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to create the store (``.zarr`` or ``.h5``).
+    vectors : array_like
+        ``(n, d)`` rows.
+    ids : sequence, optional
+        Row ids (default ``0 .. n - 1``).
+    coords : mapping, optional
+        Per-row coordinates.
+    variable, dim : str, optional
+        Names of the variable and of its vector dimension.
+    dtype : str or None, optional
+        Stored dtype; None keeps the store's default (float16).
+    chunk_rows : int, optional
+        Rows per chunk (store default if None).
+    attrs : mapping, optional
+        Store attributes.
+
+    Returns
+    -------
+    Store
+        The open, flushed store (row dimension ``image``, ids ``image_id``).
+
+    Examples
+    --------
+    >>> import numpy as np, os
+    >>> with create_vector_store(os.path.join(out_dir, "v.zarr"), np.eye(3), ids=[7, 8, 9]) as st:
+    ...     print(st.ids.tolist(), st.variables)
+    [7, 8, 9] {'embedding': ('hidden',)}
+    """
+    from ..store import Store
+
+    x = np.asarray(vectors)
+    st = Store.create(
+        os.fspath(path),
+        row_dim="image",
+        id_name="image_id",
+        variables={variable: (dim,)},
+        dtypes=None if dtype is None else {variable: dtype},
+        chunk_rows=chunk_rows,
+        attrs=attrs,
+    )
+    try:
+        st.append(np.arange(len(x)) if ids is None else ids, {variable: x}, coords=coords)
+        st.flush()
+    except BaseException:
+        st.close()
+        raise
+    return st
+
+
+def vector_store(path: str | os.PathLike[str], vectors: Any, **kwargs: Any) -> str:
+    """Write a closed store of one vector variable (see :func:`create_vector_store`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write the store.
+    vectors : array_like
+        ``(n, d)`` rows.
+    **kwargs
+        ``ids``, ``coords``, ``variable``, ``dim``, ``dtype``, ``chunk_rows``,
+        ``attrs`` of :func:`create_vector_store`.
+
+    Returns
+    -------
+    str
+        The store path.
+    """
+    create_vector_store(path, vectors, **kwargs).close()
+    return os.fspath(path)
+
+
+def _open_append(path: str | os.PathLike[str]) -> Store:
     from ..store import Store
 
     return Store.open(os.fspath(path), mode="a")
