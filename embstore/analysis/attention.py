@@ -15,11 +15,18 @@ the DETR hands-on notebook.
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                              # doctest: +SKIP
->>> an = EmbeddingAnalyzer("coco_attention.zarr")                        # doctest: +SKIP
->>> an.attention(39769, layer=-1, queries=[3, 17]).dims                  # doctest: +SKIP
-('query', 'y', 'x')
->>> an.plot_attention(39769, queries="top", path="attn.png")            # doctest: +SKIP
+>>> import os
+>>> from embstore import EmbeddingAnalyzer
+>>> from embstore.testing.stores import attention_store
+>>> an = EmbeddingAnalyzer(attention_store(os.path.join(out_dir, "attn.zarr")))
+>>> maps = an.attention(1, layer=-1, queries=[0, 3])
+>>> maps.dims, maps.shape
+(('query', 'y', 'x'), (2, 4, 4))
+>>> round(float(maps.sel(query=3).sum()), 4)
+1.0
+>>> fig = an.plot_attention(1, queries="top", k=2, path=os.path.join(out_dir, "attn.png"))
+>>> os.path.exists(os.path.join(out_dir, "attn.png"))
+True
 """
 
 from __future__ import annotations

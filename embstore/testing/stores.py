@@ -34,7 +34,7 @@ from .synthetic import face_vectors
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["create_vector_store", "detr_store", "face_store", "vector_store"]
+__all__ = ["attention_store", "create_vector_store", "detr_store", "face_store", "vector_store"]
 
 
 def detr_store(path: str | os.PathLike[str], *, n_images: int = 120, seed: int = 0) -> str:
@@ -106,6 +106,88 @@ def face_store(
     )
     try:
         st.append(ids, {"embedding": rows}, coords={"person": person})
+    finally:
+        st.close()
+    return os.fspath(path)
+
+
+def attention_store(
+    path: str | os.PathLike[str],
+    *,
+    n_images: int = 3,
+    n_layers: int = 2,
+    n_queries: int = 4,
+    n_classes: int = 5,
+    seed: int = 0,
+) -> str:
+    """Write a DETR-like store with ``decoder_attention`` maps and the photos they cover.
+
+    Image ``i`` (ids ``0 .. n_images - 1``) is a small scikit-image photo saved
+    next to the store (``<path>_images/<i>.png``, coordinate ``path``); its
+    ``decoder_attention`` is a ragged ``(token, layer, query)`` variable on an
+    ``h x w`` grid (``h = 3 + i``, ``w = 4``), each query's map summing to 1,
+    as ``embstore extract detr --extract-type attention`` stores it. Query
+    ``q`` of every layer peaks at token ``q``. ``pred_logits`` (last class:
+    no object) and ``pred_boxes`` (``cx, cy, w, h`` in [0, 1]) come with it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write the store.
+    n_images, n_layers, n_queries, n_classes : int, optional
+        Sizes (``n_classes`` counts the no-object class).
+    seed : int, optional
+        Random seed.
+
+    Returns
+    -------
+    str
+        The store path.
+    """
+    from PIL import Image
+    from skimage import data as skdata
+
+    from ..store import Store
+
+    rng = np.random.default_rng(seed)
+    photo = skdata.astronaut()[::8, ::8]
+    root = os.fspath(path).rstrip("/\\") + "_images"
+    os.makedirs(root, exist_ok=True)
+    paths, maps, grid = [], [], []
+    for i in range(n_images):
+        h, w = 3 + i, 4
+        a = rng.random((h * w, n_layers, n_queries)).astype(np.float32)
+        a[np.arange(n_queries) % (h * w), :, np.arange(n_queries)] += 10.0
+        maps.append(a / a.sum(axis=0, keepdims=True))
+        grid.append((h, w))
+        p = os.path.join(root, f"{i}.png")
+        Image.fromarray(photo).save(p)
+        paths.append(os.path.abspath(p))
+    boxes = np.concatenate(
+        [
+            rng.uniform(0.3, 0.7, (n_images, n_queries, 2)),
+            rng.uniform(0.1, 0.3, (n_images, n_queries, 2)),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    st = Store.create(
+        os.fspath(path),
+        variables={"pred_logits": ("query", "class"), "pred_boxes": ("query", "coord")},
+        ragged={"decoder_attention": ("token", "layer", "query")},
+        dtypes=dict.fromkeys(["pred_logits", "pred_boxes", "decoder_attention"], "float32"),
+        attrs={"model": "synthetic-detr-attention", "default_variable": "pred_logits"},
+    )
+    try:
+        st.append(
+            np.arange(n_images),
+            {
+                "pred_logits": rng.normal(size=(n_images, n_queries, n_classes)).astype(np.float32),
+                "pred_boxes": boxes,
+                "decoder_attention": maps,
+            },
+            coords={"path": paths},
+            ragged_hw={"decoder_attention": grid},
+        )
     finally:
         st.close()
     return os.fspath(path)
