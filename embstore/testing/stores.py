@@ -122,7 +122,7 @@ def attention_store(
 ) -> str:
     """Write a DETR-like store with ``decoder_attention`` maps and the photos they cover.
 
-    Image ``i`` (ids ``0 .. n_images - 1``) is a small scikit-image photo saved
+    Image ``i`` (ids ``0 .. n_images - 1``) is a small gradient picture saved
     next to the store (``<path>_images/<i>.png``, coordinate ``path``); its
     ``decoder_attention`` is a ragged ``(token, layer, query)`` variable on an
     ``h x w`` grid (``h = 3 + i``, ``w = 4``), each query's map summing to 1,
@@ -145,12 +145,12 @@ def attention_store(
         The store path.
     """
     from PIL import Image
-    from skimage import data as skdata
 
     from ..store import Store
 
     rng = np.random.default_rng(seed)
-    photo = skdata.astronaut()[::8, ::8]
+    yy, xx = np.mgrid[0:48, 0:64]
+    photo = np.stack([4 * xx, 5 * yy, 2 * (xx + yy)], axis=-1).astype(np.uint8)  # a gradient
     root = os.fspath(path).rstrip("/\\") + "_images"
     os.makedirs(root, exist_ok=True)
     paths, maps, grid = [], [], []
