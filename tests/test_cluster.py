@@ -130,7 +130,6 @@ def _store_with_images(tmp_path, x):
     from PIL import Image
     from skimage import data
 
-
     photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     paths = []
     for i in range(len(x)):
