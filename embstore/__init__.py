@@ -5,8 +5,11 @@ alternative), opened as xarray, plus an analysis API.
 
 Examples
 --------
->>> from embstore import Store                                # doctest: +SKIP
->>> Store.open("run.zarr").query_embeddings.sel(skin=1)       # doctest: +SKIP
+>>> from embstore import Store
+>>> with Store.open(demo_path) as st:  # demo_path: a small synthetic DETR store
+...     q = st.query_embeddings.sel(skin=1)
+...     print(q.dims, q.sizes["query"], bool((q.skin == 1).all()))
+('image', 'query', 'hidden') 8 True
 
 Importing :mod:`embstore` never imports torch, faiss or matplotlib; the heavy
 names below are resolved on first use.

@@ -15,13 +15,8 @@ import itertools
 
 from embstore.search import build_index, pair_recall, save_group_previews, threshold_clusters
 from embstore.search.graph import StreamingComponents, canonical_labels
-
-
-def blobs(n=600, d=24, centers=30, spread=0.15, seed=0):
-    rng = np.random.default_rng(seed)
-    c = rng.normal(size=(centers, d))
-    truth = rng.integers(0, centers, n)
-    return (c[truth] + spread * rng.normal(size=(n, d))).astype(np.float32), truth
+from embstore.testing.stores import create_vector_store
+from embstore.testing.synthetic import blobs
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
@@ -135,8 +130,6 @@ def _store_with_images(tmp_path, x):
     from PIL import Image
     from skimage import data
 
-    from embstore import Store
-
     photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     paths = []
     for i in range(len(x)):
@@ -144,17 +137,7 @@ def _store_with_images(tmp_path, x):
         p.parent.mkdir(exist_ok=True)
         Image.fromarray(photos[i % 4][::8, ::8]).save(p)
         paths.append(str(p))
-    st_ = Store.create(
-        tmp_path / "faces.zarr",
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-        chunk_rows=64,
-    )
-    st_.append(np.arange(len(x)), {"embedding": x}, coords={"path": paths})
-    st_.flush()
-    return st_
+    return create_vector_store(tmp_path / "faces.zarr", x, coords={"path": paths}, chunk_rows=64)
 
 
 def test_analyzer_cluster_writes_coordinate_and_exports(tmp_path):
@@ -194,17 +177,10 @@ def test_analyzer_cluster_writes_coordinate_and_exports(tmp_path):
 
 
 def test_cluster_without_paths_refuses_previews_and_exports_ids(tmp_path):
-    from embstore import EmbeddingAnalyzer, Store
+    from embstore import EmbeddingAnalyzer
 
     x, _ = blobs(50, 8, 3, 0.05, 9)
-    st_ = Store.create(
-        tmp_path / "s.zarr",
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-    )
-    st_.append(np.arange(50), {"embedding": x})
-    st_.flush()
+    st_ = create_vector_store(tmp_path / "s.zarr", x, dtype=None)  # default dtype (float16)
     path = st_.path
     st_.close()
     an = EmbeddingAnalyzer(path)  # read-only: labels not written, but returned
@@ -220,17 +196,7 @@ def test_analyzer_approximate_cluster_and_pair_recall(tmp_path):
     from embstore import EmbeddingAnalyzer
 
     x, _ = blobs(1500, 32, 30, 0.2, 10)
-    from embstore import Store
-
-    st_ = Store.create(
-        tmp_path / "a.zarr",
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    )
-    st_.append(np.arange(1500), {"embedding": x})
-    st_.flush()
+    st_ = create_vector_store(tmp_path / "a.zarr", x)
     an = EmbeddingAnalyzer(st_)
     rep = an.pair_recall(0.7, k=30, kind="ivf", variable="embedding", sample=200)
     assert 0.5 < rep.recall <= 1.0 and rep.sample_size == 200
@@ -244,16 +210,7 @@ def test_cli_cluster_pipeline(tmp_path, capsys):
 
     x, _truth = blobs(200, 16, 6, 0.1, 11)
     x[190:] = x[:10]  # exact duplicates of the first rows
-    st_ = Store.create(
-        tmp_path / "f.zarr",
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    )
-    st_.append([f"im{i}" for i in range(200)], {"embedding": x})
-    st_.flush()
-    st_.close()
+    create_vector_store(tmp_path / "f.zarr", x, ids=[f"im{i}" for i in range(200)]).close()
     rc = main(
         [
             "cluster",

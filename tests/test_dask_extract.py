@@ -301,6 +301,7 @@ def test_failed_task_resumes_in_next_run(tmp_path, records, reference, client):
     assert_same_store(out, reference)
 
 
+@pytest.mark.slow  # ~19 s of CPU (15 s wall) over the cluster's processes
 def test_cli_helpers_run_on_the_given_cluster(tmp_path, records, reference, client):
     import argparse
 

@@ -19,17 +19,8 @@ from embstore.search import (
     training_label_name,
 )
 from embstore.search.graph import canonical_labels
-
-
-def planted(n_base, n_dup, d, noise, seed):
-    """Random base vectors plus noisy copies of some of them (the planted duplicates)."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=(n_base, d))
-    src = rng.integers(0, n_base, n_dup)
-    dups = base[src] + noise * rng.normal(size=(n_dup, d))
-    x = np.concatenate([base, dups])
-    perm = rng.permutation(len(x))
-    return x[perm].astype(np.float32)
+from embstore.testing.stores import create_vector_store
+from embstore.testing.synthetic import planted_duplicates as planted
 
 
 def brute_groups(x, threshold):
@@ -135,19 +126,14 @@ def test_export_training_labels_pairs_by_index(tmp_path):
 
 # ---------------------------------------------------------------- analyzer
 def _face_store(tmp_path, x, mode_paths=False):
-    from embstore import Store
-
-    st_ = Store.create(
+    ids = [f"img_{i:04d}" for i in range(len(x))]
+    st_ = create_vector_store(
         tmp_path / "faces.zarr",
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
+        x,
+        ids=ids,
+        coords={"filename": [f"/data/{i}.jpg" for i in ids]},
         chunk_rows=16,
     )
-    ids = [f"img_{i:04d}" for i in range(len(x))]
-    st_.append(ids, {"embedding": x}, coords={"filename": [f"/data/{i}.jpg" for i in ids]})
-    st_.flush()
     return st_, np.array(ids)
 
 

@@ -230,6 +230,7 @@ def test_unknown_variable_is_rejected():
         resolve_variables("decoders")
 
 
+@pytest.mark.slow  # ~19 s of CPU
 def test_autocast_bf16_runs_and_stays_close(small):
     out = small.ext.extract_images(
         small.images, min_size=256, max_size=400, variables="decoder", autocast="bf16"

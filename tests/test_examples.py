@@ -9,9 +9,22 @@ import sys
 import pytest
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
+# over ~15 s of CPU each (measured with their subprocess); still run by `make test`
+SLOW = {
+    "any_model.py",
+    "demo.py",
+    "detr_attention.py",
+    "discovery.py",
+    "extract_detr.py",
+    "fairness_report.py",
+    "siglip_panoptic.py",
+}
+PARAMS = [
+    pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.name in SLOW else []) for p in EXAMPLES
+]
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
+@pytest.mark.parametrize("script", PARAMS)
 def test_example_runs(script, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", EMBSTORE_EXAMPLE_OUT=str(tmp_path))
     result = subprocess.run(

@@ -13,10 +13,11 @@ from PIL import Image
 pytest.importorskip("plotly")
 skdata = pytest.importorskip("skimage.data")
 
-from embstore import EmbeddingAnalyzer, Store  # noqa: E402
+from embstore import EmbeddingAnalyzer  # noqa: E402
 from embstore.cli import main  # noqa: E402
 from embstore.discovery.explorer import streamed_pca  # noqa: E402
 from embstore.errors import ValidationError  # noqa: E402
+from embstore.testing.stores import vector_store  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -43,22 +44,16 @@ def store(tmp_path):
     skin = rng.integers(1, 4, n)
     x = rng.normal(size=(n, d)) + 3 * skin[:, None] * np.eye(d)[0]
     p = tmp_path / "x.zarr"
-    with Store.create(
+    vector_store(
         p,
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    ) as s:
-        s.append(
-            ids=np.arange(n) + 500,
-            data={"embedding": x.astype(np.float32)},
-            coords={
-                "skin": skin,
-                "lighting": rng.choice(["well", "dim"], n),
-                "filename": [f"p{i % 4}.jpg" for i in range(n)],
-            },
-        )  # p3.jpg is missing
+        x.astype(np.float32),
+        ids=np.arange(n) + 500,
+        coords={
+            "skin": skin,
+            "lighting": rng.choice(["well", "dim"], n),
+            "filename": [f"p{i % 4}.jpg" for i in range(n)],  # p3.jpg is missing
+        },
+    )
     return p, root, x
 
 

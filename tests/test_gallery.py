@@ -13,10 +13,11 @@ from PIL import Image
 pytest.importorskip("faiss")
 skdata = pytest.importorskip("skimage.data")
 
-from embstore import EmbeddingAnalyzer, Store  # noqa: E402
+from embstore import EmbeddingAnalyzer  # noqa: E402
 from embstore.cli import main  # noqa: E402
 from embstore.discovery.gallery import Group, Item, write_gallery  # noqa: E402
 from embstore.errors import ValidationError  # noqa: E402
+from embstore.testing.stores import vector_store  # noqa: E402
 
 PHOTOS = {
     "astronaut.jpg": skdata.astronaut,
@@ -44,23 +45,17 @@ def photo_store(tmp_path):
     x[-1] = rng.normal(size=d)
     split = np.where(np.arange(n) % 2 == 0, "train", "test")
     p = tmp_path / "g.zarr"
-    with Store.create(
+    vector_store(
         p,
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    ) as s:
-        s.append(
-            ids=np.arange(n) + 1000,
-            data={"embedding": x},
-            coords={
-                "filename": names,
-                "skin": rng.integers(1, 11, n),
-                "lighting": rng.choice(["well_lit", "dim"], n),
-                "split": split,
-            },
-        )
+        x,
+        ids=np.arange(n) + 1000,
+        coords={
+            "filename": names,
+            "skin": rng.integers(1, 11, n),
+            "lighting": rng.choice(["well_lit", "dim"], n),
+            "split": split,
+        },
+    )
     return p, root, sizes, names
 
 

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 pytest.importorskip("faiss")
 
-from embstore import EmbeddingAnalyzer, Store
+from embstore import EmbeddingAnalyzer
 from embstore.cli import main
 from embstore.discovery.leaks import cross_pairs
 from embstore.errors import ValidationError
+from embstore.testing.stores import vector_store
 
 
 def brute(a, b, threshold):
@@ -78,18 +79,12 @@ def split_store(tmp_path):
     perm = rng.permutation(len(x))
     x, split = x[perm], split[perm]
     p = tmp_path / "split.zarr"
-    with Store.create(
+    vector_store(
         p,
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    ) as s:
-        s.append(
-            ids=np.arange(len(x)) * 10,
-            data={"embedding": x},
-            coords={"split": split, "skin": rng.integers(1, 5, len(x))},
-        )
+        x,
+        ids=np.arange(len(x)) * 10,
+        coords={"split": split, "skin": rng.integers(1, 5, len(x))},
+    )
     return p, x, split
 
 
@@ -111,14 +106,7 @@ def test_analyzer_leaks_equal_brute_force(split_store):
 def test_leaks_against_another_store_and_self_pairs_dropped(split_store, tmp_path):
     p, x, _split = split_store
     q = tmp_path / "other.h5"
-    with Store.create(
-        q,
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    ) as s:
-        s.append(ids=np.arange(len(x)) * 10, data={"embedding": x})
+    vector_store(q, x, ids=np.arange(len(x)) * 10)
     an = EmbeddingAnalyzer(p)
     other = an.leaks(q, threshold=0.999)  # a different store: identical rows pair up
     assert (other["image_id_query"] == other["image_id_against"]).sum() == len(x)

@@ -105,6 +105,7 @@ def big_store(tmp_path_factory):
     return str(path), col0
 
 
+@pytest.mark.slow  # ~26 s of CPU
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 def test_pool_search_dedup_under_memory_cap(big_store):
     path, col0 = big_store

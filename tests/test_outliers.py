@@ -13,6 +13,7 @@ pytest.importorskip("faiss")
 from embstore import EmbeddingAnalyzer, Store
 from embstore.discovery.outliers import WIDEN_FACTOR, outlier_scores
 from embstore.errors import ReadOnlyStoreError, ValidationError
+from embstore.testing.stores import vector_store
 
 
 def brute_scores(x, k, metric="cosine"):
@@ -80,18 +81,12 @@ def store(tmp_path):
     n = len(x)
     rng = np.random.default_rng(1)
     p = tmp_path / "o.zarr"
-    with Store.create(
+    vector_store(
         p,
-        row_dim="image",
-        id_name="image_id",
-        variables={"embedding": ("hidden",)},
-        dtypes={"embedding": "float32"},
-    ) as s:
-        s.append(
-            ids=np.arange(100, 100 + n),
-            data={"embedding": x},
-            coords={"skin": rng.integers(1, 4, n), "outlier_truth": is_out.astype(np.int8)},
-        )
+        x,
+        ids=np.arange(100, 100 + n),
+        coords={"skin": rng.integers(1, 4, n), "outlier_truth": is_out.astype(np.int8)},
+    )
     return p, x, is_out
 
 

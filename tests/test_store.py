@@ -36,30 +36,9 @@ from embstore.errors import (
     ValidationError,
 )
 from embstore.store import schema as schema_mod
-
-VARS = {"query_embeddings": ("query", "hidden"), "pred_logits": ("query", "class")}
-RAGGED = {"encoder_output": ("token", "hidden"), "backbone_features": ("channel", "y", "x")}
-
-
-def make_batch(ids, rng, ragged=True):
-    n = len(ids)
-    data = {
-        "query_embeddings": rng.normal(size=(n, 3, 8)).astype(np.float32),
-        "pred_logits": rng.normal(size=(n, 3, 5)).astype(np.float32),
-    }
-    hw = None
-    if ragged:
-        hs = [int(i) % 3 + 1 for i in ids]
-        data["encoder_output"] = [rng.normal(size=(h * 2, 8)).astype(np.float32) for h in hs]
-        data["backbone_features"] = [rng.normal(size=(4, h, 2)).astype(np.float32) for h in hs]
-        hw = {"encoder_output": [(h, 2) for h in hs]}
-    coords = {
-        "skin": [int(i) % 4 + 1 for i in ids],
-        "lighting": ["well_lit" if int(i) % 2 else "dimly_lit" for i in ids],
-        "is_person": [bool(int(i) % 3) for i in ids],
-        "score": [float(i) / 10 for i in ids],
-    }
-    return data, coords, hw
+from embstore.testing.synthetic import DETR_RAGGED as RAGGED
+from embstore.testing.synthetic import DETR_VARIABLES as VARS
+from embstore.testing.synthetic import detr_batch as make_batch
 
 
 class StoreSuite:

@@ -15,11 +15,18 @@ the DETR hands-on notebook.
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                              # doctest: +SKIP
->>> an = EmbeddingAnalyzer("coco_attention.zarr")                        # doctest: +SKIP
->>> an.attention(39769, layer=-1, queries=[3, 17]).dims                  # doctest: +SKIP
-('query', 'y', 'x')
->>> an.plot_attention(39769, queries="top", path="attn.png")            # doctest: +SKIP
+>>> import os
+>>> from embstore import EmbeddingAnalyzer
+>>> from embstore.testing.stores import attention_store
+>>> an = EmbeddingAnalyzer(attention_store(os.path.join(out_dir, "attn.zarr")))
+>>> maps = an.attention(1, layer=-1, queries=[0, 3])
+>>> maps.dims, maps.shape
+(('query', 'y', 'x'), (2, 4, 4))
+>>> round(float(maps.sel(query=3).sum()), 4)
+1.0
+>>> fig = an.plot_attention(1, queries="top", k=2, path=os.path.join(out_dir, "attn.png"))
+>>> os.path.exists(os.path.join(out_dir, "attn.png"))
+True
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from ..errors import UnknownVariableError, ValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["COCO_CLASSES", "AttentionMixin", "foreground_confidence", "top_queries"]
 
@@ -193,22 +203,35 @@ class AttentionMixin:
     Uses the analyzer core contract (``store``, ``coords``, ``ragged_variables``).
     """
 
+    if TYPE_CHECKING:  # provided by AnalyzerCore, which every analyzer combines this with
+
+        @property
+        def store(self) -> Any: ...
+        @property
+        def ids(self) -> np.ndarray: ...
+        @property
+        def coords(self) -> pd.DataFrame: ...
+        @property
+        def variables(self) -> dict[str, tuple[str, ...]]: ...
+        @property
+        def ragged_variables(self) -> dict[str, tuple[str, ...]]: ...
+
     def _attention_row(self, image_id: Any, variable: str) -> tuple[np.ndarray, tuple[str, ...]]:
         store = getattr(self, "store", None)
-        if variable not in self.ragged_variables:  # type: ignore[attr-defined]
+        if variable not in self.ragged_variables:
             raise UnknownVariableError(
                 f"{variable!r} is not in the store (ragged variables: "
-                f"{sorted(self.ragged_variables)!r}); extract it with "  # type: ignore[attr-defined]
+                f"{sorted(self.ragged_variables)!r}); extract it with "
                 "'embstore extract detr --extract-type decoder,attention'."
             )
         if store is None:
             raise ValidationError(
                 "attention maps are read from a store; open the analyzer on a store."
             )
-        if image_id not in set(np.asarray(self.ids).tolist()):  # type: ignore[attr-defined]
+        if image_id not in set(np.asarray(self.ids).tolist()):
             raise UnknownVariableError(
                 f"image id {image_id!r} is not among the analyzer's rows; pick one of its ids, "
-                f"e.g. {np.asarray(self.ids)[:5].tolist()!r}."  # type: ignore[attr-defined]
+                f"e.g. {np.asarray(self.ids)[:5].tolist()!r}."
             )
         tokens = np.asarray(store.get_ragged(variable, image_id), dtype=np.float32)
         hw = store.ragged_hw(variable).loc[image_id]
@@ -217,7 +240,7 @@ class AttentionMixin:
         maps = np.ascontiguousarray(
             tokens.transpose(1, 2, 0).reshape(tokens.shape[1], tokens.shape[2], h, w)
         )
-        return maps, tuple(self.ragged_variables[variable])  # type: ignore[attr-defined]
+        return maps, tuple(self.ragged_variables[variable])
 
     def attention(
         self,
@@ -286,10 +309,10 @@ class AttentionMixin:
         )
 
     def _image_path(self, image_id: Any, image_root: str | os.PathLike | None) -> str:
-        row = self.coords.loc[image_id]  # type: ignore[attr-defined]
+        row = self.coords.loc[image_id]
         if image_root is None:
             # extraction runs record their image folder in the store attributes
-            dataset = (self.store.attrs or {}).get("dataset") or {}  # type: ignore[attr-defined]
+            dataset = (self.store.attrs or {}).get("dataset") or {}
             folder = dataset.get("images") if isinstance(dataset, dict) else None
             if isinstance(folder, str) and os.path.isdir(folder):
                 image_root = folder
@@ -361,8 +384,8 @@ class AttentionMixin:
 
         from ..fairness.plots import _figure, _save
 
-        store = self.store  # type: ignore[attr-defined]
-        missing = [v for v in (logits, boxes) if v not in self.variables]  # type: ignore[attr-defined]
+        store = self.store
+        missing = [v for v in (logits, boxes) if v not in self.variables]
         if missing:
             raise UnknownVariableError(
                 f"plot_attention needs {missing!r} (predictions) besides decoder_attention; extract "
@@ -378,7 +401,7 @@ class AttentionMixin:
             q = top_queries(lg, k)
         else:
             q = np.asarray(list(queries), dtype=np.int64)
-        maps = self.attention(image_id, layer=layer, queries=q)
+        maps = self.attention(image_id, layer=layer, queries=q.tolist())
         score, label = foreground_confidence(lg)
         names = (
             list(class_names)

@@ -202,9 +202,9 @@ def make_synthetic_facet(
     if not 0.5 <= min_iou < 1.0:
         raise ValidationError(f"min_iou={min_iou!r} must be in [0.5, 1).")
     rng = np.random.default_rng(seed)
-    skins = np.asarray(skins)
-    p = None if skin_p is None else np.asarray(skin_p, dtype=float) / np.sum(skin_p)
-    img_skin = rng.choice(skins, n_images, p=p)
+    skin_values = np.asarray(skins)
+    skin_probs = None if skin_p is None else np.asarray(skin_p, dtype=float) / np.sum(skin_p)
+    img_skin = rng.choice(skin_values, n_images, p=skin_probs)
     lp = np.asarray(lighting_p, dtype=float)
     if not 1 <= len(lp) <= len(LIGHTING):
         raise ValidationError(
