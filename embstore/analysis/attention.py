@@ -389,7 +389,7 @@ class AttentionAccessor:
             q = top_queries(lg, k)
         else:
             q = np.asarray(list(queries), dtype=np.int64)
-        maps = self.attention(image_id, layer=layer, queries=q)
+        maps = self.attention(image_id, layer=layer, queries=q.tolist())
         score, label = foreground_confidence(lg)
         names = (
             list(class_names)

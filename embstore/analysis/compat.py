@@ -320,7 +320,11 @@ class LegacyAPI:
         """
         vec = self._compat_vectors(embedding_key)
         n_tot = 0
-        mean = m2 = vmin = vmax = None
+        # running mean, sum of squared deviations, min and max (None before the first block)
+        mean: Any = None
+        m2: Any = None
+        vmin: Any = None
+        vmax: Any = None
         norm_sum = norm_sq = 0.0
         for _, block in self._an._iter_dataarray(vec, 65536):
             b = block.astype(np.float64)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -92,10 +92,19 @@ def _attach_index(obj: xr.DataArray, dim: str) -> xr.DataArray:
     return attach_row_index(obj, dim)
 
 
-def _row_mask(columns: dict[str, np.ndarray], labels: dict[str, Any]) -> np.ndarray:
+def _row_mask(
+    columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]
+) -> np.ndarray:
     from ..selection import row_mask
 
     return row_mask(columns, labels)
+
+
+def _dask_array() -> Any:
+    """``dask.array``, imported on use (its functions carry no annotations)."""
+    import dask.array
+
+    return dask.array
 
 
 @dataclass(frozen=True)
@@ -135,14 +144,16 @@ class AnalyzerCore:
     def __init__(
         self, store_or_path: Any, *, row_dim: str | None = None, id_name: str | None = None
     ) -> None:
+        source: Any
+        positions: np.ndarray | None
         if isinstance(store_or_path, _Rows):
             source, positions = store_or_path.source, store_or_path.positions
         elif isinstance(store_or_path, AnalyzerCore):
             source, positions = store_or_path._source, store_or_path._positions
         else:
             source, positions = open_source(store_or_path, row_dim, id_name), None
-        self._source = source
-        self._positions = positions
+        self._source: Any = source
+        self._positions: np.ndarray | None = positions
         self._id_lookup: tuple[int, pd.Index] | None = None
 
     # ------------------------------------------------------------- internals
@@ -246,9 +257,10 @@ class AnalyzerCore:
         if not coords:
             return self._derive(self._source_positions())
         table = self.coords
-        columns = {self.id_name: np.asarray(self.ids)}
+        columns: dict[Hashable, np.ndarray] = {self.id_name: np.asarray(self.ids)}
         columns.update({str(c): table[c].to_numpy() for c in table.columns})
-        mask = _row_mask(columns, coords)
+        wanted: dict[Hashable, Any] = dict(coords)
+        mask = _row_mask(columns, wanted)
         return self._derive(self._source_positions()[mask])
 
     def _position_of(self, row_id: Any) -> int | None:
@@ -319,8 +331,8 @@ class AnalyzerCore:
 
     def _pool_ragged(self, name: str, over: tuple[str, ...], method: str) -> xr.DataArray:
         import dask
-        import dask.array as da
 
+        da = _dask_array()
         dims = self.ragged_variables[name]
         feat = feature_dim(dims)
         if set(over) != set(dims) - {feat}:
@@ -652,8 +664,7 @@ class AnalyzerCore:
     def _iter_dataarray(
         self, arr: xr.DataArray, block_rows: int, progress: bool = False
     ) -> Iterator[tuple[int, np.ndarray]]:
-        import dask.array as da
-
+        da = _dask_array()
         if (
             isinstance(block_rows, bool)
             or not isinstance(block_rows, (int, np.integer))

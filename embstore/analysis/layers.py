@@ -306,7 +306,7 @@ def layer_profile(
         from ..fairness.disparity import group_label
 
         for _, g in t.iterrows():
-            cols = str(g["grouping"]).split("*")
+            cols = tuple(str(g["grouping"]).split("*"))
             for m in table_metrics:
                 col = METRICS[m]
                 has_ci = f"{col}_lo" in t.columns

@@ -206,7 +206,7 @@ class DiscoveryAccessor:
         variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="outliers()")
         variable = resolve_variable(self._an, variable)
         labels = self._an.labels(variable, pool=pool, layer=layer)
-        common = dict(
+        common: dict[str, Any] = dict(
             k=k,
             metric=metric,
             kind=kind,

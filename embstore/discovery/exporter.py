@@ -107,10 +107,10 @@ class ExportAccessor:
         frame = clusters.frame
         items = self._paths(frame, path_coord, required=False)
         if items is None:
-            items = frame[self.core.id_name].astype(str).tolist()
+            items = frame[self._an.id_name].astype(str).tolist()
         keep = None
         if dedup is not None:
-            keep = frame[self.core.id_name].isin(set(dedup.kept_ids.tolist())).to_numpy()
+            keep = frame[self._an.id_name].isin(set(dedup.kept_ids.tolist())).to_numpy()
         return _export_labels(
             clusters.groups, items, out_dir, keep=keep, min_size=min_size, prefix=prefix
         )
@@ -151,12 +151,13 @@ class ExportAccessor:
         if isinstance(groups, ClusterResult):
             labels_df, res = groups.frame, groups.groups
         else:
-            labels_df, res = self.core.coords.reset_index(), groups
+            labels_df, res = self._an.coords.reset_index(), groups
             if len(labels_df) != len(res):
                 raise ValidationError(
                     f"{len(res)} group labels for {len(labels_df)} rows; pass the ClusterResult instead."
                 )
-        paths = self._paths(labels_df, path_coord, required=True)
+        found = self._paths(labels_df, path_coord, required=True)
+        paths: list[str] = [] if found is None else found
         if image_root is not None:
             paths = [
                 p if os.path.isabs(p) else os.path.join(os.fspath(image_root), p)

@@ -116,7 +116,7 @@ def _from_groups(
 ) -> list[Group]:
     lab = np.asarray(res.labels)
     sizes = np.bincount(lab) if lab.size else np.zeros(0, np.int64)
-    out = []
+    out: list[Group] = []
     for g in np.argsort(-sizes, kind="stable"):
         if len(out) >= n_groups or sizes[g] < 2:
             break
@@ -126,7 +126,7 @@ def _from_groups(
         out.append(
             Group(
                 f"{name} {len(out)} (size {int(sizes[g])})",
-                _items(labels, rows, paths, id_col, captions, sc),
+                _items(labels, rows.tolist(), paths, id_col, captions, sc),
                 gs,
                 int(g),
             )
