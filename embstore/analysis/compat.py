@@ -42,7 +42,6 @@ import os
 from typing import Any
 
 import numpy as np
-
 import xarray as xr
 
 from .._optional import attempt_import

@@ -92,9 +92,7 @@ def _attach_index(obj: xr.DataArray, dim: str) -> xr.DataArray:
     return attach_row_index(obj, dim)
 
 
-def _row_mask(
-    columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]
-) -> np.ndarray:
+def _row_mask(columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]) -> np.ndarray:
     from ..selection import row_mask
 
     return row_mask(columns, labels)
@@ -259,7 +257,7 @@ class AnalyzerCore:
         table = self.coords
         columns: dict[Hashable, np.ndarray] = {self.id_name: np.asarray(self.ids)}
         columns.update({str(c): table[c].to_numpy() for c in table.columns})
-        wanted: dict[Hashable, Any] = dict(coords)
+        wanted: dict[Hashable, Any] = dict(coords.items())
         mask = _row_mask(columns, wanted)
         return self._derive(self._source_positions()[mask])
 

@@ -214,7 +214,9 @@ def build_groups(
         return groups, f"threshold clusters (cosine >= {thr}), largest first"
     if kind == "outliers":
         kk = 10 if k is None else k
-        df = disc.outliers(kk, variable=variable, pool=pool, device=device).head(n_groups * per_group)
+        df = disc.outliers(kk, variable=variable, pool=pool, device=device).head(
+            n_groups * per_group
+        )
         pos = df.index.to_numpy()
         sc = df["score"].to_numpy()
         groups = []

@@ -30,10 +30,10 @@ from .._lazy import lazy_attributes
 __all__ = [
     "BlockSource",
     "GroupResult",
+    "IndexCatalog",
     "KnnResult",
     "Pairs",
     "RecallReport",
-    "IndexCatalog",
     "SearchAccessor",
     "SearchIndex",
     "as_block_source",

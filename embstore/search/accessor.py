@@ -24,7 +24,6 @@ directory) the index lives in memory only. The catalog
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +34,8 @@ from ..analysis.accessor import split_spec
 from ..analysis.core import AnalyzerCore
 from ..analysis.defaults import resolve_variable
 from ..analysis.spec import VectorSpec
-from ..errors import ReadOnlyStoreError, SelectionError, ValidationError
+from ..errors import ReadOnlyStoreError, ValidationError
 from .catalog import IndexCatalog
-from .export import export_training_labels as _export_labels
-from .export import save_group_previews as _save_previews
 from .index import SearchIndex
 from .results import GroupResult, Pairs, search_frame
 from .source import DEFAULT_BLOCK_ROWS, BlockSource, positions_of_ids
@@ -101,7 +98,7 @@ class ClusterResult:
 
 
 def _read_rows(
-core: AnalyzerCore, variable: str, n_vectors: int, memory_budget: int | None
+    core: AnalyzerCore, variable: str, n_vectors: int, memory_budget: int | None
 ) -> int | None:
     """Vectors per store read so that one read stays within a quarter of the
     budget (64 MiB by default), counting the stored row and its float32 copy."""
@@ -529,7 +526,9 @@ class SearchAccessor:
         See :meth:`find_duplicates` for the parameters; returns the
         :class:`~embstore.search.results.GroupResult` (labels, pairs, keep mask).
         """
-        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="duplicate_groups()")
+        variable, pool, layer, _ = split_spec(
+            spec, variable, pool, layer, what="duplicate_groups()"
+        )
         variable = resolve_variable(self.core, variable)
         res, _ = self._groups(
             threshold,
@@ -650,7 +649,9 @@ class SearchAccessor:
             ``analyzer`` on the kept rows, ``kept_ids``, ``removed_ids``,
             ``n_removed`` (also logged) and the ``groups``.
         """
-        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="remove_duplicates()")
+        variable, pool, layer, _ = split_spec(
+            spec, variable, pool, layer, what="remove_duplicates()"
+        )
         variable = resolve_variable(self.core, variable)
         labels = self.core.labels(variable, pool=pool, layer=layer)
         if len(labels) != len(self.core.ids):
@@ -680,7 +681,9 @@ class SearchAccessor:
             ids.size,
             threshold,
         )
-        sub = self.core.sel(**{self.core.id_name: kept.tolist()}) if removed.size else self.core.sel()
+        sub = (
+            self.core.sel(**{self.core.id_name: kept.tolist()}) if removed.size else self.core.sel()
+        )
         return Deduplicated(sub, kept, removed, int(removed.size), res)
 
     def cluster(
