@@ -781,7 +781,7 @@ class AnalyzerCore:
         >>> an = EmbeddingAnalyzer(demo_path)
         >>> m, lab = an.matrix("query_embeddings")
         >>> m.shape, list(lab.columns[:3])
-        ((960, 16), ['image_id', 'query', 'skin'])
+        ((960, 16), ['image_id', 'query', 'file_name'])
         """
         variable, pool, layer, extra = split_spec(
             spec, variable, pool, layer, what="matrix()", allow_over=True

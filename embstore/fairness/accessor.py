@@ -164,7 +164,7 @@ class FairnessAccessor:
         >>> an = EmbeddingAnalyzer(demo_path)
         >>> t = an.group_stats(by=["skin", "lighting"], n_boot=20, min_count=5)
         >>> sorted(set(t["grouping"]))
-        ['lighting', 'skin', 'skin x lighting']
+        ['lighting', 'skin', 'skin*lighting']
         """
         variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="group_stats()")
         variable = resolve_variable(self._an, variable)
