@@ -205,35 +205,6 @@ class SearchAccessor:
         index: pd.Index = memo["row_index"]
         return index
 
-    def _query_vectors(
-        self, queries: Any, ids: Any, variable: str, pool: Any, layer: Any
-    ) -> tuple[np.ndarray, pd.DataFrame | None, pd.DataFrame]:
-        """Query vectors, their labels (for ``ids=``) and the labels of all vectors.
-
-        For ``ids=`` only the query rows are read (:func:`.queries.row_vectors`);
-        positions come from a hash lookup per id.
-        """
-        from .queries import id_positions, row_vectors
-
-        if (queries is None) == (ids is None):
-            raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
-        memo = self.catalog.state()[2]
-        labels = self._labels(variable, pool, layer, memo)
-        if ids is None:
-            return np.asarray(queries), None, labels
-        index = self._row_index(memo)
-        if not index.is_unique:  # a plain dataset may repeat ids: match them all
-            pos = positions_of_ids(labels, self.core.id_name, ids)
-            return (
-                self.vector_source(variable, pool, layer, n=len(labels)).read_rows(pos),
-                labels.iloc[pos],
-                labels,
-            )
-        per_row = len(labels) // max(len(index), 1)
-        pos = id_positions(index, ids, per_row)
-        rows = pos[::per_row] // per_row
-        return row_vectors(self.core, variable, pool, layer, rows), labels.iloc[pos], labels
-
     def _index_for(
         self,
         variable: str,
@@ -397,7 +368,7 @@ class SearchAccessor:
         from .knn import knn_search
 
         metric = check_metric(metric)
-        xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        xq, qlabels, labels = _query_vectors(self, queries, ids, variable, pool, layer)
         idx = self._index_for(variable, pool, layer, metric, kind, exact, device)
         if idx is not None:
             scores, nbrs = idx.search(xq, k)
@@ -449,7 +420,7 @@ class SearchAccessor:
         from .knn import range_search_blocks
 
         metric = check_metric(metric)
-        xq, qlabels, labels = self._query_vectors(queries, ids, variable, pool, layer)
+        xq, qlabels, labels = _query_vectors(self, queries, ids, variable, pool, layer)
         idx = self._index_for(variable, pool, layer, metric, kind, exact, device)
         if idx is not None:
             lims, scores, nbrs = idx.range_search(xq, threshold)
@@ -816,6 +787,36 @@ class SearchAccessor:
         idx = self.build_index(variable, pool, kind, metric, device, layer=layer)
         src = self.vector_source(variable, pool, layer)
         return _recall(src, idx, threshold, k, sample=sample, seed=seed, device=device)
+
+
+def _query_vectors(
+    search: SearchAccessor, queries: Any, ids: Any, variable: str, pool: Any, layer: Any
+) -> tuple[np.ndarray, pd.DataFrame | None, pd.DataFrame]:
+    """Query vectors, their labels (for ``ids=``) and the labels of all vectors.
+
+    For ``ids=`` only the query rows are read (:func:`.queries.row_vectors`);
+    positions come from a hash lookup per id.
+    """
+    from .queries import id_positions, row_vectors
+
+    if (queries is None) == (ids is None):
+        raise ValidationError("pass exactly one of queries= (vectors) or ids= (row ids).")
+    memo = search.catalog.state()[2]
+    labels = search._labels(variable, pool, layer, memo)
+    if ids is None:
+        return np.asarray(queries), None, labels
+    index = search._row_index(memo)
+    if not index.is_unique:  # a plain dataset may repeat ids: match them all
+        pos = positions_of_ids(labels, search.core.id_name, ids)
+        return (
+            search.vector_source(variable, pool, layer, n=len(labels)).read_rows(pos),
+            labels.iloc[pos],
+            labels,
+        )
+    per_row = len(labels) // max(len(index), 1)
+    pos = id_positions(index, ids, per_row)
+    rows = pos[::per_row] // per_row
+    return row_vectors(search.core, variable, pool, layer, rows), labels.iloc[pos], labels
 
 
 def _describe_index(idx: Any) -> str:
