@@ -76,11 +76,21 @@ def test_helpers_hold_typed_references_to_the_core(faces):
     an = EmbeddingAnalyzer(faces)
     assert isinstance(an.index, SearchAccessor) and an.index.core is an
     assert isinstance(an.index.catalog, IndexCatalog)
-    assert isinstance(an.discovery, DiscoveryAccessor) and an.discovery.index is an.index
+    assert isinstance(an.discovery, DiscoveryAccessor) and an.discovery.index.core is an
     assert isinstance(an.fairness, FairnessAccessor)
-    # stateful helpers are built once per analyzer, stateless ones on access
-    assert an.index is an.index and an.legacy is an.legacy
+    # helpers are built on access; their state lives once per analyzer
+    assert an.index is not an.index and an.index.catalog is an.index.catalog
     assert an.fairness is not an.fairness
+    # nothing outside the analyzer keeps it alive
+    import gc
+    import weakref
+
+    tmp = EmbeddingAnalyzer(faces)
+    tmp.search(ids=[0], k=2)
+    ref = weakref.ref(tmp)
+    del tmp
+    gc.collect()
+    assert ref() is None
     assert isinstance(EmbeddingAnalyzer.__dict__["plot"], UncachedAccessor)
     # the core alone works without any helper
     core = AnalyzerCore(faces)

@@ -18,9 +18,11 @@ attribute           helper                                                      
 ``an.attention``    :class:`~embstore.analysis.attention.AttentionAccessor`     none
 ==================  ==========================================================  ==================
 
-Helpers with state are built once per analyzer in ``__init__`` (every
-analyzer, including those made by :meth:`~AnalyzerCore.sel`, goes through
-it); the others are built on each access (:class:`.accessor.UncachedAccessor`).
+Helpers are built on each access (:class:`.accessor.UncachedAccessor` and
+properties); their state (the index catalog, the query extractors, the
+chunk cache) is created once per analyzer in ``__init__``, which every
+analyzer goes through, including those made by :meth:`~AnalyzerCore.sel`.
+Only the catalog refers back to its analyzer.
 The documented flat methods (``an.search``, ``an.group_stats``, ...) stay:
 each is a one-line typed delegate (:func:`.accessor.forward`) with the
 helper method's signature and docstring.
@@ -37,7 +39,7 @@ from ..search.accessor import SearchAccessor
 from ..search.catalog import IndexCatalog
 from .accessor import UncachedAccessor, forward
 from .attention import AttentionAccessor
-from .compat import LegacyAPI
+from .compat import ChunkCache, LegacyAPI
 from .core import AnalyzerCore
 from .layers import LayersAccessor
 from .plots import PlotAccessor
@@ -89,12 +91,24 @@ class EmbeddingAnalyzer(AnalyzerCore):
         self, store_or_path: Any, *, row_dim: str | None = None, id_name: str | None = None
     ) -> None:
         super().__init__(store_or_path, row_dim=row_dim, id_name=id_name)
-        #: Search, deduplication, clustering and the index catalog.
-        self.index = SearchAccessor(self, IndexCatalog(self))
-        #: Outliers, leaks, galleries, text and image queries, the explorer.
-        self.discovery = DiscoveryAccessor(self.index)
-        #: The old per-image analyzer's API.
-        self.legacy = LegacyAPI(self)
+        self._catalog = IndexCatalog(self)
+        self._query_extractors: dict[tuple[str, str], Any] = {}
+        self._chunk_cache: ChunkCache = {}
+
+    @property
+    def index(self) -> SearchAccessor:
+        """Search, deduplication, clustering and the index catalog (``an.index.catalog``)."""
+        return SearchAccessor(self, self._catalog)
+
+    @property
+    def discovery(self) -> DiscoveryAccessor:
+        """Outliers, leaks, galleries, text and image queries, the explorer."""
+        return DiscoveryAccessor(self.index, self._query_extractors)
+
+    @property
+    def legacy(self) -> LegacyAPI:
+        """The old per-image analyzer's API."""
+        return LegacyAPI(self, self._chunk_cache)
 
     #: Group statistics and detection fairness.
     fairness = UncachedAccessor(FairnessAccessor)

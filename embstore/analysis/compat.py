@@ -48,7 +48,10 @@ from .._optional import attempt_import
 from ..errors import UnknownVariableError, ValidationError
 from .core import AnalyzerCore, feature_dim
 
-__all__ = ["LegacyAPI"]
+__all__ = ["ChunkCache", "LegacyAPI"]
+
+#: One decoded storage chunk per variable: ``name -> (token, start, stop, rows)``.
+ChunkCache = dict[str, tuple[Any, int, int, np.ndarray]]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,8 @@ class LegacyAPI:
     ----------
     core : AnalyzerCore
         The analyzer whose rows are read.
+    chunk_cache : dict, optional
+        The decoded-chunk cache (the analyzer keeps one across calls).
 
     Examples
     --------
@@ -85,10 +90,9 @@ class LegacyAPI:
     (120, 'all')
     """
 
-    def __init__(self, core: AnalyzerCore) -> None:
+    def __init__(self, core: AnalyzerCore, chunk_cache: ChunkCache | None = None) -> None:
         self._an = core
-        #: one decoded storage chunk per variable: name -> (token, start, stop, rows)
-        self._chunk_cache: dict[str, tuple[Any, int, int, np.ndarray]] = {}
+        self._chunk_cache: ChunkCache = {} if chunk_cache is None else chunk_cache
 
     # ------------------------------------------------------------- metadata
     @property

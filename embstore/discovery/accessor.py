@@ -39,6 +39,9 @@ class DiscoveryAccessor:
     ----------
     search : SearchAccessor
         The analyzer's search helper (its core and index catalog).
+    extractors : dict, optional
+        Cache of the extractors rebuilt for text and image queries (the
+        analyzer keeps one, so that a model is loaded once).
 
     Examples
     --------
@@ -51,10 +54,12 @@ class DiscoveryAccessor:
     ['i', 'j', 'score']
     """
 
-    def __init__(self, search: SearchAccessor) -> None:
+    def __init__(
+        self, search: SearchAccessor, extractors: dict[tuple[str, str], Any] | None = None
+    ) -> None:
         self._search = search
         self._an: AnalyzerCore = search.core
-        self._query_extractors: dict[tuple[str, str], Any] = {}
+        self._query_extractors = {} if extractors is None else extractors
 
     @property
     def core(self) -> AnalyzerCore:
