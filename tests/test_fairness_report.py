@@ -26,7 +26,7 @@ def _is_png(path) -> tuple[int, int]:
 
 def test_import_embstore_fairness_does_not_import_heavy_modules():
     code = (
-        "import sys, embstore, embstore.fairness, embstore.fairness.mixin, embstore.fairness.report, "
+        "import sys, embstore, embstore.fairness, embstore.fairness.accessor, embstore.fairness.report, "
         "embstore.fairness.plots, embstore.cli.fairness\n"
         "bad = [m for m in ('torch', 'faiss', 'matplotlib', 'sklearn', 'umap') if m in sys.modules]\n"
         "print(bad)\n"

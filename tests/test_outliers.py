@@ -171,7 +171,7 @@ def test_auto_switches_to_ivf_at_scale(store, monkeypatch):
     monkeypatch.setattr(mod, "IVF_ROWS", 100)  # pretend 306 rows is "at scale"
     an = EmbeddingAnalyzer(p)
     df = an.outliers(k=5)
-    kinds = [key.split(".")[-2] for key in an._search_cache()["indexes"]]
+    kinds = [name.split(".")[-2] for name in an.index.catalog.names()]
     assert kinds == ["ivf"]  # an IVF index was built (and the exact scan skipped)
     assert df.head(is_out.sum())["outlier_truth"].sum() == is_out.sum()
 

@@ -282,7 +282,7 @@ def test_block_source_read_rows_and_errors():
 
 def test_import_search_does_not_import_faiss():
     code = (
-        "import sys, embstore, embstore.search, embstore.search.graph, embstore.search.mixin\n"
+        "import sys, embstore, embstore.search, embstore.search.graph, embstore.search.accessor\n"
         "bad = [m for m in ('faiss', 'torch', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -381,7 +381,7 @@ def test_index_saved_with_store_reloaded_and_rebuilt_when_stale(tmp_path, caplog
     st_.close()
     st2 = Store.open(path, mode="a")
     an2 = EmbeddingAnalyzer(st2)
-    with caplog.at_level(logging.INFO, logger="embstore.search.mixin"):
+    with caplog.at_level(logging.INFO, logger="embstore.search.catalog"):
         idx = an2.build_index("embedding", kind="hnsw")
     assert "reloaded index" in caplog.text and idx.ntotal == 120
     # a selection is a different vector set: not reused
@@ -394,7 +394,7 @@ def test_index_saved_with_store_reloaded_and_rebuilt_when_stale(tmp_path, caplog
     )
     st2.flush()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="embstore.search.mixin"):
+    with caplog.at_level(logging.INFO, logger="embstore.search.catalog"):
         idx = EmbeddingAnalyzer(st2).build_index("embedding", kind="hnsw")
     assert "stale" in caplog.text and idx.ntotal == 121
     # search() without kind picks the saved index up on a fresh analyzer

@@ -4,6 +4,11 @@ Modules
 -------
 core
     Selection, pooling, vectors, matrices, streaming (the analyzer contract).
+analyzer
+    :class:`EmbeddingAnalyzer`: the core plus typed helpers (``an.index``,
+    ``an.fairness``, ``an.discovery``, ``an.plot``, ...) and flat delegates.
+accessor
+    Accessor plumbing: ``UncachedAccessor``, ``forward``, ``split_spec``.
 pooling
     Pooling kernels (mean, max, confidence, top-k) on NumPy and xarray.
 compat

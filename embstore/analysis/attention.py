@@ -8,8 +8,8 @@ variable of ``h * w`` tokens of ``(layer, query)`` values.
 ``--encoder-attention-points`` adds ``encoder_attention`` the same way with
 ``(layer, point)`` values.
 
-:meth:`AttentionMixin.attention` returns one image's maps as a
-:class:`xarray.DataArray` ``(query, y, x)``; :meth:`AttentionMixin.plot_attention`
+:meth:`AttentionAccessor.attention` returns one image's maps as a
+:class:`xarray.DataArray` ``(query, y, x)``; :meth:`AttentionAccessor.plot_attention`
 overlays them on the photo with each query's predicted box and class, as in
 the DETR hands-on notebook.
 
@@ -34,17 +34,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from ..errors import UnknownVariableError, ValidationError
+from .core import AnalyzerCore
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["COCO_CLASSES", "AttentionMixin", "foreground_confidence", "top_queries"]
+__all__ = ["COCO_CLASSES", "AttentionAccessor", "foreground_confidence", "top_queries"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,41 +195,38 @@ def top_queries(logits: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-score, kind="stable")[: max(1, int(k))]
 
 
-class AttentionMixin:
-    """Attention-map methods of :class:`embstore.EmbeddingAnalyzer`.
+class AttentionAccessor:
+    """Attention maps of an analyzer's images (``an.attention``).
 
-    Uses the analyzer core contract (``store``, ``coords``, ``ragged_variables``).
+    Uses the analyzer core (``store``, ``coords``, ``ragged_variables``);
+    :class:`embstore.EmbeddingAnalyzer` also offers ``attention(...)`` and
+    ``plot_attention(...)`` flat.
+
+    Parameters
+    ----------
+    core : AnalyzerCore
+        The analyzer whose attention maps are read.
     """
 
-    if TYPE_CHECKING:  # provided by AnalyzerCore, which every analyzer combines this with
-
-        @property
-        def store(self) -> Any: ...
-        @property
-        def ids(self) -> np.ndarray: ...
-        @property
-        def coords(self) -> pd.DataFrame: ...
-        @property
-        def variables(self) -> dict[str, tuple[str, ...]]: ...
-        @property
-        def ragged_variables(self) -> dict[str, tuple[str, ...]]: ...
+    def __init__(self, core: AnalyzerCore) -> None:
+        self._an = core
 
     def _attention_row(self, image_id: Any, variable: str) -> tuple[np.ndarray, tuple[str, ...]]:
-        store = getattr(self, "store", None)
-        if variable not in self.ragged_variables:
+        store = self._an.store
+        if variable not in self._an.ragged_variables:
             raise UnknownVariableError(
                 f"{variable!r} is not in the store (ragged variables: "
-                f"{sorted(self.ragged_variables)!r}); extract it with "
+                f"{sorted(self._an.ragged_variables)!r}); extract it with "
                 "'embstore extract detr --extract-type decoder,attention'."
             )
         if store is None:
             raise ValidationError(
                 "attention maps are read from a store; open the analyzer on a store."
             )
-        if image_id not in set(np.asarray(self.ids).tolist()):
+        if image_id not in set(np.asarray(self._an.ids).tolist()):
             raise UnknownVariableError(
                 f"image id {image_id!r} is not among the analyzer's rows; pick one of its ids, "
-                f"e.g. {np.asarray(self.ids)[:5].tolist()!r}."
+                f"e.g. {np.asarray(self._an.ids)[:5].tolist()!r}."
             )
         tokens = np.asarray(store.get_ragged(variable, image_id), dtype=np.float32)
         hw = store.ragged_hw(variable).loc[image_id]
@@ -240,7 +235,7 @@ class AttentionMixin:
         maps = np.ascontiguousarray(
             tokens.transpose(1, 2, 0).reshape(tokens.shape[1], tokens.shape[2], h, w)
         )
-        return maps, tuple(self.ragged_variables[variable])
+        return maps, tuple(self._an.ragged_variables[variable])
 
     def attention(
         self,
@@ -309,10 +304,10 @@ class AttentionMixin:
         )
 
     def _image_path(self, image_id: Any, image_root: str | os.PathLike | None) -> str:
-        row = self.coords.loc[image_id]
+        row = self._an.coords.loc[image_id]
         if image_root is None:
             # extraction runs record their image folder in the store attributes
-            dataset = (self.store.attrs or {}).get("dataset") or {}
+            dataset = (self._an.store.attrs or {}).get("dataset") or {}
             folder = dataset.get("images") if isinstance(dataset, dict) else None
             if isinstance(folder, str) and os.path.isdir(folder):
                 image_root = folder
@@ -384,8 +379,8 @@ class AttentionMixin:
 
         from ..fairness.plots import _figure, _save
 
-        store = self.store
-        missing = [v for v in (logits, boxes) if v not in self.variables]
+        store = self._an.store
+        missing = [v for v in (logits, boxes) if v not in self._an.variables]
         if missing:
             raise UnknownVariableError(
                 f"plot_attention needs {missing!r} (predictions) besides decoder_attention; extract "

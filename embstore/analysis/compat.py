@@ -42,11 +42,16 @@ import os
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from .._optional import attempt_import
 from ..errors import UnknownVariableError, ValidationError
+from .core import AnalyzerCore, feature_dim
 
-__all__ = ["LegacyAPIMixin"]
+__all__ = ["ChunkCache", "LegacyAPI"]
+
+#: One decoded storage chunk per variable: ``name -> (token, start, stop, rows)``.
+ChunkCache = dict[str, tuple[Any, int, int, np.ndarray]]
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +68,31 @@ def _python_id(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-class LegacyAPIMixin:
-    """Old analyzer methods, implemented with the core members."""
+class LegacyAPI:
+    """The old analyzer's methods over an analyzer core (``an.legacy``).
+
+    :class:`~embstore.EmbeddingAnalyzer` keeps one per analyzer and also
+    offers each method flat (``an.load_embedding(...)``), as the old
+    analyzer did.
+
+    Parameters
+    ----------
+    core : AnalyzerCore
+        The analyzer whose rows are read.
+    chunk_cache : dict, optional
+        The decoded-chunk cache (the analyzer keeps one across calls).
+
+    Examples
+    --------
+    >>> from embstore import EmbeddingAnalyzer
+    >>> an = EmbeddingAnalyzer(demo_path)
+    >>> an.legacy.metadata["num_images"], an.metadata["extract_type"]
+    (120, 'all')
+    """
+
+    def __init__(self, core: AnalyzerCore, chunk_cache: ChunkCache | None = None) -> None:
+        self._an = core
+        self._chunk_cache: ChunkCache = {} if chunk_cache is None else chunk_cache
 
     # ------------------------------------------------------------- metadata
     @property
@@ -77,18 +105,18 @@ class LegacyAPIMixin:
             ``image_ids`` (list), ``num_images``, ``extract_type`` (from the
             store attributes when recorded, else None) and ``embedding_keys``.
         """
-        src = self._source  # type: ignore[attr-defined]
+        src = self._an._source
         legacy_meta = getattr(src, "metadata", None)
-        if legacy_meta is not None and self._positions is None:  # type: ignore[attr-defined]
+        if legacy_meta is not None and self._an._positions is None:
             return dict(legacy_meta)
-        ids = [_python_id(i) for i in self.ids]  # type: ignore[attr-defined]
+        ids = [_python_id(i) for i in self._an.ids]
         if legacy_meta is not None:
             extract_type = legacy_meta.get("extract_type")
         else:
             attrs = getattr(src, "attrs", {}) or {}
             run = attrs.get("run", {}) if isinstance(attrs.get("run"), dict) else {}
             extract_type = attrs.get("extract_type", run.get("extract_type"))
-        keys = list(self.variables) + list(self.ragged_variables)  # type: ignore[attr-defined]
+        keys = list(self._an.variables) + list(self._an.ragged_variables)
         return {
             "image_ids": ids,
             "num_images": len(ids),
@@ -114,20 +142,24 @@ class LegacyAPIMixin:
 
         Examples
         --------
-        >>> emb = an.load_embedding(an.metadata["image_ids"][0])   # doctest: +SKIP
-        >>> emb["query_embeddings"].shape                          # doctest: +SKIP
-        torch.Size([100, 256])
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> emb = an.load_embedding(an.metadata["image_ids"][0])
+        >>> emb["query_embeddings"].shape
+        torch.Size([8, 16])
+        >>> an.load_embedding(10**6) is None
+        True
         """
-        pos = self._position_of(image_id)  # type: ignore[attr-defined]
+        pos = self._an._position_of(image_id)
         if pos is None:
             return None
-        src = self._source  # type: ignore[attr-defined]
+        src = self._an._source
         if hasattr(src, "load"):
             return src.load(image_id)
         out: dict[str, Any] = {}
-        for name in self.variables:  # type: ignore[attr-defined]
+        for name in self._an.variables:
             out[name] = _to_tensor(self._chunk_row(name, pos))
-        for name in self.ragged_variables:  # type: ignore[attr-defined]
+        for name in self._an.ragged_variables:
             out[name] = _to_tensor(src.get_ragged(name, image_id))
         return out
 
@@ -140,10 +172,10 @@ class LegacyAPIMixin:
         """
         import dask.array as da
 
-        src = self._source  # type: ignore[attr-defined]
+        src = self._an._source
         store = getattr(src, "store", None)
         token = None if store is None else getattr(store, "version_token", None)
-        cache = self.__dict__.setdefault("_compat_chunk_cache", {})
+        cache = self._chunk_cache
         hit = cache.get(name)
         if hit is not None and hit[0] == token and hit[1] <= pos < hit[2]:
             return hit[3][pos - hit[1]]
@@ -184,8 +216,8 @@ class LegacyAPIMixin:
         Everything is loaded into memory, as before; prefer :meth:`iter_vectors`
         or :meth:`matrix` for large stores.
         """
-        src = self._source  # type: ignore[attr-defined]
-        ids = list(self.ids)  # type: ignore[attr-defined]
+        src = self._an._source
+        ids = list(self._an.ids)
         if hasattr(src, "load"):
             # old directory: read file by file, skipping files without the key
             embs, kept = [], []
@@ -195,22 +227,22 @@ class LegacyAPIMixin:
                     embs.append(tensors[embedding_key])
                     kept.append(_python_id(i))
             return embs, kept
-        if embedding_key in self.variables:  # type: ignore[attr-defined]
-            arr = self._dense(embedding_key)  # type: ignore[attr-defined]
+        if embedding_key in self._an.variables:
+            arr = self._an._dense(embedding_key)
             embs = []
             import dask.array as da
 
             data = arr.data
-            for start, stop in self._block_bounds(  # type: ignore[attr-defined]
+            for start, stop in self._an._block_bounds(
                 data.chunks[0] if isinstance(data, da.Array) else [data.shape[0]], 65536
             ):
                 block = np.asarray(data[start:stop].compute())
                 embs.extend(_to_tensor(row) for row in block)
             return embs, [_python_id(i) for i in ids]
-        if embedding_key in self.ragged_variables:  # type: ignore[attr-defined]
+        if embedding_key in self._an.ragged_variables:
             embs = [_to_tensor(src.get_ragged(embedding_key, i)) for i in ids]
             return embs, [_python_id(i) for i in ids]
-        raise self._unknown(embedding_key)  # type: ignore[attr-defined]
+        raise self._an._unknown(embedding_key)
 
     def get_query_embeddings_as_matrix(self) -> tuple[np.ndarray, list[Any], list[int]]:
         """Every query embedding of every row as one matrix (old API).
@@ -227,38 +259,42 @@ class LegacyAPIMixin:
 
         Examples
         --------
-        >>> m, ids, q = an.get_query_embeddings_as_matrix()        # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> m, ids, q = an.get_query_embeddings_as_matrix()
+        >>> m.shape, ids[:2], q[:2]
+        ((960, 16), [0, 0], [0, 1])
         """
-        matrix, labels = self.matrix("query_embeddings", pool=None)  # type: ignore[attr-defined]
-        ids = [_python_id(i) for i in labels[self.id_name].to_numpy()]  # type: ignore[attr-defined]
+        matrix, labels = self._an.matrix("query_embeddings", pool=None)
+        ids = [_python_id(i) for i in labels[self._an.id_name].to_numpy()]
         return matrix, ids, labels["query"].astype(int).tolist()
 
     # ------------------------------------------------------------ statistics
-    def _compat_vectors(self, key: str):
+    def _compat_vectors(self, key: str) -> xr.DataArray:
         """Vectors the old analyzer used for ``key`` (see the module notes)."""
-        if key == "query_embeddings" and key in self.variables:  # type: ignore[attr-defined]
-            return self.vectors(key, pool=None)  # type: ignore[attr-defined]
-        if key in self.variables:  # type: ignore[attr-defined]
-            dims = self.variables[key]  # type: ignore[attr-defined]
+        if key == "query_embeddings" and key in self._an.variables:
+            return self._an.vectors(key, pool=None)
+        if key in self._an.variables:
+            dims = self._an.variables[key]
             if len(dims) == 1:
-                return self.vectors(key, pool=None)  # type: ignore[attr-defined]
-            from .core import feature_dim
-
+                return self._an.vectors(key, pool=None)
             feat = feature_dim(dims)
             over = tuple(d for d in dims if d != feat)
-            return self._as_vectors(self.pool(key, over=over, method="mean"))  # type: ignore[attr-defined]
-        if key in self.ragged_variables:  # type: ignore[attr-defined]
-            return self.vectors(key, pool="mean")  # type: ignore[attr-defined]
-        raise self._unknown(key)  # type: ignore[attr-defined]
+            return self._an._as_vectors(self._an.pool(key, over=over, method="mean"))
+        if key in self._an.ragged_variables:
+            return self._an.vectors(key, pool="mean")
+        raise self._an._unknown(key)
 
-    def _compat_matrix(self, key: str, max_points: int | None = None, seed: int = 0):
+    def _compat_matrix(
+        self, key: str, max_points: int | None = None, seed: int = 0
+    ) -> tuple[np.ndarray, xr.DataArray]:
         vec = self._compat_vectors(key)
         n = vec.shape[0]
         if max_points is not None and n > max_points:
             keep = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
             vec = vec.isel(vector=keep)
         out = np.empty(vec.shape, dtype=np.float32)
-        for start, block in self._iter_dataarray(vec, 65536):  # type: ignore[attr-defined]
+        for start, block in self._an._iter_dataarray(vec, 65536):
             out[start : start + len(block)] = block
         return out, vec
 
@@ -280,14 +316,20 @@ class LegacyAPIMixin:
 
         Examples
         --------
-        >>> an.get_embedding_statistics()["shape"]                 # doctest: +SKIP
-        (200, 256)
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> an.get_embedding_statistics()["shape"]
+        (960, 16)
         """
         vec = self._compat_vectors(embedding_key)
         n_tot = 0
-        mean = m2 = vmin = vmax = None
+        # running mean, sum of squared deviations, min and max (None before the first block)
+        mean: Any = None
+        m2: Any = None
+        vmin: Any = None
+        vmax: Any = None
         norm_sum = norm_sq = 0.0
-        for _, block in self._iter_dataarray(vec, 65536):  # type: ignore[attr-defined]
+        for _, block in self._an._iter_dataarray(vec, 65536):
             b = block.astype(np.float64)
             nb = len(b)
             if nb == 0:
@@ -322,7 +364,7 @@ class LegacyAPIMixin:
         }
 
     # ----------------------------------------------------------------- plots
-    def _color_values(self, vec, color_by: str | None):
+    def _color_values(self, vec: xr.DataArray, color_by: str | None) -> np.ndarray | None:
         if color_by is None:
             return None
         if color_by not in vec.coords:

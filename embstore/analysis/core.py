@@ -3,7 +3,9 @@
 :class:`AnalyzerCore` implements the members every analysis mixin relies on
 (``ARCHITECTURE.md``, "Analyzer contract"): ``store``, ``row_dim``,
 ``id_name``, ``sel``, ``pool``, ``vectors``, ``matrix``, ``labels``,
-``iter_vectors`` and ``coords``. It works on an :class:`embstore.Store`, a
+``iter_vectors`` and ``coords``. The helper objects of
+:class:`~embstore.EmbeddingAnalyzer` (``an.index``, ``an.fairness``, ...) hold
+a typed reference to it (:mod:`embstore.analysis.accessor`). It works on an :class:`embstore.Store`, a
 path to one, an old per-image ``.pt`` directory or a plain
 :class:`xarray.Dataset`.
 
@@ -29,19 +31,21 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from ..errors import SelectionError, UnknownVariableError, ValidationError
-from .compat import LegacyAPIMixin
+from .accessor import split_spec
+from .blocks import block_bounds, iter_array_blocks
 from .defaults import resolve_variable
-from .plots import PlotMixin
 from .pooling import parse_pool, pool_dataarray
 from .sources import open_source
+from .spec import VectorSpec
 
 __all__ = ["SPATIAL_DIMS", "AnalyzerCore", "feature_dim"]
 
@@ -89,56 +93,72 @@ def _attach_index(obj: xr.DataArray, dim: str) -> xr.DataArray:
     return attach_row_index(obj, dim)
 
 
-def _row_mask(columns: dict[str, np.ndarray], labels: dict[str, Any]) -> np.ndarray:
+def _row_mask(columns: Mapping[Hashable, np.ndarray], labels: Mapping[Hashable, Any]) -> np.ndarray:
     from ..selection import row_mask
 
     return row_mask(columns, labels)
 
 
-class AnalyzerCore(LegacyAPIMixin, PlotMixin):
+def _dask_array() -> Any:
+    """``dask.array``, imported on use (its functions carry no annotations)."""
+    import dask.array
+
+    return dask.array
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Some rows of a source: what :meth:`AnalyzerCore.sel` hands to ``__init__``."""
+
+    source: Any
+    positions: np.ndarray | None
+
+
+class AnalyzerCore:
     """Selection, pooling and matrices over a store (the analyzer's core).
 
-    Use it through :class:`embstore.EmbeddingAnalyzer`, which adds search and
-    fairness methods.
+    Use it through :class:`embstore.EmbeddingAnalyzer`, which adds the
+    search, fairness, discovery and plotting helpers over it.
 
     Parameters
     ----------
-    store_or_path : Store, str, os.PathLike or xarray.Dataset
+    store_or_path : Store, str, os.PathLike, xarray.Dataset or AnalyzerCore
         An open :class:`embstore.Store`, a path to a store (opened
-        read-only), an old per-image ``.pt`` directory, or a Dataset.
+        read-only), an old per-image ``.pt`` directory, a Dataset, or
+        another analyzer (same rows).
     row_dim, id_name : str, optional
         Only for a plain :class:`xarray.Dataset` (see
         :class:`~embstore.analysis.sources.DatasetSource`).
 
     Examples
     --------
-    >>> from embstore import EmbeddingAnalyzer                 # doctest: +SKIP
-    >>> an = EmbeddingAnalyzer("run.zarr")                      # doctest: +SKIP
-    >>> an.sel(skin=[1, 2]).pool(method="confidence")           # doctest: +SKIP
+    >>> from embstore.analysis.core import AnalyzerCore
+    >>> core = AnalyzerCore(demo_path)
+    >>> len(core), core.row_dim, core.id_name
+    (120, 'image', 'image_id')
+    >>> core.sel(skin=[1, 2]).pool(method="confidence").dims
+    ('image', 'hidden')
     """
 
     def __init__(
         self, store_or_path: Any, *, row_dim: str | None = None, id_name: str | None = None
     ) -> None:
-        if isinstance(store_or_path, AnalyzerCore):
-            self._init_core(store_or_path._source, store_or_path._positions)
+        source: Any
+        positions: np.ndarray | None
+        if isinstance(store_or_path, _Rows):
+            source, positions = store_or_path.source, store_or_path.positions
+        elif isinstance(store_or_path, AnalyzerCore):
+            source, positions = store_or_path._source, store_or_path._positions
         else:
-            self._init_core(open_source(store_or_path, row_dim, id_name), None)
-
-    # ------------------------------------------------------------- internals
-    def _init_core(self, source: Any, positions: np.ndarray | None) -> None:
-        self._source = source
-        self._positions = positions
+            source, positions = open_source(store_or_path, row_dim, id_name), None
+        self._source: Any = source
+        self._positions: np.ndarray | None = positions
         self._id_lookup: tuple[int, pd.Index] | None = None
 
-    def _derive(self, positions: np.ndarray) -> AnalyzerCore:
-        """A new analyzer of the same class on the given source rows.
-
-        ``__init__`` is bypassed: mixins must create their state lazily.
-        """
-        new = type(self).__new__(type(self))
-        AnalyzerCore._init_core(new, self._source, positions)
-        return new
+    # ------------------------------------------------------------- internals
+    def _derive(self, positions: np.ndarray) -> Self:
+        """A new analyzer of the same class on the given source rows (through ``__init__``)."""
+        return type(self)(_Rows(self._source, positions))
 
     def _source_positions(self) -> np.ndarray:
         if self._positions is not None:
@@ -201,7 +221,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         )
 
     # ------------------------------------------------------------- selection
-    def sel(self, **coords: Any) -> AnalyzerCore:
+    def sel(self, **coords: Any) -> Self:
         """Select rows by coordinate labels; returns an analyzer on the subset.
 
         Same rules as :meth:`embstore.Store.sel` (:mod:`embstore.selection`):
@@ -227,14 +247,19 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Examples
         --------
-        >>> an.sel(skin=[1, 2], lighting="well_lit")    # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> sub = an.sel(skin=[1, 2])
+        >>> type(sub).__name__, sorted(set(sub.coords["skin"])), len(sub) < len(an)
+        ('EmbeddingAnalyzer', [1, 2], True)
         """
         if not coords:
             return self._derive(self._source_positions())
         table = self.coords
-        columns = {self.id_name: np.asarray(self.ids)}
+        columns: dict[Hashable, np.ndarray] = {self.id_name: np.asarray(self.ids)}
         columns.update({str(c): table[c].to_numpy() for c in table.columns})
-        mask = _row_mask(columns, coords)
+        wanted: dict[Hashable, Any] = dict(coords.items())
+        mask = _row_mask(columns, wanted)
         return self._derive(self._source_positions()[mask])
 
     def _position_of(self, row_id: Any) -> int | None:
@@ -305,8 +330,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
     def _pool_ragged(self, name: str, over: tuple[str, ...], method: str) -> xr.DataArray:
         import dask
-        import dask.array as da
 
+        da = _dask_array()
         dims = self.ragged_variables[name]
         feat = feature_dim(dims)
         if set(over) != set(dims) - {feat}:
@@ -408,8 +433,11 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Examples
         --------
-        >>> an.pool(method="topk", k=5)                       # doctest: +SKIP
-        >>> an.pool("decoder_output", layer=2)                # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> pooled = an.pool(method="topk", k=5)
+        >>> pooled.dims, pooled.shape, pooled.attrs["k"]
+        (('image', 'hidden'), (120, 16), 5)
         """
         variable = resolve_variable(self, variable)
         method_, k = parse_pool(method, k)
@@ -457,6 +485,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
+        *,
+        spec: VectorSpec | None = None,
         **pool_kwargs: Any,
     ) -> xr.DataArray:
         """The 2-D ``(vector, hidden)`` array an analysis works on (lazy, labeled).
@@ -473,6 +503,10 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
             row.
         layer : int, optional
             Layer of ``decoder_output`` (default: last).
+        spec : VectorSpec, optional
+            The vectors as one :class:`~embstore.analysis.spec.VectorSpec`
+            (its pool, ``k`` and ``over`` are used; a flat ``variable`` or
+            ``layer`` that is given overrides it).
         **pool_kwargs
             ``k``, ``over``, ``logits``, ``score`` passed to :meth:`pool`.
 
@@ -485,9 +519,18 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Examples
         --------
-        >>> an.vectors(pool=None).shape                       # doctest: +SKIP
-        (200, 256)
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> an.vectors(pool=None).shape
+        (960, 16)
+        >>> from embstore.analysis.spec import VectorSpec
+        >>> an.vectors(spec=VectorSpec(pool="topk", k=2)).attrs["k"]
+        2
         """
+        variable, pool, layer, extra = split_spec(
+            spec, variable, pool, layer, what="vectors()", allow_over=True
+        )
+        pool_kwargs = extra | pool_kwargs
         variable = resolve_variable(self, variable)
         method, k = parse_pool(pool, pool_kwargs.pop("k", None))
         is_ragged = variable in self.ragged_variables and variable not in self.variables
@@ -544,13 +587,15 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         variable: str | None = None,
         pool: str | None = "mean",
         layer: int | None = None,
+        *,
+        spec: VectorSpec | None = None,
         **pool_kwargs: Any,
     ) -> pd.DataFrame:
         """One row of labels per vector of :meth:`vectors` (no data is read).
 
         Parameters
         ----------
-        variable, pool, layer, **pool_kwargs
+        variable, pool, layer, spec, **pool_kwargs
             As in :meth:`vectors`.
 
         Returns
@@ -561,11 +606,17 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Examples
         --------
-        >>> an.labels(pool=None).head(2)                     # doctest: +SKIP
-           image_id  query  skin
-        0         1      0     3
-        1         1      1     3
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> an.labels(pool=None)[["image_id", "query"]].head(2)
+           image_id  query
+        0         0      0
+        1         0      1
         """
+        variable, pool, layer, extra = split_spec(
+            spec, variable, pool, layer, what="labels()", allow_over=True
+        )
+        pool_kwargs = extra | pool_kwargs
         variable = resolve_variable(self, variable)
         method, _ = parse_pool(pool, pool_kwargs.get("k"))
         base = self.coords.reset_index()
@@ -595,51 +646,13 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
     @staticmethod
     def _block_bounds(chunks: Sequence[int], block_rows: int) -> list[tuple[int, int]]:
         """Group consecutive chunks into blocks of at most ``block_rows`` rows."""
-        bounds: list[tuple[int, int]] = []
-        start = stop = 0
-        for size in chunks:
-            if stop - start + size > block_rows and stop > start:
-                bounds.append((start, stop))
-                start = stop
-            stop += size
-            while stop - start > block_rows:
-                bounds.append((start, start + block_rows))
-                start += block_rows
-        if stop > start:
-            bounds.append((start, stop))
-        return bounds
+        return block_bounds(chunks, block_rows)
 
     def _iter_dataarray(
         self, arr: xr.DataArray, block_rows: int, progress: bool = False
     ) -> Iterator[tuple[int, np.ndarray]]:
-        import dask.array as da
-
-        if (
-            isinstance(block_rows, bool)
-            or not isinstance(block_rows, (int, np.integer))
-            or block_rows < 1
-        ):
-            raise ValidationError(f"block_rows must be a positive integer, got {block_rows!r}")
-        data = arr.data
-        if not isinstance(data, da.Array):
-            data = da.from_array(np.asarray(data), chunks=(int(block_rows), -1))
-        bounds = self._block_bounds(data.chunks[0], int(block_rows))
-        bar = None
-        if progress:
-            import sys
-
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=data.shape[0], unit="vec", disable=not sys.stderr.isatty())
-        try:
-            for start, stop in bounds:
-                block = np.asarray(data[start:stop].compute(), dtype=np.float32)
-                if bar is not None:
-                    bar.update(stop - start)
-                yield start, block
-        finally:
-            if bar is not None:
-                bar.close()
+        """Stream ``arr`` as ``(start, float32 block)`` pairs (the one block producer)."""
+        return iter_array_blocks(arr, block_rows, progress)
 
     def iter_vectors(
         self,
@@ -649,6 +662,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         block_rows: int = 65536,
         *,
         progress: bool = False,
+        spec: VectorSpec | None = None,
         **pool_kwargs: Any,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Stream the vectors of :meth:`vectors` block by block.
@@ -660,7 +674,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Parameters
         ----------
-        variable, pool, layer, **pool_kwargs
+        variable, pool, layer, spec, **pool_kwargs
             As in :meth:`vectors`.
         block_rows : int, default 65536
             Maximum number of vectors per block.
@@ -676,9 +690,15 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Examples
         --------
-        >>> for start, block in an.iter_vectors(pool=None, block_rows=4096):
-        ...     pass                                          # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> [(start, block.shape) for start, block in an.iter_vectors(block_rows=50)]
+        [(0, (50, 16)), (50, (50, 16)), (100, (20, 16))]
         """
+        variable, pool, layer, extra = split_spec(
+            spec, variable, pool, layer, what="iter_vectors()", allow_over=True
+        )
+        pool_kwargs = extra | pool_kwargs
         variable = resolve_variable(self, variable)
         arr = self.vectors(variable, pool=pool, layer=layer, **pool_kwargs)
         return self._iter_dataarray(arr, block_rows, progress)
@@ -690,6 +710,7 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
         layer: int | None = None,
         *,
         block_rows: int = 65536,
+        spec: VectorSpec | None = None,
         **pool_kwargs: Any,
     ) -> tuple[np.ndarray, pd.DataFrame]:
         """The vectors as one in-memory float32 matrix plus their labels.
@@ -706,6 +727,8 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
             Layer of ``decoder_output``.
         block_rows : int, default 65536
             Read block size (see :meth:`iter_vectors`).
+        spec : VectorSpec, optional
+            As in :meth:`vectors`.
         **pool_kwargs
             ``k``, ``over``, ``logits``, ``score``.
 
@@ -718,10 +741,16 @@ class AnalyzerCore(LegacyAPIMixin, PlotMixin):
 
         Examples
         --------
-        >>> m, lab = an.matrix("query_embeddings")             # doctest: +SKIP
-        >>> m.shape, list(lab.columns)                         # doctest: +SKIP
-        ((200, 256), ['image_id', 'query', 'skin'])
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> m, lab = an.matrix("query_embeddings")
+        >>> m.shape, list(lab.columns[:3])
+        ((960, 16), ['image_id', 'query', 'file_name'])
         """
+        variable, pool, layer, extra = split_spec(
+            spec, variable, pool, layer, what="matrix()", allow_over=True
+        )
+        pool_kwargs = extra | pool_kwargs
         variable = resolve_variable(self, variable)
         arr = self.vectors(variable, pool=pool, layer=layer, **dict(pool_kwargs))
         out = np.empty(arr.shape, dtype=np.float32)

@@ -65,12 +65,13 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import UnknownVariableError, ValidationError
+from .core import AnalyzerCore
 from .similarity import cka_from_matrices
 from .spec import VectorSpec
 
 __all__ = [
     "METRICS",
-    "LayersMixin",
+    "LayersAccessor",
     "cka_matrix",
     "layer_profile",
     "plot_cka_matrix",
@@ -522,11 +523,21 @@ def plot_cka_matrix(matrix: xr.DataArray, path: str | os.PathLike, title: str | 
     return _save(fig, path)
 
 
-class LayersMixin:
-    """Layer-wise analysis methods of :class:`embstore.EmbeddingAnalyzer`.
+class LayersAccessor:
+    """Layer-wise analysis of an analyzer (``an.layers``).
 
-    Uses only the analyzer core contract (``variables``, ``matrix``).
+    Uses only the analyzer core (``variables``, ``matrix``);
+    :class:`embstore.EmbeddingAnalyzer` also offers each method flat
+    (``an.layer_profile(...)``).
+
+    Parameters
+    ----------
+    core : AnalyzerCore
+        The analyzer whose layers are compared.
     """
+
+    def __init__(self, core: AnalyzerCore) -> None:
+        self._an = core
 
     def layer_profile(
         self,
@@ -560,7 +571,7 @@ class LayersMixin:
         >>> sorted(set(an.layer_profile(by="skin", n_boot=0)["layer"]))
         [0, 1]
         """
-        return layer_profile(self, variable, by, metrics, **options)
+        return layer_profile(self._an, variable, by, metrics, **options)
 
     def cka_matrix(
         self,
@@ -580,4 +591,4 @@ class LayersMixin:
         -------
         xarray.DataArray
         """
-        return cka_matrix(self, variable, pool=pool, layers=layers)
+        return cka_matrix(self._an, variable, pool=pool, layers=layers)

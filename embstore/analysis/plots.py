@@ -26,15 +26,34 @@ import xarray as xr
 
 from ..errors import ValidationError
 from ..plotting.projection import pca_projection, scatter_projection, tsne_projection
+from .accessor import split_spec
+from .core import AnalyzerCore
 from .defaults import resolve_variable
+from .spec import VectorSpec
 
-__all__ = ["PlotMixin", "pca_projection", "scatter_projection", "tsne_projection"]
+__all__ = ["PlotAccessor", "pca_projection", "scatter_projection", "tsne_projection"]
 
 logger = logging.getLogger(__name__)
 
 
-class PlotMixin:
-    """Labeled projections of an analyzer's vectors."""
+class PlotAccessor:
+    """Labeled projections of an analyzer's vectors (``an.plot``).
+
+    Parameters
+    ----------
+    core : AnalyzerCore
+        The analyzer whose vectors are projected.
+
+    Examples
+    --------
+    >>> from embstore import EmbeddingAnalyzer
+    >>> an = EmbeddingAnalyzer(demo_path)
+    >>> an.plot.project(method="pca").dims
+    ('vector', 'component')
+    """
+
+    def __init__(self, core: AnalyzerCore) -> None:
+        self._an = core
 
     def project(
         self,
@@ -49,6 +68,7 @@ class PlotMixin:
         max_points: int | None = None,
         seed: int = 0,
         dpi: int = 150,
+        spec: VectorSpec | None = None,
         **pool_kwargs: Any,
     ) -> xr.DataArray:
         """PCA or t-SNE projection of the vectors, labeled, optionally plotted.
@@ -71,6 +91,9 @@ class PlotMixin:
             Subset seed; also the t-SNE ``random_state``.
         dpi : int, default 150
             PNG resolution.
+        spec : VectorSpec, optional
+            The vectors as one :class:`~embstore.analysis.spec.VectorSpec`
+            (see :meth:`~embstore.analysis.core.AnalyzerCore.vectors`).
 
         Returns
         -------
@@ -79,12 +102,22 @@ class PlotMixin:
 
         Examples
         --------
-        >>> an.project(pool="mean", color_by="skin", save_path="pca.png")  # doctest: +SKIP
+        >>> import os
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> png = os.path.join(out_dir, "pca.png")
+        >>> proj = an.project(pool="mean", color_by="skin", save_path=png)
+        >>> proj.shape, os.path.exists(png)
+        ((120, 2), True)
         """
-        variable = resolve_variable(self, variable)
+        variable, pool, layer, extra = split_spec(
+            spec, variable, pool, layer, what="project()", allow_over=True
+        )
+        pool_kwargs = extra | pool_kwargs
+        variable = resolve_variable(self._an, variable)
         if method not in ("pca", "tsne"):
             raise ValidationError(f"method must be 'pca' or 'tsne', got {method!r}")
-        vec = self.vectors(variable, pool=pool, layer=layer, **pool_kwargs)  # type: ignore[attr-defined]
+        vec = self._an.vectors(variable, pool=pool, layer=layer, **pool_kwargs)
         n = vec.shape[0]
         if max_points is not None and n > max_points:
             keep = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))

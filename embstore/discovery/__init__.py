@@ -1,8 +1,9 @@
 """Discovery and curation: outliers, cross-split leaks, exports, galleries.
 
 Free functions work on anything :func:`embstore.search.as_block_source`
-accepts; :class:`DiscoveryMixin` (:mod:`.mixin`) attaches them to
-:class:`embstore.EmbeddingAnalyzer` as ``outliers``, ``leaks``,
+accepts; :class:`DiscoveryAccessor` (:mod:`.accessor`, ``an.discovery``) and
+:class:`ExportAccessor` (:mod:`.exporter`, ``an.export``) offer them on
+:class:`embstore.EmbeddingAnalyzer`, also flat as ``outliers``, ``leaks``,
 ``to_hf_dataset`` ...
 
 - :func:`outlier_scores` (:mod:`.outliers`): mean distance to the k nearest
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 from .._lazy import lazy_attributes
 
-__all__ = ["DiscoveryMixin", "cross_pairs", "outlier_scores"]
+__all__ = ["DiscoveryAccessor", "ExportAccessor", "cross_pairs", "outlier_scores"]
 
 _WHERE = {
-    "DiscoveryMixin": ".mixin",
+    "DiscoveryAccessor": ".accessor",
+    "ExportAccessor": ".exporter",
     "outlier_scores": ".outliers",
     "cross_pairs": ".leaks",
 }

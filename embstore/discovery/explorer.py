@@ -179,8 +179,8 @@ def _thumb_uri(path: str | None, size: int) -> str:
     try:
         from PIL import Image, ImageOps
 
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened).convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)

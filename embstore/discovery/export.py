@@ -95,7 +95,7 @@ def iter_record_batches(
             block = np.asarray(arr.data[s * q : e * q].compute(), dtype=np.float32)
             if normalize:
                 norms = np.linalg.norm(block, axis=1, keepdims=True)
-                block = block / np.where(norms > 0, norms, 1)
+                block = (block / np.where(norms > 0, norms, 1)).astype(np.float32)
             d = block.shape[1]
             flat = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), d)
             if not per_row:

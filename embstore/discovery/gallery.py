@@ -137,9 +137,8 @@ def thumbnail_uri(path: str | os.PathLike | None, size: int, quality: int = 85) 
     try:
         from PIL import Image, ImageOps
 
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened).convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=quality)

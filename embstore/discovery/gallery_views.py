@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ValidationError
 from .gallery import Group, Item
+
+if TYPE_CHECKING:  # the accessor imports this module when a gallery is written
+    from .accessor import DiscoveryAccessor
 
 __all__ = ["KINDS", "build_groups", "resolve_paths"]
 
@@ -113,7 +116,7 @@ def _from_groups(
 ) -> list[Group]:
     lab = np.asarray(res.labels)
     sizes = np.bincount(lab) if lab.size else np.zeros(0, np.int64)
-    out = []
+    out: list[Group] = []
     for g in np.argsort(-sizes, kind="stable"):
         if len(out) >= n_groups or sizes[g] < 2:
             break
@@ -123,7 +126,7 @@ def _from_groups(
         out.append(
             Group(
                 f"{name} {len(out)} (size {int(sizes[g])})",
-                _items(labels, rows, paths, id_col, captions, sc),
+                _items(labels, rows.tolist(), paths, id_col, captions, sc),
                 gs,
                 int(g),
             )
@@ -132,7 +135,7 @@ def _from_groups(
 
 
 def build_groups(
-    an: Any,
+    disc: DiscoveryAccessor,
     kind: str,
     *,
     variable: str | None = None,
@@ -152,8 +155,9 @@ def build_groups(
 
     Parameters
     ----------
-    an : EmbeddingAnalyzer
-        The rows.
+    disc : DiscoveryAccessor
+        The analyzer's discovery helper (``an.discovery``): its rows, search
+        helper, outliers and leaks.
     kind : {"duplicates", "clusters", "outliers", "neighbors", "leaks"}
         What to show.
     variable, pool
@@ -184,6 +188,7 @@ def build_groups(
 
     if kind not in KINDS:
         raise ValidationError(f"kind={kind!r} is not a gallery kind; use one of {list(KINDS)}.")
+    an, index = disc.core, disc.index
     variable = resolve_variable(an, variable)
     id_col = an.id_name
     labels = an.labels(variable, pool=pool)
@@ -191,7 +196,7 @@ def build_groups(
     common = dict(variable=variable, pool=pool, device=device)
     if kind == "duplicates":
         thr = 0.9 if threshold is None else threshold
-        res = an.duplicate_groups(thr, 100 if k is None else k, **common)
+        res = index.duplicate_groups(thr, 100 if k is None else k, **common)
         best = np.full(len(labels), np.nan)
         if res.pairs is not None and len(res.pairs):
             for a in (res.pairs.i, res.pairs.j):
@@ -202,14 +207,16 @@ def build_groups(
         return groups, f"near-duplicate groups (cosine >= {thr}), largest first"
     if kind == "clusters":
         thr = 0.7 if threshold is None else threshold
-        res = an.cluster(thr, 100 if k is None else k, coord=None, **common).groups
+        res = index.cluster(thr, 100 if k is None else k, coord=None, **common).groups
         groups = _from_groups(
             res, labels, paths, id_col, captions, "cluster", n_groups, per_group, None
         )
         return groups, f"threshold clusters (cosine >= {thr}), largest first"
     if kind == "outliers":
         kk = 10 if k is None else k
-        df = an.outliers(kk, variable=variable, pool=pool, device=device).head(n_groups * per_group)
+        df = disc.outliers(kk, variable=variable, pool=pool, device=device).head(
+            n_groups * per_group
+        )
         pos = df.index.to_numpy()
         sc = df["score"].to_numpy()
         groups = []
@@ -228,7 +235,7 @@ def build_groups(
         )
     if kind == "neighbors":
         q = list(an.ids[: min(10, len(labels))]) if ids is None else list(np.atleast_1d(ids))
-        df = an.search(ids=q, k=per_group if k is None else k, **common)
+        df = index.search(ids=q, k=per_group if k is None else k, **common)
         groups = []
         qcol = f"query_{id_col}"
         for qid in q[:n_groups]:
@@ -245,7 +252,7 @@ def build_groups(
     if against is None:
         raise ValidationError("kind='leaks' needs against= (the searched selection or store).")
     thr = 0.95 if threshold is None else threshold
-    df = an.leaks(against, thr, k, variable=variable, pool=pool, device=device)
+    df = disc.leaks(against, thr, k, variable=variable, pool=pool, device=device)
     qpaths = resolve_paths(df, path_coord, image_root, "_query")
     apaths = resolve_paths(df, path_coord, image_root, "_against")
     groups = []

@@ -3,7 +3,7 @@
 Pure functions on NumPy/pandas (:mod:`~embstore.fairness.stats`,
 :mod:`~embstore.fairness.detection`, :mod:`~embstore.fairness.bootstrap`,
 :mod:`~embstore.fairness.permutation`, :mod:`~embstore.fairness.disparity`),
-the analyzer methods (:class:`~embstore.fairness.mixin.FairnessMixin`), plots
+the analyzer helper (:class:`~embstore.fairness.accessor.FairnessAccessor`, ``an.fairness``), plots
 (:mod:`~embstore.fairness.plots`, matplotlib imported on use), reports
 (:mod:`~embstore.fairness.report`) and a synthetic FACET-like generator with
 planted effects (:mod:`~embstore.fairness.synthetic`).

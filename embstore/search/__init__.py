@@ -11,7 +11,8 @@ imports faiss before it is needed:
 - :func:`find_duplicate_groups`, :func:`threshold_clusters` (:mod:`.graph`):
   connected components of thresholded neighbour graphs, deterministic ids.
 - :func:`export_training_labels`, :func:`save_group_previews` (:mod:`.export`).
-- :class:`SearchMixin` (:mod:`.mixin`): the same on an ``EmbeddingAnalyzer``.
+- :class:`SearchAccessor` (:mod:`.accessor`): the same on an ``EmbeddingAnalyzer``
+  (``an.index``), with its :class:`IndexCatalog` (:mod:`.catalog`).
 
 Examples
 --------
@@ -29,11 +30,12 @@ from .._lazy import lazy_attributes
 __all__ = [
     "BlockSource",
     "GroupResult",
+    "IndexCatalog",
     "KnnResult",
     "Pairs",
     "RecallReport",
+    "SearchAccessor",
     "SearchIndex",
-    "SearchMixin",
     "as_block_source",
     "build_index",
     "dedup_and_cluster",
@@ -65,7 +67,8 @@ _WHERE = {
     "export_training_labels": ".export",
     "save_group_previews": ".export",
     "training_label_name": ".export",
-    "SearchMixin": ".mixin",
+    "SearchAccessor": ".accessor",
+    "IndexCatalog": ".catalog",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())

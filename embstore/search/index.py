@@ -262,8 +262,12 @@ class SearchIndex:
 
     Examples
     --------
-    >>> idx = build_index(np.eye(3), kind="flat", metric="cosine", device="cpu")  # doctest: +SKIP
-    >>> scores, ids = idx.search(np.eye(3)[:1], k=2)                               # doctest: +SKIP
+    >>> idx = build_index(np.eye(3), kind="flat", metric="cosine", device="cpu")
+    >>> idx.ntotal, idx.exact
+    (3, True)
+    >>> scores, ids = idx.search(np.eye(3)[:1], k=2)
+    >>> int(ids[0, 0]), float(scores[0, 0])
+    (0, 1.0)
     """
 
     def __init__(

@@ -599,7 +599,7 @@ class Store:
     ) -> Any:
         """Write ids, coordinates and vectors to a Parquet file (streamed in row groups).
 
-        See :meth:`embstore.discovery.mixin.DiscoveryMixin.to_parquet` (``normalize``,
+        See :meth:`embstore.discovery.exporter.ExportAccessor.to_parquet` (``normalize``,
         ``block_rows``); ``pool`` reduces multi-vector variables, ``None`` keeps them nested.
         """
         from ..analysis import EmbeddingAnalyzer

@@ -1,16 +1,21 @@
-"""``FairnessMixin``: fairness methods of :class:`embstore.EmbeddingAnalyzer`.
+"""Fairness over an analyzer (``an.fairness``): group statistics and detection fairness.
 
-Uses only the analyzer core contract (``vectors``, ``matrix``, ``coords``,
-``store``, ``id_name``, ``sel``); the statistics themselves are the pure
-functions of :mod:`embstore.fairness.stats` and
-:mod:`embstore.fairness.detection`.
+:class:`FairnessAccessor` holds a typed reference to the analyzer core
+(``vectors``, ``matrix``, ``coords``, ``store``, ``id_name``); the statistics
+themselves are the pure functions of :mod:`embstore.fairness.stats` and
+:mod:`embstore.fairness.detection`. :class:`embstore.EmbeddingAnalyzer` also
+offers each method flat (``an.group_stats(...)``).
 
 Examples
 --------
->>> from embstore import EmbeddingAnalyzer                          # doctest: +SKIP
->>> an = EmbeddingAnalyzer("facet.zarr")                            # doctest: +SKIP
->>> an.group_stats("query_embeddings", by=["skin", "lighting"])     # doctest: +SKIP
->>> an.detection_fairness(by=["skin"], iou=0.5)                     # doctest: +SKIP
+>>> from embstore import EmbeddingAnalyzer
+>>> an = EmbeddingAnalyzer(demo_path)
+>>> table = an.fairness.group_stats(by=["skin"], n_boot=20, min_count=5)
+>>> sorted(table["skin"].dropna().astype(int))
+[1, 2, 3, 4]
+>>> det = an.detection_fairness(by=["skin"], n_boot=20, min_count=5)
+>>> {"recall", "count"} <= set(det.columns)
+True
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from ..analysis.accessor import split_spec
+from ..analysis.core import AnalyzerCore
 from ..analysis.defaults import resolve_variable
+from ..analysis.spec import VectorSpec
 from ..errors import UnknownVariableError, ValidationError
 from .detection import PERSON_CLASS, DetectionStats, detection_statistics, match_persons
 from .stats import GroupStats, group_distance_matrix, group_statistics
 
-__all__ = ["FairnessMixin"]
+__all__ = ["FairnessAccessor"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +50,21 @@ def _as_list(by: Sequence[str] | str) -> list[str]:
     return [by] if isinstance(by, str) else list(by)
 
 
-class FairnessMixin:
-    """Group statistics and detection fairness on an analyzer.
+class FairnessAccessor:
+    """Group statistics and detection fairness on an analyzer (``an.fairness``).
 
     Methods return labeled pandas/xarray objects; see
     :func:`embstore.fairness.stats.group_statistics` and
     :func:`embstore.fairness.detection.detection_statistics` for the figures.
+
+    Parameters
+    ----------
+    core : AnalyzerCore
+        The analyzer whose rows are grouped.
     """
 
-    # the analyzer core provides these
-    store: Any
-    id_name: str
-    coords: pd.DataFrame
+    def __init__(self, core: AnalyzerCore) -> None:
+        self._an = core
 
     # ------------------------------------------------------------- embeddings
     def fairness_stats(
@@ -68,6 +79,7 @@ class FairnessMixin:
         seed: int = 0,
         alpha: float = 0.05,
         min_count: int = 20,
+        spec: VectorSpec | None = None,
         **options: Any,
     ) -> GroupStats:
         """Full group statistics: table, centroid distances, disparity, probe.
@@ -83,6 +95,9 @@ class FairnessMixin:
             (row, query) vector. Ignored with ``persons``.
         layer : int, optional
             Layer of a layered variable (``decoder_output``).
+        spec : VectorSpec, optional
+            The vectors as one :class:`~embstore.analysis.spec.VectorSpec`
+            (its ``pool`` is used; a given ``variable`` or ``layer`` overrides it).
         persons : pandas.DataFrame, optional
             A per-person table from :meth:`person_detections`: analyse the
             embedding of each detected person's matched query, grouped by the
@@ -97,12 +112,13 @@ class FairnessMixin:
         -------
         GroupStats
         """
-        variable = resolve_variable(self, variable)
+        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="fairness_stats()")
+        variable = resolve_variable(self._an, variable)
         by = _as_list(by)
         if persons is not None:
             X, labels = self.matched_embeddings(persons, variable, layer)
         else:
-            X, labels = self.matrix(variable, pool=pool, layer=layer)
+            X, labels = self._an.matrix(variable, pool=pool, layer=layer)
         return group_statistics(
             X, labels, by, n_boot=n_boot, seed=seed, alpha=alpha, min_count=min_count, **options
         )
@@ -119,6 +135,7 @@ class FairnessMixin:
         seed: int = 0,
         alpha: float = 0.05,
         min_count: int = 20,
+        spec: VectorSpec | None = None,
         **options: Any,
     ) -> pd.DataFrame:
         """Embedding statistics per group and intersection, as a tidy table.
@@ -134,7 +151,7 @@ class FairnessMixin:
 
         Parameters
         ----------
-        variable, by, pool, layer, persons, n_boot, seed, alpha, min_count, **options
+        variable, by, pool, layer, persons, n_boot, seed, alpha, min_count, spec, **options
             As in :meth:`fairness_stats`.
 
         Returns
@@ -143,9 +160,14 @@ class FairnessMixin:
 
         Examples
         --------
-        >>> an.group_stats(by=["skin", "lighting"], n_boot=200)   # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> t = an.group_stats(by=["skin", "lighting"], n_boot=20, min_count=5)
+        >>> sorted(set(t["grouping"]))
+        ['lighting', 'skin', 'skin*lighting']
         """
-        variable = resolve_variable(self, variable)
+        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="group_stats()")
+        variable = resolve_variable(self._an, variable)
         return self.fairness_stats(
             variable,
             by,
@@ -168,12 +190,13 @@ class FairnessMixin:
         *,
         persons: pd.DataFrame | None = None,
         missing_values: Mapping[str, Sequence[Any]] | None = None,
+        spec: VectorSpec | None = None,
     ) -> xr.DataArray:
         """Cosine distances between the centroids of the groups of ``by``.
 
         Parameters
         ----------
-        variable, by, pool, layer, persons
+        variable, by, pool, layer, persons, spec
             As in :meth:`fairness_stats`; with several ``by`` coordinates the
             groups are their intersections.
         missing_values : mapping, optional
@@ -185,16 +208,17 @@ class FairnessMixin:
         xarray.DataArray
             dims ``("group", "other")`` labeled with readable group names.
         """
-        variable = resolve_variable(self, variable)
+        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="group_distances()")
+        variable = resolve_variable(self._an, variable)
         if persons is not None:
             X, labels = self.matched_embeddings(persons, variable, layer)
         else:
-            X, labels = self.matrix(variable, pool=pool, layer=layer)
+            X, labels = self._an.matrix(variable, pool=pool, layer=layer)
         return group_distance_matrix(X, labels, _as_list(by), missing_values)
 
     # -------------------------------------------------------------- detection
     def _image_size(self) -> tuple[np.ndarray, np.ndarray]:
-        coords = self.coords
+        coords = self._an.coords
         w = next((c for c in _WIDTH_NAMES if c in coords.columns), None)
         h = next((c for c in _HEIGHT_NAMES if c in coords.columns), None)
         if w is None or h is None:
@@ -206,8 +230,8 @@ class FairnessMixin:
         return coords[w].to_numpy(dtype=np.float64), coords[h].to_numpy(dtype=np.float64)
 
     def _iter_row_blocks(self, variable: str, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        arr = self.vectors(variable, pool=None)
-        n = len(self.coords)
+        arr = self._an.vectors(variable, pool=None)
+        n = len(self._an.coords)
         q = arr.shape[0] // max(n, 1)
         data = arr.data
         for start in range(0, n, block_rows):
@@ -233,19 +257,19 @@ class FairnessMixin:
         ValidationError
             If the analyzer has no store (old per-image directory).
         """
-        if self.store is None:
+        if self._an.store is None:
             raise ValidationError(
                 "person annotations live in a store table; convert the old directory to a store "
                 "first (embstore convert) and write the persons table."
             )
-        persons = self.store.read_table(table)
-        id_col = self.id_name if self.id_name in persons.columns else "image_id"
+        persons = self._an.store.read_table(table)
+        id_col = self._an.id_name if self._an.id_name in persons.columns else "image_id"
         if id_col not in persons.columns:
             raise UnknownVariableError(
-                f"table {table!r} has no {self.id_name!r} (or 'image_id') column linking people to "
+                f"table {table!r} has no {self._an.id_name!r} (or 'image_id') column linking people to "
                 f"rows; its columns are {list(persons.columns)!r}."
             )
-        ids = pd.Index(self.coords.index)
+        ids = pd.Index(self._an.coords.index)
         keep = ids.get_indexer(persons[id_col]) >= 0
         if not keep.all():
             logger.info("person_table: %d people of unselected images left out", int((~keep).sum()))
@@ -289,9 +313,9 @@ class FairnessMixin:
             ``recall_avg``; usable as ``persons=`` of :meth:`group_stats`.
         """
         persons = self.person_table(table)
-        id_col = self.id_name if self.id_name in persons.columns else "image_id"
+        id_col = self._an.id_name if self._an.id_name in persons.columns else "image_id"
         width, height = self._image_size()
-        rows = pd.Index(self.coords.index).get_indexer(persons[id_col])
+        rows = pd.Index(self._an.coords.index).get_indexer(persons[id_col])
         parts = []
         it_boxes = self._iter_row_blocks(boxes, block_rows)
         it_logits = self._iter_row_blocks(logits, block_rows)
@@ -354,15 +378,15 @@ class FairnessMixin:
         labels : pandas.DataFrame
             The detected people's rows of ``persons``.
         """
-        variable = resolve_variable(self, variable)
+        variable = resolve_variable(self._an, variable)
         need = [c for c in ("row", "query", "detected") if c not in persons.columns]
         if need:
             raise UnknownVariableError(
                 f"persons lacks columns {need!r}; build it with analyzer.person_detections()."
             )
         det = persons[persons["detected"].astype(bool)].reset_index(drop=True)
-        arr = self.vectors(variable, pool=None, layer=layer)
-        q = arr.shape[0] // max(len(self.coords), 1)
+        arr = self._an.vectors(variable, pool=None, layer=layer)
+        q = arr.shape[0] // max(len(self._an.coords), 1)
         pos = det["row"].to_numpy(dtype=np.int64) * q + det["query"].to_numpy(dtype=np.int64)
         order = np.argsort(pos, kind="stable")
         X = np.empty((len(pos), arr.shape[1]), dtype=np.float32)
@@ -447,7 +471,11 @@ class FairnessMixin:
 
         Examples
         --------
-        >>> an.detection_fairness(by=["skin", "lighting"], n_boot=200)   # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> t = an.detection_fairness(by=["skin"], n_boot=20, min_count=5)
+        >>> bool(t["recall"].between(0, 1).all())
+        True
         """
         return self.detection_stats(
             by,

@@ -1,9 +1,12 @@
-"""Discovery methods on :class:`embstore.EmbeddingAnalyzer`.
+"""Discovery over an analyzer (``an.discovery``): outliers, leaks, galleries, queries.
 
-:class:`DiscoveryMixin` is mixed into the analyzer. Each method is a thin
-labeled wrapper over a free function of this package and uses only the
-analyzer contract (``iter_vectors``, ``labels``, ``sel``, ``ids``, ``store``,
-``id_name``) plus :meth:`SearchMixin.build_index` for indexes.
+:class:`DiscoveryAccessor` is the analyzer's discovery helper; each method is
+a thin labeled wrapper over a free function of this package and uses the
+analyzer core (``iter_vectors``, ``labels``, ``sel``, ``ids``, ``store``,
+``id_name``) plus the analyzer's search helper
+(:class:`~embstore.search.accessor.SearchAccessor`) for indexes and block
+sources. :class:`embstore.EmbeddingAnalyzer` also offers each method flat
+(``an.outliers(...)``).
 """
 
 from __future__ import annotations
@@ -14,40 +17,65 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.accessor import split_spec
+from ..analysis.core import AnalyzerCore
+from ..analysis.spec import VectorSpec
 from ..errors import ReadOnlyStoreError, ValidationError
+from ..search.accessor import SearchAccessor
+from ..search.source import BlockSource
 from ._common import resolve_variable
 
-__all__ = ["DiscoveryMixin"]
+__all__ = ["DiscoveryAccessor"]
 
 logger = logging.getLogger(__name__)
 
 _METHODS = ("knn",)
 
 
-class DiscoveryMixin:
-    """Outliers, cross-split leaks, exports and galleries on an analyzer.
+class DiscoveryAccessor:
+    """Outliers, cross-split leaks, galleries and text/image queries (``an.discovery``).
+
+    Parameters
+    ----------
+    search : SearchAccessor
+        The analyzer's search helper (its core and index catalog).
+    extractors : dict, optional
+        Cache of the extractors rebuilt for text and image queries (the
+        analyzer keeps one, so that a model is loaded once).
 
     Examples
     --------
-    >>> an = EmbeddingAnalyzer("faces.zarr")                          # doctest: +SKIP
-    >>> an.outliers(k=10).head()                                       # doctest: +SKIP
-    >>> an.sel(split="test").leaks(an.sel(split="train"), 0.95)        # doctest: +SKIP
+    >>> from embstore import EmbeddingAnalyzer
+    >>> an = EmbeddingAnalyzer(demo_path)
+    >>> an.discovery.outliers(k=10)[["image_id", "score", "rank"]].shape
+    (120, 3)
+    >>> leaks = an.sel(skin=1).leaks(an.sel(skin=2), threshold=0.99)
+    >>> list(leaks.columns[:3])
+    ['i', 'j', 'score']
     """
 
+    def __init__(
+        self, search: SearchAccessor, extractors: dict[tuple[str, str], Any] | None = None
+    ) -> None:
+        self._search = search
+        self._an: AnalyzerCore = search.core
+        self._query_extractors = {} if extractors is None else extractors
+
+    @property
+    def core(self) -> AnalyzerCore:
+        """The analyzer core (rows, labels, vectors)."""
+        return self._an
+
+    @property
+    def index(self) -> SearchAccessor:
+        """The analyzer's search helper (indexes, search, duplicates, clusters)."""
+        return self._search
+
     # ------------------------------------------------------------ helpers
-    def _discovery_source(
+    def _source(
         self, variable: str, pool: Any, layer: Any, n: int, memory_budget: Any
-    ) -> Any:
-        from ..search.source import BlockSource
-
-        make = getattr(self, "_vector_source", None)
-        if make is not None:
-            return make(variable, pool, layer, n=n, memory_budget=memory_budget)
-
-        def factory(rows: int) -> Any:  # pragma: no cover - analyzer without SearchMixin
-            return self.iter_vectors(variable, pool=pool, layer=layer, block_rows=rows)  # type: ignore[attr-defined]
-
-        return BlockSource(factory, n=n)  # pragma: no cover
+    ) -> BlockSource:
+        return self._search.vector_source(variable, pool, layer, n=n, memory_budget=memory_budget)
 
     def _outlier_scores(
         self,
@@ -65,9 +93,9 @@ class DiscoveryMixin:
     ) -> np.ndarray:
         from .outliers import AUTO_NPROBE, IVF_ROWS, outlier_scores
 
-        labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
+        labels = self._an.labels(variable, pool=pool, layer=layer)
         n = len(labels)
-        src = self._discovery_source(variable, pool, layer, n, memory_budget)
+        src = self._source(variable, pool, layer, n, memory_budget)
         kd = str(kind).lower()
         if kd == "auto":
             kd = "ivf" if n >= IVF_ROWS else "exact"
@@ -75,7 +103,7 @@ class DiscoveryMixin:
                 nprobe = AUTO_NPROBE
         index = None
         if kd != "exact":
-            index = self.build_index(  # type: ignore[attr-defined]
+            index = self._search.build_index(
                 variable, pool, kd, metric, device, layer=layer, save=False, progress=progress
             )
             if nprobe is not None:
@@ -109,6 +137,7 @@ class DiscoveryMixin:
         memory_budget: int | None = None,
         device: str = "auto",
         progress: bool | None = None,
+        spec: VectorSpec | None = None,
     ) -> pd.DataFrame:
         """Outlier (uniqueness) score of every vector, most unusual first.
 
@@ -129,7 +158,7 @@ class DiscoveryMixin:
             Per-group view: score each row against the rows of its own group
             (e.g. ``"skin"`` or ``["skin", "lighting"]``) only. Rows whose group
             value is missing get NaN.
-        pool, layer
+        pool, layer, spec
             Which vectors (as in :meth:`search`).
         metric : {"cosine", "ip", "l2"}
             ``"l2"`` scores are mean Euclidean distances.
@@ -163,8 +192,14 @@ class DiscoveryMixin:
 
         Examples
         --------
-        >>> an.outliers(k=10, variable="embedding").head(3)            # doctest: +SKIP
-        >>> an.outliers(k=10, by="skin")                               # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(demo_path)
+        >>> top = an.outliers(k=10)
+        >>> top["rank"].tolist()[:3], bool(top["score"].is_monotonic_decreasing)
+        ([0, 1, 2], True)
+        >>> per_skin = an.outliers(k=5, by="skin")
+        >>> int(per_skin.groupby("skin")["rank"].min().max())
+        0
         """
         from ..search.index import check_metric
 
@@ -173,9 +208,10 @@ class DiscoveryMixin:
                 f"method={method!r} is not supported; use one of {list(_METHODS)}."
             )
         metric = check_metric(metric)
-        variable = resolve_variable(self, variable)
-        labels = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
-        common = dict(
+        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="outliers()")
+        variable = resolve_variable(self._an, variable)
+        labels = self._an.labels(variable, pool=pool, layer=layer)
+        common: dict[str, Any] = dict(
             k=k,
             metric=metric,
             kind=kind,
@@ -203,8 +239,10 @@ class DiscoveryMixin:
                 mask = np.ones(len(labels), bool)
                 for c, v in values.items():
                     mask &= (keys[c] == v).to_numpy()
-                sub = self.sel(**{c: [v] for c, v in values.items()})  # type: ignore[attr-defined]
-                part = sub._outlier_scores(variable, pool, layer, **common)
+                sub = self._an.sel(**{c: [v] for c, v in values.items()})
+                part = DiscoveryAccessor(SearchAccessor(sub))._outlier_scores(
+                    variable, pool, layer, **common
+                )
                 if part.size != int(mask.sum()):  # pragma: no cover - selection semantics changed
                     raise ValidationError(
                         f"group {values} selected {part.size} rows, expected {int(mask.sum())}."
@@ -225,17 +263,16 @@ class DiscoveryMixin:
         return out
 
     def _write_scores(self, coord: str, scores: np.ndarray, n_vectors: int) -> None:
-        store = self.store  # type: ignore[attr-defined]
+        store = self._an.store
         if store is None:
             raise ValidationError(f"coord={coord!r}: this analyzer has no store to write to.")
-        ids = np.asarray(self.ids)  # type: ignore[attr-defined]
+        ids = np.asarray(self._an.ids)
         if n_vectors != ids.size:
             raise ValidationError(
                 f"coord={coord!r} needs one vector per row ({n_vectors} vectors for {ids.size} rows); "
                 "pass pool='mean' or coord=None."
             )
-        token = getattr(self, "_store_token", None)
-        old = token() if token is not None else None
+        old = self._search.catalog.token()
         try:
             store.set_coords({coord: scores}, ids=ids)
         except PermissionError as exc:
@@ -243,13 +280,11 @@ class DiscoveryMixin:
                 f"cannot write coordinate {coord!r}: the store is read-only; "
                 "open it with Store.open(path, mode='a')."
             ) from exc
-        refresh = getattr(self, "_refresh_tokens", None)
-        if refresh is not None:
-            refresh(old)
+        self._search.catalog.refresh_tokens(old)
 
     # ------------------------------------------------------------ leaks
-    def _same_store(self, other: Any) -> bool:
-        a, b = self.store, other.store  # type: ignore[attr-defined]
+    def _same_store(self, other: AnalyzerCore) -> bool:
+        a, b = self._an.store, other.store
         if a is None or b is None:
             return False
         if a is b:
@@ -273,6 +308,7 @@ class DiscoveryMixin:
         row_batch: int | None = None,
         block_rows: int | None = None,
         device: str = "auto",
+        spec: VectorSpec | None = None,
     ) -> pd.DataFrame:
         """Pairs between this selection and ``other`` whose score passes ``threshold``.
 
@@ -289,7 +325,7 @@ class DiscoveryMixin:
         k : int, optional
             Keep at most ``k`` matches per query row; ``None`` (default) is
             an exhaustive, exact range search.
-        variable, pool, layer
+        variable, pool, layer, spec
             Which vectors, on both sides (as in :meth:`search`).
         metric : {"cosine", "ip", "l2"}
             Metric.
@@ -312,24 +348,30 @@ class DiscoveryMixin:
 
         Examples
         --------
-        >>> an.sel(split="test").leaks(an.sel(split="train"), threshold=0.95)  # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(face_path)
+        >>> pairs = an.sel(person=[0, 1]).leaks(an, threshold=0.95)
+        >>> pairs[["image_id_query", "image_id_against"]].values.tolist()
+        [[0, 1], [1, 0], [2, 3], [3, 2]]
         """
         from ..search.index import check_metric
         from .leaks import cross_pairs
 
-        if not hasattr(other, "iter_vectors"):
-            other = type(self)(other)  # type: ignore[call-arg]
+        osearch = _search_of(other)
         if kind is not None and k is None:
             raise ValidationError(f"kind={kind!r} needs k= (an index returns the top k only).")
         metric = check_metric(metric)
-        variable = resolve_variable(self, variable)
-        qlab = self.labels(variable, pool=pool, layer=layer)  # type: ignore[attr-defined]
-        dlab = other.labels(variable, pool=pool, layer=layer)
-        qsrc = self._discovery_source(variable, pool, layer, len(qlab), None)
-        dsrc = other._discovery_source(variable, pool, layer, len(dlab), None)
+        variable, pool, layer, _ = split_spec(spec, variable, pool, layer, what="leaks()")
+        variable = resolve_variable(self._an, variable)
+        qlab = self._an.labels(variable, pool=pool, layer=layer)
+        dlab = osearch.core.labels(variable, pool=pool, layer=layer)
+        qsrc = self._source(variable, pool, layer, len(qlab), None)
+        dsrc = osearch.vector_source(variable, pool, layer, n=len(dlab))
         index = None
         if kind is not None:
-            index = other.build_index(variable, pool, kind, metric, device, layer=layer, save=False)
+            index = osearch.build_index(
+                variable, pool, kind, metric, device, layer=layer, save=False
+            )
         pairs = cross_pairs(
             qsrc,
             dsrc,
@@ -341,8 +383,8 @@ class DiscoveryMixin:
             block_rows=block_rows,
             device=device,
         )
-        id_name = self.id_name  # type: ignore[attr-defined]
-        if self._same_store(other) and len(pairs) and id_name in qlab and id_name in dlab:
+        id_name = self._an.id_name
+        if self._same_store(osearch.core) and len(pairs) and id_name in qlab and id_name in dlab:
             keep = qlab[id_name].to_numpy()[pairs.i] != dlab[id_name].to_numpy()[pairs.j]
             pairs = type(pairs)(pairs.i[keep], pairs.j[keep], pairs.score[keep])
         df = pd.DataFrame({"i": pairs.i, "j": pairs.j, "score": pairs.score})
@@ -353,74 +395,6 @@ class DiscoveryMixin:
         return df.sort_values(
             ["score", "i", "j"], ascending=[ascending, True, True], kind="stable"
         ).reset_index(drop=True)
-
-    # ------------------------------------------------------------ exports
-    def to_parquet(
-        self,
-        path: Any,
-        variables: Any = None,
-        pool: str | None = "mean",
-        *,
-        normalize: bool = False,
-        block_rows: int = 16384,
-    ) -> Any:
-        """Write the analysed rows (ids, coordinates, vectors) to a Parquet file.
-
-        Parameters
-        ----------
-        path : path
-            Output ``.parquet`` file.
-        variables : str or list of str, optional
-            Variables (default: every one-vector-per-row variable).
-        pool : str or None
-            Pooling of multi-vector variables; ``None`` keeps nested lists.
-        normalize : bool
-            L2-normalise the vectors.
-        block_rows : int
-            Rows per row group (streamed: one block in memory).
-
-        Returns
-        -------
-        pathlib.Path
-        """
-        from .export import write_parquet
-
-        return write_parquet(
-            self, path, variables, pool, normalize=normalize, block_rows=block_rows
-        )
-
-    def to_hf_dataset(
-        self,
-        variables: Any = None,
-        pool: str | None = "mean",
-        *,
-        normalize: bool = False,
-        path: Any = None,
-        block_rows: int = 16384,
-    ) -> Any:
-        """The analysed rows as a Hugging Face :class:`datasets.Dataset`.
-
-        Columns: the id, every coordinate, one float32 list column per
-        variable. With ``normalize=True``, ``ds.add_faiss_index(column,
-        metric_type=faiss.METRIC_INNER_PRODUCT)`` ranks by cosine and
-        ``get_nearest_examples`` returns the neighbours of :meth:`search`.
-
-        Parameters
-        ----------
-        variables, pool, normalize, block_rows
-            As in :meth:`to_parquet`.
-        path : path, optional
-            The backing ``.arrow`` file (default: in a new temporary folder).
-
-        Returns
-        -------
-        datasets.Dataset
-        """
-        from .export import to_hf_dataset
-
-        return to_hf_dataset(
-            self, variables, pool, normalize=normalize, path=path, block_rows=block_rows
-        )
 
     # ------------------------------------------------------------ galleries
     def gallery(
@@ -477,7 +451,11 @@ class DiscoveryMixin:
 
         Examples
         --------
-        >>> an.gallery("duplicates", "dups/", image_root="photos/")    # doctest: +SKIP
+        >>> from embstore import EmbeddingAnalyzer
+        >>> an = EmbeddingAnalyzer(face_path)
+        >>> page = an.gallery("duplicates", out_dir, threshold=0.9)
+        >>> page.name
+        'index.html'
         """
         from .gallery import write_gallery
         from .gallery_views import build_groups
@@ -514,13 +492,11 @@ class DiscoveryMixin:
             return extractor
         from .queries import extractor_from_store
 
-        cache = self.__dict__.setdefault("_embstore_query_extractors", {})
+        cache = self._query_extractors
         key = (str(weights), device)
         if key not in cache:
             cache[key] = extractor_from_store(
-                self.store,
-                weights=weights,  # type: ignore[attr-defined]
-                device="cpu" if device == "auto" else device,
+                self._an.store, weights=weights, device="cpu" if device == "auto" else device
             )
         return cache[key]
 
@@ -573,8 +549,8 @@ class DiscoveryMixin:
         texts = [texts] if isinstance(texts, str) else list(texts)
         ex = self._query_extractor(extractor, weights, device)
         q = np.asarray(ex.extract_texts(texts), np.float32)
-        variable = resolve_variable(self, variable)
-        df = self.search(q, k, variable=variable, kind=kind, device=device)  # type: ignore[attr-defined]
+        variable = resolve_variable(self._an, variable)
+        df = self._search.search(q, k, variable=variable, kind=kind, device=device)
         return search_frame_for(texts, "text", df)
 
     def search_images(
@@ -614,8 +590,8 @@ class DiscoveryMixin:
         ex = self._query_extractor(extractor, weights, device)
         out = ex.extract_images(images)
         q = np.asarray(out["embedding"] if isinstance(out, dict) else out, np.float32)
-        variable = resolve_variable(self, variable)
-        df = self.search(q, k, variable=variable, kind=kind, device=device)  # type: ignore[attr-defined]
+        variable = resolve_variable(self._an, variable)
+        df = self._search.search(q, k, variable=variable, kind=kind, device=device)
         return search_frame_for(items, "image", df)
 
     # ------------------------------------------------------------ explorer
@@ -657,7 +633,7 @@ class DiscoveryMixin:
         from .explorer import write_explorer
 
         return write_explorer(
-            self,
+            self._an,
             out,
             color=color,
             variable=variable,
@@ -670,3 +646,15 @@ class DiscoveryMixin:
             thumb=thumb,
             seed=seed,
         )
+
+
+def _search_of(other: Any) -> SearchAccessor:
+    """The search helper of ``other``: an analyzer (its own), a core, a Store or a path."""
+    if isinstance(other, SearchAccessor):
+        return other
+    index = getattr(other, "index", None)
+    if isinstance(index, SearchAccessor):
+        return index
+    if isinstance(other, AnalyzerCore):
+        return SearchAccessor(other)
+    return SearchAccessor(AnalyzerCore(other))
