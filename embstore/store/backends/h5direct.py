@@ -170,7 +170,7 @@ def read_ref(src: str, head: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
             if cr is not None:
                 b = min(b, int(k) + cr)
             want = (b - a) * row_bytes
-            view = memoryview(flat[(a - start) * row_bytes : (b - start) * row_bytes])
+            view = flat[(a - start) * row_bytes : (b - start) * row_bytes].data
             pos = int(off) + (a - int(k)) * row_bytes
             got = 0
             while got < want:

@@ -82,7 +82,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import uuid
 from typing import Any
 
@@ -91,7 +90,6 @@ import numpy as np
 from ...errors import (
     EmbstoreError,
     NotAStoreError,
-    ReadOnlyStoreError,
     StoreError,
     StoreExistsError,
     StoreLockedError,
@@ -99,8 +97,8 @@ from ...errors import (
 )
 from ..lock import FileLock, pid_alive
 from . import h5direct
-from .base import Backend, fill_value_for
-from .h5direct import direct_dtype, direct_write, read_ref, rebase_rows
+from .base import Backend
+from .h5direct import direct_dtype, direct_write, rebase_rows
 from .h5journal import (
     Journal,
     ensure_space,
@@ -109,9 +107,13 @@ from .h5journal import (
     fsync_path,
     is_disk_full,
     json_default,
-    read_journal,
 )
+from .h5ops import apply_op, create_variable, read_array
 from .h5raw import RawH5Rows
+from .h5recover import PlainH5 as _PlainH5
+from .h5recover import begin_session, open_nc, recover, trim_to_last_record
+from .h5recover import disk_full as _disk_full
+from .h5recover import unlink as _unlink
 
 __all__ = ["HDF5Backend"]
 
@@ -131,29 +133,7 @@ def _pack(values: Any) -> tuple[dict[str, Any], memoryview]:
     if a.dtype.kind in "OT":
         a = a.astype(str)
     a = np.ascontiguousarray(a)
-    return {"dtype": a.dtype.str, "shape": list(a.shape)}, memoryview(a.reshape(-1)).cast("B")
-
-
-def _unpack(meta: dict[str, Any], payload: bytes | memoryview) -> np.ndarray:
-    return np.frombuffer(payload, dtype=np.dtype(meta["dtype"])).reshape(meta["shape"])
-
-
-def _disk_full(path: str, exc: BaseException) -> StoreError:
-    return StoreError(
-        f"the disk is full while writing HDF5 store {path!r} ({exc}). Rows committed before this error are "
-        "safe: the committed file is untouched and they are in its journal. Free disk space, then reopen "
-        "the store (the journal is folded in on open)"
-    )
-
-
-class _PlainH5:
-    """A read-only h5py file in the place of an h5netcdf one (``_h5file``, ``close``)."""
-
-    def __init__(self, f: Any) -> None:
-        self._h5file = f
-
-    def close(self) -> None:
-        self._h5file.close()
+    return {"dtype": a.dtype.str, "shape": list(a.shape)}, a.reshape(-1).data.cast("B")
 
 
 class _SessionLock(FileLock):
@@ -176,6 +156,9 @@ class HDF5Backend(Backend):
 
     kind = "hdf5"
     supports_regions = False
+    #: a record is one journal entry (CRC-checked: a torn one is dropped whole) applied as one
+    #: attribute, under the one-writer lock; ``write_record`` never overwrites one
+    atomic_records = True
     #: fdatasync the working copy and the journal at every commit (power-loss
     #: durability of each commit; off by default: see the module docstring)
     durable_commits = False
@@ -219,6 +202,11 @@ class HDF5Backend(Backend):
         self._dsc = {}
         self._direct = {}
 
+    def _close_nc(self) -> None:
+        # drop h5py objects first: freeing them after their file failed and closed can crash HDF5
+        self._dsc, self._direct = {}, {}
+        self.nc.close()
+
     def _ds(self, name: str) -> Any:
         ds = self._dsc.get(name)
         if ds is None:
@@ -238,53 +226,7 @@ class HDF5Backend(Backend):
     def _tmp(path: str, kind: str) -> str:
         return f"{path}.{kind}.{os.getpid()}.tmp"
 
-    @classmethod
-    def _open_nc(cls, path: str, mode: str) -> Any:
-        from ..._optional import attempt_import
-
-        h5netcdf = attempt_import("h5netcdf")
-        try:
-            if mode == "r":  # committed files are never written in place: no lock needed to read
-                import h5py
-
-                try:  # reads need no netCDF layer (it costs 11 ms per open)
-                    return _PlainH5(
-                        h5py.File(path, "r")
-                    )  # HDF5's default locking, as xarray's readers
-                except (
-                    OSError
-                ) as exc:  # this process still has the file open from a writer's unlocked copy
-                    if "locking flag" not in str(exc):
-                        raise
-                    return _PlainH5(h5py.File(path, "r", locking=False))
-            # private working copies and temporary files: no HDF5 file lock (the append lock guards
-            # them), so the file renamed into place carries no lock of a reader still open in this process
-            return h5netcdf.File(path, mode, locking=False)
-        except (BlockingIOError, OSError) as exc:
-            msg = str(exc).lower()
-            if "unable to lock file" in msg or isinstance(exc, BlockingIOError):
-                raise StoreLockedError(
-                    f"HDF5 file {path!r} is open by another process ({exc}); close that writer first"
-                ) from exc
-            if mode == "w":
-                if is_disk_full(exc):
-                    raise _disk_full(path, exc) from exc
-                raise StoreError(
-                    f"cannot create HDF5 file {path!r} ({exc}); check the directory and permissions"
-                ) from exc
-            if "signature not found" in msg:
-                raise NotAStoreError(
-                    f"{path!r} is not an HDF5 file (no HDF5 signature): it is damaged or was never an "
-                    "embstore .h5 store; restore a copy or pass the right path"
-                ) from exc
-            raise NotAStoreError(
-                f"HDF5 file {path!r} is damaged and cannot be read ({exc}); it may have been truncated or "
-                "overwritten by another program. Restore a copy or re-extract"
-            ) from exc
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise NotAStoreError(
-                f"HDF5 file {path!r} is damaged and cannot be read ({exc}). Restore a copy or re-extract"
-            ) from exc
+    _open_nc = staticmethod(open_nc)
 
     @classmethod
     def _open_committed(cls, path: str) -> Any:
@@ -399,160 +341,20 @@ class HDF5Backend(Backend):
 
     @classmethod
     def _recover(cls, path: str) -> bool:
-        """Replay the journal onto a copy of the committed file and swap it in.
-
-        Returns True if a journal was folded in. Caller holds the lock.
-        """
-        wal = cls._wal(path)
-        if not os.path.exists(wal):
-            return False
-        base, entries = read_journal(wal)
-        nc = cls._open_committed(path)
-        try:
-            gen = cls._generation(nc._h5file)
-        finally:
-            nc.close()
-        first = next(entries, None) if base == gen else None
-        if first is None:  # stale (already folded in), empty, or torn before its first entry
-            list(entries)
-            _unlink(wal)
-            return False
-        tmp = cls._tmp(path, "recover")
-        applied = 0
-        rebased = _rebased_chunks(wal)
-        try:
-            ensure_space(path, os.path.getsize(path) + os.path.getsize(wal))
-            fault_point("copy")
-            shutil.copyfile(path, tmp)
-            nc = cls._open_nc(tmp, "a")
-            try:
-                nc._h5file[_META].attrs[_GEN] = uuid.uuid4().hex
-                b = cls(tmp, nc, "replay")
-                b._rebased = rebased
-                for header, payload in _chain(first, entries):
-                    b._entry = applied
-                    try:
-                        b._apply(header, payload)
-                    except Exception as exc:
-                        if is_disk_full(exc):
-                            raise
-                        log.warning(
-                            "journal of %s: entry %d (%s) does not apply (%s); stopping there",
-                            path,
-                            applied,
-                            header.get("op"),
-                            exc,
-                        )
-                        break
-                    applied += 1
-                b._trim_to_last_record()
-            finally:
-                nc.close()
-            fsync_path(tmp)
-            fault_point("replace")
-            os.replace(tmp, path)
-            fsync_dir(path)
-            fault_point("unlink")
-            _unlink(wal)
-            for src in b._srcs:  # the dead writer's working copy: folded in
-                _unlink(src)
-        except BaseException as exc:
-            _unlink(tmp)
-            if is_disk_full(exc):
-                raise _disk_full(path, exc) from exc
-            if isinstance(exc, (OSError, RuntimeError)):
-                raise StoreError(
-                    f"could not fold the journal {wal!r} into {path!r} ({exc}); the committed file is intact. "
-                    "Fix the cause and reopen"
-                ) from exc
-            raise
-        log.warning(
-            "recovered %d journaled operations of a writer of %s that did not close", applied, path
-        )
-        return True
+        """Fold the journal into the committed file (caller holds the lock); see h5recover."""
+        return recover(cls, path)
 
     def _trim_to_last_record(self) -> None:
         """Cut row arrays grown ahead of the last commit (as a clean close does); best effort."""
-        from ..commit import MAIN_REGION, CommitRecord
-
-        try:
-            schema = self.read_attrs().get("embstore") or {}
-            if schema.get("n_prealloc"):
-                return
-            rec = None
-            for seq in reversed(self.list_records(MAIN_REGION)):
-                rec = CommitRecord.decode(self.read_record(MAIN_REGION, seq))
-                if rec is not None:
-                    break
-            if rec is None:
-                return
-            n = rec.start + rec.n
-            for name, var in list(self.nc.variables.items()):
-                if (
-                    var.dimensions
-                    and var.dimensions[0] == schema["row_dim"]
-                    and self._ds(name).shape[0] > n
-                ):
-                    self._do_resize(name, n)
-            for name in schema.get("ragged", {}):
-                tot = int(rec.ragged.get(name, 0))
-                if self.has_array(name) and self._ds(name).shape[0] > tot:
-                    self._do_resize(name, tot)
-        except Exception as exc:
-            log.warning("could not trim %s to its last commit (%s)", self.path, exc)
+        trim_to_last_record(self)
 
     def _begin(self) -> None:
-        """Start a writer session: working copy + journal (first mutation only)."""
-        if self._journal is not None:
-            return
-        if self.mode == "r":
-            raise ReadOnlyStoreError(
-                f"{self.path!r} is open read-only; open it with mode='a' to write"
-            )
-        path = self.path
-        self.nc.close()
-        if os.path.exists(
-            self._wal(path)
-        ):  # a journal we did not see at open (force=True takeover)
-            self._recover(path)
-        work = self._tmp(path, "work")
-        wnc = None
-        try:
-            nc = self._open_committed(path)
-            try:
-                gen = self._generation(nc._h5file)
-            finally:
-                nc.close()
-            ensure_space(path, os.path.getsize(path))
-            fault_point("copy")
-            shutil.copyfile(path, work)
-            wnc = self._open_nc(work, "a")
-            wnc._h5file[_META].attrs[_GEN] = (
-                uuid.uuid4().hex
-            )  # differs from the base: marks the journal stale
-            self._journal = Journal.create(self._wal(path), gen)
-        except BaseException as exc:
-            if wnc is not None:
-                try:
-                    wnc.close()
-                except Exception:
-                    pass
-            _unlink(work)
-            self._reopen_committed(close_current=False)
-            if is_disk_full(exc):
-                raise _disk_full(path, exc) from exc
-            if isinstance(exc, (OSError, RuntimeError)):
-                raise StoreError(f"cannot start writing {path!r} ({exc})") from exc
-            raise
-        self.nc, self.h5, self._work = wnc, wnc._h5file, work
-        self._ref_rows = {}
-        self._drop_raw()
-        _SESSIONS[os.path.realpath(path)] = self
+        begin_session(self)
 
     def _reopen_committed(self, close_current: bool = True) -> None:
         if close_current:
             try:
-                self.nc.close()
+                self._close_nc()
             except Exception:
                 pass
         self.nc = self._open_committed(self.path)
@@ -572,7 +374,7 @@ class HDF5Backend(Backend):
                 if self._broken is not None:  # the Store's own trim did not run
                     self._trim_to_last_record()
                 self.h5.flush()  # the whole file, even while a reader in this process keeps it open
-                self.nc.close()
+                self._close_nc()
                 if journal.n_ops:
                     fsync_path(work)
                     fault_point("replace")
@@ -596,20 +398,23 @@ class HDF5Backend(Backend):
     def _abort(self) -> None:
         """Drop the working copy of a failed session; fold the journal into a fresh copy."""
         try:
-            self.nc.close()
+            self._close_nc()
         except Exception:
             pass
         work = self._work
         if self._journal is not None:
             self._journal.close()
         self._journal = self._work = None
-        try:  # journal references read rows from the working copy: remove it only after
+        if work is not None and not self._ref_rows:  # no journal reference reads it: free its space
+            _unlink(work)
+        try:  # else it goes after the journal is folded in (recovery reads rows from it)
             self._recover(self.path)
             if work is not None:
                 _unlink(work)
         except StoreError as exc:
             log.warning(
-                "%s; the journal %s stays and is folded in at the next open",
+                "%s; the journal %s stays (with the working copy its references read) and is "
+                "folded in at the next open",
                 exc,
                 self._wal(self.path),
             )
@@ -650,7 +455,7 @@ class HDF5Backend(Backend):
         finally:
             self._drop_raw()
             try:
-                self.nc.close()
+                self._close_nc()
             except Exception:  # pragma: no cover - already closed
                 pass
 
@@ -710,53 +515,7 @@ class HDF5Backend(Backend):
             raise self._fail(exc) from exc
 
     def _apply(self, h: dict[str, Any], payload: bytes | memoryview) -> None:
-        self._mut += 1
-        op = h["op"]
-        if op == "write":
-            self._do_write(h["name"], int(h["start"]), _unpack(h, payload))
-        elif op == "ref":  # rows in a (dead) writer's working copy: see h5direct
-            src = os.path.join(os.path.dirname(os.path.abspath(self.path)), h["src"])
-            rows, bad = read_ref(src, h)
-            self._srcs.add(src)
-            for k in bad:  # fine only if a later entry rewrites the whole chunk
-                if self._rebased.get((h["name"], k), -1) <= self._entry:
-                    raise StoreError(f"rows from {k} of {h['name']!r} in {src!r} fail their crc32c")
-            self._do_write(h["name"], int(h["start"]), rows)
-        elif op == "resize":
-            self._do_resize(h["name"], int(h["n"]))
-        elif op == "record":
-            self._ds(_META).attrs[h["key"]] = bytes(payload).decode()
-        elif op == "delrecord":
-            if h["key"] in self._ds(_META).attrs:
-                del self._ds(_META).attrs[h["key"]]
-        elif op == "attrs":
-            self._do_write_attrs(json.loads(bytes(payload)))
-        elif op == "create":
-            self._do_create_array(
-                h["name"],
-                tuple(h["shape"]),
-                int(h["chunk_rows"]),
-                h["dtype"],
-                tuple(h["dims"]),
-                h["attrs"],
-                h["compressor"],
-            )
-        elif op == "array_attrs":
-            for k, v in h["attrs"].items():
-                self.h5[h["name"]].attrs[k] = v
-        elif op == "table":
-            cols, pos = {}, 0
-            for c in h["columns"]:
-                cols[c["name"]] = _unpack(c, payload[pos : pos + c["nbytes"]])
-                pos += c["nbytes"]
-            self._do_write_table(h["name"], cols, h["meta"])
-        elif op == "blob":
-            blobs = self.h5.require_group("_blobs")
-            if h["name"] in blobs:
-                del blobs[h["name"]]
-            blobs.create_dataset(h["name"], data=np.frombuffer(payload, dtype=np.uint8))
-        else:  # pragma: no cover - journal from a newer embstore
-            raise StoreError(f"unknown journal operation {op!r} in {self.path!r}; upgrade embstore")
+        apply_op(self, h, payload)
 
     # -- attributes --------------------------------------------------------
     def read_attrs(self) -> dict[str, Any]:
@@ -841,37 +600,7 @@ class HDF5Backend(Backend):
         attrs: dict[str, Any],
         compressor: str | None,
     ) -> None:
-        import h5py
-
-        if self.has_array(name):
-            return
-        for i, d in enumerate(dims):
-            if d not in self.nc.dimensions:
-                self.nc.dimensions[d] = None if i == 0 else int(shape[i])
-        is_str = dtype == "str" or np.dtype(dtype).kind in "UOT"
-        is_bool = not is_str and np.dtype(dtype).kind == "b"
-        h5dtype: Any = h5py.string_dtype() if is_str else ("i1" if is_bool else np.dtype(dtype))
-        kw: dict[str, Any] = {}
-        if compressor == "zstd":  # no zstd in stock HDF5: gzip level 1 instead
-            kw["compression"] = "gzip"
-            kw["compression_opts"] = 1
-        var = self.nc.create_variable(
-            name,
-            dims,
-            dtype=h5dtype,
-            chunks=(max(1, chunk_rows),) + tuple(max(1, s) for s in shape[1:]),
-            **kw,
-        )
-        if not is_str and not is_bool:
-            fv = fill_value_for(np.dtype(dtype))
-            if np.dtype(dtype).kind == "f":
-                var.attrs["_FillValue"] = np.dtype(dtype).type(fv)
-        if is_bool:
-            var.attrs["dtype"] = "bool"
-        for k, v in attrs.items():
-            var.attrs[k] = v
-        if shape[0]:
-            self._do_resize(name, shape[0])
+        create_variable(self, name, shape, chunk_rows, dtype, dims, attrs, compressor)
 
     def set_array_attrs(self, name: str, attrs: dict[str, Any]) -> None:
         self._mutate({"op": "array_attrs", "name": name, "attrs": dict(attrs)})
@@ -958,6 +687,7 @@ class HDF5Backend(Backend):
         elif values.dtype.kind == "b":
             values = values.astype(np.int8)
         ds[start : start + len(values)] = values
+        ds.id.flush()  # to the file now (kept open, HDF5 would hold the chunks in its cache)
 
     def _drop_raw(self) -> None:
         for r in self._raw.values():
@@ -977,33 +707,8 @@ class HDF5Backend(Backend):
 
     def read(self, name: str, sel: slice | np.ndarray = slice(None)) -> np.ndarray:
         ds = self._ds(name)
-        if ds.dtype.kind != "O" and not self._shared:
-            raw = self._raw_reader(name)
-            if raw is not None:
-                if isinstance(sel, slice):
-                    a, b, step = sel.indices(raw.shape[0])
-                    pos = np.arange(a, b, step, dtype=np.int64) if step != 1 else None
-                else:
-                    pos = np.asarray(sel, dtype=np.int64)
-                    a = b = 0
-                if pos is None or len(pos) < 2 or np.all(np.diff(pos) > 0):
-                    if pos is not None and len(pos) and (pos[0] < 0 or pos[-1] >= raw.shape[0]):
-                        raise IndexError(f"row positions outside 0..{raw.shape[0] - 1} of {name!r}")
-                    out = raw.read_range(a, b) if pos is None else raw.read(pos)
-                    return out.astype(bool) if ds.attrs.get("dtype") in ("bool", b"bool") else out
-        if not isinstance(sel, slice):
-            sel = np.asarray(sel, dtype=np.int64)
-            if len(sel) == 0:
-                sel = slice(0, 0)
-            elif np.all(np.diff(sel) == 1):
-                sel = slice(int(sel[0]), int(sel[-1]) + 1)
-        if ds.dtype.kind == "O":
-            vals = ds.asstr()[sel]
-            return np.array(list(vals), dtype=str) if len(vals) else np.zeros(0, dtype="<U1")
-        out = ds[sel] if isinstance(sel, slice) or not ds.chunks else _read_spans(ds, sel)
-        if ds.attrs.get("dtype") in ("bool", b"bool"):
-            out = out.astype(bool)
-        return np.asarray(out)
+        raw = self._raw_reader(name) if ds.dtype.kind != "O" and not self._shared else None
+        return read_array(ds, raw, name, sel)
 
     # -- commit records ----------------------------------------------------
     def _recs(self) -> dict[str, list[int]]:
@@ -1027,6 +732,8 @@ class HDF5Backend(Backend):
         return v.encode() if isinstance(v, str) else bytes(v)
 
     def write_record(self, region: str, seq: int, payload: bytes) -> None:
+        if f"{region}:{seq:012d}" in self._ds(_META).attrs:
+            raise FileExistsError(f"commit record {region}/{seq} of {self.path!r} already exists")
         self._check_writable()
         self._sync_work()  # referenced rows are durable before the record that commits them
         self._mutate({"op": "record", "key": f"{region}:{seq:012d}"}, bytes(payload))
@@ -1108,48 +815,3 @@ class HDF5Backend(Backend):
     # -- locking -----------------------------------------------------------
     def make_lock(self, region: str) -> Any:
         return _SessionLock(self.path + ".lock", f"store {self.path!r}", self)
-
-
-def _read_spans(ds: Any, pos: np.ndarray) -> np.ndarray:
-    """Sorted rows of a dataset the direct reader cannot read (e.g. compressed).
-
-    One slice read per chunk holding selected rows, then a take: 3x faster
-    than h5py's point selection (``ds[list]``) at a 10% selection, and faster
-    than a full read plus a mask below ~50% (``bench/hdf5_read.py``).
-    """
-    cr = int(ds.chunks[0])
-    out = np.empty((len(pos),) + tuple(ds.shape[1:]), dtype=ds.dtype)
-    brk = np.flatnonzero(np.diff(pos // cr) != 0) + 1
-    for s, e in zip(
-        np.concatenate(([0], brk)).tolist(), np.concatenate((brk, [len(pos)])).tolist()
-    ):
-        a, b = int(pos[s]), int(pos[e - 1]) + 1
-        out[s:e] = ds[a:b][pos[s:e] - a]
-    return out
-
-
-def _rebased_chunks(wal: str) -> dict[tuple[str, int], int]:
-    """(array, first row of chunk) -> index of the last rebase entry rewriting it."""
-    out: dict[tuple[str, int], int] = {}
-    _, entries = read_journal(wal)
-    for i, (h, _payload) in enumerate(entries):
-        if h.get("rebase"):
-            start, n = int(h["start"]), int(h["shape"][0])
-            # a rebase is whole chunks (up to the array's end): each chunk's first row
-            step = max(1, int(h.get("chunk_rows", n) or n))
-            for k in range(start, start + n, step):
-                out[(h["name"], k)] = i
-    return out
-
-
-def _chain(first: Any, rest: Any) -> Any:
-    yield first
-    yield from rest
-
-
-def _unlink(path: str) -> int:
-    try:
-        os.unlink(path)
-        return 1
-    except FileNotFoundError:
-        return 0
