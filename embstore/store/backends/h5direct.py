@@ -21,9 +21,15 @@ Why a reference is enough:
   a committed row stay at the referenced offset for the rest of the session.
   A chunk rewritten to add rows (after a flush in mid-chunk) carries the
   same bytes for the rows it already held.
-- Against power loss, the writer fdatasyncs the working copy before it
-  journals the commit record that makes referenced rows visible, so a
-  durable record never refers to bytes that are not.
+- Each chunk's rows carry a crc32c in the reference. After a power cut
+  (pages of the copy not written back) the check fails and the replay stops
+  there: a prefix of the commits comes back, never wrong rows. With
+  ``HDF5Backend.durable_commits`` the copy is fdatasync'ed before each commit
+  record instead, so a durable record never refers to bytes that are not.
+- A write over rows that references name (HDF5 writes ``set_coords`` in
+  place) would break their checksums: the backend first journals the chunks
+  it touches inline (:func:`rebase_rows`), and recovery skips the stale
+  checksums of chunks that a later rebase entry rewrites.
 
 Recovery reads the referenced rows from the dead writer's working copy with
 ``pread`` (the copy's own HDF5 metadata is not needed, so a copy killed in

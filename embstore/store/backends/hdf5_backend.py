@@ -28,10 +28,14 @@ coordinate whose heap is unreadable. The backend therefore never modifies
    private working copy ``run.h5.work.<pid>.tmp``, and a redo journal
    ``run.h5.wal`` is started (:mod:`~embstore.store.backends.h5journal`).
 2. Every mutation (array write, resize, attrs, commit record, table, blob) is
-   appended to the journal, then applied to the working copy. Reads of the
-   writer come from the working copy. The journal is fdatasync'ed at every
-   :meth:`HDF5Backend.flush` (each commit). A row is *committed* once its
-   commit record is in the journal.
+   appended to the journal, then applied to the working copy. Bulk row writes
+   (numeric, unfiltered, 64 KiB or more: the embeddings) go the other way
+   round, and only once: each touched chunk is written whole into the working
+   copy with ``H5Dwrite_chunk``, then the journal gets a *reference* (file
+   offset and crc32c of each chunk's rows) instead of the bytes
+   (:mod:`~embstore.store.backends.h5direct`). Reads of the writer come from
+   the working copy. A row is *committed* once its commit record is in the
+   journal.
 3. ``close()`` (and only close) consolidates: the working copy is closed,
    fsync'ed and atomically renamed over ``run.h5``, then the journal is
    deleted. A stale journal is recognised by its base *generation* (a random
@@ -40,6 +44,20 @@ coordinate whose heap is unreadable. The backend therefore never modifies
 4. Opening a store whose writer died replays the journal's valid prefix (each
    entry has a CRC) onto a copy of ``run.h5`` and renames that over
    ``run.h5`` (under the append lock). A torn last entry is dropped.
+   References are read from the dead writer's working copy (kept until the
+   journal is folded in); a referenced chunk failing its crc32c ends the
+   replay, unless a later *rebase* entry (the chunk's rows journaled inline
+   just before an in-place rewrite, e.g. ``set_coords``) rewrites it.
+
+Durability: what a commit survives at once is a SIGKILL (journal and
+working-copy bytes are in the kernel when ``flush`` returns) and a full disk.
+Against a power cut, ``close()`` is the durability point (the copy is
+fsync'ed before its rename); between closes a power cut gives back a prefix
+of the commits (those whose pages reached the disk, checked by the CRCs),
+never a damaged file. That is the Zarr backend's level (it does not fsync).
+:attr:`HDF5Backend.durable_commits` = True fdatasyncs the working copy before
+each commit record and the journal after it (each commit power-cut durable;
+the peers write took about 1.3x as long).
 
 So at every instant ``run.h5`` is a complete, closed HDF5 file that plain
 ``xarray.open_dataset(path, engine="h5netcdf")`` and ``h5dump`` read: the state
@@ -52,27 +70,37 @@ A truncated or overwritten ``run.h5`` raises
 :class:`~embstore.errors.NotAStoreError` saying the file is damaged.
 
 Tests: ``tests/test_hdf5_crash.py`` (SIGKILL at 20+ injected steps, torn
-journal entries, random times, during recovery; full tmpfs; injected ENOSPC).
+journal entries, random times, during recovery, each on the inline and the
+by-reference write path, and with ``durable_commits``; an in-place rewrite of
+referenced rows; a reference to bytes lost in a power cut; full tmpfs;
+injected ENOSPC).
 
-Cost: appended bytes are written twice (journal + working copy), plus one
-fdatasync per commit; a commit costs O(rows committed), independent of the
-store size. Opening an existing store for appending copies the file once (at
-the first mutation: O(store size)); a store created and filled in one session
-is never copied. ``close()`` fsyncs the copy (the pages written in the
-session, the copy included) and renames it. Measured with
-``bench/hdf5_commit.py`` (one 8 MiB chunk per commit, shared 2-core VM)::
-
-    store     first commit   commit    close
-    32 MiB    0.41 s         0.21 s    0.43 s
-    128 MiB   0.94 s         0.35 s    0.65 s
-    512 MiB   1.44 s         0.18 s    1.56 s
-
-A whole write (2,000 rows of 100 x 256 float16, batches of 64) took 1.22x
-the time of the former in-place writer. Disk use during a session: up to twice the store plus the rows appended.
+Cost: bulk row bytes are written once (into the working copy; the journal
+holds ~100 bytes per chunk), small writes twice (journal + copy); no fsync
+until ``close()``, which fsyncs the copy and renames it. A commit costs
+O(rows committed), independent of the store size. Opening an existing store
+for appending copies the file once (at the first mutation: O(store size)); a
+store created and filled in one session is never copied. ``bench/peers.py``
+(20,000 x 100 x 256 float16, batches of 64): see docs/store.rst for the
+figures against LanceDB and an npy memmap, and ``bench/hdf5_commit.py`` for
+commit and close times against store size. Disk use during a session: up to
+twice the store plus the rows appended.
 A full disk raises :class:`~embstore.errors.StoreError` saying so (free space
 is checked before each write, so HDF5 itself rarely meets the full disk); the
 committed file and the journal's committed entries stay intact and the
-working copy is removed.
+working copy is removed (kept, with the journal, only when journal references
+read it and folding the journal in failed too: the next open folds it in).
+
+:attr:`~HDF5Backend.atomic_records` is True: a commit record is one journal
+entry (CRC-checked: whole or dropped) applied as one attribute, under the
+one-writer lock, and never overwritten. ``staged_arrays`` is False:
+``set_coords`` writes coordinates in place. Staging would need hidden
+datasets outside the netCDF root group (each with its own dimension scales,
+or plain netCDF readers reject the file) and a ``delete_array`` whose space
+HDF5 never reuses across sessions (a file grows by every superseded
+coordinate until ``h5repack``); in-place writes go through the journal, so
+each journaled write comes back whole or not at all, but a kill between a
+``set_coords`` and its commit record can leave some new values visible.
 """
 
 from __future__ import annotations
