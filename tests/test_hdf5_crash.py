@@ -226,6 +226,10 @@ def test_injected_kills_during_appends_and_close(tmp_path, ref, write_path, dura
     special = [
         i + 1 for i, lab in enumerate(labels) if lab in ("copy", "replace", "unlink", "wal-create")
     ]
+    # the new steps of the by-reference path: direct chunk writes (and per-commit fsyncs)
+    for step in ("h5-direct",) + (("fsync",) if durable else ()):
+        at = [i + 1 for i, lab in enumerate(labels) if lab == step]
+        special += at[:: max(1, len(at) // 8)]
     points = sorted(
         set(
             special

@@ -715,7 +715,6 @@ class HDF5Backend(Backend):
         elif values.dtype.kind == "b":
             values = values.astype(np.int8)
         ds[start : start + len(values)] = values
-        ds.id.flush()  # to the file now (kept open, HDF5 would hold the chunks in its cache)
 
     def _drop_raw(self) -> None:
         for r in self._raw.values():
@@ -763,6 +762,13 @@ class HDF5Backend(Backend):
         if f"{region}:{seq:012d}" in self._ds(_META).attrs:
             raise FileExistsError(f"commit record {region}/{seq} of {self.path!r} already exists")
         self._check_writable()
+        if (
+            self._journal is not None
+        ):  # chunks HDF5 caches go to the file at each commit: free-space
+            try:  # checks see them, and close() has little left to write (a full disk is met here)
+                self.h5.flush()
+            except (OSError, RuntimeError) as exc:
+                raise self._fail(exc) from exc
         self._sync_work()  # referenced rows are durable before the record that commits them
         self._mutate({"op": "record", "key": f"{region}:{seq:012d}"}, bytes(payload))
         self.flush()
