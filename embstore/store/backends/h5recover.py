@@ -288,7 +288,7 @@ def begin_session(self: HDF5Backend) -> None:
             raise StoreError(f"cannot start writing {path!r} ({exc})") from exc
         raise
     self.nc, self.h5, self._work = wnc, wnc._h5file, work
-    self._ref_rows = {}
+    self._ref_rows, self._last = {}, {}
     self._drop_raw()
     from .hdf5_backend import _SESSIONS
 

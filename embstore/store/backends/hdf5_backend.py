@@ -152,6 +152,8 @@ _GEN = "generation"
 #: Writer sessions of this process, by real path: a reader opened in the
 #: writer's own process reads the working copy (and sees every commit).
 _SESSIONS: dict[str, HDF5Backend] = {}
+#: Writes up to this size are remembered, so that a rewrite from the same row skips equal rows.
+_SAME_MAX = 4 << 20
 _TMP_RE = re.compile(r"\.(work|init|recover)\.(\d+)\.tmp$")
 
 
@@ -214,6 +216,7 @@ class HDF5Backend(Backend):
         self._sync_due = False  # journal entries that a flush must make durable
         self._srcs: set[str] = set()  # working copies read by journal references (replay)
         self._ref_rows: dict[str, tuple[int, int]] = {}  # rows named by references, per array
+        self._last: dict[str, tuple[int, np.ndarray]] = {}  # last small write per array (session)
         self._rebased: dict[
             tuple[str, int], int
         ] = {}  # (array, chunk) -> last rebase entry (replay)
@@ -656,6 +659,37 @@ class HDF5Backend(Backend):
             self._ds(dim).resize((n,))
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
+        values = np.asarray(values)
+        whole = (start, values.copy()) if self.mode == "a" and values.nbytes <= _SAME_MAX else None
+        start, values = self._skip_same_rows(name, start, values)
+        self._last.pop(name, None)  # (a failed write leaves its rows unknown)
+        if len(values):
+            self._write(name, start, values)
+        if whole is not None:
+            self._last[name] = whole
+        else:
+            self._last.pop(name, None)
+
+    def _skip_same_rows(self, name: str, start: int, values: np.ndarray) -> tuple[int, np.ndarray]:
+        """Drop leading rows equal to what this session's last write of ``name`` put there.
+
+        The Store rewrites a partly filled chunk of a coordinate from its first
+        row at every commit; HDF5 variable-length strings make each rewrite
+        cost the whole prefix again (at 20,000 rows, 2.3 s of a 5.9 s write).
+        Rows equal to those of the previous write from the same row are
+        already in the file (and journaled), so only the rest is written.
+        """
+        prev = self._last.get(name)
+        if prev is None or prev[0] != start or prev[1].dtype != values.dtype:
+            return start, values
+        m = min(len(prev[1]), len(values))
+        same = prev[1][:m] == values[:m]
+        if same.ndim > 1:
+            same = same.reshape(m, -1).all(axis=1)
+        k = m if bool(np.all(same)) else int(np.argmin(same))
+        return start + k, values[k:]
+
+    def _write(self, name: str, start: int, values: np.ndarray) -> None:
         if name in self._ref_rows:  # rows referenced by the journal are about to change
             lo, hi = self._ref_rows[name]
             span = rebase_rows(self._ds(name), start, start + len(values), lo, hi)
