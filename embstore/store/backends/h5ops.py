@@ -23,7 +23,7 @@ from .h5raw import RawH5Rows
 if TYPE_CHECKING:
     from .hdf5_backend import HDF5Backend
 
-__all__ = ["apply_op", "create_variable", "read_array", "read_spans", "unpack"]
+__all__ = ["apply_op", "create_variable", "read_array", "read_spans", "skip_same_rows", "unpack"]
 
 META = "_embstore"
 
@@ -173,3 +173,31 @@ def read_spans(ds: Any, pos: np.ndarray) -> np.ndarray:
         a, b = int(pos[s]), int(pos[e - 1]) + 1
         out[s:e] = ds[a:b][pos[s:e] - a]
     return out
+
+
+def skip_same_rows(
+    prev: tuple[int, np.ndarray] | None, start: int, values: np.ndarray
+) -> tuple[int, np.ndarray]:
+    """Drop leading rows equal to ``prev`` (the session's last write of the array: start, rows).
+
+    The Store rewrites a partly filled chunk of a coordinate from its first
+    row at every commit; HDF5 variable-length strings make each rewrite
+    cost the whole prefix again (at 20,000 rows, 2.3 s of a 5.9 s write).
+    Rows equal to those of the previous write from the same row are
+    already in the file (and journaled), so only the rest is written.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> start, rest = skip_same_rows((0, np.array([1, 2, 3])), 0, np.array([1, 2, 5, 6]))
+    >>> start, rest.tolist()
+    (2, [5, 6])
+    """
+    if prev is None or prev[0] != start or prev[1].dtype != values.dtype:
+        return start, values
+    m = min(len(prev[1]), len(values))
+    same = prev[1][:m] == values[:m]
+    if same.ndim > 1:
+        same = same.reshape(m, -1).all(axis=1)
+    k = m if bool(np.all(same)) else int(np.argmin(same))
+    return start + k, values[k:]
