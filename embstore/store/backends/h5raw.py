@@ -163,7 +163,7 @@ class RawH5Rows:
             if b < 0:
                 out[s:e] = self.fill
                 continue
-            view = memoryview(flat[s * rb : e * rb])
+            view = flat[s * rb : e * rb].data
             got = os.preadv(fd, [view], off)
             while got < len(view):  # short read (rare): go on
                 n = os.preadv(fd, [view[got:]], off + got)
