@@ -101,7 +101,7 @@ class StoreTests:
     def append(st: Store, ids: Any, **coords: Any) -> None:
         """Append deterministic rows ``ids`` (and optional coordinates)."""
         ids = list(ids)
-        data = {"emb": emb_rows(ids)}
+        data: dict[str, Any] = {"emb": emb_rows(ids)}
         if "tok" in st.ragged_variables:
             data["tok"] = tok_rows(ids)
         st.append(ids, data, coords=coords or None)
