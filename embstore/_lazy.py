@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -22,7 +23,10 @@ __all__ = ["lazy_attributes"]
 
 
 def lazy_attributes(
-    package: str, names: Mapping[str, str], namespace: MutableMapping[str, Any]
+    package: str,
+    names: Mapping[str, str],
+    namespace: MutableMapping[str, Any],
+    deprecated: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Module ``__getattr__`` and ``__dir__`` that import ``names`` on first use.
 
@@ -36,6 +40,9 @@ def lazy_attributes(
     namespace : mutable mapping
         The package's ``globals()``; a resolved name is cached there, so the
         module ``__getattr__`` runs once per name.
+    deprecated : mapping of str to str, optional
+        Old name -> the name in ``names`` that replaces it. Using an old name
+        returns the new object with a :class:`FutureWarning` naming both.
 
     Returns
     -------
@@ -44,6 +51,15 @@ def lazy_attributes(
     """
 
     def __getattr__(name: str) -> Any:
+        if deprecated and name in deprecated:
+            new = deprecated[name]
+            warnings.warn(
+                f"{package}.{name} is deprecated and will be removed in embstore 0.3; "
+                f"use {package}.{new}",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return __getattr__(new)
         module_name = names.get(name)
         if module_name is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

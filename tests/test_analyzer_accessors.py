@@ -207,3 +207,23 @@ def test_no_mixins_and_no_attr_defined_ignores_in_the_analyzer_packages():
         b.id for b in _classes(ast.parse((PACKAGE / "analysis/analyzer.py").read_text()))[0].bases
     ]
     assert bases == ["AnalyzerCore"]
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new"),
+    [
+        ("embstore.search", "SearchMixin", "SearchAccessor"),
+        ("embstore.discovery", "DiscoveryMixin", "DiscoveryAccessor"),
+        ("embstore.analysis.layers", "LayersMixin", "LayersAccessor"),
+        ("embstore.analysis.attention", "AttentionMixin", "AttentionAccessor"),
+    ],
+)
+def test_mixin_era_names_warn_and_give_the_accessor(module, old, new):
+    import importlib
+
+    mod = importlib.import_module(module)
+    with pytest.warns(FutureWarning, match=f"{old} is deprecated.*use {module}.{new}"):
+        got = getattr(mod, old)
+    assert got is getattr(mod, new)
+    with pytest.raises(AttributeError):
+        mod.NoSuchMixin

@@ -438,3 +438,17 @@ def _rectangle(xy: tuple[float, float], w: float, h: float) -> Any:
     from matplotlib.patches import Rectangle
 
     return Rectangle(xy, w, h, fill=False, edgecolor="cyan", linewidth=2)
+
+
+def __getattr__(name: str) -> Any:
+    """``AttentionMixin`` (before 0.2) is ``AttentionAccessor`` now: a FutureWarning, then the accessor."""
+    if name == "AttentionMixin":
+        import warnings
+
+        warnings.warn(
+            "embstore.analysis.attention.AttentionMixin is deprecated and will be removed in embstore 0.3; use embstore.analysis.attention.AttentionAccessor",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return AttentionAccessor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -592,3 +592,17 @@ class LayersAccessor:
         xarray.DataArray
         """
         return cka_matrix(self._an, variable, pool=pool, layers=layers)
+
+
+def __getattr__(name: str) -> Any:
+    """``LayersMixin`` (before 0.2) is ``LayersAccessor`` now: a FutureWarning, then the accessor."""
+    if name == "LayersMixin":
+        import warnings
+
+        warnings.warn(
+            "embstore.analysis.layers.LayersMixin is deprecated and will be removed in embstore 0.3; use embstore.analysis.layers.LayersAccessor",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return LayersAccessor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,4 +34,7 @@ _WHERE = {
     "cross_pairs": ".leaks",
 }
 
-__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())
+#: names of the mixin era (before 0.2): FutureWarning, then the accessor
+_DEPRECATED = {"DiscoveryMixin": "DiscoveryAccessor"}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals(), _DEPRECATED)

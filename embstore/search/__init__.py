@@ -71,4 +71,7 @@ _WHERE = {
     "IndexCatalog": ".catalog",
 }
 
-__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals())
+#: names of the mixin era (before 0.2): FutureWarning, then the accessor
+_DEPRECATED = {"SearchMixin": "SearchAccessor"}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _WHERE, globals(), _DEPRECATED)
