@@ -33,6 +33,13 @@ def test_every_module_has_a_docstring():
     assert {"embstore", "embstore.store", "extractors"} <= {m.name for m in MODULES}
 
 
+def test_architecture_md_holds_the_current_module_map():
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert mm.architecture_block(MODULES) in text, (
+        "ARCHITECTURE.md's module map is out of date: run python tools/module_map.py --write"
+    )
+
+
 def test_no_class_is_over_700_lines():
     big = mm.large_classes(MODULES)
     assert not big, f"classes over {mm.MAX_CLASS_LINES} lines: {big}"

@@ -5,6 +5,7 @@ Usage::
     python tools/module_map.py            # one line per module
     python tools/module_map.py --cycles   # also the import cycles among them
     python tools/module_map.py --classes  # also classes longer than 700 lines
+    python tools/module_map.py --write    # refresh the module map in ARCHITECTURE.md
 
 Everything is read with :mod:`ast`; nothing is imported, so the map works
 without the optional dependencies (torch, faiss...). The same functions back
@@ -244,16 +245,46 @@ def large_classes(modules: list[Module], limit: int = MAX_CLASS_LINES) -> list[t
     return sorted(out, key=lambda t: -t[1])
 
 
+MAP_START = "<!-- module-map:start (tools/module_map.py --write) -->"
+MAP_END = "<!-- module-map:end -->"
+
+
+def format_map(modules: list[Module]) -> str:
+    """The module map as text: one line per module, dotted name and summary."""
+    width = max(len(m.name) for m in modules)
+    return "\n".join(f"{m.name:<{width}}  {m.summary or '(no docstring)'}" for m in modules)
+
+
+def architecture_block(modules: list[Module]) -> str:
+    """The fenced module map that ``ARCHITECTURE.md`` holds between its markers."""
+    return f"{MAP_START}\n```text\n{format_map(modules)}\n```\n{MAP_END}"
+
+
+def write_architecture(modules: list[Module], path: Path = ROOT / "ARCHITECTURE.md") -> bool:
+    """Replace the module map in ``ARCHITECTURE.md``; True when it changed."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index(MAP_START), text.index(MAP_END) + len(MAP_END)
+    new = text[:start] + architecture_block(modules) + text[end:]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the module map (and optionally cycles and long classes)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", action="store_true", help="also list import cycles")
     parser.add_argument("--classes", action="store_true", help="also list long classes")
+    parser.add_argument(
+        "--write", action="store_true", help="update the module map in ARCHITECTURE.md"
+    )
     args = parser.parse_args(argv)
     modules = list(iter_modules())
-    width = max(len(m.name) for m in modules)
-    for m in modules:
-        print(f"{m.name:<{width}}  {m.summary or '(no docstring)'}")
+    if args.write:
+        changed = write_architecture(modules)
+        print("ARCHITECTURE.md " + ("updated" if changed else "already up to date"))
+        return 0
+    print(format_map(modules))
     if args.cycles:
         cycles = find_cycles(import_graph(modules))
         print(f"\nimport cycles: {len(cycles)}")
