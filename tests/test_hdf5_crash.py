@@ -241,7 +241,7 @@ def test_injected_kills_during_appends_and_close(tmp_path, ref, write_path, dura
     for k in points:
         path = str(tmp_path / f"k{k}.h5")
         _start_store(path)
-        progress = CTX.Value("i", 8)
+        progress = CTX.Value("i", 8, lock=False)
         proc = CTX.Process(target=_child, args=(path, k, progress))
         proc.start()
         proc.join(60)
@@ -265,7 +265,7 @@ def test_injected_kills_at_every_torn_journal_entry_kind(tmp_path, ref, write_pa
     for k in ks:
         path = str(tmp_path / f"t{k}.h5")
         _start_store(path)
-        progress = CTX.Value("i", 8)
+        progress = CTX.Value("i", 8, lock=False)
         proc = CTX.Process(target=_child, args=(path, k, progress, ("wal-torn",)))
         proc.start()
         proc.join(60)
@@ -284,7 +284,7 @@ def test_kill_during_recovery(tmp_path, ref, write_path):
     for k in range(1, 5):
         path = str(tmp_path / f"r{k}.h5")
         _start_store(path)
-        progress = CTX.Value("i", 8)
+        progress = CTX.Value("i", 8, lock=False)
         proc = CTX.Process(
             target=_child, args=(path, 200, progress)
         )  # dies mid-run, journal left behind
@@ -318,7 +318,10 @@ def test_sigkill_at_random_times(tmp_path, ref, write_path):
             break
         path = str(tmp_path / f"run{i}.h5")
         _start_store(path)
-        progress, ready = CTX.Value("i", 8), CTX.Event()
+        progress, ready = (
+            CTX.Value("i", 8, lock=False),
+            CTX.Event(),
+        )  # no lock: kills must not hang reads
         proc = CTX.Process(target=_random_child, args=(path, progress, ready))
         proc.start()
         assert ready.wait(30)
