@@ -110,7 +110,7 @@ def test_backend_classes_and_capability_flags(tmp_path):
     assert issubclass(LocalZarrBackend, ZarrBackend) and issubclass(FsspecZarrBackend, ZarrBackend)
     assert LocalZarrBackend.atomic_rename and not FsspecZarrBackend.atomic_rename
     assert LocalZarrBackend.exclusive_create and FsspecZarrBackend.exclusive_create
-    assert not HDF5Backend.exclusive_create and not HDF5Backend.atomic_records
+    assert not HDF5Backend.exclusive_create and HDF5Backend.atomic_records
     # ZarrBackend.open/create/exists dispatch on the path
     path = str(tmp_path / "d.zarr")
     _fill(path)

@@ -36,7 +36,7 @@ flag                      LocalZarr         FsspecZarr        HDF5
                                             PUT; best effort  per file, its
                                             without it)       lock)
 ``atomic_rename``         yes               no (whole PUTs)   yes (file)
-``atomic_records``        yes               yes               no (journal)
+``atomic_records``        yes               yes               yes (journal)
 ``staged_arrays``         yes               yes               no
 ``supports_regions``      yes               yes               no
 ========================  ================  ================  ==============
