@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: install demo test lint docs bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py embstore/store/_halfconv.c
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sysconfig
 import threading
 
 import numpy as np
@@ -26,6 +29,68 @@ ALL16 = np.arange(2**16, dtype=np.uint16).view(np.float16)
 
 def _bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).view(np.uint32)
+
+
+NATIVE_MISSING = "the native decoder was not built (no C compiler at install time)"
+
+
+@pytest.fixture(params=["numpy", "native"], autouse=True)
+def decoder(request, monkeypatch):
+    """Run every test of this module with both decoders (native: when built)."""
+    if request.param == "native" and decode._halfconv is None:
+        pytest.skip(NATIVE_MISSING)
+    monkeypatch.setattr(decode, "USE_NATIVE", request.param == "native")
+    return request.param
+
+
+@pytest.fixture
+def native(decoder):
+    """The native module (its tests run once, under the native decoder)."""
+    if decoder != "native" or decode._halfconv is None:
+        pytest.skip("a test of the native module")
+    return decode._halfconv
+
+
+def test_native_module_is_built_where_a_compiler_exists(decoder):
+    """setup.py marks the extension optional: a failed build must not go unnoticed."""
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    if decoder != "numpy":
+        pytest.skip("checked once")
+    if not (shutil.which("cc") or shutil.which("gcc")) or not os.path.exists(headers):
+        pytest.skip(f"no C compiler, or no Python headers at {headers}")
+    assert decode._halfconv is not None, "pip install -e . builds embstore.store._halfconv"
+    assert decode._halfconv.kernel() in {"f16c", "portable"}
+
+
+def test_decoder_name_says_which_path_runs(decoder):
+    assert decode._decoder() == (
+        "numpy" if decoder == "numpy" else f"native ({decode._halfconv.kernel()})"
+    )
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_native_kernels_are_exact_at_any_offset(native, portable):
+    for offset in range(9):  # the F16C kernel converts groups of 8, then a tail
+        src = ALL16[offset:]
+        out = np.empty(src.shape, dtype=np.float32)
+        native.decode(src, out, portable=portable)
+        np.testing.assert_array_equal(_bits(out), _bits(src.astype(np.float32)))
+
+
+def test_native_module_checks_its_buffers(native):
+    x = np.ones(8, dtype=np.float16)
+    with pytest.raises(ValueError, match="src must hold float16"):
+        native.decode(x.astype(np.float32), np.empty(8, np.float32))
+    with pytest.raises(ValueError, match="dst must hold float32"):
+        native.decode(x, np.empty(8, np.float64))
+    with pytest.raises(ValueError, match="src holds 8 values but dst 7"):
+        native.decode(x, np.empty(7, np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        native.decode(np.ones(16, np.float16)[::2], np.empty(8, np.float32))
+    frozen = np.empty(8, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        native.decode(x, frozen)
 
 
 def test_every_finite_float16_is_exact():

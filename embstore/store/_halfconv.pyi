@@ -1,0 +1,6 @@
+"""Types of the optional native float16 decoder (``embstore/store/_halfconv.c``)."""
+
+from typing_extensions import Buffer
+
+def decode(src: Buffer, dst: Buffer, /, *, portable: bool = False) -> None: ...
+def kernel() -> str: ...
