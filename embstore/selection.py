@@ -33,15 +33,17 @@ first coordinate with unique values (the id), like xarray aligns on labels:
 ``xr.merge``, ``xr.align``, ``reindex_like`` and arithmetic match rows by
 id (``join="inner"`` keeps the common ids). Both objects need the same row
 coordinates; otherwise alignment raises (xarray compares indexes by their
-coordinate names).
+coordinate names): :func:`merge_by_id` merges objects whose row
+coordinates differ.
 
 Two xarray rules apply to every multi-coordinate index, RowIndex included:
 
 * ``to_dataframe()`` / ``to_series()`` leave indexed coordinates out of the
   columns; call :func:`detach_row_index` first to keep them as columns;
-* a single coordinate of the index cannot be dropped or overwritten; call
-  :func:`detach_row_index`, change the coordinates, then
-  :func:`attach_row_index` again.
+* a single coordinate of the index cannot be dropped (``drop_vars``) or
+  taken out of it (``reset_index`` drops the whole index): use
+  :func:`drop_row_coords` and :func:`unindex_row_coords`, which keep the
+  other coordinates indexed.
 
 Examples
 --------
@@ -81,11 +83,14 @@ __all__ = [
     "RowIndex",
     "attach_row_index",
     "detach_row_index",
+    "drop_row_coords",
+    "merge_by_id",
     "row_coord_names",
     "row_mask",
     "row_positions",
     "select_rows",
     "shared_row_coords",
+    "unindex_row_coords",
 ]
 
 log = logging.getLogger(__name__)
@@ -871,6 +876,241 @@ def shared_row_coords(*objs: T_Xarray, row_dim: Hashable | None = None) -> list[
         plain = detach_row_index(obj).drop_vars(extra)
         out.append(attach_row_index(plain, row_dim))
     return out
+
+
+def _row_dim_of(obj: xr.DataArray | xr.Dataset) -> Hashable:
+    """The dimension of ``obj``'s RowIndex (the row dimension of a store view)."""
+    for index in obj.xindexes.values():
+        if isinstance(index, RowIndex):
+            return index.dim
+    raise ValidationError(
+        "no RowIndex found on this object; pass row_dim=... (e.g. 'image'), or "
+        "call attach_row_index(obj, row_dim) first."
+    )
+
+
+def _check_row_coords(obj: xr.DataArray | xr.Dataset, row_dim: Hashable, names: tuple) -> None:
+    present = row_coord_names(obj, row_dim)
+    unknown = [n for n in names if n not in present]
+    if unknown:
+        raise SelectionError(
+            f"{', '.join(map(repr, unknown))} is not a row coordinate along {row_dim!r}; "
+            f"the row coordinates are {present}."
+        )
+
+
+def drop_row_coords(obj: T_Xarray, *names: Hashable, row_dim: Hashable | None = None) -> T_Xarray:
+    """``drop_vars`` for row coordinates: the others stay indexed.
+
+    xarray refuses ``obj.drop_vars("skin")`` while ``skin`` belongs to the
+    :class:`RowIndex` (it never drops part of a multi-coordinate index);
+    this drops the coordinates and rebuilds the index over the rest, so
+    ``.sel`` on one or several of them, and alignment by id, keep working.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        A store view (or any object with a RowIndex).
+    *names : str
+        Row coordinates to drop.
+    row_dim : str, optional
+        The row dimension (default: that of the object's RowIndex).
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        The same kind of object without those coordinates (lazy data stays lazy).
+
+    Raises
+    ------
+    SelectionError
+        A name is not a row coordinate (the message lists them).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = attach_row_index(xr.DataArray(np.arange(3.0), dims="image", coords={
+    ...     "image_id": ("image", [7, 8, 9]), "skin": ("image", [1, 2, 1]),
+    ...     "lighting": ("image", ["dim", "dim", "well"])}), "image")
+    >>> no_skin = drop_row_coords(da, "skin")
+    >>> sorted(no_skin.coords), no_skin.sel(lighting="dim").image_id.values.tolist()
+    (['image_id', 'lighting'], [7, 8])
+    """
+    row_dim = _row_dim_of(obj) if row_dim is None else row_dim
+    _check_row_coords(obj, row_dim, names)
+    return attach_row_index(detach_row_index(obj).drop_vars(list(names)), row_dim)
+
+
+def unindex_row_coords(
+    obj: T_Xarray, *names: Hashable, row_dim: Hashable | None = None
+) -> T_Xarray:
+    """``reset_index`` for row coordinates: keep them as plain coordinates, the others indexed.
+
+    xarray's ``obj.reset_index("skin")`` removes the whole :class:`RowIndex`
+    (it keeps the other coordinates indexed only for its own
+    ``pandas.MultiIndex``). This takes the named coordinates out of the index
+    and keeps their values as plain coordinates; the other row coordinates
+    stay under one RowIndex. Overwrite an unindexed coordinate with
+    ``assign_coords``, then index it again with :func:`attach_row_index`.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        A store view (or any object with a RowIndex).
+    *names : str
+        Row coordinates to take out of the index.
+    row_dim : str, optional
+        The row dimension (default: that of the object's RowIndex).
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+
+    Raises
+    ------
+    SelectionError
+        A name is not a row coordinate (the message lists them).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = attach_row_index(xr.DataArray(np.arange(3.0), dims="image", coords={
+    ...     "image_id": ("image", [7, 8, 9]), "skin": ("image", [1, 2, 1])}), "image")
+    >>> plain = unindex_row_coords(da, "skin")
+    >>> "skin" in plain.coords, "skin" in plain.xindexes, "image_id" in plain.xindexes
+    (True, False, True)
+    """
+    row_dim = _row_dim_of(obj) if row_dim is None else row_dim
+    _check_row_coords(obj, row_dim, names)
+    plain = detach_row_index(obj)
+    kept = [n for n in row_coord_names(plain, row_dim) if n not in names]
+    return plain.set_xindex(kept, RowIndex) if kept else plain
+
+
+def merge_by_id(
+    *objs: xr.DataArray | xr.Dataset,
+    join: str = "inner",
+    row_dim: Hashable | None = None,
+) -> xr.Dataset:
+    """Merge views of several stores row by row on their id, keeping every row coordinate.
+
+    ``xr.merge([a, b], join="inner", compat="override")`` matches rows by id
+    when the objects carry the same row coordinates. When one store has a
+    coordinate the other lacks (a SigLIP store's ``category``), xarray does
+    not pair their indexes at all (it matches indexes by coordinate names)
+    and raises ``conflicting indexes``. This merges on the coordinates all
+    objects share (:func:`shared_row_coords`), then puts every other row
+    coordinate back by id, and indexes the result with one
+    :class:`RowIndex`.
+
+    Parameters
+    ----------
+    *objs : xarray.Dataset or named xarray.DataArray
+        Views with the same row dimension and id coordinate.
+    join : {"inner", "outer", "left"}, default "inner"
+        Which ids to keep, as in :func:`xarray.merge`: ``"inner"`` the ids
+        all objects have, in the first object's order; ``"outer"`` every id
+        (missing rows and missing coordinate values are NaN);
+        ``"left"`` the first object's ids.
+    row_dim : str, optional
+        The row dimension (default: that of the first object's RowIndex).
+
+    Returns
+    -------
+    xarray.Dataset
+        One dataset; where two objects disagree on a shared coordinate's
+        value for the same id, the first object's value is kept (as with
+        ``compat="override"``).
+
+    Raises
+    ------
+    ValidationError
+        Fewer than two objects, an unnamed DataArray, an unknown ``join``,
+        or no unique (id) coordinate shared by all objects.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = attach_row_index(xr.Dataset({"x": ("image", [1.0, 2.0, 3.0])},
+    ...     coords={"image_id": ("image", [7, 8, 9]), "skin": ("image", [1, 2, 1])}), "image")
+    >>> b = attach_row_index(xr.Dataset({"y": ("image", [80.0, 70.0])},
+    ...     coords={"image_id": ("image", [8, 7]), "skin": ("image", [2, 1]),
+    ...             "category": ("image", ["cat", "dog"])}), "image")
+    >>> m = merge_by_id(a, b)
+    >>> m.image_id.values.tolist(), m.y.values.tolist(), m.category.values.tolist()
+    ([7, 8], [70.0, 80.0], ['dog', 'cat'])
+    >>> m.sel(category="cat", skin=2).x.values.tolist()
+    [2.0]
+    """
+    if len(objs) < 2:
+        raise ValidationError(f"merge_by_id needs at least two objects, got {len(objs)}.")
+    if join not in ("inner", "outer", "left"):
+        raise ValidationError(f"join must be 'inner', 'outer' or 'left', got {join!r}.")
+    datasets: list[xr.Dataset] = []
+    for k, obj in enumerate(objs):
+        if isinstance(obj, xr.DataArray):
+            if obj.name is None:
+                raise ValidationError(
+                    f"object {k} is a DataArray without a name; name it (da.rename('...')) "
+                    "or pass a Dataset."
+                )
+            obj = obj.to_dataset()
+        datasets.append(obj)
+    row_dim = _row_dim_of(datasets[0]) if row_dim is None else row_dim
+    shared = shared_row_coords(*datasets, row_dim=row_dim)
+    keys = {_key_of(d, row_dim) for d in shared}
+    if len(keys) != 1 or None in keys:
+        raise ValidationError(
+            f"merge_by_id matches rows on a coordinate with unique values that every "
+            f"object has (the id); found {sorted(map(str, keys))} along {row_dim!r}. "
+            "Rename the id coordinates to one name first."
+        )
+    (key,) = keys
+    merged = xr.merge(shared, join=join, compat="override", combine_attrs="drop_conflicts")
+    ids = pd.Index(np.asarray(merged[key].values))
+    extra: dict[Hashable, np.ndarray] = {}
+    for ds in datasets:
+        own = pd.Index(np.asarray(ds[key].values))
+        where = own.get_indexer(ids)
+        for name in row_coord_names(ds, row_dim):
+            if name in merged.coords:
+                continue
+            values = _take_or_missing(np.asarray(ds[name].values), where)
+            if name in extra:  # another object had it: fill only its missing ids
+                have = where >= 0
+                filled = extra[name].astype(np.result_type(extra[name], values), copy=True)
+                filled[have & _missing_rows(filled)] = values[have & _missing_rows(filled)]
+                values = filled
+            extra[name] = values
+    merged = detach_row_index(merged).assign_coords(
+        {name: (row_dim, values) for name, values in extra.items()}
+    )
+    return attach_row_index(merged, row_dim)
+
+
+def _key_of(obj: xr.Dataset, row_dim: Hashable) -> Hashable | None:
+    index = next((i for i in obj.xindexes.values() if isinstance(i, RowIndex)), None)
+    return index.key() if index is not None else None
+
+
+def _take_or_missing(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``values[where]``, with NaN where ``where`` is -1 (as xarray fills missing labels)."""
+    if (where >= 0).all():
+        return values[where]
+    if values.dtype.kind in "iufb":
+        out = values.astype(np.float64)[where]
+    else:
+        out = values.astype(object)[where]
+    out[where < 0] = np.nan
+    return out
+
+
+def _missing_rows(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind == "O":
+        return np.asarray(pd.isna(values), dtype=bool)
+    return np.zeros(len(values), dtype=bool)
 
 
 def select_rows(obj: T_Xarray, row_dim: Hashable, **labels: Any) -> T_Xarray:

@@ -191,6 +191,100 @@ def test_merge_with_extra_coordinates_same_rows(tmp_path, ext):
     ]
 
 
+@pytest.mark.parametrize("join", ["inner", "outer", "left"])
+def test_merge_by_id_keeps_extra_coordinates(tmp_path, ext, join):
+    """merge_by_id: other row order, ids missing on one side, an extra coordinate."""
+    from embstore.selection import merge_by_id
+
+    a_path, b_path = str(tmp_path / f"a.{ext}"), str(tmp_path / f"b.{ext}")
+    ids, ref = _make(a_path, ids=np.arange(N) + 100)
+    order = np.random.default_rng(3).permutation(N)[: N - 9]
+    b_ids, emb = _second_store(
+        b_path, np.concatenate([ids[5:], [900, 901, 902, 903, 904]]), order, extra=True
+    )
+    a, b = Store.open(a_path), Store.open(b_path)
+    m = merge_by_id(a.dataset, b.dataset, join=join)
+    a_set, b_set = set(ids.tolist()), set(b_ids.tolist())
+    want_ids = {
+        "inner": [i for i in ids.tolist() if i in b_set],
+        "left": ids.tolist(),
+        "outer": ids.tolist() + [i for i in b_ids.tolist() if i not in a_set],
+    }[join]
+    assert m.image_id.values.tolist() == want_ids
+    assert isinstance(m.xindexes["category"], type(m.xindexes["image_id"]))  # one RowIndex
+    b_pos = {int(i): k for k, i in enumerate(b_ids)}
+    a_pos = {int(i): k for k, i in enumerate(ids)}
+    for row, i in enumerate(want_ids):
+        got_cat = m.category.values[row]
+        if i in b_pos:
+            assert got_cat == ("person" if i % 3 == 0 else "other")
+            np.testing.assert_array_equal(m.embedding.values[row], emb[b_pos[i]])
+        else:
+            assert pd.isna(got_cat) and np.isnan(m.embedding.values[row]).all()
+        if i in a_pos:
+            np.testing.assert_array_equal(m.query_embeddings.values[row], ref[a_pos[i]])
+        assert m.skin.values[row] == i % 4 + 1  # shared coordinates come from either side
+    in_b = [i for i in want_ids if i in b_pos]
+    sel = m.sel(category="person", skin=[1, 2])
+    assert sel.image_id.values.tolist() == [i for i in in_b if i % 3 == 0 and i % 4 in (0, 1)]
+
+
+def test_merge_by_id_errors(tmp_path):
+    from embstore.selection import merge_by_id
+
+    path = str(tmp_path / "a.zarr")
+    _make(path)
+    st = Store.open(path)
+    with pytest.raises(ValidationError, match="at least two"):
+        merge_by_id(st.dataset)
+    with pytest.raises(ValidationError, match="join must be"):
+        merge_by_id(st.dataset, st.dataset, join="exact")
+    with pytest.raises(ValidationError, match="without a name"):
+        merge_by_id(st.dataset, st.query_embeddings.rename(None))
+    other = st.dataset.rename(image_id="other_id")
+    with pytest.raises(ValidationError, match="unique values"):
+        merge_by_id(st.dataset, other)
+    # a named DataArray is accepted
+    m = merge_by_id(st.query_embeddings.rename("q2"), st.dataset.isel(image=slice(0, 5)))
+    assert m.image_id.values.tolist() == list(range(5)) and set(m.data_vars) == {
+        "q2",
+        "query_embeddings",
+    }
+
+
+def test_drop_and_unindex_row_coords(tmp_path, ext):
+    from embstore.selection import drop_row_coords, unindex_row_coords
+
+    path = str(tmp_path / f"r.{ext}")
+    ids, ref = _make(path)
+    q = Store.open(path).query_embeddings
+    dropped = drop_row_coords(q, "skin")
+    assert "skin" not in dropped.coords and set(dropped.coords) == set(q.coords) - {"skin"}
+    both = dropped.sel(lighting="well_lit", image_id=[6, 2, 3])  # several coordinates at once
+    assert both.image_id.values.tolist() == [2, 6]
+    sub = dropped.sel(image_id=[6, 2])
+    assert sub.image_id.values.tolist() == [6, 2]
+    np.testing.assert_array_equal(sub.values, ref[[6, 2]])  # still the store's rows, lazily
+    assert isinstance(dropped.variable._data, type(q.variable._data))
+    plain = unindex_row_coords(q, "skin", "lighting")
+    assert plain.skin.values.tolist() == q.skin.values.tolist()
+    assert "skin" not in plain.xindexes and "image_id" in plain.xindexes
+    assert plain.sel(image_id=[5]).skin.values.tolist() == [2]
+    # overwrite the unindexed coordinate, index it again
+    relabeled = attach_row_index(plain.assign_coords(skin=("image", ids % 2)), "image")
+    assert relabeled.sel(skin=1, lighting="dimly_lit").sizes["image"] == N // 2
+    with pytest.raises(SelectionError, match="row coordinates are"):
+        drop_row_coords(q, "nope")
+    with pytest.raises(ValidationError, match="no RowIndex"):
+        unindex_row_coords(detach_row_index_of(q), "skin")
+
+
+def detach_row_index_of(obj):
+    from embstore.selection import detach_row_index
+
+    return detach_row_index(obj)
+
+
 def test_drop_and_reset_one_coordinate(tmp_path):
     """xarray's rules for a multi-coordinate index; detach_row_index is the way out."""
     from embstore.selection import attach_row_index, detach_row_index
