@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -989,7 +989,7 @@ def unindex_row_coords(
 
 def merge_by_id(
     *objs: xr.DataArray | xr.Dataset,
-    join: str = "inner",
+    join: Literal["inner", "outer", "left"] = "inner",
     row_dim: Hashable | None = None,
 ) -> xr.Dataset:
     """Merge views of several stores row by row on their id, keeping every row coordinate.
