@@ -706,7 +706,15 @@ class RowIndex(Index):
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
     def __repr__(self) -> str:
-        return f"RowIndex(dim={self.dim!r}, coords={list(self.columns)!r}, rows={len(self)})"
+        # xarray puts this repr in the errors users meet with a multi-coordinate
+        # index (drop_vars / reset_index of one coordinate, aligning objects whose
+        # row coordinates differ): it names embstore's way out
+        return (
+            f"RowIndex(dim={self.dim!r}, coords={list(self.columns)!r}, rows={len(self)})\n"
+            "  embstore: drop or un-index one row coordinate with "
+            "embstore.selection.drop_row_coords / unindex_row_coords; merge views whose "
+            "row coordinates differ with embstore.selection.merge_by_id"
+        )
 
     def _repr_inline_(self, max_width: int) -> str:
         text = f"RowIndex({', '.join(map(str, self.columns))})"
