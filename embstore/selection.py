@@ -85,6 +85,7 @@ __all__ = [
     "detach_row_index",
     "drop_row_coords",
     "merge_by_id",
+    "reindex_by_id",
     "row_coord_names",
     "row_mask",
     "row_positions",
@@ -713,7 +714,8 @@ class RowIndex(Index):
             f"RowIndex(dim={self.dim!r}, coords={list(self.columns)!r}, rows={len(self)})\n"
             "  embstore: drop or un-index one row coordinate with "
             "embstore.selection.drop_row_coords / unindex_row_coords; merge views whose "
-            "row coordinates differ with embstore.selection.merge_by_id"
+            "row coordinates differ with embstore.selection.merge_by_id; reindex on the "
+            "id with embstore.selection.reindex_by_id"
         )
 
     def _repr_inline_(self, max_width: int) -> str:
@@ -1094,6 +1096,67 @@ def merge_by_id(
         {name: (row_dim, values) for name, values in extra.items()}
     )
     return attach_row_index(merged, row_dim)
+
+
+def reindex_by_id(obj: T_Xarray, ids: Any, *, row_dim: Hashable | None = None) -> T_Xarray:
+    """``reindex`` on the id: the rows of ``ids``, in that order, NaN for ids not present.
+
+    ``obj.reindex(image_id=[...])`` needs an indexed *dimension* coordinate in
+    xarray; the id of a store view is a coordinate along ``image``, so
+    xarray raises ``conflicting indexes``. ``.sel(image_id=[...])`` returns the
+    rows in the requested order but raises for an absent id; this fills
+    absent ids with NaN rows (their other row coordinates NaN too), as
+    ``reindex`` does.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        A store view (or any object with a RowIndex that has a unique coordinate).
+    ids : array-like
+        The ids wanted, in order (unique).
+    row_dim : str, optional
+        The row dimension (default: that of the object's RowIndex).
+
+    Returns
+    -------
+    xarray.DataArray or xarray.Dataset
+        One row per id (lazy data is read only for the present ids).
+
+    Raises
+    ------
+    ValidationError
+        ``ids`` repeats a value, or the object has no unique (id) coordinate.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = attach_row_index(xr.DataArray([1.0, 2.0, 3.0], dims="image", coords={
+    ...     "image_id": ("image", [7, 8, 9]), "skin": ("image", [1, 2, 1])}), "image")
+    >>> r = reindex_by_id(da, [9, 5, 7])
+    >>> r.values.tolist(), r.skin.values.tolist()
+    ([3.0, nan, 1.0], [1.0, nan, 1.0])
+    """
+    row_dim = _row_dim_of(obj) if row_dim is None else row_dim
+    index = next((i for i in obj.xindexes.values() if isinstance(i, RowIndex)), None)
+    key = index.key() if index is not None else None
+    if index is None or key is None:
+        raise ValidationError(
+            f"reindex_by_id needs a row coordinate with unique values (the id) along "
+            f"{row_dim!r}; the row coordinates are {row_coord_names(obj, row_dim)}."
+        )
+    wanted = np.asarray(ids)
+    if wanted.ndim != 1 or not pd.Index(wanted).is_unique:
+        raise ValidationError(
+            f"ids must be a 1-D list of unique {key!r} values; got shape {wanted.shape} "
+            "with repeats or more dimensions. Select repeated rows with .sel instead."
+        )
+    where = pd.Index(index.columns[key]).get_indexer(wanted)
+    columns = {
+        name: (wanted if name == key else _take_or_missing(values, where))
+        for name, values in index.columns.items()
+    }
+    target = xr.Dataset(coords={name: (row_dim, values) for name, values in columns.items()})
+    return obj.reindex_like(attach_row_index(target, row_dim))
 
 
 def _key_of(obj: xr.Dataset, row_dim: Hashable) -> Hashable | None:

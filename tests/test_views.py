@@ -230,6 +230,27 @@ def test_merge_by_id_keeps_extra_coordinates(tmp_path, ext, join):
     assert sel.image_id.values.tolist() == [i for i in in_b if i % 3 == 0 and i % 4 in (0, 1)]
 
 
+def test_reindex_by_id(tmp_path, ext):
+    from embstore.selection import reindex_by_id
+
+    path = str(tmp_path / f"r.{ext}")
+    ids, ref = _make(path)
+    st = Store.open(path)
+    with pytest.raises(Exception, match="conflicting indexes") as err:
+        st.query_embeddings.reindex(image_id=[3, 1])  # xarray: the id is not a dimension
+    assert "reindex_by_id" in str(err.value)
+    r = reindex_by_id(st.query_embeddings, [5, 999, 2])
+    assert r.image_id.values.tolist() == [5, 999, 2] and r.dtype == np.float32
+    np.testing.assert_array_equal(r.values[[0, 2]], ref[[5, 2]])
+    assert np.isnan(r.values[1]).all()
+    assert r.skin.values[0] == 2 and np.isnan(r.skin.values[1])
+    assert r.sel(image_id=[2]).lighting.values.tolist() == ["well_lit"]
+    ds = reindex_by_id(st.dataset, np.array([4, 0]))
+    np.testing.assert_array_equal(ds.query_embeddings.values, ref[[4, 0]])
+    with pytest.raises(ValidationError, match="unique"):
+        reindex_by_id(st.query_embeddings, [1, 1])
+
+
 def test_merge_by_id_errors(tmp_path):
     from embstore.selection import merge_by_id
 
