@@ -27,7 +27,9 @@ opens the store, reads, closes):
   ``Store.open(p).read("query_embeddings", skin=3)`` (medians of 7,
   alternating, same run; goal: within 2x). The views are lazily indexed
   xarray arrays whose selection reaches the same fast reader; they also
-  decode float16 to float32 (``embstore.store.decode``, block by block).
+  decode float16 to float32 (``embstore.store.decode``, block by block; the
+  header line names the decoder: the native F16C module when it was built
+  at install time, else NumPy).
   The CPU-time ratio of the same calls is printed too (info): on a shared
   machine it is less disturbed by other processes than wall time;
 * also printed, without goals: the views' ``.values`` against the
@@ -72,6 +74,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embstore import Store
+from embstore.store.decode import DECODER
 
 VARIABLES = {
     "query_embeddings": ("query", "hidden"),
@@ -337,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     mb = 2**20
     print(
         f"embstore store_io benchmark: N={n} images, batch={args.batch}, subset={len(sel_ids)} rows "
-        f"(skin={value}), writes: medians of {args.write_repeat}, reads: medians of {args.repeat}"
+        f"(skin={value}), writes: medians of {args.write_repeat}, reads: medians of {args.repeat}; "
+        f"float16 decoder: {DECODER}"
     )
     print(f"{'':34s}{'time s':>9s}{'MB':>9s}")
     print(
