@@ -888,11 +888,16 @@ def shared_row_coords(*objs: T_Xarray, row_dim: Hashable | None = None) -> list[
     return out
 
 
+def _row_index(obj: xr.DataArray | xr.Dataset) -> RowIndex | None:
+    """``obj``'s (first) RowIndex, if any."""
+    return next((i for i in obj.xindexes.values() if isinstance(i, RowIndex)), None)
+
+
 def _row_dim_of(obj: xr.DataArray | xr.Dataset) -> Hashable:
     """The dimension of ``obj``'s RowIndex (the row dimension of a store view)."""
-    for index in obj.xindexes.values():
-        if isinstance(index, RowIndex):
-            return index.dim
+    index = _row_index(obj)
+    if index is not None:
+        return index.dim
     raise ValidationError(
         "no RowIndex found on this object; pass row_dim=... (e.g. 'image'), or "
         "call attach_row_index(obj, row_dim) first."
@@ -1068,7 +1073,7 @@ def merge_by_id(
         datasets.append(obj)
     row_dim = _row_dim_of(datasets[0]) if row_dim is None else row_dim
     shared = shared_row_coords(*datasets, row_dim=row_dim)
-    keys = {_key_of(d, row_dim) for d in shared}
+    keys = {_key_of(d) for d in shared}
     if len(keys) != 1 or None in keys:
         raise ValidationError(
             f"merge_by_id matches rows on a coordinate with unique values that every "
@@ -1137,7 +1142,7 @@ def reindex_by_id(obj: T_Xarray, ids: Any, *, row_dim: Hashable | None = None) -
     ([3.0, nan, 1.0], [1.0, nan, 1.0])
     """
     row_dim = _row_dim_of(obj) if row_dim is None else row_dim
-    index = next((i for i in obj.xindexes.values() if isinstance(i, RowIndex)), None)
+    index = _row_index(obj)
     key = index.key() if index is not None else None
     if index is None or key is None:
         raise ValidationError(
@@ -1159,8 +1164,8 @@ def reindex_by_id(obj: T_Xarray, ids: Any, *, row_dim: Hashable | None = None) -
     return obj.reindex_like(attach_row_index(target, row_dim))
 
 
-def _key_of(obj: xr.Dataset, row_dim: Hashable) -> Hashable | None:
-    index = next((i for i in obj.xindexes.values() if isinstance(i, RowIndex)), None)
+def _key_of(obj: xr.Dataset) -> Hashable | None:
+    index = _row_index(obj)
     return index.key() if index is not None else None
 
 
