@@ -1,7 +1,14 @@
 """Append locks: one writer per region.
 
-A lock is a small file created with ``O_CREAT | O_EXCL`` holding the owner's
-host name and process id. A second appender finds it and gets
+A lock is a small file holding the owner's host name and process id. It is
+created atomically, never empty: the owner record is written to a private
+temporary file which is then hard-linked to the lock's name (``link`` fails
+when the name exists, like ``O_CREAT | O_EXCL``). A process killed while
+taking the lock therefore leaves either no lock or a complete one (which the
+next writer recognises as stale), never an empty file that would block
+appends. On file systems without hard links the lock is created with
+``O_CREAT | O_EXCL`` and then written; an empty lock found there is removed
+once it is 5 s old. A second appender finds the lock and gets
 :class:`~embstore.errors.StoreLockedError`. A lock left behind by a killed
 process on the same host is detected (its pid is gone) and taken over with a
 warning; on another host (or on object storage, where exclusive creation is not
@@ -15,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -119,6 +127,42 @@ class FileLock:
         except OSError:
             return None
 
+    def _create(self, record: dict[str, object]) -> bool:
+        """Create the lock file holding ``record``; False when it exists already.
+
+        The record is written to a temporary file first and hard-linked to the
+        lock's name, so the lock never exists empty (a SIGKILL at any instant
+        leaves no lock or a complete one).
+        """
+        payload = json.dumps(record).encode()
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(payload)
+            try:
+                os.link(tmp, self.path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as exc:  # no hard links here: exclusive create, then write
+                log.debug("no hard link for lock %s (%s): using O_EXCL", self.path, exc)
+        finally:
+            tmp.unlink(missing_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        return True
+
+    def _remove_dead_temporaries(self) -> None:
+        """Remove temporary lock records of processes killed while taking the lock."""
+        for tmp in self.path.parent.glob(f"{self.path.name}.*-*.tmp"):
+            pid = tmp.name[len(self.path.name) + 1 :].split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+
     def acquire(self, force: bool = False) -> None:
         """Take the lock.
 
@@ -133,11 +177,14 @@ class FileLock:
             Another live process holds the lock.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        self._remove_dead_temporaries()
+        me: dict[str, object] = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+        }
         for _attempt in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            if not self._create(me):
                 owner = self._owner()
                 if force:
                     log.warning("removing lock %s held by %s (force=True)", self.path, owner)
@@ -173,9 +220,7 @@ class FileLock:
                     f"{self.what} is already open for appending by {owner} (lock file {self.path}); "
                     "close that writer first, or open read-only with mode='r'. If that process is gone "
                     "(e.g. on another host), pass force=True to Store.open"
-                ) from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
+                )
             self.held = True
             return
         raise StoreLockedError(
