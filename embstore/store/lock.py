@@ -22,11 +22,11 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
 from ..errors import StoreLockedError
+from . import atomic
 
 __all__ = ["FileLock", "parse_owner", "pid_alive"]
 
@@ -130,36 +130,20 @@ class FileLock:
     def _create(self, record: dict[str, object]) -> bool:
         """Create the lock file holding ``record``; False when it exists already.
 
-        The record is written to a temporary file first and hard-linked to the
-        lock's name, so the lock never exists empty (a SIGKILL at any instant
-        leaves no lock or a complete one).
+        :func:`embstore.store.atomic.write_new` writes the record to a
+        temporary file and hard-links it to the lock's name, so the lock never
+        exists empty (a SIGKILL at any instant leaves no lock or a complete one).
         """
-        payload = json.dumps(record).encode()
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(payload)
-            try:
-                os.link(tmp, self.path)
-                return True
-            except FileExistsError:
-                return False
-            except OSError as exc:  # no hard links here: exclusive create, then write
-                log.debug("no hard link for lock %s (%s): using O_EXCL", self.path, exc)
-        finally:
-            tmp.unlink(missing_ok=True)
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            atomic.write_new(str(self.path), json.dumps(record).encode())
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
         return True
 
     def _remove_dead_temporaries(self) -> None:
         """Remove temporary lock records of processes killed while taking the lock."""
-        for tmp in self.path.parent.glob(f"{self.path.name}.*-*.tmp"):
-            pid = tmp.name[len(self.path.name) + 1 :].split("-", 1)[0]
+        for tmp in self.path.parent.glob(f"{self.path.name}.*.*.tmp"):
+            pid = tmp.name[len(self.path.name) + 1 :].split(".", 1)[0]
             if pid.isdigit() and not pid_alive(int(pid)):
                 tmp.unlink(missing_ok=True)
 
