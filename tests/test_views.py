@@ -234,7 +234,7 @@ def test_reindex_by_id(tmp_path, ext):
     from embstore.selection import reindex_by_id
 
     path = str(tmp_path / f"r.{ext}")
-    ids, ref = _make(path)
+    _ids, ref = _make(path)
     st = Store.open(path)
     with pytest.raises(Exception, match="conflicting indexes") as err:
         st.query_embeddings.reindex(image_id=[3, 1])  # xarray: the id is not a dimension
