@@ -1091,11 +1091,10 @@ def merge_by_id(
             if name in merged.coords:
                 continue
             values = _take_or_missing(np.asarray(ds[name].values), where)
-            if name in extra:  # another object had it: fill only its missing ids
-                have = where >= 0
-                filled = extra[name].astype(np.result_type(extra[name], values), copy=True)
-                filled[have & _missing_rows(filled)] = values[have & _missing_rows(filled)]
-                values = filled
+            if name in extra:  # an earlier object has it: it wins, this one fills its gaps
+                first = extra[name]
+                gaps = pd.isna(first)
+                values = np.where(gaps, values, first) if gaps.any() else first
             extra[name] = values
     merged = detach_row_index(merged).assign_coords(
         {name: (row_dim, values) for name, values in extra.items()}
@@ -1179,14 +1178,6 @@ def _take_or_missing(values: np.ndarray, where: np.ndarray) -> np.ndarray:
         out = values.astype(object)[where]
     out[where < 0] = np.nan
     return out
-
-
-def _missing_rows(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind == "f":
-        return np.isnan(values)
-    if values.dtype.kind == "O":
-        return np.asarray(pd.isna(values), dtype=bool)
-    return np.zeros(len(values), dtype=bool)
 
 
 def select_rows(obj: T_Xarray, row_dim: Hashable, **labels: Any) -> T_Xarray:
